@@ -1,0 +1,35 @@
+# pqgrid: architecture x sparsity x quantization (x seed) for mobile CNNs, as file targets.
+#
+# results/
+#   data/{train,test}.npz, manifest.json
+#   models/{arch}/seed{seed}/trained.h5, trained.history.csv, pruned_{sparsity}.h5
+#   tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite(.gz)
+#   eval/{arch}/seed{seed}/s{sparsity}_{quant}.json, .per_class.csv, keras_s{sparsity}.json
+#   tables/summary.csv, summary.md
+# logs/ and benchmarks/results/ mirror these paths (one log and one Snakemake benchmark
+# file per job).
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/prune.smk"
+include: "workflow/rules/convert.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/summary.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.summarize_grid.output,

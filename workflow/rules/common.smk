@@ -1,0 +1,105 @@
+# Helpers for every rule: the grid from config, wildcard constraints, input functions and
+# the per-cell settings passed as params (so changing one architecture's setting reruns
+# that architecture's cells only).
+import json
+import sys
+
+sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
+from pqgrid.config import (
+    ConfigError,
+    check_config,
+    grid,
+    input_scaling,
+    pruning_settings,
+    training_settings,
+)
+
+try:
+    check_config(config)
+except ConfigError as e:
+    # One line, before any job starts.
+    raise WorkflowError(f"pqgrid config error: {e}") from None
+
+GRID = grid(config)
+
+
+def _alternatives(values):
+    return "|".join(re.escape(v) for v in values)
+
+
+wildcard_constraints:
+    arch=_alternatives(GRID["arch"]),
+    seed=_alternatives(GRID["seed"]),
+    sparsity=_alternatives(GRID["sparsity"]),
+    quant=_alternatives(GRID["quant"]),
+
+
+def cells():
+    """Every (arch, seed, sparsity, quant) of the grid, as wildcard dicts."""
+    return [
+        dict(arch=a, seed=s, sparsity=p, quant=q)
+        for a in GRID["arch"]
+        for s in GRID["seed"]
+        for p in GRID["sparsity"]
+        for q in GRID["quant"]
+    ]
+
+
+def for_cells(pattern):
+    """`pattern` filled in for every cell of the grid."""
+    return [pattern.format(**c) for c in cells()]
+
+
+def for_models(pattern):
+    """`pattern` filled in for every Keras model (arch x seed x sparsity)."""
+    return sorted({pattern.format(**c) for c in cells()})
+
+
+def keras_model(wildcards):
+    """Sparsity 0 is the trained model itself; others are its pruned copies."""
+    if wildcards.sparsity == "0":
+        return rules.train_model.output.model.format(**wildcards)
+    return rules.prune_model.output.model.format(**wildcards)
+
+
+def arch_params(wildcards):
+    return config["architectures"][wildcards.arch]
+
+
+def train_params(wildcards):
+    return training_settings(config, wildcards.arch)
+
+
+def prune_params(wildcards):
+    settings = pruning_settings(config, wildcards.arch, int(wildcards.sparsity))
+    # Fine-tuning validates like training did and keeps its BatchNorm setting.
+    train = training_settings(config, wildcards.arch)
+    for key in ("validation", "holdout_fraction", "batchnorm_momentum"):
+        settings[key] = train[key]
+    return settings
+
+
+def cell(wildcards):
+    return dict(
+        arch=wildcards.arch,
+        seed=int(wildcards.seed),
+        sparsity=int(wildcards.sparsity),
+        **({"quant": wildcards.quant} if "quant" in wildcards.keys() else {}),
+    )
+
+
+def cell_settings(wildcards):
+    """Everything that made a cell, recorded in its metrics JSON."""
+    return dict(
+        architecture=arch_params(wildcards),
+        input_scaling=input_scaling(arch_params(wildcards)),
+        training=train_params(wildcards),
+        pruning=(
+            prune_params(wildcards) if wildcards.sparsity != "0" else None
+        ),
+        quantization=dict(
+            mode=wildcards.quant,
+            calibration_samples=config["quantization"]["calibration_samples"],
+        ),
+        dataset=config["dataset"],
+    )

@@ -1,0 +1,32 @@
+rule convert_tflite:
+    """Convert one Keras model to .tflite in one quantization mode (thesis §3.4)."""
+    input:
+        model=keras_model,
+        train=rules.prepare_data.output.train,
+    output:
+        tflite="results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite",
+    params:
+        arch=arch_params,
+        calibration_samples=config["quantization"]["calibration_samples"],
+    # The converter's graph passes are single-threaded; calibration is short.
+    threads: 1
+    resources:
+        mem_mb=3000,
+    log:
+        "logs/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.log",
+    benchmark:
+        "benchmarks/results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tsv"
+    script:
+        "../scripts/convert_tflite.py"
+
+
+rule gzip_tflite:
+    """Compressed size as the thesis measured it (gzip -9)."""
+    input:
+        tflite=rules.convert_tflite.output.tflite,
+    output:
+        gz="results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite.gz",
+    log:
+        "logs/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.gzip.log",
+    script:
+        "../scripts/gzip_tflite.py"

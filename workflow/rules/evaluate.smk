@@ -1,0 +1,44 @@
+rule evaluate_keras:
+    """Top-1/top-3 on train and test of a Keras model and its parameter statistics."""
+    input:
+        model=keras_model,
+        train=rules.prepare_data.output.train,
+        test=rules.prepare_data.output.test,
+        manifest=rules.prepare_data.output.manifest,
+    output:
+        metrics="results/eval/{arch}/seed{seed}/keras_s{sparsity}.json",
+    params:
+        arch=arch_params,
+        cell=cell,
+    threads: 2
+    log:
+        "logs/eval/{arch}/seed{seed}/keras_s{sparsity}.log",
+    benchmark:
+        "benchmarks/results/eval/{arch}/seed{seed}/keras_s{sparsity}.tsv"
+    script:
+        "../scripts/evaluate_keras.py"
+
+
+rule evaluate_tflite:
+    """Accuracy overall and per class of one .tflite through the LiteRT interpreter."""
+    input:
+        tflite=rules.convert_tflite.output.tflite,
+        gz=rules.gzip_tflite.output.gz,
+        test=rules.prepare_data.output.test,
+        manifest=rules.prepare_data.output.manifest,
+        keras=rules.evaluate_keras.output.metrics,
+    output:
+        metrics="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.json",
+        per_class="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.per_class.csv",
+    params:
+        arch=arch_params,
+        cell=cell,
+        settings=cell_settings,
+        batch_size=config["evaluation"]["batch_size"],
+    threads: config["evaluation"]["threads"]
+    log:
+        "logs/eval/{arch}/seed{seed}/s{sparsity}_{quant}.log",
+    benchmark:
+        "benchmarks/results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.tsv"
+    script:
+        "../scripts/evaluate_tflite.py"

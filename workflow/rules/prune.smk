@@ -1,0 +1,23 @@
+rule prune_model:
+    """Magnitude-prune a trained model to one target sparsity (thesis §3.5, Table 3.1)."""
+    input:
+        model=rules.train_model.output.model,
+        train=rules.prepare_data.output.train,
+        test=rules.prepare_data.output.test,
+        manifest=rules.prepare_data.output.manifest,
+    output:
+        model="results/models/{arch}/seed{seed}/pruned_{sparsity}.h5",
+        history="results/models/{arch}/seed{seed}/pruned_{sparsity}.history.csv",
+    params:
+        arch=arch_params,
+        pruning=prune_params,
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=300,
+    log:
+        "logs/models/{arch}/seed{seed}/pruned_{sparsity}.log",
+    benchmark:
+        "benchmarks/results/models/{arch}/seed{seed}/pruned_{sparsity}.tsv"
+    script:
+        "../scripts/prune_model.py"

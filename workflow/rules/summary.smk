@@ -1,0 +1,13 @@
+rule summarize_grid:
+    """One row per cell: accuracy, sizes, parameters (results/tables/summary.csv/.md)."""
+    input:
+        metrics=for_cells(rules.evaluate_tflite.output.metrics),
+        per_class=for_cells(rules.evaluate_tflite.output.per_class),
+        keras=for_models(rules.evaluate_keras.output.metrics),
+    output:
+        csv="results/tables/summary.csv",
+        md="results/tables/summary.md",
+    log:
+        "logs/tables/summary.log",
+    script:
+        "../scripts/summarize_grid.py"

@@ -1,0 +1,23 @@
+rule train_model:
+    """Train one architecture from scratch (thesis §3.3); resumes after a kill."""
+    input:
+        train=rules.prepare_data.output.train,
+        test=rules.prepare_data.output.test,
+        manifest=rules.prepare_data.output.manifest,
+    output:
+        model="results/models/{arch}/seed{seed}/trained.h5",
+        history="results/models/{arch}/seed{seed}/trained.history.csv",
+    params:
+        arch=arch_params,
+        training=train_params,
+    # TF's intra-op pool: more threads than cores only adds contention.
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=600,
+    log:
+        "logs/models/{arch}/seed{seed}/trained.log",
+    benchmark:
+        "benchmarks/results/models/{arch}/seed{seed}/trained.tsv"
+    script:
+        "../scripts/train_model.py"

@@ -1,0 +1,181 @@
+"""Pure-Python view of the configuration: builders, grid expansion and the semantic checks
+that the JSON schema cannot express. No TensorFlow import here: the Snakefile calls these at
+parse time, and a dry run must stay fast (benchmark P3)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+
+QUANT_MODES = ("fp32", "dynamic", "fp16", "int8", "int8_full")
+
+# keras.applications builders pqgrid knows, with the keyword arguments a user may set and the
+# input scaling the builder's own `preprocess_input` expects:
+#   "tf"  -> x / 127.5 - 1 (done by pqgrid before the model, in training, calibration and eval)
+#   "raw" -> 0..255 floats, the model rescales inside itself (MobileNetV3, EfficientNet)
+BUILDERS = {
+    "MobileNet": {"kwargs": {"alpha", "depth_multiplier", "dropout"}, "input": "tf"},
+    "MobileNetV2": {"kwargs": {"alpha"}, "input": "tf"},
+    "MobileNetV3Large": {
+        "kwargs": {"alpha", "minimalistic", "dropout_rate"},
+        "input": "raw",
+    },
+    "MobileNetV3Small": {
+        "kwargs": {"alpha", "minimalistic", "dropout_rate"},
+        "input": "raw",
+    },
+    **{
+        f"EfficientNetB{i}": {"kwargs": set(), "input": "raw"} for i in range(8)
+    },
+    **{
+        f"EfficientNetV2B{i}": {"kwargs": set(), "input": "raw"} for i in range(4)
+    },
+}
+
+# Keys of an architecture entry that are pqgrid's own; every other key is a builder kwarg.
+ARCH_RESERVED = {"builder", "training", "pruning"}
+
+DATASET_SOURCES = ("keras", "synthetic")  # plus a path (folder, tar, CIFAR python batches)
+
+PRUNABLE_OVERRIDES = {"learning_rate", "final_learning_rate", "batch_size", "momentum", "exclude", "depthwise"}
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, reported as one line naming the key and the fix."""
+
+
+def builder_kwargs(arch_cfg: dict) -> dict:
+    return {k: v for k, v in arch_cfg.items() if k not in ARCH_RESERVED}
+
+
+def input_scaling(arch_cfg: dict) -> str:
+    return BUILDERS[arch_cfg["builder"]]["input"]
+
+
+def training_settings(config: dict, arch: str) -> dict:
+    """Global training settings with the architecture's overrides applied."""
+    merged = copy.deepcopy(config["training"])
+    merged.update(config["architectures"][arch].get("training", {}))
+    return merged
+
+
+def pruning_settings(config: dict, arch: str, sparsity: int) -> dict:
+    """Fine-tuning settings and the schedule of one target sparsity, overrides applied."""
+    pr = config["pruning"]
+    merged = {k: copy.deepcopy(v) for k, v in pr.items() if k not in ("sparsities", "schedules")}
+    merged.update(config["architectures"][arch].get("pruning", {}))
+    merged["schedule"] = dict(pr["schedules"][sparsity])
+    merged["target_sparsity"] = sparsity
+    return merged
+
+
+def grid(config: dict) -> dict:
+    """The grid's axes as lists of strings (wildcard values)."""
+    return {
+        "arch": selected_architectures(config),
+        "seed": [str(s) for s in config["seeds"]],
+        "sparsity": [str(s) for s in config["pruning"]["sparsities"]],
+        "quant": list(config["quantization"]["modes"]),
+    }
+
+
+def selected_architectures(config: dict) -> list:
+    chosen = config.get("grid_architectures")
+    return list(config["architectures"]) if chosen is None else list(chosen)
+
+
+def check_config(config: dict) -> None:
+    """Semantic checks the schema cannot express. Raises ConfigError with one line."""
+    archs = config.get("architectures") or {}
+    if not archs:
+        raise ConfigError("architectures: the grid is empty; name at least one architecture")
+    for name, a in archs.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]*", name):
+            raise ConfigError(
+                f"architectures.{name}: use letters, digits and '_' only in architecture names"
+            )
+        b = a.get("builder")
+        if b not in BUILDERS:
+            raise ConfigError(
+                f"architectures.{name}.builder: unknown builder {b!r}; "
+                f"choose one of {', '.join(sorted(BUILDERS))}"
+            )
+        bad = set(builder_kwargs(a)) - BUILDERS[b]["kwargs"]
+        if bad:
+            allowed = ", ".join(sorted(BUILDERS[b]["kwargs"])) or "none"
+            raise ConfigError(
+                f"architectures.{name}: {b} takes no argument {sorted(bad)[0]!r}; allowed: {allowed}"
+            )
+        for key in ("pruning",):
+            bad = set(a.get(key, {})) - PRUNABLE_OVERRIDES
+            if bad:
+                raise ConfigError(
+                    f"architectures.{name}.pruning.{sorted(bad)[0]}: not an override; "
+                    f"allowed: {', '.join(sorted(PRUNABLE_OVERRIDES))}"
+                )
+        bad = set(a.get("training", {})) - set(config.get("training", {}))
+        if bad:
+            raise ConfigError(
+                f"architectures.{name}.training.{sorted(bad)[0]}: not a training setting; "
+                f"allowed: {', '.join(sorted(config['training']))}"
+            )
+    chosen = config.get("grid_architectures")
+    if chosen is not None:
+        if not chosen:
+            raise ConfigError("grid_architectures: the grid is empty; name at least one architecture or use null")
+        for name in chosen:
+            if name not in archs:
+                raise ConfigError(
+                    f"grid_architectures: {name!r} is not defined under architectures; "
+                    f"define it or choose from {', '.join(archs)}"
+                )
+    modes = config["quantization"]["modes"]
+    if not modes:
+        raise ConfigError("quantization.modes: the grid is empty; name at least one mode")
+    for m in modes:
+        if m not in QUANT_MODES:
+            raise ConfigError(
+                f"quantization.modes: unknown mode {m!r}; choose from {', '.join(QUANT_MODES)}"
+            )
+    if not config.get("seeds"):
+        raise ConfigError("seeds: the grid is empty; give at least one seed, e.g. [0]")
+    pr = config["pruning"]
+    if not pr["sparsities"]:
+        raise ConfigError("pruning.sparsities: the grid is empty; use [0] for no pruning")
+    for s in pr["sparsities"]:
+        if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 99:
+            raise ConfigError(
+                f"pruning.sparsities: {s!r} is not a whole percentage in 0..99"
+            )
+        if s and s not in pr["schedules"]:
+            raise ConfigError(
+                f"pruning.schedules: no schedule for sparsity {s}; add "
+                f"'{s}: {{frequency_epochs: ..., steps: ...}}' under pruning.schedules"
+            )
+        if s:
+            sch = pr["schedules"][s]
+            if sch.get("frequency_epochs", 0) <= 0 or sch.get("steps", 0) < 1:
+                raise ConfigError(
+                    f"pruning.schedules.{s}: frequency_epochs must be > 0 and steps >= 1"
+                )
+    for regex_key in [("pruning", pr.get("exclude", ""))] + [
+        (f"architectures.{n}.pruning", a.get("pruning", {}).get("exclude", ""))
+        for n, a in archs.items()
+    ]:
+        try:
+            re.compile(regex_key[1] or "")
+        except re.error as e:
+            raise ConfigError(f"{regex_key[0]}.exclude: invalid regex ({e})") from None
+    check_dataset_source(config["dataset"]["source"])
+
+
+def check_dataset_source(source: str) -> None:
+    if source in DATASET_SOURCES:
+        return
+    if not os.path.exists(source):
+        raise ConfigError(
+            f"dataset.source: {source!r} does not exist; give 'keras', 'synthetic', an "
+            "image-folder directory or .tar/.tar.gz, or CIFAR-10 python batches "
+            "(directory or cifar-10-python.tar.gz)"
+        )

@@ -1,0 +1,81 @@
+"""Keras .h5 -> .tflite in one of five modes (thesis §3.4 used `int8`)."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+
+import numpy as np
+
+from . import data as data_mod
+from .io import atomic_path
+
+log = logging.getLogger("pqgrid")
+
+
+def calibration_images(train_npz, samples: int, seed: int) -> np.ndarray:
+    """A stratified, seeded subset of the training split (never test) for calibration."""
+    x, y = data_mod.load_npz(train_npz)
+    per_class = max(1, samples // len(np.unique(y)))
+    sub = data_mod.stratified_limit(data_mod.Split(x, y), per_class, np.random.default_rng(seed))
+    return sub.x[:samples]
+
+
+def converter_for(model, mode: str, representative=None):
+    """A TFLiteConverter set up for `mode`:
+    fp32      no optimisation
+    dynamic   int8 weights, float activations computed on the fly (no calibration)
+    fp16      float16 weights
+    int8      int8 weights and activations, float32 input/output (the thesis' "float fallback")
+    int8_full integer-only: int8 input and output, every op int8 (fails if one cannot be)."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode == "fp32":
+        return conv
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "dynamic":
+        return conv
+    if mode == "fp16":
+        conv.target_spec.supported_types = [tf.float16]
+        return conv
+    if mode not in ("int8", "int8_full"):
+        raise ValueError(f"unknown quantization mode {mode!r}")
+    if representative is None:
+        raise ValueError(f"{mode} needs calibration images")
+
+    def gen():
+        for img in representative:
+            yield [img[None].astype(np.float32)]
+
+    conv.representative_dataset = gen
+    if mode == "int8_full":
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv
+
+
+def convert(model_h5, train_npz, out_tflite, arch_cfg, mode, calibration_samples, seed, threads=None):
+    from .tfsetup import tensorflow
+
+    tensorflow(threads, seed)
+    from .models import BUILDERS, scale_inputs
+    from .stages import load_keras
+
+    model = load_keras(model_h5)
+    rep = None
+    if mode in ("int8", "int8_full"):
+        rep = scale_inputs(calibration_images(train_npz, calibration_samples, seed), BUILDERS[arch_cfg["builder"]]["input"])
+    flat = converter_for(model, mode, rep).convert()
+    with atomic_path(out_tflite) as tmp:
+        tmp.write_bytes(flat)
+    log.info("wrote %s (%d bytes, mode %s)", out_tflite, len(flat), mode)
+
+
+def gzip_file(src, dst, level=9):
+    """gzip -9 as the thesis measured compressed size; mtime 0 so the bytes are repeatable."""
+    with atomic_path(dst) as tmp, open(src, "rb") as fi, open(tmp, "wb") as raw:
+        with gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0) as fo:
+            shutil.copyfileobj(fi, fo)

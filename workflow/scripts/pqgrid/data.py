@@ -1,0 +1,336 @@
+"""Load CIFAR-10-like data from any supported source into uint8 arrays.
+
+Sources: 'keras' (tf_keras.datasets.cifar10), 'synthetic' (procedural, for tests), an
+image-folder tree (directory or .tar/.tar.gz: <root>/train/<class>/*, <root>/test/<class>/*),
+or the original CIFAR-10 python batches (directory or cifar-10-python.tar.gz).
+Images are decoded with Pillow straight from the archive: nothing is unpacked to disk."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from .io import atomic_path, sha256_file, write_json
+
+CIFAR10_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".webp"}
+
+
+class DataError(ValueError):
+    """Bad data: names the file or folder and what to do."""
+
+
+@dataclass
+class Split:
+    x: np.ndarray  # (N, H, W, 3) uint8
+    y: np.ndarray  # (N,) int64 class index
+    names: list = field(default_factory=list)  # where each image came from (for limits/errors)
+
+
+# ---------------------------------------------------------------- synthetic
+def synthetic(train_per_class=100, test_per_class=20, num_classes=10, size=32, seed=0):
+    """Learnable procedural images: each class is a coloured oriented stripe pattern, each
+    image adds random phase, contrast and noise. Small CNNs separate them in a few epochs."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    classes = [f"class{c}" for c in range(num_classes)]
+    colours = rng.uniform(0.2, 1.0, size=(num_classes, 3))
+
+    def make(n_per_class):
+        xs, ys = [], []
+        for c in range(num_classes):
+            angle = np.pi * c / num_classes
+            freq = 2 + (c % 3)
+            for _ in range(n_per_class):
+                phase = rng.uniform(0, 2 * np.pi)
+                wave = np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
+                img = 0.5 + 0.4 * wave[..., None] * colours[c] + rng.normal(0, 0.08, (size, size, 3))
+                xs.append(np.clip(img * 255, 0, 255).astype(np.uint8))
+                ys.append(c)
+        return Split(np.stack(xs), np.asarray(ys, dtype=np.int64))
+
+    return make(train_per_class), make(test_per_class), classes
+
+
+# ---------------------------------------------------------------- keras
+def keras_cifar10():
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    try:
+        import tf_keras
+
+        (xtr, ytr), (xte, yte) = tf_keras.datasets.cifar10.load_data()
+    except Exception as e:  # noqa: BLE001 - any download failure means the same to a user
+        raise DataError(
+            "dataset.source 'keras': could not download CIFAR-10 "
+            f"({type(e).__name__}; offline?). Point dataset.source at a local copy: an "
+            "image-folder tree or .tar.gz (e.g. cifar10-jpeg.tar.gz) or cifar-10-python.tar.gz"
+        ) from None
+    return (
+        Split(xtr, ytr.reshape(-1).astype(np.int64)),
+        Split(xte, yte.reshape(-1).astype(np.int64)),
+        list(CIFAR10_CLASSES),
+    )
+
+
+# ---------------------------------------------------------------- CIFAR python batches
+def _unpickle(fh, name):
+    try:
+        d = pickle.load(fh, encoding="bytes")
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(d[b"labels"], dtype=np.int64)
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{name}: not a readable CIFAR-10 batch ({e})") from None
+
+
+def _cifar_batches(read, names):
+    """`read(name)` opens a member; names maps 'data_batch_1'.. to member names."""
+    train_keys = sorted(k for k in names if k.startswith("data_batch_"))
+    if not train_keys or "test_batch" not in names:
+        raise DataError("CIFAR-10 batches: need data_batch_1..5 and test_batch")
+    parts = [_unpickle(read(names[k]), names[k]) for k in train_keys]
+    xte, yte = _unpickle(read(names["test_batch"]), names["test_batch"])
+    classes = list(CIFAR10_CLASSES)
+    if "batches.meta" in names:
+        meta = pickle.load(read(names["batches.meta"]), encoding="bytes")
+        classes = [c.decode() for c in meta[b"label_names"]]
+    return (
+        Split(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])),
+        Split(xte, yte),
+        classes,
+    )
+
+
+# ---------------------------------------------------------------- image folders
+def _index_folder(rel_paths):
+    """Group member paths into {split: {class: [path,...]}} given paths relative to the
+    archive or folder. Accepts one wrapping folder (cifar10/train/...)."""
+    tree = {}
+    for p in rel_paths:
+        parts = PurePosixPath(p).parts
+        if PurePosixPath(p).suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        for i, part in enumerate(parts[:-2]):
+            if part in ("train", "test") and len(parts) - i == 3:
+                root = "/".join(parts[:i])
+                tree.setdefault(root, {}).setdefault(part, {}).setdefault(parts[i + 1], []).append(p)
+                break
+    roots = [r for r, t in tree.items() if "train" in t and "test" in t]
+    if not roots:
+        raise DataError("no 'train/<class>/*' and 'test/<class>/*' image folders found")
+    if len(roots) > 1:
+        raise DataError(f"several dataset roots found ({', '.join(roots)}); point at one")
+    return tree[roots[0]]
+
+
+def _select(per_class: dict, limit, rng):
+    """Stratified, seeded choice of up to `limit` names per class (all if limit is None)."""
+    chosen = {}
+    for cls in sorted(per_class):
+        names = sorted(per_class[cls])
+        if limit is not None and limit < len(names):
+            idx = np.sort(rng.permutation(len(names))[:limit])
+            names = [names[i] for i in idx]
+        chosen[cls] = names
+    return chosen
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{name}: cannot decode image ({e}); remove or replace the file") from None
+
+
+def _load_folder_split(chosen: dict, classes, read) -> Split:
+    xs, ys, names = [], [], []
+    for ci, cls in enumerate(classes):
+        for name in chosen[cls]:
+            img = _decode(read(name), name)
+            if xs and img.shape != xs[0].shape:
+                raise DataError(
+                    f"{name}: image is {img.shape[1]}x{img.shape[0]}, others are "
+                    f"{xs[0].shape[1]}x{xs[0].shape[0]}; resize all images to one size"
+                )
+            xs.append(img)
+            ys.append(ci)
+            names.append(name)
+    return Split(np.stack(xs), np.asarray(ys, dtype=np.int64), names)
+
+
+def _image_folders(tree, read, train_limit, test_limit, seed):
+    train_cls, test_cls = sorted(tree["train"]), sorted(tree["test"])
+    if train_cls != test_cls:
+        diff = sorted(set(train_cls) ^ set(test_cls))
+        raise DataError(
+            f"train and test have different classes (only in one: {', '.join(diff)}); "
+            "give both splits the same class folders"
+        )
+    rng = np.random.default_rng(seed)
+    train = _load_folder_split(_select(tree["train"], train_limit, rng), train_cls, read)
+    test = _load_folder_split(_select(tree["test"], test_limit, rng), test_cls, read)
+    return train, test, train_cls
+
+
+# ---------------------------------------------------------------- dispatch
+def load(source: str, train_per_class=None, test_per_class=None, seed=0, synthetic_classes=10):
+    """Return (train, test, classes, source_sha256) with stratified per-class limits."""
+    if source == "synthetic":
+        train, test, classes = synthetic(train_per_class or 100, test_per_class or 20, synthetic_classes, seed=seed)
+        digest = _array_digest(train, test)
+        return train, test, classes, digest
+    if source == "keras":
+        train, test, classes = keras_cifar10()
+        digest = _array_digest(train, test)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise DataError(f"dataset.source {source}: does not exist; check the path")
+        if path.is_dir():
+            train, test, classes = _from_directory(path, train_per_class, test_per_class, seed)
+            digest = _directory_digest(path)
+        else:
+            train, test, classes = _from_archive(path, train_per_class, test_per_class, seed)
+            digest = sha256_file(path)
+        if train.names:  # image folders were limited while reading
+            return _check(train, test, classes, source) + (digest,)
+    rng = np.random.default_rng(seed)
+    train = stratified_limit(train, train_per_class, rng)
+    test = stratified_limit(test, test_per_class, rng)
+    return _check(train, test, classes, source) + (digest,)
+
+
+def _from_directory(path: Path, train_limit, test_limit, seed):
+    files = [str(p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_file()]
+    batch_names = {PurePosixPath(f).name: f for f in files if PurePosixPath(f).name.startswith(("data_batch_", "test_batch", "batches.meta"))}
+    if "test_batch" in batch_names:
+        return _cifar_batches(lambda n: open(path / n, "rb"), batch_names)
+    try:
+        tree = _index_folder(files)
+    except DataError as e:
+        raise DataError(f"dataset.source {path}: {e}; expected <root>/train/<class>/* and <root>/test/<class>/*") from None
+    return _image_folders(tree, lambda n: (path / n).read_bytes(), train_limit, test_limit, seed)
+
+
+def _from_archive(path: Path, train_limit, test_limit, seed):
+    try:
+        tar = tarfile.open(path)
+        members = {m.name: m for m in tar.getmembers() if m.isfile()}
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"dataset.source {path}: not a readable .tar/.tar.gz ({e}); re-download or repack it") from None
+    with tar:
+        def read(name):
+            return tar.extractfile(members[name]).read()
+
+        batch_names = {PurePosixPath(n).name: n for n in members if PurePosixPath(n).name.startswith(("data_batch_", "test_batch", "batches.meta"))}
+        try:
+            if "test_batch" in batch_names:
+                return _cifar_batches(lambda n: io.BytesIO(read(n)), batch_names)
+            tree = _index_folder(members)
+            return _image_folders(tree, read, train_limit, test_limit, seed)
+        except (tarfile.TarError, OSError, EOFError, KeyError) as e:
+            raise DataError(f"dataset.source {path}: archive is corrupt ({e}); re-download it") from None
+        except DataError as e:
+            raise DataError(f"dataset.source {path}: {e}") from None
+
+
+def stratified_limit(split: Split, per_class, rng) -> Split:
+    if per_class is None:
+        return split
+    keep = []
+    for c in np.unique(split.y):
+        idx = np.flatnonzero(split.y == c)
+        keep.append(np.sort(rng.permutation(idx)[:per_class]))
+    keep = np.sort(np.concatenate(keep))
+    return Split(split.x[keep], split.y[keep])
+
+
+def _check(train: Split, test: Split, classes, source):
+    if len(classes) < 2:
+        raise DataError(f"dataset.source {source}: {len(classes)} class found; need at least 2")
+    if set(np.unique(train.y)) != set(np.unique(test.y)):
+        raise DataError(f"dataset.source {source}: train and test have different classes")
+    return train, test, classes
+
+
+def _array_digest(*splits) -> str:
+    h = hashlib.sha256()
+    for s in splits:
+        h.update(np.ascontiguousarray(s.x).tobytes())
+        h.update(np.ascontiguousarray(s.y).tobytes())
+    return h.hexdigest()
+
+
+def _directory_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(path).as_posix().encode() + b"\0")
+            h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def holdout_split(y: np.ndarray, fraction: float, seed: int):
+    """Stratified train/validation index split of the training set."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        val.append(idx[: max(1, int(round(fraction * len(idx))))])
+    val = np.sort(np.concatenate(val))
+    train = np.setdiff1d(np.arange(len(y)), val)
+    return train, val
+
+
+def prepare(source, train_npz, test_npz, manifest_path, train_per_class=None, test_per_class=None, seed=0):
+    """The data rule: load, check, write train.npz / test.npz / manifest.json atomically."""
+    train, test, classes, digest = load(source, train_per_class, test_per_class, seed)
+    for split, out in ((train, train_npz), (test, test_npz)):
+        with atomic_path(out) as tmp:
+            np.savez(tmp, x=split.x, y=split.y)
+    manifest = {
+        "source": str(source),
+        "source_sha256": digest,
+        "classes": classes,
+        "image_shape": list(train.x.shape[1:]),
+        "train_per_class_limit": train_per_class,
+        "test_per_class_limit": test_per_class,
+        "seed": seed,
+        "counts": {
+            "train": {c: int((train.y == i).sum()) for i, c in enumerate(classes)},
+            "test": {c: int((test.y == i).sum()) for i, c in enumerate(classes)},
+        },
+        "npz_sha256": {"train": sha256_file(train_npz), "test": sha256_file(test_npz)},
+    }
+    write_json(manifest_path, manifest)
+    return manifest
+
+
+def load_npz(path):
+    with np.load(path) as d:
+        return d["x"], d["y"]
+
+
+def load_manifest(path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,132 @@
+"""Accuracy of a .tflite through the LiteRT interpreter, batched, plus the metric math."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import pandas as pd
+
+from . import data as data_mod
+from .io import atomic_path, sha256_file, versions, write_json
+
+log = logging.getLogger("pqgrid")
+
+
+# ---------------------------------------------------------------- metric math
+def topk_accuracy(scores: np.ndarray, y: np.ndarray, k: int) -> float:
+    """Share of rows whose true class is among the k highest scores (ties: lower index)."""
+    k = min(k, scores.shape[1])
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == y[:, None], axis=1)))
+
+
+def per_class_table(y_true, y_pred, classes) -> pd.DataFrame:
+    rows = []
+    for i, c in enumerate(classes):
+        mask = y_true == i
+        support = int(mask.sum())
+        correct = int((y_pred[mask] == i).sum())
+        rows.append({"class": c, "support": support, "correct": correct, "accuracy": correct / support if support else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def confusion_matrix(y_true, y_pred, n) -> np.ndarray:
+    """rows: true class, columns: predicted class."""
+    cm = np.zeros((n, n), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+# ---------------------------------------------------------------- LiteRT
+def interpreter(path, threads=1):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # a device with only tflite_runtime or full TF
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            import tensorflow as tf
+
+            Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=str(path), num_threads=int(threads))
+
+
+def predict_tflite(path, x_float: np.ndarray, batch_size=256, threads=1) -> np.ndarray:
+    """Scores for every image, `batch_size` images per invoke. The last batch is padded so
+    the interpreter is resized once, not per batch. int8 inputs/outputs are (de)quantized
+    with the tensor's own scale and zero point."""
+    it = interpreter(path, threads)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    n = len(x_float)
+    b = min(batch_size, n)
+    it.resize_tensor_input(inp["index"], [b, *x_float.shape[1:]])
+    it.allocate_tensors()
+    in_scale, in_zero = inp["quantization"]
+    out_scale, out_zero = out["quantization"]
+    scores = []
+    for start in range(0, n, b):
+        chunk = x_float[start : start + b]
+        real = len(chunk)
+        if real < b:
+            chunk = np.concatenate([chunk, np.zeros((b - real, *chunk.shape[1:]), chunk.dtype)])
+        if inp["dtype"] != np.float32:
+            info = np.iinfo(inp["dtype"])
+            chunk = np.clip(np.round(chunk / in_scale + in_zero), info.min, info.max)
+        it.set_tensor(inp["index"], chunk.astype(inp["dtype"]))
+        it.invoke()
+        res = it.get_tensor(out["index"])[:real]
+        if out["dtype"] != np.float32:
+            res = (res.astype(np.float32) - out_zero) * out_scale
+        scores.append(res)
+    return np.concatenate(scores)
+
+
+def io_dtypes(path) -> dict:
+    it = interpreter(path)
+    return {
+        "input_dtype": np.dtype(it.get_input_details()[0]["dtype"]).name,
+        "output_dtype": np.dtype(it.get_output_details()[0]["dtype"]).name,
+    }
+
+
+def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_csv, arch_cfg, cell, settings, batch_size=256, threads=1):
+    """Metrics of one grid cell: accuracy overall and per class, confusion matrix, sizes,
+    parameter statistics, and the provenance that made them."""
+    from .config import input_scaling
+    from .models import scale_inputs
+
+    man = data_mod.load_manifest(manifest)
+    x, y = data_mod.load_npz(test_npz)
+    t0 = time.perf_counter()
+    scores = predict_tflite(tflite, scale_inputs(x, input_scaling(arch_cfg)), batch_size, threads)
+    dt = time.perf_counter() - t0
+    log.info("evaluated %d images in %.2fs (%.0f img/s, %d threads)", len(x), dt, len(x) / dt, threads)
+    pred = np.argmax(scores, axis=1)
+    per_class = per_class_table(y, pred, man["classes"])
+    keras_stats = json.loads(open(keras_json).read())
+    out = {
+        "cell": cell,
+        "top1": topk_accuracy(scores, y, 1),
+        "top3": topk_accuracy(scores, y, 3),
+        "test_images": int(len(y)),
+        "file_bytes": os.path.getsize(tflite),
+        "gzip_bytes": os.path.getsize(gz),
+        **{k: keras_stats[k] for k in ("params", "depthwise_params", "depthwise_share", "zero_fraction")},
+        "keras_top1_test": keras_stats["top1_test"],
+        **io_dtypes(tflite),
+        "confusion_matrix": confusion_matrix(y, pred, len(man["classes"])).tolist(),
+        "classes": man["classes"],
+        "tflite_sha256": sha256_file(tflite),
+        "manifest_sha256": sha256_file(manifest),
+        "dataset_source_sha256": man["source_sha256"],
+        "settings": settings,
+        "versions": versions(),
+    }
+    with atomic_path(out_csv) as tmp:
+        per_class.to_csv(tmp, index=False)
+    write_json(out_json, out)
+    return out

@@ -1,0 +1,91 @@
+"""Build keras.applications models and give each its expected input scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import BUILDERS, builder_kwargs
+
+
+def scale_inputs(x, scaling: str) -> np.ndarray:
+    """uint8 images -> what the model takes (numpy; `scale_inputs_tf` is the same in TF).
+    'tf': MobileNet/MobileNetV2 `preprocess_input` (x/127.5 - 1), done outside the model.
+    'raw': MobileNetV3/EfficientNet rescale inside the model and take 0..255 floats."""
+    x = np.asarray(x, dtype=np.float32)
+    if scaling == "tf":
+        return x / 127.5 - 1.0
+    if scaling == "raw":
+        return x
+    raise ValueError(f"unknown input scaling {scaling!r}")
+
+
+def scale_inputs_tf(x, scaling: str):
+    import tensorflow as tf
+
+    x = tf.cast(x, tf.float32)
+    return x / 127.5 - 1.0 if scaling == "tf" else x
+
+
+def build(arch_cfg: dict, num_classes: int, input_shape, batchnorm_momentum=None):
+    import tf_keras
+
+    builder = getattr(tf_keras.applications, arch_cfg["builder"])
+    model = builder(
+        input_shape=tuple(input_shape),
+        weights=None,  # from scratch: ImageNet weights do not fit 32x32 (thesis §3.3)
+        classes=num_classes,
+        include_top=True,
+        classifier_activation="softmax",
+        **builder_kwargs(arch_cfg),
+    )
+    set_batchnorm_momentum(model, batchnorm_momentum)
+    return model
+
+
+def set_batchnorm_momentum(model, momentum):
+    """keras.applications uses momentum 0.999 (MobileNetV3, EfficientNet): the moving
+    statistics then average over ~1000 steps and lag far behind the weights in a short run,
+    so inference-mode accuracy stays near chance although training accuracy rises. 0.9
+    (~10 steps) tracks them; `None` keeps the builder's value (the thesis' 150 epochs)."""
+    if momentum is None:
+        return 0
+    import tf_keras
+
+    n = 0
+    for layer in _all_layers(model):
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
+            n += 1
+    return n
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+        if hasattr(layer, "layer"):  # tfmot wrappers
+            yield layer.layer
+
+
+def parameter_stats(model) -> dict:
+    """Parameter counts (thesis Tables 4.1/4.4) and the fraction of weights that are zero."""
+    import tf_keras
+
+    total = dw = zeros = 0
+    for w in model.weights:
+        total += int(np.prod(w.shape))
+    for layer in _all_layers(model):
+        if isinstance(layer, tf_keras.layers.DepthwiseConv2D):
+            dw += int(np.prod(layer.depthwise_kernel.shape))
+    for w in model.weights:
+        zeros += int(np.sum(w.numpy() == 0))
+    return {
+        "params": total,
+        "depthwise_params": dw,
+        "depthwise_share": dw / total if total else 0.0,
+        "zero_fraction": zeros / total if total else 0.0,
+    }
+
+
+__all__ = ["BUILDERS", "build", "scale_inputs", "scale_inputs_tf", "parameter_stats"]

@@ -1,0 +1,176 @@
+"""The work of each rule as one plain function taking paths and plain values, so pytest can
+call it without Snakemake. The rule scripts in workflow/scripts/ only unpack `snakemake`."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+
+import numpy as np
+
+from . import data as data_mod
+from .io import atomic_path, sha256_file, write_json
+
+log = logging.getLogger("pqgrid")
+
+
+def _train_val(train_npz, test_npz, settings, seed):
+    x, y = data_mod.load_npz(train_npz)
+    if settings["validation"] == "holdout":
+        tr, va = data_mod.holdout_split(y, settings["holdout_fraction"], seed)
+        return (x[tr], y[tr]), (x[va], y[va])
+    return (x, y), data_mod.load_npz(test_npz)
+
+
+def train_model(train_npz, test_npz, manifest, model_out, history_out, arch_cfg, settings, seed, threads=None):
+    """Train one architecture from scratch (thesis §3.3) and save it as .h5."""
+    from .tfsetup import tensorflow
+
+    tf, tf_keras = tensorflow(threads, seed)
+    from . import models, train
+
+    man = data_mod.load_manifest(manifest)
+    (x, y), val = _train_val(train_npz, test_npz, settings, seed)
+    num_classes = len(man["classes"])
+    model = models.build(arch_cfg, num_classes, x.shape[1:], settings["batchnorm_momentum"])
+    steps = math.ceil(len(x) / settings["batch_size"]) * settings["epochs"]
+    opt = tf_keras.optimizers.RMSprop(
+        train.linear_decay(settings["learning_rate"], settings["final_learning_rate"], steps),
+        momentum=settings["momentum"],
+    )
+    resume_dir = f"{model_out}.resume"
+    run_id = train.fingerprint(arch_cfg, settings, seed, man["npz_sha256"])
+    log.info("training %s: %d images, %d classes, %d epochs", arch_cfg["builder"], len(x), num_classes, settings["epochs"])
+    train.fit_resumable(
+        model,
+        opt,
+        (x, y),
+        val,
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        seed=seed,
+        scaling=models.BUILDERS[arch_cfg["builder"]]["input"],
+        num_classes=num_classes,
+        resume_dir=resume_dir,
+        run_id=run_id,
+        history_csv=history_out,
+        patience=settings["early_stopping_patience"],
+    )
+    with atomic_path(model_out) as tmp:
+        model.save(tmp, save_format="h5", include_optimizer=False)
+    train.cleanup(resume_dir)
+
+
+def load_keras(path):
+    import tf_keras
+
+    return tf_keras.models.load_model(path, compile=False)
+
+
+def prune_model(trained_h5, train_npz, test_npz, manifest, model_out, history_out, arch_cfg, settings, seed, threads=None):
+    """Magnitude-prune a trained model with tfmot's PolynomialDecay (thesis §3.5, Table 3.1),
+    fine-tune, strip the wrappers and save the pruned .h5."""
+    from .tfsetup import tensorflow
+
+    tf, tf_keras = tensorflow(threads, seed)
+    import tensorflow_model_optimization as tfmot
+
+    from . import models, train
+
+    man = data_mod.load_manifest(manifest)
+    (x, y), val = _train_val(train_npz, test_npz, settings, seed)
+    num_classes = len(man["classes"])
+    base = load_keras(trained_h5)
+    models.set_batchnorm_momentum(base, settings.get("batchnorm_momentum"))
+    sch = settings["schedule"]
+    spe = math.ceil(len(x) / settings["batch_size"])
+    freq = max(1, round(sch["frequency_epochs"] * spe))
+    begin = round(sch.get("begin_epoch", 0) * spe)
+    end = begin + sch["steps"] * freq
+    epochs = math.ceil(end / spe)
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=sch.get("initial_sparsity", 0.0),
+        final_sparsity=settings["target_sparsity"] / 100.0,
+        begin_step=begin,
+        end_step=end,
+        frequency=freq,
+    )
+    exclude = re.compile(settings["exclude"]) if settings.get("exclude") else None
+    wrapped = []
+
+    def wrap(layer):
+        if exclude and exclude.search(layer.name):
+            return layer
+        if settings.get("depthwise") and isinstance(layer, tf_keras.layers.DepthwiseConv2D):
+            # tfmot's registry maps DepthwiseConv2D to [] (no mask, thesis §4.3.3); the
+            # wrapper prefers a layer's own get_prunable_weights, so give it one.
+            layer.get_prunable_weights = lambda layer=layer: [layer.depthwise_kernel]
+            wrapped.append(layer.name)
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        if _prunable_weights(layer):
+            wrapped.append(layer.name)
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    model = tf_keras.models.clone_model(base, clone_function=wrap)
+    log.info("pruning %d layers to %d%% over %d epochs (%d steps, update every %d)", len(wrapped), settings["target_sparsity"], epochs, end, freq)
+    opt = tf_keras.optimizers.RMSprop(
+        train.linear_decay(settings["learning_rate"], settings["final_learning_rate"], epochs * spe),
+        momentum=settings["momentum"],
+    )
+    resume_dir = f"{model_out}.resume"
+    run_id = train.fingerprint(arch_cfg, settings, seed, sha256_file(trained_h5), man["npz_sha256"])
+    train.fit_resumable(
+        model,
+        opt,
+        (x, y),
+        val,
+        epochs=epochs,
+        batch_size=settings["batch_size"],
+        seed=seed + 1000,  # another order than training's own epochs
+        scaling=models.BUILDERS[arch_cfg["builder"]]["input"],
+        num_classes=num_classes,
+        resume_dir=resume_dir,
+        run_id=run_id,
+        history_csv=history_out,
+        extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    )
+    stripped = tfmot.sparsity.keras.strip_pruning(model)
+    with atomic_path(model_out) as tmp:
+        stripped.save(tmp, save_format="h5", include_optimizer=False)
+    train.cleanup(resume_dir)
+
+
+def _prunable_weights(layer):
+    """Layers whose kernels tfmot prunes (Conv2D, Dense...). Rescaling, Normalization,
+    TFOpLambda and the like have none and are left unwrapped (thesis §3.5 excluded them by a
+    name regex); DepthwiseConv2D maps to [] in tfmot's registry, so stays dense."""
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    if not PruneRegistry.supports(layer):
+        return []
+    return PruneRegistry._weight_names(layer) if layer.__class__ in PruneRegistry._LAYERS_WEIGHTS_MAP else []
+
+
+def keras_eval(model_h5, train_npz, test_npz, manifest, out_json, arch_cfg, cell, threads=None):
+    """Top-1/top-3 on train and test of a Keras model (thesis Table 4.1) + parameter stats."""
+    from .tfsetup import tensorflow
+
+    tensorflow(threads, 0)
+    from . import models
+    from .evaluate import topk_accuracy
+    from .io import versions
+
+    model = load_keras(model_h5)
+    scaling = models.BUILDERS[arch_cfg["builder"]]["input"]
+    out = {"cell": cell, "model_sha256": sha256_file(model_h5), **models.parameter_stats(model)}
+    for split, path in (("train", train_npz), ("test", test_npz)):
+        x, y = data_mod.load_npz(path)
+        probs = model.predict(models.scale_inputs(x, scaling), batch_size=256, verbose=0)
+        out[f"top1_{split}"] = topk_accuracy(probs, y, 1)
+        out[f"top3_{split}"] = topk_accuracy(probs, y, 3)
+    out["manifest_sha256"] = sha256_file(manifest)
+    out["versions"] = versions()
+    write_json(out_json, out)
+    return out

@@ -1,0 +1,61 @@
+"""One row per grid cell, from the evaluation JSONs."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from .io import atomic_path, write_text
+
+COLUMNS = [
+    "arch", "seed", "sparsity", "quant",
+    "top1", "top3", "keras_top1_test", "keras_top1_train", "keras_top3_train", "keras_top3_test",
+    "file_bytes", "gzip_bytes", "gzip_ratio",
+    "params", "depthwise_params", "depthwise_share", "zero_fraction",
+    "input_dtype", "output_dtype", "test_images",
+    "worst_class", "worst_class_top1", "tflite_sha256",
+]
+
+
+def summarize(eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md) -> pd.DataFrame:
+    keras = {}
+    for p in keras_jsons:
+        k = json.loads(open(p).read())
+        c = k["cell"]
+        keras[(c["arch"], str(c["seed"]), str(c["sparsity"]))] = k
+    rows = []
+    for p, pc in zip(eval_jsons, per_class_csvs):
+        e = json.loads(open(p).read())
+        c = e["cell"]
+        k = keras[(c["arch"], str(c["seed"]), str(c["sparsity"]))]
+        classes = pd.read_csv(pc)
+        worst = classes.loc[classes["accuracy"].idxmin()]
+        rows.append({
+            **{key: c[key] for key in ("arch", "seed", "sparsity", "quant")},
+            **{key: e[key] for key in ("top1", "top3", "file_bytes", "gzip_bytes", "params", "depthwise_params",
+                                       "depthwise_share", "zero_fraction", "input_dtype", "output_dtype",
+                                       "test_images", "tflite_sha256", "keras_top1_test")},
+            "keras_top1_train": k["top1_train"], "keras_top3_train": k["top3_train"], "keras_top3_test": k["top3_test"],
+            "gzip_ratio": e["gzip_bytes"] / e["file_bytes"],
+            "worst_class": worst["class"], "worst_class_top1": float(worst["accuracy"]),
+        })
+    df = pd.DataFrame(rows, columns=COLUMNS).sort_values(["arch", "seed", "sparsity", "quant"], key=_natural)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False)
+    write_text(out_md, to_markdown(df))
+    return df
+
+
+def _natural(col):
+    return col.astype(int) if col.name in ("seed", "sparsity") else col
+
+
+def to_markdown(df: pd.DataFrame, floatfmt=".4f") -> str:
+    """A GitHub table without the `tabulate` dependency."""
+    def fmt(v):
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

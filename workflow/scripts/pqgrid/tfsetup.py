@@ -1,0 +1,36 @@
+"""Import TensorFlow the one way pqgrid needs it: Keras 2 (tf_keras, which tfmot requires),
+pinned thread counts, seeded and deterministic. Call `tensorflow()` before any TF import."""
+
+from __future__ import annotations
+
+import os
+
+
+def tensorflow(threads: int | None = None, seed: int | None = None):
+    # tfmot does not support Keras 3: tf.keras must resolve to tf_keras. Must be set before
+    # TensorFlow is imported anywhere in the process.
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import tf_keras
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
+        except RuntimeError:  # already initialised in this process (tests): keep the first
+            pass
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
+    if seed is not None:
+        tf_keras.utils.set_random_seed(int(seed))
+        # Bitwise-repeatable kernels on CPU: two clean runs give identical metrics.
+        tf.config.experimental.enable_op_determinism()
+        # Dropout and other random layers draw from a tf.random.Generator whose state is
+        # a variable, so a checkpoint restores it and a resumed run draws what an
+        # uninterrupted one would have.
+        tf_keras.backend.experimental.enable_tf_random_generator()
+    return tf, tf_keras
