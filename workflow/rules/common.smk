@@ -11,6 +11,7 @@ from pqgrid.config import (
     grid,
     input_scaling,
     pruning_settings,
+    sparsity_value,
     training_settings,
 )
 
@@ -71,7 +72,9 @@ def train_params(wildcards):
 
 
 def prune_params(wildcards):
-    settings = pruning_settings(config, wildcards.arch, int(wildcards.sparsity))
+    settings = pruning_settings(
+        config, wildcards.arch, sparsity_value(wildcards.sparsity)
+    )
     # Fine-tuning validates like training did and keeps its BatchNorm setting.
     train = training_settings(config, wildcards.arch)
     for key in ("validation", "holdout_fraction", "batchnorm_momentum"):
@@ -83,7 +86,7 @@ def cell(wildcards):
     return dict(
         arch=wildcards.arch,
         seed=int(wildcards.seed),
-        sparsity=int(wildcards.sparsity),
+        sparsity=sparsity_value(wildcards.sparsity),
         **({"quant": wildcards.quant} if "quant" in wildcards.keys() else {}),
     )
 

@@ -30,6 +30,7 @@ rule evaluate_tflite:
     output:
         metrics="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.json",
         per_class="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.per_class.csv",
+        layers="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.layers.csv",
     params:
         arch=arch_params,
         cell=cell,

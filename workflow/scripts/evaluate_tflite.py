@@ -11,6 +11,7 @@ run_script(
     snakemake.input.keras,
     snakemake.output.metrics,
     snakemake.output.per_class,
+    snakemake.output.layers,
     snakemake.params.arch,
     snakemake.params.cell,
     snakemake.params.settings,

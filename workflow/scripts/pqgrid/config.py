@@ -9,6 +9,17 @@ import os
 import re
 
 QUANT_MODES = ("fp32", "dynamic", "fp16", "int8", "int8_full")
+# Any mode + this suffix also stores pruned tensors in TFLite's sparse format
+# (Optimize.EXPERIMENTAL_SPARSITY), e.g. "int8_sparse": a separate grid value, so raw and
+# gzip sizes with and without sparse encoding sit side by side in one summary.
+SPARSE_SUFFIX = "_sparse"
+
+
+def split_quant(mode: str):
+    """'int8_sparse' -> ('int8', True); 'fp32' -> ('fp32', False)."""
+    if mode.endswith(SPARSE_SUFFIX):
+        return mode[: -len(SPARSE_SUFFIX)], True
+    return mode, False
 
 # keras.applications builders pqgrid knows, with the keyword arguments a user may set and the
 # input scaling the builder's own `preprocess_input` expects:
@@ -60,14 +71,44 @@ def training_settings(config: dict, arch: str) -> dict:
     return merged
 
 
-def pruning_settings(config: dict, arch: str, sparsity: int) -> dict:
-    """Fine-tuning settings and the schedule of one target sparsity, overrides applied."""
+def pruning_settings(config: dict, arch: str, sparsity) -> dict:
+    """Fine-tuning settings and the schedule of one target sparsity (an int percentage or a
+    pattern like "2:4"), overrides applied."""
     pr = config["pruning"]
     merged = {k: copy.deepcopy(v) for k, v in pr.items() if k not in ("sparsities", "schedules")}
     merged.update(config["architectures"][arch].get("pruning", {}))
-    merged["schedule"] = dict(pr["schedules"][sparsity])
-    merged["target_sparsity"] = sparsity
+    merged["schedule"] = dict(schedule_for(pr, sparsity))
+    if sparsity in PATTERNS:
+        m, n = PATTERNS[sparsity]
+        merged["m_by_n"] = [m, n]
+        merged["target_sparsity"] = round(100 * m / n)
+    else:
+        merged["target_sparsity"] = sparsity
     return merged
+
+
+# Structured patterns hardware can exploit: "M:N" = at least M zeros in every N consecutive
+# input-channel weights. 2:4 is what sparse tensor cores and XNNPACK-style kernels use.
+PATTERNS = {"2:4": (2, 4)}
+
+
+def sparsity_token(value) -> str:
+    """Config value -> the `{sparsity}` wildcard: 30 -> "30", "2:4" -> "2of4" (no colon in
+    file names; the two kinds can never collide since one is all digits)."""
+    if isinstance(value, str) and value in PATTERNS:
+        return value.replace(":", "of")
+    return str(value)
+
+
+def sparsity_value(token: str):
+    """Inverse of sparsity_token."""
+    return token.replace("of", ":") if "of" in token else int(token)
+
+
+def schedule_for(pruning: dict, sparsity):
+    """YAML gives integer keys, `--config` on the command line may give strings."""
+    schedules = pruning.get("schedules") or {}
+    return schedules.get(sparsity, schedules.get(str(sparsity)))
 
 
 def grid(config: dict) -> dict:
@@ -75,7 +116,7 @@ def grid(config: dict) -> dict:
     return {
         "arch": selected_architectures(config),
         "seed": [str(s) for s in config["seeds"]],
-        "sparsity": [str(s) for s in config["pruning"]["sparsities"]],
+        "sparsity": [sparsity_token(s) for s in config["pruning"]["sparsities"]],
         "quant": list(config["quantization"]["modes"]),
     }
 
@@ -134,9 +175,10 @@ def check_config(config: dict) -> None:
     if not modes:
         raise ConfigError("quantization.modes: the grid is empty; name at least one mode")
     for m in modes:
-        if m not in QUANT_MODES:
+        if split_quant(m)[0] not in QUANT_MODES:
             raise ConfigError(
                 f"quantization.modes: unknown mode {m!r}; choose from {', '.join(QUANT_MODES)}"
+                f" (each optionally with {SPARSE_SUFFIX!r})"
             )
     if not config.get("seeds"):
         raise ConfigError("seeds: the grid is empty; give at least one seed, e.g. [0]")
@@ -144,17 +186,24 @@ def check_config(config: dict) -> None:
     if not pr["sparsities"]:
         raise ConfigError("pruning.sparsities: the grid is empty; use [0] for no pruning")
     for s in pr["sparsities"]:
-        if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 99:
+        if isinstance(s, str) and ":" in s:
+            if s not in PATTERNS:
+                raise ConfigError(
+                    f"pruning.sparsities: pattern {s!r} is not supported; use one of "
+                    f"{', '.join(PATTERNS)} or a whole percentage"
+                )
+        elif not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 99:
             raise ConfigError(
-                f"pruning.sparsities: {s!r} is not a whole percentage in 0..99"
+                f"pruning.sparsities: {s!r} is not a whole percentage in 0..99 "
+                f"nor a pattern ({', '.join(PATTERNS)})"
             )
-        if s and s not in pr["schedules"]:
+        if s and schedule_for(pr, s) is None:
             raise ConfigError(
                 f"pruning.schedules: no schedule for sparsity {s}; add "
                 f"'{s}: {{frequency_epochs: ..., steps: ...}}' under pruning.schedules"
             )
         if s:
-            sch = pr["schedules"][s]
+            sch = schedule_for(pr, s)
             if sch.get("frequency_epochs", 0) <= 0 or sch.get("steps", 0) < 1:
                 raise ConfigError(
                     f"pruning.schedules.{s}: frequency_epochs must be > 0 and steps >= 1"

@@ -28,13 +28,18 @@ def converter_for(model, mode: str, representative=None):
     dynamic   int8 weights, float activations computed on the fly (no calibration)
     fp16      float16 weights
     int8      int8 weights and activations, float32 input/output (the thesis' "float fallback")
-    int8_full integer-only: int8 input and output, every op int8 (fails if one cannot be)."""
+    int8_full integer-only: int8 input and output, every op int8 (fails if one cannot be).
+    Suffix `_sparse` adds Optimize.EXPERIMENTAL_SPARSITY: pruned tensors stored sparse."""
     import tensorflow as tf
 
+    from .config import split_quant
+
+    mode, sparse = split_quant(mode)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
     if mode == "fp32":
         return conv
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.optimizations.append(tf.lite.Optimize.DEFAULT)
     if mode == "dynamic":
         return conv
     if mode == "fp16":
@@ -61,12 +66,13 @@ def convert(model_h5, train_npz, out_tflite, arch_cfg, mode, calibration_samples
     from .tfsetup import tensorflow
 
     tensorflow(threads, seed)
+    from .config import split_quant
     from .models import BUILDERS, scale_inputs
     from .stages import load_keras
 
     model = load_keras(model_h5)
     rep = None
-    if mode in ("int8", "int8_full"):
+    if split_quant(mode)[0] in ("int8", "int8_full"):
         rep = scale_inputs(calibration_images(train_npz, calibration_samples, seed), BUILDERS[arch_cfg["builder"]]["input"])
     flat = converter_for(model, mode, rep).convert()
     with atomic_path(out_tflite) as tmp:

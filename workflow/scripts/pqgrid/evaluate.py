@@ -15,6 +15,9 @@ from .io import atomic_path, sha256_file, versions, write_json
 
 log = logging.getLogger("pqgrid")
 
+# Parameter statistics of the Keras model copied into every cell's metrics.
+SPARSITY_KEYS = ("params", "depthwise_params", "depthwise_share", "zero_fraction", "conv_dense_sparsity", "depthwise_sparsity")
+
 
 # ---------------------------------------------------------------- metric math
 def topk_accuracy(scores: np.ndarray, y: np.ndarray, k: int) -> float:
@@ -93,11 +96,12 @@ def io_dtypes(path) -> dict:
     }
 
 
-def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_csv, arch_cfg, cell, settings, batch_size=256, threads=1):
+def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_csv, out_layers, arch_cfg, cell, settings, batch_size=256, threads=1):
     """Metrics of one grid cell: accuracy overall and per class, confusion matrix, sizes,
-    parameter statistics, and the provenance that made them."""
+    parameter statistics (from the .h5 and read back from the .tflite), and provenance."""
     from .config import input_scaling
     from .models import scale_inputs
+    from .tflite_weights import kernel_sparsity, layer_table, read_kernels
 
     man = data_mod.load_manifest(manifest)
     x, y = data_mod.load_npz(test_npz)
@@ -108,6 +112,14 @@ def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_cs
     pred = np.argmax(scores, axis=1)
     per_class = per_class_table(y, pred, man["classes"])
     keras_stats = json.loads(open(keras_json).read())
+    kernels = read_kernels(tflite)
+    m_by_n = (settings.get("pruning") or {}).get("m_by_n")
+    layers = pd.DataFrame(layer_table(kernels, m_by_n))
+    pattern = {}
+    if m_by_n:
+        checked = layers[layers["m_by_n_ok"] != ""]
+        pattern = {"m_by_n": f"{m_by_n[0]}:{m_by_n[1]}", "m_by_n_layers_eligible": int(len(checked)),
+                   "m_by_n_layers_ok": int(checked["m_by_n_ok"].astype(bool).sum())}
     out = {
         "cell": cell,
         "top1": topk_accuracy(scores, y, 1),
@@ -115,8 +127,10 @@ def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_cs
         "test_images": int(len(y)),
         "file_bytes": os.path.getsize(tflite),
         "gzip_bytes": os.path.getsize(gz),
-        **{k: keras_stats[k] for k in ("params", "depthwise_params", "depthwise_share", "zero_fraction")},
+        **{k: keras_stats[k] for k in SPARSITY_KEYS},
         "keras_top1_test": keras_stats["top1_test"],
+        **kernel_sparsity(kernels),
+        **pattern,
         **io_dtypes(tflite),
         "confusion_matrix": confusion_matrix(y, pred, len(man["classes"])).tolist(),
         "classes": man["classes"],
@@ -128,5 +142,7 @@ def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_cs
     }
     with atomic_path(out_csv) as tmp:
         per_class.to_csv(tmp, index=False)
+    with atomic_path(out_layers) as tmp:
+        layers.to_csv(tmp, index=False)
     write_json(out_json, out)
     return out

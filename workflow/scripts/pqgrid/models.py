@@ -69,23 +69,34 @@ def _all_layers(model):
 
 
 def parameter_stats(model) -> dict:
-    """Parameter counts (thesis Tables 4.1/4.4) and the fraction of weights that are zero."""
+    """Parameter counts (thesis Tables 4.1/4.4) and sparsity: the thesis' exact sparsity
+    (zeros over all parameters) and the zero share of Conv2D/Dense kernels and of
+    depthwise kernels separately."""
     import tf_keras
 
-    total = dw = zeros = 0
-    for w in model.weights:
-        total += int(np.prod(w.shape))
+    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    zeros = sum(int(np.sum(w.numpy() == 0)) for w in model.weights)
+    kinds = {"depthwise": [0, 0], "conv_dense": [0, 0]}
     for layer in _all_layers(model):
         if isinstance(layer, tf_keras.layers.DepthwiseConv2D):
-            dw += int(np.prod(layer.depthwise_kernel.shape))
-    for w in model.weights:
-        zeros += int(np.sum(w.numpy() == 0))
+            kinds["depthwise"][0] += int(np.sum(layer.depthwise_kernel.numpy() == 0))
+            kinds["depthwise"][1] += int(np.prod(layer.depthwise_kernel.shape))
+        elif isinstance(layer, (tf_keras.layers.Conv2D, tf_keras.layers.Dense)):
+            kinds["conv_dense"][0] += int(np.sum(layer.kernel.numpy() == 0))
+            kinds["conv_dense"][1] += int(np.prod(layer.kernel.shape))
+    dw = kinds["depthwise"][1]
     return {
         "params": total,
         "depthwise_params": dw,
         "depthwise_share": dw / total if total else 0.0,
         "zero_fraction": zeros / total if total else 0.0,
+        "conv_dense_sparsity": _ratio(*kinds["conv_dense"]),
+        "depthwise_sparsity": _ratio(*kinds["depthwise"]),
     }
+
+
+def _ratio(a, b):
+    return a / b if b else 0.0
 
 
 __all__ = ["BUILDERS", "build", "scale_inputs", "scale_inputs_tf", "parameter_stats"]

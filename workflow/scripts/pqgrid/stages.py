@@ -89,18 +89,35 @@ def prune_model(trained_h5, train_npz, test_npz, manifest, model_out, history_ou
     begin = round(sch.get("begin_epoch", 0) * spe)
     end = begin + sch["steps"] * freq
     epochs = math.ceil(end / spe)
-    schedule = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=sch.get("initial_sparsity", 0.0),
-        final_sparsity=settings["target_sparsity"] / 100.0,
-        begin_step=begin,
-        end_step=end,
-        frequency=freq,
-    )
+    m_by_n = tuple(settings["m_by_n"]) if settings.get("m_by_n") else None
+    if m_by_n:
+        # A structured pattern is set once, at the first step, then fine-tuned around.
+        schedule = tfmot.sparsity.keras.ConstantSparsity(m_by_n[0] / m_by_n[1], begin_step=0, frequency=freq)
+    else:
+        schedule = tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=sch.get("initial_sparsity", 0.0),
+            final_sparsity=settings["target_sparsity"] / 100.0,
+            begin_step=begin,
+            end_step=end,
+            frequency=freq,
+        )
     exclude = re.compile(settings["exclude"]) if settings.get("exclude") else None
-    wrapped = []
+    wrapped, skipped = [], []
 
     def wrap(layer):
         if exclude and exclude.search(layer.name):
+            return layer
+        if m_by_n:
+            if isinstance(layer, (tf_keras.layers.Conv2D, tf_keras.layers.Dense)) and not isinstance(
+                layer, tf_keras.layers.DepthwiseConv2D
+            ):
+                if layer.kernel.shape[-2] % m_by_n[1]:
+                    skipped.append(layer.name)  # input channels cannot hold the pattern
+                    return layer
+                wrapped.append(layer.name)
+                return tfmot.sparsity.keras.prune_low_magnitude(
+                    layer, pruning_schedule=schedule, sparsity_m_by_n=m_by_n
+                )
             return layer
         if settings.get("depthwise") and isinstance(layer, tf_keras.layers.DepthwiseConv2D):
             # tfmot's registry maps DepthwiseConv2D to [] (no mask, thesis §4.3.3); the
@@ -114,7 +131,10 @@ def prune_model(trained_h5, train_npz, test_npz, manifest, model_out, history_ou
         return layer
 
     model = tf_keras.models.clone_model(base, clone_function=wrap)
-    log.info("pruning %d layers to %d%% over %d epochs (%d steps, update every %d)", len(wrapped), settings["target_sparsity"], epochs, end, freq)
+    log.info("pruning %d layers to %s over %d epochs (%d steps, update every %d)", len(wrapped),
+             f"{m_by_n[0]}:{m_by_n[1]}" if m_by_n else f"{settings['target_sparsity']}%", epochs, end, freq)
+    if skipped:
+        log.info("left dense (input channels not a multiple of %d): %s", m_by_n[1], ", ".join(skipped))
     opt = tf_keras.optimizers.RMSprop(
         train.linear_decay(settings["learning_rate"], settings["final_learning_rate"], epochs * spe),
         momentum=settings["momentum"],

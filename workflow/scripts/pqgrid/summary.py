@@ -6,13 +6,16 @@ import json
 
 import pandas as pd
 
+from .evaluate import SPARSITY_KEYS
 from .io import atomic_path, write_text
 
 COLUMNS = [
     "arch", "seed", "sparsity", "quant",
     "top1", "top3", "keras_top1_test", "keras_top1_train", "keras_top3_train", "keras_top3_test",
     "file_bytes", "gzip_bytes", "gzip_ratio",
-    "params", "depthwise_params", "depthwise_share", "zero_fraction",
+    "params", "depthwise_params", "depthwise_share", "zero_fraction", "conv_dense_sparsity", "depthwise_sparsity",
+    "tflite_kernel_sparsity", "tflite_conv_dense_sparsity", "tflite_depthwise_sparsity", "tflite_sparse_encoded_tensors",
+    "m_by_n", "m_by_n_layers_eligible", "m_by_n_layers_ok",
     "input_dtype", "output_dtype", "test_images",
     "worst_class", "worst_class_top1", "tflite_sha256",
 ]
@@ -33,10 +36,11 @@ def summarize(eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md) -> pd.Da
         worst = classes.loc[classes["accuracy"].idxmin()]
         rows.append({
             **{key: c[key] for key in ("arch", "seed", "sparsity", "quant")},
-            **{key: e[key] for key in ("top1", "top3", "file_bytes", "gzip_bytes", "params", "depthwise_params",
-                                       "depthwise_share", "zero_fraction", "input_dtype", "output_dtype",
-                                       "test_images", "tflite_sha256", "keras_top1_test")},
+            **{key: e[key] for key in ("top1", "top3", "file_bytes", "gzip_bytes", *SPARSITY_KEYS, "input_dtype",
+                                       "output_dtype", "test_images", "tflite_sha256", "keras_top1_test")},
             "keras_top1_train": k["top1_train"], "keras_top3_train": k["top3_train"], "keras_top3_test": k["top3_test"],
+            **{key: e.get(key) for key in ("tflite_kernel_sparsity", "tflite_conv_dense_sparsity", "tflite_depthwise_sparsity",
+                                           "tflite_sparse_encoded_tensors", "m_by_n", "m_by_n_layers_eligible", "m_by_n_layers_ok")},
             "gzip_ratio": e["gzip_bytes"] / e["file_bytes"],
             "worst_class": worst["class"], "worst_class_top1": float(worst["accuracy"]),
         })
@@ -48,7 +52,9 @@ def summarize(eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md) -> pd.Da
 
 
 def _natural(col):
-    return col.astype(int) if col.name in ("seed", "sparsity") else col
+    if col.name in ("seed", "sparsity"):  # numeric order; patterns ("2:4") last
+        return pd.to_numeric(col, errors="coerce").fillna(1000)
+    return col
 
 
 def to_markdown(df: pd.DataFrame, floatfmt=".4f") -> str:

@@ -98,7 +98,7 @@ def fit_resumable(
     )
     resume_dir = Path(resume_dir)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    trackables = dict(model=model, optimizer=optimizer, epoch=epoch_var)
+    trackables = dict(model=model, optimizer=optimizer, epoch=epoch_var, rngs=_random_generators(model))
     trackables.update(extra_trackables or {})
     ckpt = tf.train.Checkpoint(**trackables)
     rows = []
@@ -165,6 +165,22 @@ def fit_resumable(
     with atomic_path(history_csv) as tmp:
         _write_history(tmp, rows)
     return rows
+
+
+def _random_generators(model) -> dict:
+    """The tf.random.Generator of every random layer (Dropout...). tf_keras tracks them for
+    SavedModel only, so a plain checkpoint would restart dropout's random stream."""
+    from .models import _all_layers
+
+    gens = {}
+    for layer in _all_layers(model):
+        rg = getattr(layer, "_random_generator", None)
+        if rg is None or not hasattr(rg, "_maybe_init"):
+            continue
+        rg._maybe_init()  # created lazily on first use; must exist before restore
+        if getattr(rg, "_generator", None) is not None:
+            gens[layer.name] = rg._generator
+    return gens
 
 
 def cleanup(resume_dir):

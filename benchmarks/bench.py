@@ -1,0 +1,150 @@
+"""pqgrid speed benchmarks. Each prints a ratio against a baseline measured in the same run.
+
+  .venv/bin/python benchmarks/bench.py            # all four
+  .venv/bin/python benchmarks/bench.py p1 p3      # some
+
+P1  test-set evaluation: pqgrid (batched invokes, explicit threads) vs the thesis method
+    (LiteRT Interpreter, one image per invoke), same MobileNet int8 .tflite. Goal >= 4x.
+P2  training images/s: the train rule's tf.data pipeline vs plain model.fit on in-memory
+    arrays, same architecture and batch. Goal >= 1.0x.
+P3  `snakemake -n all` on the full default grid (goal <= 5 s) and with 10 seeds (<= 20 s).
+P4  no-op rerun of a finished smoke grid (goal <= 5 s).
+Results of the last measurement are in benchmarks/README.md."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def _data(tmp, train_per_class, test_per_class):
+    from pqgrid import data
+
+    data.prepare("synthetic", tmp / "train.npz", tmp / "test.npz", tmp / "manifest.json", train_per_class, test_per_class, 0)
+    return tmp
+
+
+def p1(tmp: Path):
+    import numpy as np
+
+    from pqgrid.tfsetup import tensorflow
+
+    tensorflow(2, 0)
+    from pqgrid import data
+    from pqgrid.convert import converter_for
+    from pqgrid.evaluate import interpreter, predict_tflite
+    from pqgrid.models import build, scale_inputs
+
+    d = _data(tmp, 50, 200)
+    x, _ = data.load_npz(d / "test.npz")
+    xf = scale_inputs(x, "tf")
+    model = build({"builder": "MobileNet"}, 10, (32, 32, 3), 0.9)
+    path = tmp / "mobilenet_int8.tflite"
+    path.write_bytes(converter_for(model, "int8", xf[:50]).convert())
+
+    it = interpreter(path, threads=1)  # the thesis' way: LiteRT default, one image a call
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    t0 = time.perf_counter()
+    for img in xf:
+        it.set_tensor(i, img[None])
+        it.invoke()
+        it.get_tensor(o)
+    base = len(xf) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    predict_tflite(path, xf, batch_size=256, threads=2)
+    ours = len(xf) / (time.perf_counter() - t0)
+    print(f"P1 eval MobileNet int8, {len(xf)} images: one-per-invoke {base:.0f} img/s, "
+          f"pqgrid batched/2 threads {ours:.0f} img/s, ratio {ours / base:.2f}x (goal >= 4x)")
+
+
+def p2(tmp: Path, arch="MobileNet", epochs=3):
+    import numpy as np
+
+    from pqgrid.tfsetup import tensorflow
+
+    tf, tf_keras = tensorflow(2, 0)
+    from pqgrid import data, train
+    from pqgrid.models import build, scale_inputs
+
+    d = _data(tmp, 500, 10)
+    x, y = data.load_npz(d / "train.npz")
+    cfg = {"builder": arch}
+
+    def fresh():
+        return build(cfg, 10, x.shape[1:], 0.9), tf_keras.optimizers.RMSprop(1e-3, momentum=0.9)
+
+    model, opt = fresh()
+    model.compile(optimizer=opt, loss="categorical_crossentropy", metrics=["accuracy"])
+    xs, ys = scale_inputs(x, "tf"), tf_keras.utils.to_categorical(y, 10)
+    times = []
+
+    class T(tf_keras.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, e, logs=None):
+            times.append(time.perf_counter() - self.t)
+
+    model.fit(xs, ys, batch_size=64, epochs=epochs, callbacks=[T()], verbose=0)
+    base = len(x) / min(times[1:])  # first epoch includes tracing
+    model, opt = fresh()
+    rows = train.fit_resumable(model, opt, (x, y), None, epochs=epochs, batch_size=64, seed=0, scaling="tf",
+                               num_classes=10, resume_dir=tmp / "resume", run_id="bench", history_csv=tmp / "h.csv")
+    ours = len(x) / min(r["seconds"] for r in rows[1:])
+    print(f"P2 train {arch}, {len(x)} images, batch 64: plain model.fit {base:.0f} img/s, "
+          f"train rule {ours:.0f} img/s, ratio {ours / base:.2f}x (goal >= 1.0x)")
+
+
+def _timed(args, cwd):
+    t0 = time.perf_counter()
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stdout[-2000:] + proc.stderr[-2000:])
+    return time.perf_counter() - t0
+
+
+def _copy(tmp):
+    """The workflow's code in a fresh folder, so the checkout's results/ stay untouched."""
+    wf = tmp / "wf"
+    wf.mkdir()
+    for name in ("Snakefile", "config.yaml", "workflow", "presets"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, wf / name)
+        else:
+            shutil.copy(src, wf / name)
+    return wf
+
+
+def p3(tmp: Path):
+    wf = _copy(tmp)
+    empty = _timed(["--version"], wf)
+    full = _timed(["-n", "all", "--quiet"], wf)
+    ten = _timed(["-n", "all", "--quiet", "--config", "seeds=[0,1,2,3,4,5,6,7,8,9]"], wf)
+    print(f"P3 dry run, default grid (7 archs x 4 x 5 = 140 cells): {full:.2f}s (goal <= 5s); "
+          f"10 seeds (1400 cells): {ten:.2f}s (goal <= 20s); ratio 10x/1x {ten / full:.2f}; "
+          f"`snakemake --version` alone {empty:.2f}s")
+
+
+def p4(tmp: Path):
+    wf = _copy(tmp)
+    build = _timed(["--cores", "2", "all", "--configfile", "presets/smoke.yaml"], wf)
+    noop = _timed(["--cores", "2", "all", "--configfile", "presets/smoke.yaml"], wf)
+    print(f"P4 smoke grid: full build {build:.1f}s, no-op rerun {noop:.2f}s (goal <= 5s), ratio {build / noop:.0f}x")
+
+
+if __name__ == "__main__":
+    which = sys.argv[1:] or ["p1", "p2", "p3", "p4"]
+    for name in which:
+        with tempfile.TemporaryDirectory() as tmp:
+            globals()[name](Path(tmp))

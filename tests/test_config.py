@@ -1,0 +1,106 @@
+"""Config checks: every bad input stops the run before any job starts, in one line."""
+
+import copy
+import re
+
+import pytest
+import yaml
+from conftest import ROOT, snakemake
+
+from pqgrid.config import ConfigError, check_config, grid, pruning_settings, training_settings
+
+BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def cfg(**changes):
+    c = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        node = c
+        keys = [int(k) if k.isdigit() else k for k in path.split("__")]
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+    return c
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"architectures__mobilenet__builder": "MobileNetV9"}, r"architectures.mobilenet.builder: unknown builder 'MobileNetV9'"),
+        ({"architectures__mobilenet__alpha_typo": 0.5}, r"MobileNet takes no argument 'alpha_typo'"),
+        ({"quantization__modes": ["fp32", "int4"]}, r"quantization.modes: unknown mode 'int4'"),
+        ({"pruning__sparsities": [0, 100]}, r"pruning.sparsities: 100 is not a whole percentage"),
+        ({"pruning__sparsities": [0, -5]}, r"pruning.sparsities: -5"),
+        ({"pruning__sparsities": [0, 50]}, r"pruning.schedules: no schedule for sparsity 50"),
+        ({"pruning__schedules__30": {"frequency_epochs": 0, "steps": 2}}, r"pruning.schedules.30: frequency_epochs must be > 0"),
+        ({"pruning__schedules__30": {"frequency_epochs": 1, "steps": 0}}, r"steps >= 1"),
+        ({"architectures": {}}, r"architectures: the grid is empty"),
+        ({"quantization__modes": []}, r"quantization.modes: the grid is empty"),
+        ({"seeds": []}, r"seeds: the grid is empty"),
+        ({"grid_architectures": ["nope"]}, r"grid_architectures: 'nope' is not defined"),
+        ({"pruning__exclude": "conv(["}, r"pruning.exclude: invalid regex"),
+        ({"dataset__source": "/no/such/cifar.tar.gz"}, r"dataset.source: '/no/such/cifar.tar.gz' does not exist"),
+        ({"architectures__mobilenet__training": {"epoch": 3}}, r"architectures.mobilenet.training.epoch: not a training setting"),
+    ],
+)
+def test_check_config_errors(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config(cfg(**changes))
+
+
+def test_default_config_passes_and_expands():
+    check_config(BASE)
+    g = grid(BASE)
+    assert len(g["arch"]) == 7 and g["sparsity"] == ["0", "30", "60", "90"] and len(g["quant"]) == 5
+
+
+def test_overrides_merge():
+    t = training_settings(BASE, "mobilenet_v3_small_min")
+    assert t["learning_rate"] == 1e-4 and t["epochs"] == BASE["training"]["epochs"]
+    p = pruning_settings(BASE, "mobilenet_v3_large_min", 90)
+    assert p["learning_rate"] == 1e-5 and p["schedule"] == {"frequency_epochs": 6, "steps": 4}
+    assert pruning_settings(BASE, "mobilenet", 30)["learning_rate"] == 1e-4
+
+
+def _dry(workflow_dir, bad: dict):
+    (workflow_dir / "bad.yaml").write_text(yaml.safe_dump(bad))
+    return snakemake(workflow_dir, "-n", "all", "--configfile", "bad.yaml", check=False)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"architectures": {"x": {"builder": "NoNet"}}}, "architectures.x.builder: unknown builder 'NoNet'"),
+        ({"quantization": {"modes": ["int3"]}}, "quantization.modes: unknown mode 'int3'"),
+        ({"pruning": {"sparsities": [0, 99]}}, "pruning.schedules: no schedule for sparsity 99"),
+        ({"dataset": {"source": "missing-dir"}}, "dataset.source: 'missing-dir' does not exist"),
+        ({"training": {"epochz": 3}}, "epochz"),  # schema: additionalProperties false
+    ],
+)
+def test_snakemake_stops_before_any_job(workflow_dir, bad, message):
+    proc = _dry(workflow_dir, bad)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert message in out
+    assert "rule " not in out and not (workflow_dir / "results").exists()
+
+
+def _job_counts(text):
+    counts = {}
+    table = text.split("Job stats:")[1]
+    for line in table.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m:
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def test_dry_run_default_grid_counts(workflow_dir):
+    proc = snakemake(workflow_dir, "-n", "all")
+    counts = _job_counts(proc.stdout)
+    assert counts["train_model"] == 7
+    assert counts["prune_model"] == 21
+    assert counts["convert_tflite"] == 140
+    assert counts["gzip_tflite"] == 140
+    assert counts["evaluate_tflite"] == 140
+    assert counts["evaluate_keras"] == 28

@@ -1,0 +1,157 @@
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from conftest import CLASSES, make_tar, write_cifar_batches, write_image_tree
+
+from pqgrid import data
+from pqgrid.data import DataError
+
+
+def test_image_folder_directory(image_tree):
+    train, test, classes, digest = data.load(str(image_tree))
+    assert classes == sorted(CLASSES)
+    assert train.x.shape == (12, 32, 32, 3) and train.x.dtype == np.uint8
+    assert test.x.shape == (6, 32, 32, 3)
+    assert np.bincount(train.y).tolist() == [4, 4, 4]
+    assert len(digest) == 64
+
+
+def test_image_folder_tar_gz_with_wrapping_folder(image_tree, tmp_path):
+    tgz = make_tar(image_tree, tmp_path / "d.tar.gz", "cifar10")
+    train, test, classes, digest = data.load(str(tgz))
+    direct = data.load(str(image_tree))
+    assert classes == direct[2]
+    np.testing.assert_array_equal(train.x, direct[0].x)
+    np.testing.assert_array_equal(test.y, direct[1].y)
+
+
+def test_cifar_batches_directory_and_archive(tmp_path):
+    d = write_cifar_batches(tmp_path / "cifar-10-batches-py")
+    train, test, classes, _ = data.load(str(d))
+    assert train.x.shape == (300, 32, 32, 3) and test.x.shape == (60, 32, 32, 3)
+    assert classes[0] == "airplane" and len(classes) == 10
+    tgz = make_tar(d, tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py")
+    train2, test2, _, _ = data.load(str(tgz))
+    np.testing.assert_array_equal(train.x, train2.x)
+    np.testing.assert_array_equal(test.y, test2.y)
+
+
+def test_cifar_batch_pixel_layout(tmp_path):
+    """CIFAR stores planes R, G, B of 1024 bytes each; the loader must give HWC."""
+    d = write_cifar_batches(tmp_path / "b")
+    import pickle
+
+    raw = pickle.load(open(d / "data_batch_1", "rb"), encoding="bytes")[b"data"][0]
+    train, _, _, _ = data.load(str(d))
+    assert train.x[0, 0, 0].tolist() == [raw[0], raw[1024], raw[2048]]
+    assert train.x[0, 0, 1, 0] == raw[1]
+
+
+def test_synthetic_is_seeded_and_balanced():
+    a = data.load("synthetic", 5, 3, seed=1)
+    b = data.load("synthetic", 5, 3, seed=1)
+    c = data.load("synthetic", 5, 3, seed=2)
+    np.testing.assert_array_equal(a[0].x, b[0].x)
+    assert not np.array_equal(a[0].x, c[0].x)
+    assert np.bincount(a[0].y).tolist() == [5] * 10
+    assert a[3] == b[3] != c[3]
+
+
+def test_stratified_limits_folder_and_arrays(tmp_path):
+    tree = write_image_tree(tmp_path / "t", per_class=(6, 4))
+    train, test, _, _ = data.load(str(tree), train_per_class=2, test_per_class=3, seed=0)
+    assert np.bincount(train.y).tolist() == [2, 2, 2]
+    assert np.bincount(test.y).tolist() == [3, 3, 3]
+    again = data.load(str(tree), train_per_class=2, test_per_class=3, seed=0)[0]
+    other = data.load(str(tree), train_per_class=2, test_per_class=3, seed=5)[0]
+    assert train.names == again.names and train.names != other.names
+    d = write_cifar_batches(tmp_path / "b")
+    tr, te, _, _ = data.load(str(d), train_per_class=7, test_per_class=2)
+    assert np.bincount(tr.y).tolist() == [7] * 10 and np.bincount(te.y).tolist() == [2] * 10
+
+
+def test_holdout_split_is_stratified_and_disjoint():
+    y = np.repeat(np.arange(4), 10)
+    tr, va = data.holdout_split(y, 0.2, seed=0)
+    assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 40
+    assert np.bincount(y[va]).tolist() == [2, 2, 2, 2]
+
+
+def test_prepare_writes_npz_and_manifest(image_tree, tmp_path):
+    out = tmp_path / "out"
+    man = data.prepare(str(image_tree), out / "train.npz", out / "test.npz", out / "manifest.json")
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == json.loads(json.dumps(man))
+    assert on_disk["counts"]["train"] == {"cat": 4, "dog": 4, "frog": 4}
+    x, y = data.load_npz(out / "train.npz")
+    assert x.shape == (12, 32, 32, 3) and y.tolist() == sorted(y.tolist())
+
+
+# ------------------------------------------------------------------ bad input
+def _expect(match, source, tmp_path, **kw):
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=match):
+        data.prepare(str(source), out / "train.npz", out / "test.npz", out / "manifest.json", **kw)
+    # nothing half-written is left behind
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_missing_path(tmp_path):
+    _expect("does not exist", tmp_path / "nope", tmp_path)
+
+
+def test_corrupt_archive(tmp_path, image_tree):
+    tgz = make_tar(image_tree, tmp_path / "d.tar.gz", "root")
+    blob = tgz.read_bytes()
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(blob[: len(blob) // 2])
+    _expect("corrupt|not a readable", bad, tmp_path)
+
+
+def test_archive_without_train_test(tmp_path):
+    src = tmp_path / "flat"
+    (src / "cat").mkdir(parents=True)
+    write_image_tree(tmp_path / "x")
+    (tmp_path / "x" / "train" / "cat" / "0000.png").rename(src / "cat" / "0000.png")
+    tgz = make_tar(src, tmp_path / "flat.tar.gz", "flat")
+    _expect("train/<class>", tgz, tmp_path)
+
+
+def test_different_classes(tmp_path):
+    tree = write_image_tree(tmp_path / "t")
+    (tree / "test" / "frog").rename(tree / "test" / "toad")
+    _expect("different classes.*frog, toad", tree, tmp_path)
+
+
+def test_fewer_than_two_classes(tmp_path):
+    tree = write_image_tree(tmp_path / "t", classes=["only"])
+    _expect("need at least 2", tree, tmp_path)
+
+
+def test_undecodable_image(tmp_path):
+    tree = write_image_tree(tmp_path / "t")
+    (tree / "train" / "dog" / "0001.png").write_bytes(b"not an image")
+    _expect(r"train/dog/0001.png: cannot decode", tree, tmp_path)
+
+
+def test_mixed_image_sizes(tmp_path):
+    tree = write_image_tree(tmp_path / "t")
+    write_image_tree(tmp_path / "big", classes=["cat"], size=(40, 40))
+    (tmp_path / "big" / "train" / "cat" / "0000.png").replace(tree / "train" / "cat" / "0003.png")
+    _expect("resize all images", tree, tmp_path)
+
+
+def test_keras_source_offline_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))  # no cached copy
+    import os
+    import socket
+
+    try:
+        socket.create_connection(("www.cs.toronto.edu", 443), timeout=3).close()
+        pytest.skip("internet reachable: the download would succeed")
+    except OSError:
+        pass
+    with pytest.raises(DataError, match="Point dataset.source at a local copy"):
+        data.keras_cifar10()

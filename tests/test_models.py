@@ -1,0 +1,308 @@
+"""Real TensorFlow, tfmot and LiteRT on tiny models and generated data."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from pqgrid import data
+from pqgrid.config import QUANT_MODES
+
+TINY = {"builder": "MobileNet", "alpha": 0.25}
+TRAIN = {
+    "epochs": 2,
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "final_learning_rate": 0.0,
+    "momentum": 0.9,
+    "early_stopping_patience": None,
+    "validation": "test",
+    "holdout_fraction": 0.1,
+    "batchnorm_momentum": 0.9,
+}
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    data.prepare("synthetic", d / "train.npz", d / "test.npz", d / "manifest.json", 20, 5, 0)
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(small_data, tmp_path_factory):
+    from pqgrid.stages import train_model
+
+    out = tmp_path_factory.mktemp("model")
+    d = small_data
+    train_model(d / "train.npz", d / "test.npz", d / "manifest.json", out / "trained.h5", out / "hist.csv", TINY, TRAIN, 0, 2)
+    return out / "trained.h5"
+
+
+def test_training_writes_model_history_and_no_leftovers(trained):
+    hist = (trained.parent / "hist.csv").read_text().splitlines()
+    assert hist[0].startswith("epoch,seconds,loss") and len(hist) == 3
+    assert not (trained.parent / "trained.h5.resume").exists()
+    assert [p.name for p in trained.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_batchnorm_momentum_knob():
+    from pqgrid.tfsetup import tensorflow
+
+    _, tf_keras = tensorflow(2, 0)
+    from pqgrid.models import build
+
+    m = build({"builder": "MobileNetV3Small", "alpha": 0.75, "minimalistic": True}, 10, (32, 32, 3), 0.9)
+    bns = [l for l in m.layers if isinstance(l, tf_keras.layers.BatchNormalization)]
+    assert bns and all(l.momentum == 0.9 for l in bns)
+    default = build({"builder": "MobileNetV3Small", "alpha": 0.75, "minimalistic": True}, 10, (32, 32, 3), None)
+    assert {l.momentum for l in default.layers if isinstance(l, tf_keras.layers.BatchNormalization)} == {0.999}
+
+
+@pytest.fixture(scope="module")
+def tflites(trained, small_data, tmp_path_factory):
+    from pqgrid.convert import convert
+
+    out = tmp_path_factory.mktemp("tflite")
+    paths = {}
+    for mode in QUANT_MODES:
+        paths[mode] = out / f"{mode}.tflite"
+        convert(trained, small_data / "train.npz", paths[mode], TINY, mode, 20, 0)
+    return paths
+
+
+def test_each_quant_mode_loads_with_right_dtypes(tflites):
+    from pqgrid.evaluate import interpreter, io_dtypes
+
+    expected = {"fp32": "float32", "dynamic": "float32", "fp16": "float32", "int8": "float32", "int8_full": "int8"}
+    for mode, path in tflites.items():
+        it = interpreter(path)
+        it.allocate_tensors()
+        assert io_dtypes(path) == {"input_dtype": expected[mode], "output_dtype": expected[mode]}, mode
+    # int8 stores weights in a quarter of the bytes (plus a small graph overhead)
+    ratio = tflites["int8"].stat().st_size / tflites["fp32"].stat().st_size
+    assert 0.2 < ratio < 0.4, ratio
+    ratio16 = tflites["fp16"].stat().st_size / tflites["fp32"].stat().st_size
+    assert 0.45 < ratio16 < 0.6, ratio16
+
+
+def test_tflite_eval_batched_equals_one_per_invoke_and_keras(tflites, trained, small_data):
+    from pqgrid.evaluate import interpreter, predict_tflite
+    from pqgrid.models import scale_inputs
+    from pqgrid.stages import load_keras
+
+    x, y = data.load_npz(small_data / "test.npz")
+    xf = scale_inputs(x, "tf")
+    batched = predict_tflite(tflites["fp32"], xf, batch_size=16, threads=2)  # 50 = 3x16 + 2 (padded)
+    it = interpreter(tflites["fp32"])
+    it.allocate_tensors()
+    single = []
+    for img in xf:
+        it.set_tensor(it.get_input_details()[0]["index"], img[None])
+        it.invoke()
+        single.append(it.get_tensor(it.get_output_details()[0]["index"])[0])
+    np.testing.assert_allclose(batched, np.array(single), atol=1e-5)
+    keras = load_keras(trained).predict(xf, verbose=0)
+    np.testing.assert_allclose(batched, keras, atol=1e-4)
+    full = predict_tflite(tflites["int8_full"], xf, batch_size=64)
+    assert full.shape == batched.shape and np.all(full >= 0) and abs(full.sum(1).mean() - 1) < 0.05
+
+
+def _prune(trained, small_data, out, sparsity=50, **extra):
+    from pqgrid.stages import prune_model
+
+    settings = dict(
+        TRAIN,
+        learning_rate=1e-4,
+        final_learning_rate=1e-5,
+        exclude="",
+        depthwise=True,
+        target_sparsity=sparsity,
+        schedule={"frequency_epochs": 1, "steps": 2},
+    )
+    settings.update(extra)
+    d = small_data
+    prune_model(trained, d / "train.npz", d / "test.npz", d / "manifest.json", out, out.with_suffix(".csv"), TINY, settings, 0, 2)
+    from pqgrid.models import parameter_stats
+    from pqgrid.stages import load_keras
+
+    return parameter_stats(load_keras(out))
+
+
+def test_pruning_reaches_target_on_kernels_and_depthwise_flag(trained, small_data, tmp_path):
+    on = _prune(trained, small_data, tmp_path / "on.h5", depthwise=True)
+    assert abs(on["conv_dense_sparsity"] - 0.5) < 0.01, on
+    assert abs(on["depthwise_sparsity"] - 0.5) < 0.01, on
+    off = _prune(trained, small_data, tmp_path / "off.h5", depthwise=False)
+    assert abs(off["conv_dense_sparsity"] - 0.5) < 0.01, off
+    assert off["depthwise_sparsity"] == 0.0
+    # the thesis' "exact sparsity" (zeros over all parameters) falls short of the target
+    assert off["zero_fraction"] < on["zero_fraction"] < 0.5
+
+
+def test_pruning_exclude_regex(trained, small_data, tmp_path):
+    from pqgrid.stages import load_keras
+
+    _prune(trained, small_data, tmp_path / "ex.h5", exclude="^conv_pw_1$|conv_preds")
+    m = load_keras(tmp_path / "ex.h5")
+    for name in ("conv_pw_1", "conv_preds"):
+        k = m.get_layer(name).kernel.numpy()
+        assert np.count_nonzero(k == 0) == 0, name
+    assert np.mean(m.get_layer("conv_pw_2").kernel.numpy() == 0) == pytest.approx(0.5, abs=0.01)
+
+
+def test_thesis_schedule_formula_matches_tfmot():
+    """Formula 2.8: s_t = s_f + (s_i - s_f)(1 - (t - t0)/(n Δt))^3, at each update step."""
+    import tensorflow_model_optimization as tfmot
+
+    s_i, s_f, t0, dt, n = 0.0, 0.9, 0, 6, 4
+    sched = tfmot.sparsity.keras.PolynomialDecay(s_i, s_f, begin_step=t0, end_step=t0 + n * dt, frequency=dt)
+    for k in range(n + 1):
+        t = t0 + k * dt
+        should, s = sched(t)
+        assert bool(should)
+        assert float(s) == pytest.approx(s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt)) ** 3, abs=1e-6)
+    assert not bool(sched(t0 + 1)[0])  # only every Δt
+
+
+def _train_cmd(small_data, out, epochs):
+    settings = dict(TRAIN, epochs=epochs)
+    code = (
+        "import sys; sys.path.insert(0, %r); from pqgrid.stages import train_model; "
+        "train_model(%r, %r, %r, %r, %r, %r, %r, 0, 2)"
+        % (
+            str(ROOT / "workflow" / "scripts"),
+            str(small_data / "train.npz"),
+            str(small_data / "test.npz"),
+            str(small_data / "manifest.json"),
+            str(out),
+            str(out.with_suffix(".csv")),
+            TINY,
+            settings,
+        )
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_kill_9_and_rerun_resumes_to_identical_weights(small_data, tmp_path):
+    from pqgrid.stages import load_keras
+
+    epochs = 4
+    ref = tmp_path / "ref.h5"
+    subprocess.run(_train_cmd(small_data, ref, epochs), check=True, capture_output=True)
+    killed = tmp_path / "killed.h5"
+    proc = subprocess.Popen(_train_cmd(small_data, killed, epochs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hist = killed.parent / "killed.h5.resume" / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (hist.exists() and len(hist.read_text().splitlines()) >= 3):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not killed.exists(), "killed before the end: no model may exist yet"
+    done = len(hist.read_text().splitlines()) - 1
+    assert 2 <= done < epochs
+    subprocess.run(_train_cmd(small_data, killed, epochs), check=True, capture_output=True)
+    a, b = load_keras(ref).get_weights(), load_keras(killed).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert (tmp_path / "killed.csv").read_text() .count("\n") == epochs + 1
+
+
+# ------------------------------------------------------------------ issue 3: what the file holds
+@pytest.fixture(scope="module")
+def pruned50(trained, small_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("p50") / "pruned_50.h5"
+    stats = _prune(trained, small_data, out, depthwise=True)
+    return out, stats
+
+
+def _convert(h5, small_data, path, mode):
+    from pqgrid.convert import convert
+
+    convert(h5, small_data / "train.npz", path, TINY, mode, 20, 0)
+    return path
+
+
+def test_tflite_readback_equals_h5_and_zeros_survive_int8(pruned50, small_data, tmp_path):
+    from pqgrid.tflite_weights import kernel_sparsity, read_kernels
+
+    h5, stats = pruned50
+    for mode in ("fp32", "int8", "int8_full", "fp16"):
+        ks = kernel_sparsity(read_kernels(_convert(h5, small_data, tmp_path / f"{mode}.tflite", mode)))
+        assert ks["tflite_conv_dense_sparsity"] == pytest.approx(stats["conv_dense_sparsity"], abs=1e-9), mode
+        assert ks["tflite_depthwise_sparsity"] == pytest.approx(stats["depthwise_sparsity"], abs=1e-9), mode
+
+
+def test_sparse_encoding_is_stored_and_read_back(pruned50, small_data, tmp_path):
+    from pqgrid.evaluate import predict_tflite
+    from pqgrid.models import scale_inputs
+    from pqgrid.tflite_weights import kernel_sparsity, read_kernels
+
+    h5, stats = pruned50
+    dense = _convert(h5, small_data, tmp_path / "d.tflite", "fp32")
+    sparse = _convert(h5, small_data, tmp_path / "s.tflite", "fp32_sparse")
+    ks = kernel_sparsity(read_kernels(sparse))
+    assert ks["tflite_sparse_encoded_tensors"] > 0
+    assert ks["tflite_conv_dense_sparsity"] == pytest.approx(stats["conv_dense_sparsity"], abs=0.02)
+    x, _ = data.load_npz(small_data / "test.npz")
+    xf = scale_inputs(x, "tf")
+    np.testing.assert_allclose(predict_tflite(sparse, xf), predict_tflite(dense, xf), atol=1e-4)
+
+
+def test_2_by_4_pattern_holds_in_tflite(trained, small_data, tmp_path):
+    import tensorflow as tf
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_utils import is_pruned_m_by_n
+
+    from pqgrid.stages import load_keras
+    from pqgrid.tflite_weights import layer_table, read_kernels, satisfies_m_by_n
+
+    out = tmp_path / "p24.h5"
+    _prune(trained, small_data, out, target_sparsity=50, m_by_n=[2, 4], depthwise=True)
+    k = load_keras(out).get_layer("conv_pw_2").kernel.numpy()  # TF layout [H, W, C_IN, C_OUT]
+    assert bool(is_pruned_m_by_n(tf.constant(k), (2, 4), last_channel="C_OUT")) or bool(
+        is_pruned_m_by_n(tf.constant(np.transpose(k, (3, 0, 1, 2))), (2, 4), last_channel="C_IN"))
+    assert satisfies_m_by_n(np.transpose(k, (3, 0, 1, 2)), 2, 4)
+    rows = layer_table(read_kernels(_convert(out, small_data, tmp_path / "p24.tflite", "int8")), (2, 4))
+    eligible = [r for r in rows if r["m_by_n_ok"] != ""]
+    assert len(eligible) >= 10 and all(r["m_by_n_ok"] is True for r in eligible)
+    model = load_keras(out)
+    assert all(np.count_nonzero(l.depthwise_kernel.numpy() == 0) == 0 for l in model.layers if hasattr(l, "depthwise_kernel"))
+    dense = np.ones((8, 4), np.float32)
+    assert satisfies_m_by_n(dense, 2, 4) is False and satisfies_m_by_n(np.ones((2, 3)), 2, 4) is None
+
+
+def test_pruning_kill_9_and_rerun_resumes_to_identical_weights(trained, small_data, tmp_path):
+    from pqgrid.stages import load_keras
+
+    settings = dict(TRAIN, learning_rate=1e-4, final_learning_rate=1e-5, exclude="", depthwise=True,
+                    target_sparsity=50, schedule={"frequency_epochs": 1, "steps": 4})
+
+    def cmd(out):
+        code = (
+            "import sys; sys.path.insert(0, %r); from pqgrid.stages import prune_model; "
+            "prune_model(%r, %r, %r, %r, %r, %r, %r, %r, 0, 2)"
+            % (str(ROOT / "workflow" / "scripts"), str(trained), str(small_data / "train.npz"),
+               str(small_data / "test.npz"), str(small_data / "manifest.json"), str(out),
+               str(out.with_suffix(".csv")), TINY, settings)
+        )
+        return [sys.executable, "-c", code]
+
+    ref, killed = tmp_path / "ref.h5", tmp_path / "killed.h5"
+    subprocess.run(cmd(ref), check=True, capture_output=True)
+    proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hist = tmp_path / "killed.h5.resume" / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (hist.exists() and len(hist.read_text().splitlines()) >= 3):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not killed.exists() and 2 <= len(hist.read_text().splitlines()) - 1 < 4
+    subprocess.run(cmd(killed), check=True, capture_output=True)
+    a, b = load_keras(ref).get_weights(), load_keras(killed).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))

@@ -1,0 +1,102 @@
+"""The workflow end to end on the smoke preset: real Snakemake, real jobs."""
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, snakemake
+
+SMOKE = ("--configfile", "presets/smoke.yaml")
+
+
+def copy_workflow(dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for name in ("Snakefile", "config.yaml", "workflow", "presets"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    wf = copy_workflow(tmp_path_factory.mktemp("smoke") / "wf")
+    snakemake(wf, "--cores", "2", "all", *SMOKE)
+    return wf
+
+
+def planned_jobs(wf, *args):
+    """(rule, output) pairs a dry run would execute."""
+    proc = snakemake(wf, "-n", "all", *SMOKE, *args)
+    names = re.findall(r"^(?:local)?rule (\w+):", proc.stdout, re.M)
+    return names, proc.stdout
+
+
+def test_smoke_builds_every_target(smoke_run):
+    res = smoke_run / "results"
+    for p in ("data/train.npz", "data/test.npz", "data/manifest.json", "tables/summary.csv", "tables/summary.md"):
+        assert (res / p).is_file(), p
+    for arch in ("mobilenet_tiny", "v3small_tiny"):
+        m = res / "models" / arch / "seed0"
+        assert (m / "trained.h5").is_file() and (m / "trained.history.csv").is_file() and (m / "pruned_50.h5").is_file()
+        assert not list(m.glob("*.resume")), "resume checkpoints are removed after success"
+        for s in (0, 50):
+            for q in ("fp32", "int8"):
+                assert (res / "tflite" / arch / "seed0" / f"s{s}_{q}.tflite.gz").is_file()
+                metrics = json.loads((res / "eval" / arch / "seed0" / f"s{s}_{q}.json").read_text())
+                assert metrics["cell"] == {"arch": arch, "seed": 0, "sparsity": s, "quant": q}
+                assert set(metrics["versions"]) >= {"tensorflow", "tf_keras", "tensorflow-model-optimization", "ai-edge-litert"}
+                assert len(metrics["manifest_sha256"]) == 64 and metrics["settings"]["quantization"]["mode"] == q
+                pc = pd.read_csv(res / "eval" / arch / "seed0" / f"s{s}_{q}.per_class.csv")
+                assert list(pc.columns) == ["class", "support", "correct", "accuracy"] and pc["support"].sum() == 100
+    summary = pd.read_csv(res / "tables" / "summary.csv")
+    assert len(summary) == 8 and summary[["top1", "top3", "file_bytes", "gzip_bytes"]].notna().all().all()
+    assert (smoke_run / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text().count("ETA") == 4  # one line per epoch
+    assert (smoke_run / "benchmarks" / "results" / "models" / "mobilenet_tiny" / "seed0" / "trained.tsv").is_file()
+
+
+def test_second_run_has_nothing_to_do(smoke_run):
+    proc = snakemake(smoke_run, "--cores", "2", "all", *SMOKE)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_touching_one_trained_model_reruns_exactly_its_downstream(smoke_run):
+    target = smoke_run / "results/models/mobilenet_tiny/seed0/trained.h5"
+    before = target.stat()
+    now = time.time() + 5
+    os.utime(target, (now, now))
+    try:
+        names, out = planned_jobs(smoke_run)
+    finally:
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert not re.search(r"output: [^\n]*v3small_tiny", out)
+    assert sorted(names) == sorted(
+        ["prune_model"] + ["evaluate_keras"] * 2 + ["convert_tflite"] * 4 + ["gzip_tflite"] * 4
+        + ["evaluate_tflite"] * 4 + ["summarize_grid", "all"]
+    )
+
+
+def test_changing_one_architecture_reruns_only_it(smoke_run):
+    names, out = planned_jobs(
+        smoke_run, "--config",
+        "architectures={v3small_tiny: {builder: MobileNetV3Small, alpha: 0.75, minimalistic: true, dropout_rate: 0.3}}",
+    )
+    assert "train_model" in names
+    jobs_text = out.split("Job stats:")[0]
+    assert "results/models/v3small_tiny/seed0/trained.h5" in jobs_text
+    assert "mobilenet_tiny/seed0/trained.h5" not in jobs_text.replace("input: results", "")  # not an output
+    assert not re.search(r"output: results/\w+/mobilenet_tiny", jobs_text)
+
+
+def test_two_clean_runs_give_identical_metrics(smoke_run, tmp_path):
+    other = copy_workflow(tmp_path / "again")
+    snakemake(other, "--cores", "2", "all", *SMOKE)
+    a = sorted((smoke_run / "results" / "eval").rglob("*.json"))
+    assert len(a) == 12
+    for p in a:
+        rel = p.relative_to(smoke_run)
+        assert (other / rel).read_text() == p.read_text(), rel
