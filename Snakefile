@@ -5,6 +5,7 @@
 #   models/{arch}/seed{seed}/trained.h5, trained.history.csv, pruned_{sparsity}.h5
 #   tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite(.gz)
 #   eval/{arch}/seed{seed}/s{sparsity}_{quant}.json, .per_class.csv, keras_s{sparsity}.json
+#   bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json
 #   tables/summary.csv, summary.md
 # logs/ and benchmarks/results/ mirror these paths (one log and one Snakemake benchmark
 # file per job).
@@ -26,6 +27,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/convert.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/summary.smk"
 
 
@@ -33,3 +35,4 @@ rule all:
     default_target: True
     input:
         rules.summarize_grid.output,
+        bench_targets(),

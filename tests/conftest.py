@@ -80,3 +80,92 @@ def snakemake(workdir, *args, check=True, timeout=1200):
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory):
+    """A real, small .tflite (MobileNet alpha 0.25, 32x32, untrained): what is measured
+    does not depend on the weights."""
+    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+    from pqgrid.convert import converter_for
+    from pqgrid.models import build
+    from pqgrid.tfsetup import tensorflow
+
+    tensorflow(2, 0)
+    path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
+    path.write_bytes(converter_for(build({"builder": "MobileNet", "alpha": 0.25}, 10, (32, 32, 3), None), "fp32").convert())
+    return path
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SSHServer:
+    """A real OpenSSH sshd on 127.0.0.1 at a free port with generated keys."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = _free_port()
+        self.host_key = root / "host_ed25519"
+        self.client_key = root / "client_ed25519"
+        self.other_key = root / "other_ed25519"
+        for key in (self.host_key, self.client_key, self.other_key):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        (root / "authorized_keys").write_text((root / "client_ed25519.pub").read_text())
+        host_pub = (root / "host_ed25519.pub").read_text().split()
+        self.known_hosts = root / "known_hosts"
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
+        other_pub = (root / "other_ed25519.pub").read_text().split()
+        self.wrong_known_hosts = root / "wrong_known_hosts"
+        self.wrong_known_hosts.write_text(f"[127.0.0.1]:{self.port} {other_pub[0]} {other_pub[1]}\n")
+        config = root / "sshd_config"
+        config.write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
+            f"AuthorizedKeysFile {root / 'authorized_keys'}\nPidFile {root / 'sshd.pid'}\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+            "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nMaxStartups 50\n"
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)
+        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+        import socket
+        import time
+
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("sshd did not start")
+
+    def device(self, **overrides):
+        import getpass
+
+        cfg = {
+            "type": "ssh", "host": "127.0.0.1", "port": self.port, "user": getpass.getuser(),
+            "identity_file": str(self.client_key), "known_hosts": str(self.known_hosts),
+            "python": sys.executable, "remote_dir": str(self.root / "remote"), "timeout": 60,
+            "retries": 0, "num_runs": 5,
+        }
+        cfg.update(overrides)
+        return cfg
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.skip("OpenSSH server not installed (apt-get install openssh-server; .ci/run does)")
+    server = SSHServer(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()

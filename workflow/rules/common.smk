@@ -22,6 +22,7 @@ except ConfigError as e:
     raise WorkflowError(f"pqgrid config error: {e}") from None
 
 GRID = grid(config)
+DEVICES = list(config.get("devices") or {})
 
 
 def _alternatives(values):
@@ -33,6 +34,7 @@ wildcard_constraints:
     seed=_alternatives(GRID["seed"]),
     sparsity=_alternatives(GRID["sparsity"]),
     quant=_alternatives(GRID["quant"]),
+    device=_alternatives(DEVICES) if DEVICES else "(?!)",
 
 
 def cells():
@@ -54,6 +56,20 @@ def for_cells(pattern):
 def for_models(pattern):
     """`pattern` filled in for every Keras model (arch x seed x sparsity)."""
     return sorted({pattern.format(**c) for c in cells()})
+
+
+def bench_targets():
+    """Every cell on every configured device."""
+    return [
+        rules.benchmark_on_device.output.bench.format(device=d, **c)
+        for d in DEVICES
+        for c in cells()
+    ]
+
+
+def device_slot(name):
+    """Resource `bench_<name>`: 1 for jobs on that device, 0 otherwise."""
+    return lambda wildcards: int(wildcards.device == name)
 
 
 def keras_model(wildcards):

@@ -217,6 +217,13 @@ def check_config(config: dict) -> None:
         except re.error as e:
             raise ConfigError(f"{regex_key[0]}.exclude: invalid regex ({e})") from None
     check_dataset_source(config["dataset"]["source"])
+    for name, dev in (config.get("devices") or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+            raise ConfigError(f"devices.{name}: use letters, digits, '_' and '-' only in device names")
+        if "password" in dev:
+            raise ConfigError(f"devices.{name}.password: passwords are not accepted; use identity_file, an ssh agent or ~/.ssh/config")
+        if dev.get("type") == "ssh" and not dev.get("host"):
+            raise ConfigError(f"devices.{name}.host: an ssh device needs a host (name, address or ~/.ssh/config alias)")
 
 
 def check_dataset_source(source: str) -> None:

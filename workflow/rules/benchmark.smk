@@ -1,0 +1,18 @@
+rule benchmark_on_device:
+    """Latency and peak memory of one .tflite on one configured device (local or SSH).
+    One measurement per device at a time: the harness locks the device itself (flock in
+    its remote_dir, so also across workflow instances and cluster jobs), and the resource
+    `bench_<device>` keeps one instance from queueing many jobs on one board."""
+    input:
+        tflite=rules.convert_tflite.output.tflite,
+    output:
+        bench="results/bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json",
+    params:
+        device=lambda wildcards: config["devices"][wildcards.device],
+        cell=cell,
+    resources:
+        **{f"bench_{name}": device_slot(name) for name in DEVICES},
+    log:
+        "logs/bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.log",
+    script:
+        "../scripts/benchmark_on_device.py"
