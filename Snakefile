@@ -6,7 +6,8 @@
 #   tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite(.gz)
 #   eval/{arch}/seed{seed}/s{sparsity}_{quant}.json, .per_class.csv, keras_s{sparsity}.json
 #   bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json
-#   tables/summary.csv, summary.md
+#   tables/summary.csv, summary.md, per_class.csv, bench.csv, table_4_*.csv/.md
+#   figures/{figure}.png, findings.md/.csv
 # logs/ and benchmarks/results/ mirror these paths (one log and one Snakemake benchmark
 # file per job).
 
@@ -21,6 +22,9 @@ configfile: "config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -29,6 +33,7 @@ include: "workflow/rules/convert.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -36,3 +41,4 @@ rule all:
     input:
         rules.summarize_grid.output,
         bench_targets(),
+        report_targets(),

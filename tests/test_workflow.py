@@ -101,3 +101,44 @@ def test_two_clean_runs_give_identical_metrics(smoke_run, tmp_path):
     for p in a:
         rel = p.relative_to(smoke_run)
         assert (other / rel).read_text() == p.read_text(), rel
+
+
+# ------------------------------------------------------------------ report stage
+def test_one_figure_rebuilds_alone(smoke_run):
+    fig = smoke_run / "results/figures/pareto_gzip.png"
+    fig.unlink()
+    proc = snakemake(smoke_run, "--cores", "2", "results/figures/pareto_gzip.png", *SMOKE)
+    ran = re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M)
+    assert ran == ["plot_figure"] and fig.is_file()
+
+
+def test_changing_a_plot_setting_reruns_only_that_figure(smoke_run):
+    names, out = planned_jobs(smoke_run, "--config", "report={figures: {per_figure: {pareto_gzip: {label_top: 3}}}}")
+    assert sorted(names) == ["all", "plot_figure"]
+    assert re.findall(r"output: ([^\n]+)", out) == ["results/figures/pareto_gzip.png"]
+
+
+def test_without_devices_device_figures_are_left_out_or_placeholders(smoke_run):
+    names, out = planned_jobs(smoke_run, "--config", "devices=null")
+    assert "benchmark_on_device" not in names and "pareto_latency_local" not in out
+
+
+def test_report_html_renders_with_figures(smoke_run, tmp_path):
+    import shutil
+    import subprocess
+
+    snakemake(smoke_run, "--report", "report.html", *SMOKE)
+    html = (smoke_run / "report.html").read_text(errors="replace")
+    for name in ("pareto_gzip.png", "per_class_pruning_mobilenet_tiny.png", "findings.md", "table_4_1_training.csv"):
+        assert name in html, name
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        pytest.skip("chromium not installed (apt-get install chromium; .ci/run does)")
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1280,900", "--virtual-time-budget=8000", f"file://{smoke_run / 'report.html'}"],
+                   check=True, capture_output=True, timeout=120)
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(shot)
+    assert img.shape[0] > 500 and img[..., :3].std() > 0.05, "screenshot is blank"

@@ -10,6 +10,9 @@ rule benchmark_on_device:
     params:
         device=lambda wildcards: config["devices"][wildcards.device],
         cell=cell,
+    # A local device is this machine: hold every core so no training or conversion job
+    # runs beside the timing. An SSH board needs one local slot only.
+    threads: device_threads
     resources:
         **{f"bench_{name}": device_slot(name) for name in DEVICES},
     log:

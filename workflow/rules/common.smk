@@ -7,7 +7,10 @@ import sys
 sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
 from pqgrid.config import (
     ConfigError,
+    TABLES,
     check_config,
+    figure_category,
+    figure_names,
     grid,
     input_scaling,
     pruning_settings,
@@ -35,6 +38,8 @@ wildcard_constraints:
     sparsity=_alternatives(GRID["sparsity"]),
     quant=_alternatives(GRID["quant"]),
     device=_alternatives(DEVICES) if DEVICES else "(?!)",
+    table=_alternatives(TABLES),
+    figure=_alternatives(figure_names(config)),
 
 
 def cells():
@@ -70,6 +75,11 @@ def bench_targets():
 def device_slot(name):
     """Resource `bench_<name>`: 1 for jobs on that device, 0 otherwise."""
     return lambda wildcards: int(wildcards.device == name)
+
+
+def device_threads(wildcards):
+    local = config["devices"][wildcards.device]["type"] == "local"
+    return (workflow.cores or 1) if local else 1
 
 
 def keras_model(wildcards):
@@ -121,4 +131,57 @@ def cell_settings(wildcards):
             calibration_samples=config["quantization"]["calibration_samples"],
         ),
         dataset=config["dataset"],
+    )
+
+
+# ---------------------------------------------------------------- report stage
+FIGURE_NEEDS_BENCH = ("fig_4_1", "fig_4_9", "pareto_latency_")
+
+
+def report_inputs(wildcards):
+    """Long tables of the run; bench.csv only where devices are configured."""
+    inputs = dict(
+        summary=rules.summarize_grid.output.csv,
+        per_class=rules.summarize_grid.output.per_class,
+    )
+    if DEVICES:
+        inputs["bench"] = rules.collect_bench.output.csv
+    return inputs
+
+
+def figure_inputs(wildcards):
+    """Only the tables a figure draws from: a per-class figure does not wait for (or
+    rerun after) device benchmarks."""
+    inputs = report_inputs(wildcards)
+    if not wildcards.figure.startswith(FIGURE_NEEDS_BENCH):
+        inputs.pop("bench", None)
+    if wildcards.figure.startswith(("per_class_",)):
+        inputs.pop("summary")
+    else:
+        inputs.pop("per_class")
+    return inputs
+
+
+def figure_settings(wildcards):
+    f = config["report"]["figures"]
+    settings = {k: v for k, v in f.items() if k != "per_figure"}
+    settings.update((f.get("per_figure") or {}).get(wildcards.figure, {}))
+    return settings
+
+
+def findings_context(wildcards):
+    d = config["dataset"]
+    return (
+        f"Dataset: {d['source']} (train/test per class: {d.get('train_per_class') or 'all'}"
+        f"/{d.get('test_per_class') or 'all'}); architectures: {', '.join(GRID['arch'])}; "
+        f"seeds: {', '.join(GRID['seed'])}; devices: {', '.join(DEVICES) or 'none'}; "
+        f"epochs: {config['training']['epochs']}."
+    )
+
+
+def report_targets():
+    return (
+        [rules.make_table.output.csv.format(table=t) for t in TABLES]
+        + [rules.plot_figure.output.png.format(figure=f) for f in figure_names(config)]
+        + [rules.check_findings.output.md]
     )

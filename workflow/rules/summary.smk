@@ -7,6 +7,7 @@ rule summarize_grid:
     output:
         csv="results/tables/summary.csv",
         md="results/tables/summary.md",
+        per_class="results/tables/per_class.csv",
     log:
         "logs/tables/summary.log",
     script:

@@ -9,4 +9,5 @@ run_script(
     snakemake.input.per_class,
     snakemake.output.csv,
     snakemake.output.md,
+    snakemake.output.per_class,
 )

@@ -52,6 +52,50 @@ DATASET_SOURCES = ("keras", "synthetic")  # plus a path (folder, tar, CIFAR pyth
 PRUNABLE_OVERRIDES = {"learning_rate", "final_learning_rate", "batch_size", "momentum", "exclude", "depthwise"}
 
 
+# Report targets (pure names here so a dry run needs no plotting import; figures.py and
+# analysis.py register the same names, a test keeps them in step).
+TABLES = [
+    "table_4_1_training",
+    "table_4_2_fp32_device",
+    "table_4_3_int8_device",
+    "table_4_4_depthwise",
+    "table_4_5_pruned_fp32",
+    "table_4_6_per_class",
+    "table_4_7_minimalistic",
+]
+FIGURES = {  # name -> report category
+    "fig_4_1_quantization_change": "device",
+    "fig_4_2_top1_vs_sparsity_fp32": "accuracy",
+    "fig_4_3_gzip_vs_sparsity_fp32": "size",
+    "fig_4_4_top1_vs_sparsity_int8": "accuracy",
+    "fig_4_5_gzip_vs_sparsity_int8": "size",
+    "fig_4_9_quantization_change_v3": "device",
+    "fig_4_10_top1_vs_sparsity_v3": "accuracy",
+    "fig_4_11_gzip_vs_sparsity_v3": "size",
+    "quant_modes": "accuracy",
+    "pareto_gzip": "size",
+}
+FIGURE_FAMILIES = {  # prefix -> (what follows the prefix, report category)
+    "per_class_pruning_": ("arch", "per class"),
+    "per_class_quantization_": ("arch", "per class"),
+    "pareto_latency_": ("device", "device"),
+}
+
+
+def figure_names(config: dict) -> list:
+    archs, devices = selected_architectures(config), list(config.get("devices") or {})
+    names = list(FIGURES)
+    for prefix, (kind, _) in FIGURE_FAMILIES.items():
+        names += [prefix + x for x in (archs if kind == "arch" else devices)]
+    return names
+
+
+def figure_category(name: str) -> str:
+    if name in FIGURES:
+        return FIGURES[name]
+    return next(cat for prefix, (_, cat) in FIGURE_FAMILIES.items() if name.startswith(prefix))
+
+
 class ConfigError(ValueError):
     """A configuration mistake, reported as one line naming the key and the fix."""
 

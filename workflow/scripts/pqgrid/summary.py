@@ -21,16 +21,17 @@ COLUMNS = [
 ]
 
 
-def summarize(eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md) -> pd.DataFrame:
+def summarize(eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_per_class=None) -> pd.DataFrame:
     keras = {}
     for p in keras_jsons:
         k = json.loads(open(p).read())
         c = k["cell"]
         keras[(c["arch"], str(c["seed"]), str(c["sparsity"]))] = k
-    rows = []
+    rows, long = [], []
     for p, pc in zip(eval_jsons, per_class_csvs):
         e = json.loads(open(p).read())
         c = e["cell"]
+        long.append(pd.read_csv(pc).assign(**{k: c[k] for k in ("arch", "seed", "sparsity", "quant")}))
         k = keras[(c["arch"], str(c["seed"]), str(c["sparsity"]))]
         classes = pd.read_csv(pc)
         worst = classes.loc[classes["accuracy"].idxmin()]
@@ -48,6 +49,10 @@ def summarize(eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md) -> pd.Da
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
     write_text(out_md, to_markdown(df))
+    if out_per_class:
+        pcs = pd.concat(long, ignore_index=True)[["arch", "seed", "sparsity", "quant", "class", "support", "correct", "accuracy"]]
+        with atomic_path(out_per_class) as tmp:
+            pcs.to_csv(tmp, index=False)
     return df
 
 

@@ -1,0 +1,123 @@
+"""Tables, figures and findings on small fabricated summaries (test data, never results:
+the verdicts are known in advance), and the registries kept in step with the config."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pqgrid import analysis, config, figures
+from pqgrid.report import read_tables
+
+CLASSES = ["cat", "dog", "bird"]
+
+
+def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005):
+    """A grid where the thesis' claims hold by construction (sizes in bytes)."""
+    rows, pcs, bench = [], [], []
+    archs = {"mobilenet": (0.73, 12_800_000), "efficientnet_b0": (0.75, 16_000_000),
+             "mobilenet_v3_large": (0.69, 16_900_000), "mobilenet_v3_small": (0.67, 6_100_000)}
+    for (arch, (acc, size)), seed, sp, q in itertools.product(archs.items(), seeds, [0, 30, 60, 90], ["fp32", "int8"]):
+        top1 = acc + (0.01 if sp == 30 else -0.0 if sp == 0 else -0.03 * sp / 90) + 0.001 * seed
+        if arch == "mobilenet" and sp == 90:
+            top1 += 0.05
+        if q == "int8":
+            top1 += -0.2 if arch == "mobilenet_v3_large" else -int8_delta
+        file_b = size * (0.28 if q == "int8" else 1.0)
+        gz = file_b * (0.92 - 0.8 * sp / 100 * (1.0 if gzip_92 else 0.3))
+        rows.append(dict(arch=arch, seed=seed, sparsity=sp, quant=q, top1=top1, top3=top1 + 0.2, keras_top1_test=acc,
+                         keras_top1_train=acc + 0.1, keras_top3_train=0.95, keras_top3_test=0.9, file_bytes=file_b,
+                         gzip_bytes=gz, params=size // 4, depthwise_params=size // 200, depthwise_share=0.02,
+                         zero_fraction=sp / 100 * 0.96, conv_dense_sparsity=sp / 100, depthwise_sparsity=0.0,
+                         tflite_kernel_sparsity=sp / 100 * 0.98))
+        for i, c in enumerate(CLASSES):
+            skew = (0.15 if c == "bird" else -0.02) if (sp or q != "fp32") else 0.0
+            pcs.append(dict(arch=arch, seed=seed, sparsity=sp, quant=q, **{"class": c}, accuracy=top1 - skew + 0.01 * seed))
+        lat = {"mobilenet": 11800, "efficientnet_b0": 12400, "mobilenet_v3_large": 8000, "mobilenet_v3_small": 2950}[arch]
+        bench.append(dict(arch=arch, seed=seed, sparsity=sp, quant=q, device="pi4",
+                          latency_us=lat * (0.6 if q == "int8" else 1.0) * (1 + 0.01 * (sp % 7)), ram_mb=16 * (0.5 if q == "int8" else 1)))
+    return pd.DataFrame(rows), pd.DataFrame(bench), pd.DataFrame(pcs)
+
+
+def test_findings_verdicts_known_in_advance():
+    s, b, pc = fabricated()
+    f = analysis.findings(s, b, pc).set_index("no")
+    assert f.loc[1, "verdict"] == "holds"  # 72 % smaller
+    assert f.loc[2, "verdict"] == "holds"  # 0.5 pp for the small three, V3Large -20 pp
+    assert f.loc[3, "verdict"] == "holds"  # same size; latency spread 6 %
+    assert f.loc[4, "verdict"] == "holds"
+    assert f.loc[5, "verdict"] == "holds"
+    assert f.loc[6, "verdict"] == "holds"
+    assert f.loc[7, "verdict"] == "holds"
+    assert f.loc[8, "verdict"] == "holds"
+    assert f.loc[9, "verdict"] == "holds"
+    assert f.loc[10, "verdict"] == "holds"
+    assert f.loc[11, "verdict"] == "not measured"
+
+
+def test_findings_that_do_not_hold():
+    s, b, pc = fabricated(gzip_92=False, int8_delta=0.05)
+    f = analysis.findings(s, b, pc).set_index("no")
+    assert f.loc[2, "verdict"] == "does not hold"
+    assert f.loc[4, "verdict"] == "does not hold"
+    f = analysis.findings(s, b.iloc[0:0], pc).set_index("no")
+    assert f.loc[9, "verdict"] == "not measured" and "no device" in f.loc[9, "measured"]
+
+
+def test_tables_mean_std_over_seeds_and_thesis_columns(tmp_path):
+    s, b, pc = fabricated(seeds=(0, 1, 2))
+    thesis = {"table_4_1_training": pd.DataFrame({"architecture": ["mobilenet"], "top1_test": [0.7277], "top3_test": [0.9226], "params": [3239114]})}
+    t = analysis.table_4_1_training(s, b, pc, thesis).set_index("arch")
+    assert t.loc["mobilenet", "n_seeds"] == 3 and t.loc["mobilenet", "thesis_top1_test"] == 0.7277
+    assert np.isnan(t.loc["efficientnet_b0", "thesis_top1_test"])
+    t5 = analysis.table_4_5_pruned_fp32(s, b, pc, {})
+    row = t5[(t5.arch == "mobilenet") & (t5.target_sparsity == "90")].iloc[0]
+    assert row.exact_sparsity == pytest.approx(0.864) and row.top1_std == pytest.approx(0.001)
+    md = analysis.fmt_pm(t5)
+    assert "±" in md.top1.iloc[0]
+    for name, fn in analysis.TABLES.items():
+        assert not fn(s, b, pc, {}).empty, name
+
+
+def test_welch_t_and_per_class_changes():
+    assert analysis.welch_t([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert analysis.welch_t([0.50, 0.51, 0.49], [0.70, 0.71, 0.69]) < 0.001
+    assert np.isnan(analysis.welch_t([0.5], [0.6]))
+    s, b, pc = fabricated(seeds=(0, 1, 2))
+    d = analysis.per_class_changes(pc, "mobilenet", ("0", "fp32"), [("90", "fp32")])
+    bird = d[d["class"] == "bird"].iloc[0]
+    assert bird.delta_pp < -10 and bird.n_seeds == 3
+
+
+def test_pareto_front():
+    df = pd.DataFrame({"size": [1, 2, 3, 2.5], "acc": [50, 60, 55, 70]})
+    assert figures.pareto_front(df, "size", "acc").tolist() == [True, True, False, True]
+
+
+def test_registries_match_config_names():
+    assert set(analysis.TABLES) == set(config.TABLES)
+    assert {n for n in figures.FIGURES if not n.endswith("_")} == set(config.FIGURES)
+    assert {n for n in figures.FIGURES if n.endswith("_")} == set(config.FIGURE_FAMILIES)
+
+
+@pytest.mark.parametrize("with_bench", [True, False])
+def test_every_figure_renders(tmp_path, with_bench):
+    s, b, pc = fabricated(seeds=(0, 1))
+    tables = {"summary": s, "per_class": pc, "bench": b if with_bench else pd.DataFrame(columns=b.columns)}
+    cfg = {"architectures": {a: {"builder": "MobileNet"} for a in s.arch.unique()}, "devices": {"pi4": {"type": "ssh"}}}
+    for name in config.figure_names(cfg):
+        out = tmp_path / f"{name}.png"
+        figures.render(name, tables, {"dpi": 40}, out)
+        assert out.stat().st_size > 2000, name
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_placeholder_when_device_missing(tmp_path):
+    import matplotlib.image as mpimg
+
+    s, b, pc = fabricated()
+    out = tmp_path / "p.png"
+    figures.render("pareto_latency_rpi5", {"summary": s, "per_class": pc, "bench": b}, {"dpi": 40}, out)
+    img = mpimg.imread(out)
+    assert img.std() > 0  # text drawn, not blank

@@ -1,0 +1,65 @@
+rule collect_bench:
+    """All device measurements as one long table (results/tables/bench.csv)."""
+    input:
+        bench=bench_targets(),
+    output:
+        csv="results/tables/bench.csv",
+    log:
+        "logs/tables/bench.log",
+    script:
+        "../scripts/collect_bench.py"
+
+
+rule make_table:
+    """One of the thesis' tables (4.1-4.7) for this run, with the thesis' numbers beside."""
+    input:
+        unpack(report_inputs),
+    output:
+        csv=report(
+            "results/tables/{table}.csv",
+            caption="../report/table.rst",
+            category="tables",
+        ),
+        md="results/tables/{table}.md",
+    params:
+        thesis_dir=config["report"]["thesis_dir"],
+    log:
+        "logs/tables/{table}.log",
+    script:
+        "../scripts/make_table.py"
+
+
+rule plot_figure:
+    """One figure; its params are only the settings it uses, so changing one figure's
+    setting reruns that figure alone."""
+    input:
+        unpack(figure_inputs),
+    output:
+        png=report(
+            "results/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category=lambda wildcards: figure_category(wildcards.figure),
+        ),
+    params:
+        settings=figure_settings,
+    log:
+        "logs/figures/{figure}.log",
+    script:
+        "../scripts/plot_figure.py"
+
+
+rule check_findings:
+    """Each claim of the thesis, this run's numbers, and a verdict (results/findings.md)."""
+    input:
+        unpack(report_inputs),
+    output:
+        md=report(
+            "results/findings.md", caption="../report/findings.rst", category="findings"
+        ),
+        csv="results/findings.csv",
+    params:
+        context=findings_context,
+    log:
+        "logs/findings.log",
+    script:
+        "../scripts/check_findings.py"

@@ -1,0 +1,292 @@
+"""The thesis' figures (4.1-4.11) and pqgrid's own (all quant modes, Pareto views), seaborn.
+
+Each figure is a function `(tables, settings) -> matplotlib Figure` registered with the
+long tables it reads (`needs`), so the workflow gives each figure only its own inputs and a
+figure whose inputs are missing (no device configured) becomes a labelled placeholder."""
+
+from __future__ import annotations
+
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .analysis import CELL, MB, _sparsity_num, per_class_changes  # noqa: E402
+
+FIGURES = {}  # name or family prefix -> (function, needs, title)
+
+
+def figure(name, needs, title):
+    def register(fn):
+        FIGURES[name] = (fn, needs, title)
+        return fn
+
+    return register
+
+
+def resolve(name):
+    """'per_class_pruning_mobilenet' -> (function, needs, title, 'mobilenet')."""
+    if name in FIGURES:
+        return (*FIGURES[name], None)
+    for prefix, entry in FIGURES.items():
+        if prefix.endswith("_") and name.startswith(prefix):
+            return (*entry, name[len(prefix):])
+    raise KeyError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+
+
+def placeholder(title, why, settings):
+    fig, ax = plt.subplots(figsize=settings.get("size", (7, 4.5)))
+    ax.axis("off")
+    ax.text(0.5, 0.6, title, ha="center", va="center", fontsize=13, weight="bold", wrap=True)
+    ax.text(0.5, 0.4, f"Not measured: {why}", ha="center", va="center", fontsize=11, color="0.3", wrap=True)
+    return fig
+
+
+def _prep(summary):
+    s = summary.copy()
+    s["sparsity_pct"] = _sparsity_num(s.sparsity)
+    s["pattern"] = np.where(s.sparsity.astype(str).str.isdigit(), "unstructured", s.sparsity.astype(str))
+    s["file_mb"], s["gzip_mb"] = s.file_bytes / MB, s.gzip_bytes / MB
+    s["exact_sparsity_pct"] = 100 * s.zero_fraction
+    s["top1_pct"] = 100 * s.top1
+    return s[s.pattern == "unstructured"]
+
+
+def _lines(s, x, y, hue, ax, xlabel, ylabel, title):
+    sns.lineplot(data=s, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False, errorbar="sd", ax=ax)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(title="architecture", fontsize=8)
+
+
+# ---------------------------------------------------------------- 4.1 / 4.9
+def _quant_change(t, settings, archs=None, title=""):
+    s, b = t["summary"], t.get("bench")
+    s = s[s.sparsity.astype(str) == "0"]
+    if archs is not None:
+        s = s[s.arch.isin(archs)]
+    if s.empty:
+        return placeholder(title, "no matching architectures in this run", settings)
+    metrics = {"file_bytes": "size", "top1": "top-1", "top3": "top-3"}
+    m = s.groupby(["arch", "quant"])[list(metrics)].mean()
+    if b is not None and not b.empty:
+        dev = settings.get("device") or b.device.iloc[0]
+        bb = b[(b.device == dev) & (b.sparsity.astype(str) == "0")].groupby(["arch", "quant"])[["ram_mb", "latency_us"]].mean()
+        m = m.join(bb)
+        metrics.update({"ram_mb": f"RAM ({dev})", "latency_us": f"latency ({dev})"})
+    rows = []
+    for (arch, q), r in m.iterrows():
+        if q == "fp32" or (arch, "fp32") not in m.index:
+            continue
+        base = m.loc[(arch, "fp32")]
+        for k, label in metrics.items():
+            if k in r and pd.notna(r[k]) and base[k]:
+                rows.append({"arch": arch, "mode": q, "metric": label, "change_pct": 100 * (r[k] - base[k]) / base[k]})
+    d = pd.DataFrame(rows)
+    if d.empty:
+        return placeholder(title, "needs fp32 and at least one quantized mode", settings)
+    modes = [q for q in settings.get("modes", ["int8"]) if q in set(d["mode"])] or sorted(set(d["mode"]))
+    d = d[d["mode"].isin(modes)]
+    g = sns.catplot(data=d, x="metric", y="change_pct", hue="arch", col="mode", kind="bar", height=4, aspect=1.3)
+    g.set_axis_labels("", "change vs fp32 (%)")
+    g.set_titles("{col_name} vs fp32")
+    for ax in g.axes.flat:
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.tick_params(axis="x", rotation=20)
+    g.figure.suptitle(title, y=1.03)
+    return g.figure
+
+
+@figure("fig_4_1_quantization_change", ("summary", "bench"), "Fig. 4.1: change of size, RAM, latency, top-1/3 by quantization")
+def fig_4_1(t, settings):
+    return _quant_change(t, settings, title="Change by int8 PTQ relative to fp32 (unpruned)")
+
+
+@figure("fig_4_9_quantization_change_v3", ("summary", "bench"), "Fig. 4.9: the same for MobileNetV3 incl. minimalistic")
+def fig_4_9(t, settings):
+    archs = [a for a in t["summary"].arch.unique() if "v3" in a]
+    return _quant_change(t, settings, archs, title="MobileNetV3 variants: change by int8 PTQ relative to fp32")
+
+
+# ---------------------------------------------------------------- 4.2 - 4.5, 4.10, 4.11
+def _vs_sparsity(t, settings, quant, y, ylabel, title, archs=None):
+    s = _prep(t["summary"])
+    s = s[s.quant.isin(quant if isinstance(quant, list) else [quant])]
+    if archs is not None:
+        s = s[s.arch.isin(archs)]
+    if s.empty:
+        return placeholder(title, "no matching cells", settings)
+    x = settings.get("x", "exact_sparsity_pct" if y == "top1_pct" else "sparsity_pct")
+    xlabel = "exact sparsity (% of all parameters are zero)" if x == "exact_sparsity_pct" else "target sparsity (%)"
+    if isinstance(quant, list):
+        g = sns.relplot(data=s, x=x, y=y, hue="arch", style="arch", col="quant", kind="line", markers=True, dashes=False,
+                        errorbar="sd", height=4)
+        g.set_axis_labels(xlabel, ylabel)
+        g.figure.suptitle(title, y=1.03)
+        return g.figure
+    fig, ax = plt.subplots(figsize=settings.get("size", (7, 4.5)))
+    _lines(s, x, y, "arch", ax, xlabel, ylabel, title)
+    return fig
+
+
+@figure("fig_4_2_top1_vs_sparsity_fp32", ("summary",), "Fig. 4.2: top-1 vs exact sparsity (fp32)")
+def fig_4_2(t, st):
+    return _vs_sparsity(t, st, "fp32", "top1_pct", "test top-1 (%)", "Top-1 vs exact sparsity, fp32")
+
+
+@figure("fig_4_3_gzip_vs_sparsity_fp32", ("summary",), "Fig. 4.3: gzip size vs sparsity (fp32)")
+def fig_4_3(t, st):
+    return _vs_sparsity(t, st, "fp32", "gzip_mb", "gzip -9 size (MB)", "Compressed size vs sparsity, fp32")
+
+
+@figure("fig_4_4_top1_vs_sparsity_int8", ("summary",), "Fig. 4.4: top-1 vs sparsity after int8")
+def fig_4_4(t, st):
+    return _vs_sparsity(t, st, "int8", "top1_pct", "test top-1 (%)", "Top-1 vs exact sparsity, int8")
+
+
+@figure("fig_4_5_gzip_vs_sparsity_int8", ("summary",), "Fig. 4.5: gzip size vs sparsity after int8")
+def fig_4_5(t, st):
+    return _vs_sparsity(t, st, "int8", "gzip_mb", "gzip -9 size (MB)", "Compressed size vs sparsity, int8")
+
+
+@figure("fig_4_10_top1_vs_sparsity_v3", ("summary",), "Fig. 4.10: top-1 vs sparsity, MobileNetV3 variants, fp32 and int8")
+def fig_4_10(t, st):
+    archs = [a for a in t["summary"].arch.unique() if "v3" in a]
+    return _vs_sparsity(t, st, ["fp32", "int8"], "top1_pct", "test top-1 (%)", "MobileNetV3 variants: top-1 vs sparsity", archs)
+
+
+@figure("fig_4_11_gzip_vs_sparsity_v3", ("summary",), "Fig. 4.11: gzip size vs sparsity, MobileNetV3 variants")
+def fig_4_11(t, st):
+    archs = [a for a in t["summary"].arch.unique() if "v3" in a]
+    return _vs_sparsity(t, st, ["fp32", "int8"], "gzip_mb", "gzip -9 size (MB)", "MobileNetV3 variants: gzip size vs sparsity", archs)
+
+
+# ---------------------------------------------------------------- 4.6 - 4.8 families
+def _per_class(t, settings, arch, variants, title):
+    pc = t["per_class"]
+    d = per_class_changes(pc, arch, ("0", "fp32"), variants, settings.get("alpha", 0.05))
+    if d.empty:
+        return placeholder(title, f"no per-class results for {arch}", settings)
+    fig, ax = plt.subplots(figsize=settings.get("size", (8, 4.8)))
+    sns.barplot(data=d, x="class", y="delta_pp", hue="variant", ax=ax)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set(xlabel="class", ylabel="Δ top-1 vs unpruned fp32 (percentage points)", title=title)
+    ax.tick_params(axis="x", rotation=30)
+    n = int(d.n_seeds.max())
+    if n >= 2:  # mark classes whose change is significant across seeds (Welch's t-test)
+        hues = list(dict.fromkeys(d.variant))
+        for patch_group, v in zip(ax.containers, hues):
+            sub = d[d.variant == v].reset_index(drop=True)
+            for bar, sig in zip(patch_group, sub.significant):
+                if sig:
+                    ax.annotate("*", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                                va="bottom" if bar.get_height() >= 0 else "top", fontsize=12)
+        ax.text(0.01, 0.01, f"* p < {settings.get('alpha', 0.05)} (Welch's t-test over {n} seeds)", transform=ax.transAxes, fontsize=8)
+    overall = d.groupby("variant").overall_delta_pp.first()
+    ax.legend(title="variant (overall Δ)", labels=[f"{v} ({overall[v]:+.1f} pp)" for v in dict.fromkeys(d.variant)],
+              handles=ax.get_legend_handles_labels()[0], fontsize=8)
+    return fig
+
+
+@figure("per_class_pruning_", ("per_class",), "Figs. 4.6/4.7: per-class Δ top-1 by pruning, one per architecture")
+def per_class_pruning(t, settings, arch):
+    pc = t["per_class"]
+    sps = sorted({str(s) for s in pc[(pc.arch == arch) & (pc.quant == "fp32")].sparsity if str(s) != "0"}, key=lambda s: _sparsity_num(pd.Series([s]))[0])
+    return _per_class(t, settings, arch, [(s, "fp32") for s in sps], f"{arch}: per-class change by pruning (fp32)")
+
+
+@figure("per_class_quantization_", ("per_class",), "Fig. 4.8: per-class Δ top-1 by quantization, one per architecture")
+def per_class_quant(t, settings, arch):
+    pc = t["per_class"]
+    qs = [q for q in dict.fromkeys(pc[(pc.arch == arch) & (pc.sparsity.astype(str) == "0")].quant) if q != "fp32"]
+    return _per_class(t, settings, arch, [("0", q) for q in qs], f"{arch}: per-class change by quantization (unpruned)")
+
+
+# ---------------------------------------------------------------- beyond the thesis
+@figure("quant_modes", ("summary",), "All quantization modes side by side: top-1 and gzip size (unpruned)")
+def quant_modes(t, settings):
+    s = t["summary"]
+    s = s[s.sparsity.astype(str) == "0"].assign(top1_pct=lambda x: 100 * x.top1, file_mb=lambda x: x.file_bytes / MB)
+    fig, axes = plt.subplots(1, 2, figsize=settings.get("size", (11, 4.5)))
+    sns.barplot(data=s, x="quant", y="top1_pct", hue="arch", ax=axes[0], errorbar="sd")
+    axes[0].set(xlabel="quantization mode", ylabel="test top-1 (%)", title="Accuracy")
+    sns.barplot(data=s, x="quant", y="file_mb", hue="arch", ax=axes[1], errorbar="sd")
+    axes[1].set(xlabel="quantization mode", ylabel=".tflite size (MB)", title="File size")
+    for ax in axes:
+        ax.legend(fontsize=8, title="architecture")
+    fig.suptitle("Quantization modes, unpruned models")
+    return fig
+
+
+def pareto_front(df, x, y):
+    """Rows not dominated: no other row has x <= and y >= with one strictly better."""
+    pts = df[[x, y]].to_numpy()
+    keep = []
+    for i, (xi, yi) in enumerate(pts):
+        dominated = np.any((pts[:, 0] <= xi) & (pts[:, 1] >= yi) & ((pts[:, 0] < xi) | (pts[:, 1] > yi)))
+        keep.append(not dominated)
+    return np.array(keep, dtype=bool)
+
+
+def _pareto(d, x, xlabel, title, settings):
+    d = d.copy()
+    d["top1_pct"] = 100 * d.top1
+    d["front"] = pareto_front(d, x, "top1_pct")
+    fig, ax = plt.subplots(figsize=settings.get("size", (8, 5.5)))
+    sns.scatterplot(data=d, x=x, y="top1_pct", hue="arch", style="quant", s=45, alpha=0.6, ax=ax)
+    f = d[d.front].sort_values(x)
+    ax.plot(f[x], f.top1_pct, color="0.2", lw=1, drawstyle="steps-post", label="Pareto front")
+    for r in f.head(settings.get("label_top", 12)).itertuples():
+        ax.annotate(f"{r.arch} s{r.sparsity} {r.quant}", (getattr(r, x), r.top1_pct), fontsize=7,
+                    xytext=(4, -8), textcoords="offset points")
+    ax.set_xscale(settings.get("xscale", "log"))
+    ax.set(xlabel=xlabel, ylabel="test top-1 (%)", title=title)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+@figure("pareto_gzip", ("summary",), "Pareto view: test top-1 vs gzip size, non-dominated cells labelled")
+def pareto_gzip(t, settings):
+    s = t["summary"].groupby(CELL[:1] + CELL[2:], as_index=False)[["top1", "gzip_bytes"]].mean()
+    s["gzip_mb"] = s.gzip_bytes / MB
+    return _pareto(s, "gzip_mb", "gzip -9 size (MB, log)", "Accuracy vs compressed size: every cell", settings)
+
+
+@figure("pareto_latency_", ("summary", "bench"), "Pareto view: test top-1 vs latency, one per device")
+def pareto_latency(t, settings, device):
+    b = t.get("bench")
+    title = f"Accuracy vs latency on {device}"
+    if b is None or b.empty or device not in set(b.device):
+        return placeholder(title, f"no benchmark results for device {device!r}", settings)
+    d = t["summary"].merge(b[b.device == device][[*CELL, "latency_us"]], on=CELL)
+    d = d.groupby(["arch", "sparsity", "quant"], as_index=False)[["top1", "latency_us"]].mean()
+    return _pareto(d, "latency_us", f"mean latency on {device} (µs, log)", title, settings)
+
+
+def figure_names(archs, devices) -> list:
+    names = [n for n in FIGURES if not n.endswith("_")]
+    names += [f"per_class_pruning_{a}" for a in archs] + [f"per_class_quantization_{a}" for a in archs]
+    names += [f"pareto_latency_{d}" for d in devices]
+    return names
+
+
+def render(name, tables: dict, settings: dict, out_png):
+    """Draw one figure to PNG (atomically). Missing inputs give a labelled placeholder."""
+    from .io import atomic_path
+
+    fn, needs, title = resolve(name)[:3]
+    arg = resolve(name)[3]
+    sns.set_theme(style=settings.get("style", "whitegrid"), context=settings.get("context", "notebook"),
+                  palette=settings.get("palette", "colorblind"))
+    missing = [n for n in needs if tables.get(n) is None or (n != "bench" and tables[n].empty)]
+    if missing:
+        fig = placeholder(title, f"no {', '.join(missing)} data", settings)
+    else:
+        fig = fn(tables, settings, arg) if arg is not None else fn(tables, settings)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=settings.get("dpi", 120), bbox_inches="tight", format="png")
+    plt.close(fig)
