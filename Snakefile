@@ -36,6 +36,16 @@ include: "workflow/rules/summary.smk"
 include: "workflow/rules/report.smk"
 
 
+# Seconds of pandas/seaborn each: not worth a cluster submission.
+localrules:
+    all,
+    collect_bench,
+    summarize_grid,
+    make_table,
+    plot_figure,
+    check_findings,
+
+
 rule all:
     default_target: True
     input:

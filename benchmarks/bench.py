@@ -117,7 +117,7 @@ def _copy(tmp):
     """The workflow's code in a fresh folder, so the checkout's results/ stay untouched."""
     wf = tmp / "wf"
     wf.mkdir()
-    for name in ("Snakefile", "config.yaml", "workflow", "presets"):
+    for name in ("Snakefile", "config.yaml", "workflow", "presets", "profiles", "envs"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, wf / name)

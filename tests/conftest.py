@@ -60,15 +60,25 @@ def image_tree(tmp_path):
     return write_image_tree(tmp_path / "imgs")
 
 
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "presets", "profiles", "envs")
+
+
+def copy_workflow(dst: Path) -> Path:
+    """The workflow's code (no results) in a fresh folder, as a user's checkout."""
+    dst.mkdir(parents=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst / name)
+    return dst
+
+
 @pytest.fixture
 def workflow_dir(tmp_path):
     """A copy of the workflow (code only) to run Snakemake in."""
-    dst = tmp_path / "wf"
-    dst.mkdir()
-    for name in ("Snakefile", "config.yaml", "workflow", "presets"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name)
-    return dst
+    return copy_workflow(tmp_path / "wf")
 
 
 def snakemake(workdir, *args, check=True, timeout=1200):

@@ -306,3 +306,20 @@ def test_pruning_kill_9_and_rerun_resumes_to_identical_weights(trained, small_da
     subprocess.run(cmd(killed), check=True, capture_output=True)
     a, b = load_keras(ref).get_weights(), load_keras(killed).get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_gpu_path_mixed_precision_and_xla_run_on_cpu(small_data, tmp_path):
+    """The GPU code path (mixed_float16 + XLA) runs on CPU too and saves a float32 model.
+    In a subprocess: the mixed-precision policy is process-global."""
+    out = tmp_path / "mixed.h5"
+    settings = dict(TRAIN, epochs=1, mixed_precision=True, xla=True)
+    code = (
+        "import sys; sys.path.insert(0, %r); from pqgrid.stages import train_model, load_keras; "
+        "train_model(%r, %r, %r, %r, %r, %r, %r, 0, 2); "
+        "m = load_keras(%r); print('DTYPES', sorted({l.dtype for l in m.layers if l.weights}))"
+        % (str(ROOT / "workflow" / "scripts"), str(small_data / "train.npz"), str(small_data / "test.npz"),
+           str(small_data / "manifest.json"), str(out), str(out.with_suffix(".csv")), TINY, settings, str(out))
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "DTYPES ['float32']" in proc.stdout

@@ -9,17 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, snakemake
+from conftest import ROOT, copy_workflow, snakemake
 
 SMOKE = ("--configfile", "presets/smoke.yaml")
-
-
-def copy_workflow(dst: Path) -> Path:
-    dst.mkdir(parents=True)
-    for name in ("Snakefile", "config.yaml", "workflow", "presets"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
-    return dst
 
 
 @pytest.fixture(scope="module")

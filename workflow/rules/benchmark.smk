@@ -1,3 +1,10 @@
+# Compute nodes rarely reach the boards in the lab: measure from the submitting host.
+if config.get("benchmark_on_submit_host", True):
+
+    localrules:
+        benchmark_on_device,
+
+
 rule benchmark_on_device:
     """Latency and peak memory of one .tflite on one configured device (local or SSH).
     One measurement per device at a time: the harness locks the device itself (flock in
@@ -7,15 +14,17 @@ rule benchmark_on_device:
         tflite=rules.convert_tflite.output.tflite,
     output:
         bench="results/bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json",
-    params:
-        device=lambda wildcards: config["devices"][wildcards.device],
-        cell=cell,
+    log:
+        "logs/bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.log",
+    conda:
+        "../../envs/device.yaml"
     # A local device is this machine: hold every core so no training or conversion job
     # runs beside the timing. An SSH board needs one local slot only.
     threads: device_threads
     resources:
         **{f"bench_{name}": device_slot(name) for name in DEVICES},
-    log:
-        "logs/bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.log",
+    params:
+        device=lambda wildcards: config["devices"][wildcards.device],
+        cell=cell,
     script:
         "../scripts/benchmark_on_device.py"

@@ -26,6 +26,11 @@ except ConfigError as e:
 
 GRID = grid(config)
 DEVICES = list(config.get("devices") or {})
+# One benchmark job per device at a time within this Snakemake instance (the device lock
+# covers other instances); `--resources bench_<device>=N` overrides it.
+for _device in DEVICES:
+    if f"bench_{_device}" not in workflow.global_resources:
+        workflow.register_resource(f"bench_{_device}", 1)
 
 
 def _alternatives(values):
@@ -123,9 +128,7 @@ def cell_settings(wildcards):
         architecture=arch_params(wildcards),
         input_scaling=input_scaling(arch_params(wildcards)),
         training=train_params(wildcards),
-        pruning=(
-            prune_params(wildcards) if wildcards.sparsity != "0" else None
-        ),
+        pruning=(prune_params(wildcards) if wildcards.sparsity != "0" else None),
         quantization=dict(
             mode=wildcards.quant,
             calibration_samples=config["quantization"]["calibration_samples"],
@@ -172,8 +175,8 @@ def figure_settings(wildcards):
 def findings_context(wildcards):
     d = config["dataset"]
     return (
-        f"Dataset: {d['source']} (train/test per class: {d.get('train_per_class') or 'all'}"
-        f"/{d.get('test_per_class') or 'all'}); architectures: {', '.join(GRID['arch'])}; "
+        f"Dataset: {d['source']} (per class: {d.get('train_per_class') or 'all'} train, "
+        f"{d.get('test_per_class') or 'all'} test); architectures: {', '.join(GRID['arch'])}; "
         f"seeds: {', '.join(GRID['seed'])}; devices: {', '.join(DEVICES) or 'none'}; "
         f"epochs: {config['training']['epochs']}."
     )

@@ -5,17 +5,19 @@ rule convert_tflite:
         train=rules.prepare_data.output.train,
     output:
         tflite="results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite",
-    params:
-        arch=arch_params,
-        calibration_samples=config["quantization"]["calibration_samples"],
-    # The converter's graph passes are single-threaded; calibration is short.
-    threads: 1
-    resources:
-        mem_mb=3000,
     log:
         "logs/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.log",
     benchmark:
         "benchmarks/results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    # The converter's graph passes are single-threaded; calibration is short.
+    threads: 1
+    resources:
+        mem_mb=3000,
+    params:
+        arch=arch_params,
+        calibration_samples=config["quantization"]["calibration_samples"],
     script:
         "../scripts/convert_tflite.py"
 
@@ -28,5 +30,7 @@ rule gzip_tflite:
         gz="results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite.gz",
     log:
         "logs/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.gzip.log",
+    conda:
+        "../../envs/train.yaml"
     script:
         "../scripts/gzip_tflite.py"

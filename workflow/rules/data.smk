@@ -5,11 +5,13 @@ rule prepare_data:
         train="results/data/train.npz",
         test="results/data/test.npz",
         manifest="results/data/manifest.json",
-    params:
-        dataset=config["dataset"],
     log:
         "logs/data/prepare_data.log",
     benchmark:
         "benchmarks/results/data/prepare_data.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        dataset=config["dataset"],
     script:
         "../scripts/prepare_data.py"

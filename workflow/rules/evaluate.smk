@@ -7,14 +7,16 @@ rule evaluate_keras:
         manifest=rules.prepare_data.output.manifest,
     output:
         metrics="results/eval/{arch}/seed{seed}/keras_s{sparsity}.json",
-    params:
-        arch=arch_params,
-        cell=cell,
-    threads: 2
     log:
         "logs/eval/{arch}/seed{seed}/keras_s{sparsity}.log",
     benchmark:
         "benchmarks/results/eval/{arch}/seed{seed}/keras_s{sparsity}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    params:
+        arch=arch_params,
+        cell=cell,
     script:
         "../scripts/evaluate_keras.py"
 
@@ -31,15 +33,17 @@ rule evaluate_tflite:
         metrics="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.json",
         per_class="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.per_class.csv",
         layers="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.layers.csv",
+    log:
+        "logs/eval/{arch}/seed{seed}/s{sparsity}_{quant}.log",
+    benchmark:
+        "benchmarks/results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: config["evaluation"]["threads"]
     params:
         arch=arch_params,
         cell=cell,
         settings=cell_settings,
         batch_size=config["evaluation"]["batch_size"],
-    threads: config["evaluation"]["threads"]
-    log:
-        "logs/eval/{arch}/seed{seed}/s{sparsity}_{quant}.log",
-    benchmark:
-        "benchmarks/results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.tsv"
     script:
         "../scripts/evaluate_tflite.py"

@@ -8,16 +8,18 @@ rule prune_model:
     output:
         model="results/models/{arch}/seed{seed}/pruned_{sparsity}.h5",
         history="results/models/{arch}/seed{seed}/pruned_{sparsity}.history.csv",
-    params:
-        arch=arch_params,
-        pruning=prune_params,
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=300,
     log:
         "logs/models/{arch}/seed{seed}/pruned_{sparsity}.log",
     benchmark:
         "benchmarks/results/models/{arch}/seed{seed}/pruned_{sparsity}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=300,
+    params:
+        arch=arch_params,
+        pruning=prune_params,
     script:
         "../scripts/prune_model.py"

@@ -6,6 +6,8 @@ rule collect_bench:
         csv="results/tables/bench.csv",
     log:
         "logs/tables/bench.log",
+    conda:
+        "../../envs/report.yaml"
     script:
         "../scripts/collect_bench.py"
 
@@ -21,10 +23,12 @@ rule make_table:
             category="tables",
         ),
         md="results/tables/{table}.md",
-    params:
-        thesis_dir=config["report"]["thesis_dir"],
     log:
         "logs/tables/{table}.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        thesis_dir=config["report"]["thesis_dir"],
     script:
         "../scripts/make_table.py"
 
@@ -40,10 +44,12 @@ rule plot_figure:
             caption="../report/figure.rst",
             category=lambda wildcards: figure_category(wildcards.figure),
         ),
-    params:
-        settings=figure_settings,
     log:
         "logs/figures/{figure}.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        settings=figure_settings,
     script:
         "../scripts/plot_figure.py"
 
@@ -54,12 +60,16 @@ rule check_findings:
         unpack(report_inputs),
     output:
         md=report(
-            "results/findings.md", caption="../report/findings.rst", category="findings"
+            "results/findings.md",
+            caption="../report/findings.rst",
+            category="findings",
         ),
         csv="results/findings.csv",
-    params:
-        context=findings_context,
     log:
         "logs/findings.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        context=findings_context,
     script:
         "../scripts/check_findings.py"

@@ -10,5 +10,7 @@ rule summarize_grid:
         per_class="results/tables/per_class.csv",
     log:
         "logs/tables/summary.log",
+    conda:
+        "../../envs/report.yaml"
     script:
         "../scripts/summarize_grid.py"

@@ -7,17 +7,19 @@ rule train_model:
     output:
         model="results/models/{arch}/seed{seed}/trained.h5",
         history="results/models/{arch}/seed{seed}/trained.history.csv",
-    params:
-        arch=arch_params,
-        training=train_params,
+    log:
+        "logs/models/{arch}/seed{seed}/trained.log",
+    benchmark:
+        "benchmarks/results/models/{arch}/seed{seed}/trained.tsv"
+    conda:
+        "../../envs/train.yaml"
     # TF's intra-op pool: more threads than cores only adds contention.
     threads: 2
     resources:
         mem_mb=4000,
         runtime=600,
-    log:
-        "logs/models/{arch}/seed{seed}/trained.log",
-    benchmark:
-        "benchmarks/results/models/{arch}/seed{seed}/trained.tsv"
+    params:
+        arch=arch_params,
+        training=train_params,
     script:
         "../scripts/train_model.py"

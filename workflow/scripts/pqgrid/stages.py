@@ -30,9 +30,15 @@ def train_model(train_npz, test_npz, manifest, model_out, history_out, arch_cfg,
     tf, tf_keras = tensorflow(threads, seed)
     from . import models, train
 
+    from .tfsetup import accelerated
+
     man = data_mod.load_manifest(manifest)
     (x, y), val = _train_val(train_npz, test_npz, settings, seed)
     num_classes = len(man["classes"])
+    mixed = accelerated(settings.get("mixed_precision", False), tf)
+    xla = accelerated(settings.get("xla", False), tf)
+    if mixed:
+        tf_keras.mixed_precision.set_global_policy("mixed_float16")
     model = models.build(arch_cfg, num_classes, x.shape[1:], settings["batchnorm_momentum"])
     steps = math.ceil(len(x) / settings["batch_size"]) * settings["epochs"]
     opt = tf_keras.optimizers.RMSprop(
@@ -41,7 +47,8 @@ def train_model(train_npz, test_npz, manifest, model_out, history_out, arch_cfg,
     )
     resume_dir = f"{model_out}.resume"
     run_id = train.fingerprint(arch_cfg, settings, seed, man["npz_sha256"])
-    log.info("training %s: %d images, %d classes, %d epochs", arch_cfg["builder"], len(x), num_classes, settings["epochs"])
+    log.info("training %s: %d images, %d classes, %d epochs (mixed precision %s, XLA %s)",
+             arch_cfg["builder"], len(x), num_classes, settings["epochs"], mixed, xla)
     train.fit_resumable(
         model,
         opt,
@@ -56,7 +63,13 @@ def train_model(train_npz, test_npz, manifest, model_out, history_out, arch_cfg,
         run_id=run_id,
         history_csv=history_out,
         patience=settings["early_stopping_patience"],
+        jit_compile=xla,
     )
+    if mixed:  # saved models are float32: rebuild under the float32 policy, copy weights
+        tf_keras.mixed_precision.set_global_policy("float32")
+        weights = model.get_weights()
+        model = models.build(arch_cfg, num_classes, x.shape[1:], settings["batchnorm_momentum"])
+        model.set_weights(weights)
     with atomic_path(model_out) as tmp:
         model.save(tmp, save_format="h5", include_optimizer=False)
     train.cleanup(resume_dir)

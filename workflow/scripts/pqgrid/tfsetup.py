@@ -34,3 +34,10 @@ def tensorflow(threads: int | None = None, seed: int | None = None):
         # uninterrupted one would have.
         tf_keras.backend.experimental.enable_tf_random_generator()
     return tf, tf_keras
+
+
+def accelerated(setting, tf) -> bool:
+    """Resolve a `true | false | auto` switch: auto means "on when a GPU is visible"."""
+    if setting == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return bool(setting)

@@ -80,6 +80,7 @@ def fit_resumable(
     patience=None,
     extra_callbacks=(),
     extra_trackables=None,
+    jit_compile=False,
 ):
     """Compile and fit, checkpointing after every epoch into `resume_dir`; a rerun with the
     same `run_id` continues where the killed one stopped. Writes the history CSV
@@ -95,6 +96,7 @@ def fit_resumable(
         optimizer=optimizer,
         loss="categorical_crossentropy",
         metrics=["accuracy", tf_keras.metrics.TopKCategoricalAccuracy(k=3, name="top3")],
+        jit_compile=bool(jit_compile),
     )
     resume_dir = Path(resume_dir)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)

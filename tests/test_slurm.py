@@ -1,0 +1,78 @@
+"""The cluster profile on a real one-node SLURM (slurmctld + slurmd + munge on loopback):
+the smoke preset goes through `sbatch`, and every target appears."""
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, copy_workflow
+from slurm_cluster import SlurmCluster, available
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    why = available()
+    if why:
+        pytest.skip(f"no SLURM here: {why}")
+    c = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    yield c
+    c.stop()
+
+
+def site_profile(dst: Path):
+    """profiles/slurm with its site placeholders filled for the one-node test cluster:
+    partition `debug`, no account, no GPU, small memory (2 cores, no GPU here)."""
+    prof = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    prof["default-resources"].update(slurm_partition="debug", mem_mb=500, runtime=20, cpus_per_task=1)
+    del prof["default-resources"]["slurm_account"]
+    prof["slurm-no-account"] = True
+    for rule, res in prof["set-resources"].items():
+        res.pop("gpu", None)
+        res.update(mem_mb=1000, cpus_per_task=1, runtime=20)
+    prof["set-threads"] = {k: 1 for k in prof["set-threads"]}
+    prof["jobs"] = 4
+    dst.mkdir(parents=True)
+    (dst / "config.yaml").write_text(yaml.safe_dump(prof))
+    return prof
+
+
+def test_smoke_grid_through_slurm(cluster, tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    site_profile(wf / "profiles" / "site")
+    exe = Path(sys.executable).with_name("snakemake")
+    t0 = time.time()
+    proc = subprocess.run([str(exe), "--profile", "profiles/site", "all", "--configfile", "presets/smoke.yaml"],
+                          cwd=wf, env=cluster.env, capture_output=True, text=True, timeout=1500)
+    took = time.time() - t0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    res = wf / "results"
+    assert len(list((res / "eval").rglob("s*_*.json"))) == 8
+    assert (res / "tables/summary.csv").is_file() and (res / "findings.md").is_file()
+    assert len(list((res / "bench/local").rglob("*.json"))) == 8
+    ids = set(re.findall(r"SLURM (?:run )?ID:? ?(\d+)|jobid[ =:]+(\d+)|Job (\d+) has been submitted", out))
+    slurm_logs = list((wf / ".snakemake" / "slurm_logs").rglob("*.log"))
+    submitted = {p.stem for p in slurm_logs}
+    assert submitted and all(s.isdigit() for s in submitted), "jobs went through sbatch"
+    trained = [p for p in slurm_logs if "train_model" in str(p)]
+    assert len(trained) == 2, "both training jobs were SLURM jobs"
+    groups = [p for p in slurm_logs if "group" in str(p)]
+    assert groups, "convert -> gzip -> evaluate submitted as group jobs"
+    print(f"\nSLURM smoke run: {len(submitted)} sbatch submissions, {len(groups)} of them group jobs, {took:.0f}s")
+
+
+def test_bad_partition_is_reported_not_hung(cluster, tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    prof = site_profile(wf / "profiles" / "site")
+    prof["default-resources"]["slurm_partition"] = "no_such_partition"
+    (wf / "profiles" / "site" / "config.yaml").write_text(yaml.safe_dump(prof))
+    exe = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run([str(exe), "--profile", "profiles/site", "results/data/manifest.json", "--configfile",
+                           "presets/smoke.yaml"], cwd=wf, env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "partition" in (proc.stdout + proc.stderr).lower()
