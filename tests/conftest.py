@@ -107,20 +107,14 @@ def tiny_tflite(tmp_path_factory):
     return path
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class SSHServer:
     """A real OpenSSH sshd on 127.0.0.1 at a free port with generated keys."""
 
     def __init__(self, root: Path):
         self.root = root
-        self.port = _free_port()
+        from slurm_cluster import free_port
+
+        self.port = free_port()
         self.host_key = root / "host_ed25519"
         self.client_key = root / "client_ed25519"
         self.other_key = root / "other_ed25519"

@@ -26,7 +26,8 @@ def available() -> str | None:
     return None
 
 
-def _free_port():
+def free_port():
+    """A TCP port nobody listens on now (for test daemons on loopback)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -38,7 +39,7 @@ class SlurmCluster:
         self.host = socket.gethostname().split(".")[0]
         for d in ("spool", "state", "log"):
             (root / d).mkdir(parents=True, exist_ok=True)
-        ctl_port, d_port = _free_port(), _free_port()
+        ctl_port, d_port = free_port(), free_port()
         self.conf = Path("/etc/slurm/slurm.conf")
         self.backup = self.conf.with_name("slurm.conf.pqgrid-backup")
         self.conf.parent.mkdir(parents=True, exist_ok=True)

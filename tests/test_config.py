@@ -39,6 +39,10 @@ def cfg(**changes):
         ({"seeds": []}, r"seeds: the grid is empty"),
         ({"grid_architectures": ["nope"]}, r"grid_architectures: 'nope' is not defined"),
         ({"pruning__exclude": "conv(["}, r"pruning.exclude: invalid regex"),
+        ({"pruning__sparsities": [0, "3:8"]}, r"pruning.sparsities: pattern '3:8' is not supported"),
+        ({"quantization__modes": ["int8_sparse", "int7_sparse"]}, r"unknown mode 'int7_sparse'"),
+        ({"devices": {"pi": {"type": "ssh", "password": "x"}}}, r"devices.pi.password: passwords are not accepted"),
+        ({"devices": {"pi": {"type": "ssh"}}}, r"devices.pi.host: an ssh device needs a host"),
         ({"dataset__source": "/no/such/cifar.tar.gz"}, r"dataset.source: '/no/such/cifar.tar.gz' does not exist"),
         ({"architectures__mobilenet__training": {"epoch": 3}}, r"architectures.mobilenet.training.epoch: not a training setting"),
     ],
@@ -52,6 +56,19 @@ def test_default_config_passes_and_expands():
     check_config(BASE)
     g = grid(BASE)
     assert len(g["arch"]) == 7 and g["sparsity"] == ["0", "30", "60", "90"] and len(g["quant"]) == 5
+
+
+def test_pattern_and_sparse_mode_tokens():
+    from pqgrid.config import sparsity_token, sparsity_value, split_quant
+
+    c = cfg(pruning__sparsities=[0, 50, "2:4"], quantization__modes=["fp32", "int8_sparse"])
+    c["pruning"]["schedules"][50] = c["pruning"]["schedules"]["2:4"] = {"frequency_epochs": 1, "steps": 1}
+    check_config(c)
+    assert grid(c)["sparsity"] == ["0", "50", "2of4"]
+    assert sparsity_value("2of4") == "2:4" and sparsity_value("50") == 50 and sparsity_token("2:4") == "2of4"
+    assert split_quant("int8_sparse") == ("int8", True) and split_quant("fp16") == ("fp16", False)
+    p = pruning_settings(c, "mobilenet", "2:4")
+    assert p["m_by_n"] == [2, 4] and p["target_sparsity"] == 50
 
 
 def test_overrides_merge():

@@ -140,3 +140,13 @@ def test_device_lock_serialises_concurrent_jobs(sshd, tiny_tflite, tmp_path):
     a, b = sorted(results.values(), key=lambda r: r["measured_from"])
     assert a["measured_to"] <= b["measured_from"], "timed windows overlap"
     assert b["lock_wait_s"] > 0
+
+
+def test_remote_without_numpy_or_runtime(sshd, tiny_tflite, tmp_path):
+    """A device Python lacking numpy / LiteRT: the job fails naming what is missing."""
+    bare = "/usr/bin/python3"
+    if not Path(bare).exists() or subprocess.run([bare, "-c", "import numpy"], capture_output=True).returncode == 0:
+        pytest.skip("no system Python without numpy to play a bare device")
+    with pytest.raises(DeviceError, match="numpy"):
+        benchmark(tiny_tflite, tmp_path / "n.json", "loopback", sshd.device(python=bare), CELL)
+    assert not (tmp_path / "n.json").exists()

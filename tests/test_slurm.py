@@ -55,15 +55,17 @@ def test_smoke_grid_through_slurm(cluster, tmp_path):
     assert len(list((res / "eval").rglob("s*_*.json"))) == 8
     assert (res / "tables/summary.csv").is_file() and (res / "findings.md").is_file()
     assert len(list((res / "bench/local").rglob("*.json"))) == 8
-    ids = set(re.findall(r"SLURM (?:run )?ID:? ?(\d+)|jobid[ =:]+(\d+)|Job (\d+) has been submitted", out))
-    slurm_logs = list((wf / ".snakemake" / "slurm_logs").rglob("*.log"))
-    submitted = {p.stem for p in slurm_logs}
-    assert submitted and all(s.isdigit() for s in submitted), "jobs went through sbatch"
-    trained = [p for p in slurm_logs if "train_model" in str(p)]
-    assert len(trained) == 2, "both training jobs were SLURM jobs"
-    groups = [p for p in slurm_logs if "group" in str(p)]
-    assert groups, "convert -> gzip -> evaluate submitted as group jobs"
-    print(f"\nSLURM smoke run: {len(submitted)} sbatch submissions, {len(groups)} of them group jobs, {took:.0f}s")
+    # "Job 5 has been submitted with SLURM jobid 1 (log: .../slurm_logs/rule_train_model/...)"
+    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: [^)]*/slurm_logs/([^/]+)/", out)
+    assert submitted, "jobs went through sbatch"
+    kinds = [k for _, k in submitted]
+    assert kinds.count("rule_train_model") == 2, "both training jobs were SLURM jobs"
+    groups = [k for k in kinds if k.startswith("group_cell")]
+    assert len(groups) == 8, "each cell's convert -> gzip -> evaluate was one group job"
+    assert "rule_benchmark_on_device" not in kinds, "benchmarks stay on the submitting host"
+    ungrouped = len(submitted) - len(groups) + 3 * len(groups)
+    print(f"\nSLURM smoke run: {len(submitted)} sbatch submissions ({len(groups)} group jobs; "
+          f"{ungrouped} without grouping), {took:.0f}s")
 
 
 def test_bad_partition_is_reported_not_hung(cluster, tmp_path):

@@ -83,8 +83,12 @@ def device_slot(name):
 
 
 def device_threads(wildcards):
-    local = config["devices"][wildcards.device]["type"] == "local"
-    return (workflow.cores or 1) if local else 1
+    if config["devices"][wildcards.device]["type"] != "local":
+        return 1
+    try:
+        return workflow.cores
+    except WorkflowError:  # no --cores (cluster executors): other jobs run elsewhere
+        return 1
 
 
 def keras_model(wildcards):
