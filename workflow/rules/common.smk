@@ -182,7 +182,8 @@ def findings_context(wildcards):
         f"Dataset: {d['source']} (per class: {d.get('train_per_class') or 'all'} train, "
         f"{d.get('test_per_class') or 'all'} test); architectures: {', '.join(GRID['arch'])}; "
         f"seeds: {', '.join(GRID['seed'])}; devices: {', '.join(DEVICES) or 'none'}; "
-        f"epochs: {config['training']['epochs']}."
+        f"epochs: {config['training']['epochs']}; pruning.depthwise: "
+        f"{config['pruning'].get('depthwise', True)} (false reproduces tfmot's default)."
     )
 
 
