@@ -240,9 +240,19 @@ def _pareto(d, x, xlabel, title, settings):
     sns.scatterplot(data=d, x=x, y="top1_pct", hue="arch", style="quant", s=45, alpha=0.6, ax=ax)
     f = d[d.front].sort_values(x)
     ax.plot(f[x], f.top1_pct, color="0.2", lw=1, drawstyle="steps-post", label="Pareto front")
-    for r in f.head(settings.get("label_top", 12)).itertuples():
-        ax.annotate(f"{r.arch} s{r.sparsity} {r.quant}", (getattr(r, x), r.top1_pct), fontsize=7,
-                    xytext=(4, -8), textcoords="offset points")
+    # Label front cells, skipping near-duplicates of the last label (same accuracy within
+    # 1.5 pp and size within 25 %) so labels stay readable.
+    last = None
+    labelled = 0
+    for r in f.itertuples():
+        xv, yv = getattr(r, x), r.top1_pct
+        if last and abs(yv - last[1]) < 1.5 and abs(np.log(xv / last[0])) < np.log(1.25):
+            continue
+        ax.annotate(f"{r.arch} s{r.sparsity} {r.quant}", (xv, yv), fontsize=7, xytext=(5, -9), textcoords="offset points")
+        last = (xv, yv)
+        labelled += 1
+        if labelled >= settings.get("label_top", 12):
+            break
     ax.set_xscale(settings.get("xscale", "log"))
     ax.set(xlabel=xlabel, ylabel="test top-1 (%)", title=title)
     ax.legend(fontsize=7, ncol=2)
