@@ -65,7 +65,9 @@ def _natural(col):
 def to_markdown(df: pd.DataFrame, floatfmt=".4f") -> str:
     """A GitHub table without the `tabulate` dependency."""
     def fmt(v):
-        return format(v, floatfmt) if isinstance(v, float) else str(v)
+        if isinstance(v, float):
+            return str(int(v)) if v.is_integer() and abs(v) >= 1 else format(v, floatfmt)
+        return str(v)
 
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
