@@ -106,7 +106,13 @@ def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_cs
     man = data_mod.load_manifest(manifest)
     x, y = data_mod.load_npz(test_npz)
     t0 = time.perf_counter()
-    scores = predict_tflite(tflite, scale_inputs(x, input_scaling(arch_cfg)), batch_size, threads)
+    try:
+        scores = predict_tflite(tflite, scale_inputs(x, input_scaling(arch_cfg)), batch_size, threads)
+    except RuntimeError as e:  # e.g. XNNPACK cannot prepare a sparse-encoded int8 kernel
+        raise RuntimeError(
+            f"{tflite}: the LiteRT interpreter cannot run this model ({str(e).splitlines()[0][:200]}); "
+            "the cell is left out - a dense mode of the same model (without _sparse) usually runs"
+        ) from None
     dt = time.perf_counter() - t0
     log.info("evaluated %d images in %.2fs (%.0f img/s, %d threads)", len(x), dt, len(x) / dt, threads)
     pred = np.argmax(scores, axis=1)
