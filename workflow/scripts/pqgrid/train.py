@@ -44,7 +44,8 @@ def epoch_batches(x, y, batch_size, seed, first_epoch, last_epoch, scaling, num_
     return (
         tf.data.Dataset.range(first_epoch, last_epoch)
         .flat_map(one_epoch)
-        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # one map thread: on few cores parallel input threads steal time from the model (P2)
+        .map(gather, num_parallel_calls=1, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 
