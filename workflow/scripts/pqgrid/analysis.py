@@ -77,7 +77,7 @@ def fmt_pm(df: pd.DataFrame, digits=4) -> pd.DataFrame:
     return out
 
 
-def _with_thesis(df, thesis, name, cols, on=("architecture",)):
+def _with_thesis(df, thesis, name, cols):
     t = thesis.get(name)
     if t is None or df.empty:
         return df

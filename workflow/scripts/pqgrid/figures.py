@@ -277,13 +277,6 @@ def pareto_latency(t, settings, device):
     return _pareto(d, "latency_us", f"mean latency on {device} (µs, log)", title, settings)
 
 
-def figure_names(archs, devices) -> list:
-    names = [n for n in FIGURES if not n.endswith("_")]
-    names += [f"per_class_pruning_{a}" for a in archs] + [f"per_class_quantization_{a}" for a in archs]
-    names += [f"pareto_latency_{d}" for d in devices]
-    return names
-
-
 def render(name, tables: dict, settings: dict, out_png):
     """Draw one figure to PNG (atomically). Missing inputs give a labelled placeholder."""
     from .io import atomic_path
