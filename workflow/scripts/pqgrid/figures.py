@@ -91,7 +91,8 @@ def _quant_change(t, settings, archs=None, title=""):
         return placeholder(title, "needs fp32 and at least one quantized mode", settings)
     modes = [q for q in settings.get("modes", ["int8"]) if q in set(d["mode"])] or sorted(set(d["mode"]))
     d = d[d["mode"].isin(modes)]
-    g = sns.catplot(data=d, x="metric", y="change_pct", hue="arch", col="mode", kind="bar", height=4, aspect=1.3)
+    g = sns.catplot(data=d, x="metric", y="change_pct", hue="arch", col="mode", kind="bar", height=3.6, aspect=1.4,
+                    col_wrap=min(2, len(modes)))
     g.set_axis_labels("", "change vs fp32 (%)")
     g.set_titles("{col_name} vs fp32")
     for ax in g.axes.flat:
@@ -103,13 +104,13 @@ def _quant_change(t, settings, archs=None, title=""):
 
 @figure("fig_4_1_quantization_change", ("summary", "bench"), "Fig. 4.1: change of size, RAM, latency, top-1/3 by quantization")
 def fig_4_1(t, settings):
-    return _quant_change(t, settings, title="Change by int8 PTQ relative to fp32 (unpruned)")
+    return _quant_change(t, settings, title="Change by quantization relative to fp32 (unpruned models)")
 
 
 @figure("fig_4_9_quantization_change_v3", ("summary", "bench"), "Fig. 4.9: the same for MobileNetV3 incl. minimalistic")
 def fig_4_9(t, settings):
     archs = [a for a in t["summary"].arch.unique() if "v3" in a]
-    return _quant_change(t, settings, archs, title="MobileNetV3 variants: change by int8 PTQ relative to fp32")
+    return _quant_change(t, settings, archs, title="MobileNetV3 variants: change by quantization relative to fp32")
 
 
 # ---------------------------------------------------------------- 4.2 - 4.5, 4.10, 4.11
