@@ -13,7 +13,6 @@ Results of the last measurement are in benchmarks/README.md."""
 
 from __future__ import annotations
 
-import math
 import shutil
 import subprocess
 import sys
@@ -34,8 +33,6 @@ def _data(tmp, train_per_class, test_per_class):
 
 
 def p1(tmp: Path):
-    import numpy as np
-
     from pqgrid.tfsetup import tensorflow
 
     tensorflow(2, 0)
@@ -68,8 +65,6 @@ def p1(tmp: Path):
 
 
 def p2(tmp: Path, arch="MobileNet", epochs=3):
-    import numpy as np
-
     from pqgrid.tfsetup import tensorflow
 
     tf, tf_keras = tensorflow(2, 0)

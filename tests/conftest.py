@@ -1,7 +1,6 @@
 """Shared fixtures: small generated data in every supported format, and a copy of the
 workflow in a temporary folder so workflow tests never touch the checkout's results/."""
 
-import io
 import os
 import pickle
 import shutil

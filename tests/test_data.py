@@ -1,5 +1,4 @@
 import json
-import tarfile
 
 import numpy as np
 import pytest
@@ -145,7 +144,6 @@ def test_mixed_image_sizes(tmp_path):
 
 def test_keras_source_offline_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))  # no cached copy
-    import os
     import socket
 
     try:

@@ -1,15 +1,12 @@
 """Device benchmarks through a real sshd on loopback and the local harness; no mocks."""
 
 import json
-import os
 import stat
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from pqgrid.device import DeviceError, benchmark
 from pqgrid.device_harness import parse_benchmark_model

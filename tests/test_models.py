@@ -1,7 +1,5 @@
 """Real TensorFlow, tfmot and LiteRT on tiny models and generated data."""
 
-import json
-import math
 import os
 import signal
 import subprocess

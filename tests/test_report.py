@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from pqgrid import analysis, config, figures
-from pqgrid.report import read_tables
 
 CLASSES = ["cat", "dog", "bird"]
 

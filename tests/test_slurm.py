@@ -2,7 +2,6 @@
 the smoke preset goes through `sbatch`, and every target appears."""
 
 import re
-import shutil
 import subprocess
 import sys
 import time

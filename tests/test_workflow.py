@@ -3,13 +3,11 @@
 import json
 import os
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import copy_workflow, snakemake
 
 SMOKE = ("--configfile", "presets/smoke.yaml")
 

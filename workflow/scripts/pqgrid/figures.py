@@ -6,7 +6,6 @@ figure whose inputs are missing (no device configured) becomes a labelled placeh
 
 from __future__ import annotations
 
-import re
 
 import matplotlib
 

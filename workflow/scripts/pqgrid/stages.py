@@ -7,7 +7,6 @@ import logging
 import math
 import re
 
-import numpy as np
 
 from . import data as data_mod
 from .io import atomic_path, sha256_file, write_json
