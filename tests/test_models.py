@@ -170,6 +170,82 @@ def test_thesis_schedule_formula_matches_tfmot():
     assert not bool(sched(t0 + 1)[0])  # only every Δt
 
 
+def test_pruning_schedule_reproduces_table_3_1_in_steps():
+    """Table 3.1 (CIFAR-10: 50,000 images, batch 64 -> 782 steps per epoch) as tfmot runs it:
+    updates at begin + k·Δt (k = 1…n), the last one on the last step of t0 + nΔt epochs."""
+    from pqgrid.stages import pruning_schedule
+
+    spe = 782
+    for sched, epochs in (({"frequency_epochs": 1, "steps": 2}, 2), ({"frequency_epochs": 2, "steps": 3}, 6),
+                          ({"frequency_epochs": 6, "steps": 4}, 24)):
+        plan = pruning_schedule(sched, spe)
+        dt = sched["frequency_epochs"] * spe
+        assert plan["epochs"] == epochs and plan["frequency"] == dt and plan["begin_step"] == 0
+        assert plan["update_steps"] == [k * dt for k in range(1, sched["steps"] + 1)]
+        assert plan["end_step"] == plan["update_steps"][-1] == epochs * spe  # last update = last step
+    # recovery epochs come after the last update; t0 shifts everything
+    plan = pruning_schedule({"frequency_epochs": 1, "steps": 2, "recovery_epochs": 3, "begin_epoch": 1}, 100)
+    assert plan["update_steps"] == [200, 300] and plan["epochs"] == 6
+    # a fractional Δt is rounded down, so n updates never spill into another epoch
+    plan = pruning_schedule({"frequency_epochs": 0.5, "steps": 6}, 235)
+    assert plan["frequency"] == 117 and plan["update_steps"][-1] == 702 and plan["epochs"] == 3
+
+
+def test_tfmot_updates_masks_on_the_step_the_schedule_says(trained, small_data):
+    """The cause of issue 9: tfmot's wrapper counts steps from 1, so with Δt = one epoch the
+    first update happens on the epoch's *last* batch (not its first): the epoch-1 validation
+    already sees the first pruned masks."""
+    from pqgrid.tfsetup import tensorflow
+
+    _, tf_keras = tensorflow(2, 0)
+    import tensorflow_model_optimization as tfmot
+
+    from pqgrid.stages import load_keras
+
+    base = load_keras(trained)
+    sched = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.6, begin_step=0, end_step=4, frequency=2)
+    model = tfmot.sparsity.keras.prune_low_magnitude(base, pruning_schedule=sched)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = data.load_npz(small_data / "train.npz")
+    mask = next(v for v in model.weights if "mask" in v.name)
+    seen = []
+    cb = tf_keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(float(np.mean(mask.numpy() == 0))))
+    model.fit(x[:4].astype("float32"), y[:4], batch_size=1, epochs=1, verbose=0,
+              callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), cb])
+    # steps 1..4: no update at step 1, PolynomialDecay(2/4) at step 2, the target at step 4
+    assert seen[0] == 0.0 and seen[1] == pytest.approx(0.6 - 0.6 * 0.5**3, abs=0.01)
+    assert seen[3] == pytest.approx(0.6, abs=0.01)
+
+
+def test_batchnorm_recalibration_matches_the_data_at_the_final_weights():
+    """After recalibration on one batch holding all images, inference-mode BatchNorm uses
+    that batch's statistics: inference output ~ training-mode output, unlike before."""
+    from pqgrid.tfsetup import tensorflow
+
+    tf, _ = tensorflow(2, 0)
+    from pqgrid.models import _all_layers, build, recalibrate_batchnorm, scale_inputs
+
+    model = build({"builder": "MobileNetV3Small", "alpha": 0.75, "minimalistic": True}, 10, (32, 32, 3), 0.9)
+    x = np.random.default_rng(0).integers(0, 255, (48, 32, 32, 3)).astype(np.uint8)
+    bns = [layer for layer in _all_layers(model) if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    for bn in bns:  # stale statistics, as after a jump in sparsity
+        bn.moving_mean.assign(bn.moving_mean + 5.0)
+    xs = tf.constant(scale_inputs(x, "raw"))
+    stale = model(xs, training=False).numpy()
+    assert recalibrate_batchnorm(model, x, batch_size=48, batches=1, scaling="raw") == len(bns)
+    after = model(xs, training=False).numpy()
+    for layer in _all_layers(model):  # training mode without dropout's noise
+        if isinstance(layer, tf.keras.layers.Dropout):
+            layer.rate = 0.0
+    train = model(xs, training=True).numpy()
+    # the first BatchNorm's moving mean is now exactly its input's mean over these images
+    feat = tf.keras.Model(model.inputs, bns[0].input)(xs).numpy()
+    assert np.allclose(bns[0].moving_mean.numpy(), feat.mean(axis=(0, 1, 2)), atol=1e-4)
+    # deeper layers agree up to Bessel's correction (the moving variance is unbiased)
+    assert np.abs(stale - train).max() > 5 * np.abs(after - train).max()
+    assert {bn.momentum for bn in bns} == {0.9}  # restored
+
+
 def _train_cmd(small_data, out, epochs):
     settings = dict(TRAIN, epochs=epochs)
     code = (

@@ -64,6 +64,38 @@ def test_findings_that_do_not_hold():
     assert f.loc[9, "verdict"] == "not measured" and "no device" in f.loc[9, "measured"]
 
 
+def test_collapsed_cells_get_no_verdict_and_a_warning():
+    """Issue 9: claim 7 read "holds" from two 90 % models at chance (0.104 vs 0.100)."""
+    from pqgrid.sanity import collapsed
+
+    s, b, pc = fabricated()
+    s["parent_top1"] = s.groupby("arch").top1.transform("max")
+    at90 = (s.sparsity == 90) & s.arch.isin(["mobilenet", "efficientnet_b0", "mobilenet_v3_large", "mobilenet_v3_small"])
+    s.loc[at90, "top1"] = np.where(s[at90].arch == "mobilenet", 0.104, 0.100)
+    s["collapsed"] = [collapsed(t, p, 10, 3000) for t, p in zip(s.top1, s.parent_top1)]
+    assert s.collapsed.sum() == at90.sum()
+    f = analysis.findings(s, b, pc).set_index("no")
+    assert f.loc[7, "verdict"] == "not measured"  # not "holds" from broken models
+    assert "collapsed to chance" in f.loc[7, "measured"] and "mobilenet seed0 s90 fp32" in f.loc[7, "measured"]
+    assert f.loc[4, "verdict"] == "holds" and "collapsed" not in f.loc[4, "measured"]  # sizes stay valid
+    md = analysis.findings_markdown(analysis.findings(s, b, pc), "ctx", analysis.collapsed_cells(s))
+    assert f"Warning: {at90.sum()} cell(s) collapsed to chance" in md
+    # as summary.csv is read back (strings), and without the column (older summaries)
+    assert len(analysis.collapsed_cells(s.astype({"collapsed": str}))) == at90.sum()
+    assert analysis.collapsed_cells(s.drop(columns="collapsed")).empty
+
+
+def test_chance_margin_and_collapse_rule():
+    from pqgrid.sanity import at_chance, chance_margin, collapsed
+
+    assert chance_margin(10, 3000) == pytest.approx(0.02)  # floor: 3 SE = 1.6 pp
+    assert chance_margin(10, 500) == pytest.approx(3 * (0.09 / 500) ** 0.5)
+    assert at_chance(0.104, 10, 3000) and not at_chance(0.13, 10, 3000)
+    assert collapsed(0.104, 0.589, 10, 3000)
+    assert not collapsed(0.104, 0.13, 10, 3000)  # a parent near chance: nothing to flag
+    assert not collapsed(0.40, 0.589, 10, 3000) and not collapsed(0.1, float("nan"), 10, 3000)
+
+
 def test_tables_mean_std_over_seeds_and_thesis_columns(tmp_path):
     s, b, pc = fabricated(seeds=(0, 1, 2))
     thesis = {"table_4_1_training": pd.DataFrame({"architecture": ["mobilenet"], "top1_test": [0.7277], "top3_test": [0.9226], "params": [3239114]})}

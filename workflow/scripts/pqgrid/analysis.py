@@ -218,8 +218,35 @@ def _unpruned(summary, quant):
     return summary[(summary.sparsity.astype(str) == "0") & (summary.quant == quant)].groupby("arch").mean(numeric_only=True)
 
 
+ACCURACY_CLAIMS = (2, 6, 7, 8, 11)
+
+
+def collapsed_cells(summary) -> pd.DataFrame:
+    """Cells at chance while their trained model is not (summary.csv's `collapsed`)."""
+    if "collapsed" not in summary.columns:
+        return summary.iloc[0:0]
+    return summary[summary["collapsed"].astype(str).str.lower() == "true"]
+
+
+def _cell_key(df) -> pd.Series:
+    return df[CELL].astype(str).agg("|".join, axis=1)
+
+
+def _cell_names(cells) -> str:
+    return ", ".join(f"{r.arch} seed{r.seed} s{r.sparsity} {r.quant}" for r in cells.itertuples())
+
+
 def findings(summary, bench, per_class) -> pd.DataFrame:
-    """Each claim of the thesis, what this run measured, and a verdict with its threshold."""
+    """Each claim of the thesis, what this run measured, and a verdict with its threshold.
+    Claims about accuracy never use a collapsed cell (a broken model is not a measurement of
+    the method): they are judged on the other cells, and say which were left out."""
+    broken = collapsed_cells(summary)
+    acc_summary = summary
+    if len(broken):
+        bad = set(_cell_key(broken))
+        acc_summary = summary[~_cell_key(summary).isin(bad)]
+        if not per_class.empty:
+            per_class = per_class[~_cell_key(per_class).isin(bad)]
     rows = []
 
     def add(no, claim, measured, verdict, threshold):
@@ -230,6 +257,8 @@ def findings(summary, bench, per_class) -> pd.DataFrame:
 
     fp, i8 = _unpruned(summary, "fp32"), _unpruned(summary, "int8")
     both = fp.index.intersection(i8.index)
+    fp_a, i8_a = _unpruned(acc_summary, "fp32"), _unpruned(acc_summary, "int8")
+    both_a = fp_a.index.intersection(i8_a.index)
     # 1. size
     claim = "int8 PTQ shrinks .tflite files by about 70 %"
     if len(both):
@@ -240,8 +269,8 @@ def findings(summary, bench, per_class) -> pd.DataFrame:
         nm(1, claim, "needs fp32 and int8 cells at sparsity 0")
     # 2. accuracy under int8
     claim = "int8 changes top-1 by < 2 pp for MobileNet, V2 and B0; MobileNetV3Large loses much more"
-    if len(both):
-        d = 100 * (i8.loc[both, "top1"] - fp.loc[both, "top1"])
+    if len(both_a):
+        d = 100 * (i8_a.loc[both_a, "top1"] - fp_a.loc[both_a, "top1"])
         small = [a for a in ("mobilenet", "mobilenet_v2", "efficientnet_b0") if a in d.index]
         ok_small = all(abs(d[a]) < 2 for a in small)
         large = d.get("mobilenet_v3_large")
@@ -269,6 +298,8 @@ def findings(summary, bench, per_class) -> pd.DataFrame:
     claim = "gzip size falls as sparsity rises; pruning + int8 + gzip is smallest, ~92 % below fp32 on average"
     num = summary.assign(sp=_sparsity_num(summary.sparsity))
     uns = num[num.sparsity.astype(str).str.isdigit()]
+    num_a = acc_summary.assign(sp=_sparsity_num(acc_summary.sparsity))
+    uns_a = num_a[num_a.sparsity.astype(str).str.isdigit()]
     if uns.sp.nunique() > 1 and len(both):
         mono = all(g.sort_values("sp").gzip_bytes.is_monotonic_decreasing
                    for _, g in uns[uns.quant == "fp32"].groupby(["arch", "seed"]))
@@ -298,14 +329,15 @@ def findings(summary, bench, per_class) -> pd.DataFrame:
         nm(5, claim, "no pruned cells")
     # 6. 30 % pruning improves top-1; MobileNet best at 90 %
     claim = "30 % pruning improves top-1 for every architecture"
-    f30 = uns[(uns.sp == 30) & (uns.quant == "fp32")].groupby("arch").top1.mean()
+    f30 = uns_a[(uns_a.sp == 30) & (uns_a.quant == "fp32")].groupby("arch").top1.mean()
+    f30 = f30[f30.index.isin(fp_a.index)]
     if len(f30):
-        d = 100 * (f30 - fp.loc[f30.index, "top1"])
+        d = 100 * (f30 - fp_a.loc[f30.index, "top1"])
         add(6, claim, "; ".join(f"{a} {v:+.1f} pp" for a, v in d.items()), "holds" if (d > 0).all() else "does not hold", "Δ top-1 > 0 for all")
     else:
         nm(6, claim, "no 30 % cells")
     claim = "MobileNet keeps the best top-1 at 90 % sparsity"
-    f90 = uns[(uns.sp == 90) & (uns.quant == "fp32")].groupby("arch").top1.mean()
+    f90 = uns_a[(uns_a.sp == 90) & (uns_a.quant == "fp32")].groupby("arch").top1.mean()
     if "mobilenet" in f90.index and len(f90) > 1:
         add(7, claim, "; ".join(f"{a} {v:.3f}" for a, v in f90.sort_values(ascending=False).items()),
             "holds" if f90.idxmax() == "mobilenet" else "does not hold", "mobilenet has the highest top-1 at 90 %")
@@ -313,7 +345,7 @@ def findings(summary, bench, per_class) -> pd.DataFrame:
         nm(7, claim, "needs mobilenet and another architecture at 90 %")
     # 8. per-class uneven
     claim = "per-class changes are uneven: the largest class change is several times the overall change"
-    if not per_class.empty and len(both):
+    if not per_class.empty and len(both_a):
         ratios = []
         for a in per_class.arch.unique():
             base = per_class[(per_class.arch == a) & (per_class.sparsity.astype(str) == "0") & (per_class.quant == "fp32")]
@@ -360,23 +392,31 @@ def findings(summary, bench, per_class) -> pd.DataFrame:
                 "lowest fp32 latency on every device and smallest fp32 file (unpruned)")
     # 11. minimalistic
     claim = "minimalistic MobileNetV3 variants are smaller, faster and gain rather than lose accuracy under int8"
-    pairs = [(m, m.replace("_min", "")) for m in fp.index if m.endswith("_min") and m.replace("_min", "") in fp.index]
-    if pairs and len(both):
+    pairs = [(m, m.replace("_min", "")) for m in fp_a.index if m.endswith("_min") and m.replace("_min", "") in fp.index]
+    if pairs and len(both_a):
         parts, ok = [], True
         for m, full in pairs:
             smaller = fp.loc[m, "file_bytes"] < fp.loc[full, "file_bytes"]
-            gain = (i8.loc[m, "top1"] - fp.loc[m, "top1"]) >= 0 if m in i8.index else False
+            gain = (i8_a.loc[m, "top1"] - fp_a.loc[m, "top1"]) >= 0 if m in i8_a.index else False
             ok = ok and smaller and gain
-            parts.append(f"{m}: smaller {smaller}, int8 Δ {100 * (i8.loc[m, 'top1'] - fp.loc[m, 'top1']):+.1f} pp" if m in i8.index else f"{m}: no int8")
+            parts.append(f"{m}: smaller {smaller}, int8 Δ {100 * (i8_a.loc[m, 'top1'] - fp_a.loc[m, 'top1']):+.1f} pp" if m in i8_a.index else f"{m}: no int8")
         add(11, claim, "; ".join(parts), "holds" if ok else "does not hold", "smaller fp32 file and int8 Δ top-1 >= 0 (latency: see table 4.7)")
     else:
         nm(11, claim, "no minimalistic variant next to its full model")
+    if len(broken):
+        for r in rows:
+            if r["no"] in ACCURACY_CLAIMS:
+                r["measured"] += f"; left out (collapsed to chance): {_cell_names(broken)}"
     return pd.DataFrame(rows)
 
 
-def findings_markdown(df: pd.DataFrame, context: str) -> str:
-    lines = ["# Findings: the thesis' claims checked against this run", "", context, "",
-             "| # | claim | measured | verdict | threshold |", "|---|---|---|---|---|"]
+def findings_markdown(df: pd.DataFrame, context: str, broken: pd.DataFrame | None = None) -> str:
+    lines = ["# Findings: the thesis' claims checked against this run", "", context, ""]
+    if broken is not None and len(broken):
+        lines += [f"**Warning: {len(broken)} cell(s) collapsed to chance** while their trained model is well above "
+                  f"it: {_cell_names(broken)}. They are defects to look at (see the job logs), not measurements; "
+                  "the claims about accuracy below leave them out.", ""]
+    lines += ["| # | claim | measured | verdict | threshold |", "|---|---|---|---|---|"]
     for r in df.itertuples():
         lines.append(f"| {r.no} | {r.claim} | {r.measured} | **{r.verdict}** | {r.threshold} |")
     return "\n".join(lines) + "\n"

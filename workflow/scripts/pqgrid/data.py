@@ -48,12 +48,17 @@ class Split:
 
 # ---------------------------------------------------------------- synthetic
 def synthetic(train_per_class=100, test_per_class=20, num_classes=10, size=32, seed=0):
-    """Learnable procedural images: each class is a coloured oriented stripe pattern, each
-    image adds random phase, contrast and noise. Small CNNs separate them in a few epochs."""
+    """Learnable procedural images, so tests can assert accuracy: class c is a stripe pattern
+    of its own hue (evenly spaced around the colour wheel), orientation and frequency; every
+    image draws its phase, contrast, brightness and pixel noise at random. Tiny CNNs trained
+    from scratch reach >= 90 % test top-1 on them within the smoke preset's budget (tested),
+    so a pruned or quantized cell that breaks shows up as lost accuracy."""
+    import colorsys
+
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     classes = [f"class{c}" for c in range(num_classes)]
-    colours = rng.uniform(0.2, 1.0, size=(num_classes, 3))
+    colours = np.array([colorsys.hsv_to_rgb(c / num_classes, 0.9, 1.0) for c in range(num_classes)])
 
     def make(n_per_class):
         xs, ys = [], []
@@ -62,8 +67,10 @@ def synthetic(train_per_class=100, test_per_class=20, num_classes=10, size=32, s
             freq = 2 + (c % 3)
             for _ in range(n_per_class):
                 phase = rng.uniform(0, 2 * np.pi)
+                contrast = rng.uniform(0.25, 0.45)
                 wave = np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
-                img = 0.5 + 0.4 * wave[..., None] * colours[c] + rng.normal(0, 0.08, (size, size, 3))
+                img = rng.uniform(0.35, 0.55) + contrast * (wave[..., None] + 0.6) * colours[c]
+                img = img + rng.normal(0, 0.08, (size, size, 3))
                 xs.append(np.clip(img * 255, 0, 255).astype(np.uint8))
                 ys.append(c)
         return Split(np.stack(xs), np.asarray(ys, dtype=np.int64))

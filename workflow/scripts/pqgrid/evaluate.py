@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import data as data_mod
+from .sanity import collapse_message, collapsed
 from .io import atomic_path, sha256_file, versions, write_json
 
 log = logging.getLogger("pqgrid")
@@ -118,6 +119,9 @@ def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_cs
     pred = np.argmax(scores, axis=1)
     per_class = per_class_table(y, pred, man["classes"])
     keras_stats = json.loads(open(keras_json).read())
+    top1 = topk_accuracy(scores, y, 1)
+    if collapsed(top1, keras_stats["top1_test"], len(man["classes"]), len(y)):
+        log.warning(collapse_message(f"{tflite}", top1, "its Keras model", keras_stats["top1_test"], len(man["classes"])))
     kernels = read_kernels(tflite)
     m_by_n = (settings.get("pruning") or {}).get("m_by_n")
     layers = pd.DataFrame(layer_table(kernels, m_by_n))
@@ -128,7 +132,7 @@ def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_cs
                    "m_by_n_layers_ok": int(checked["m_by_n_ok"].astype(bool).sum())}
     out = {
         "cell": cell,
-        "top1": topk_accuracy(scores, y, 1),
+        "top1": top1,
         "top3": topk_accuracy(scores, y, 3),
         "test_images": int(len(y)),
         "file_bytes": os.path.getsize(tflite),

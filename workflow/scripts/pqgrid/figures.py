@@ -127,10 +127,35 @@ def _vs_sparsity(t, settings, quant, y, ylabel, title, archs=None):
                         errorbar="sd", height=4)
         g.set_axis_labels(xlabel, ylabel)
         g.figure.suptitle(title, y=1.03)
+        if y == "top1_pct":
+            for q, ax in g.axes_dict.items():
+                _mark_collapsed(s[s.quant == q], x, ax)
         return g.figure
     fig, ax = plt.subplots(figsize=settings.get("size", (7, 4.5)))
     _lines(s, x, y, "arch", ax, xlabel, ylabel, title)
+    if y == "top1_pct":
+        _mark_collapsed(s, x, ax)
     return fig
+
+
+def _mark_collapsed(s, x, ax):
+    """Chance level as a line, and every collapsed cell (summary.csv `collapsed`: at chance
+    while its trained model is not) circled in red and named: a broken model must never pass
+    for a data point."""
+    if "chance_top1" in s and s.chance_top1.notna().any():
+        ax.axhline(100 * s.chance_top1.max(), color="0.5", ls=":", lw=1)
+        ax.annotate("chance", (ax.get_xlim()[0], 100 * s.chance_top1.max()), fontsize=7, color="0.4", va="bottom")
+    if "collapsed" not in s:
+        return
+    bad = s[s.collapsed.astype(str).str.lower() == "true"]
+    if bad.empty:
+        return
+    ax.scatter(bad[x], bad.top1_pct, s=160, facecolors="none", edgecolors="red", linewidths=1.5, zorder=5)
+    for r in bad.itertuples():
+        ax.annotate(f"{r.arch}: collapsed", (getattr(r, x), r.top1_pct), xytext=(4, 8), textcoords="offset points",
+                    fontsize=7, color="red")
+    ax.text(0.01, 0.99, f"red circles: {len(bad)} cell(s) collapsed to chance (broken, not a result)",
+            transform=ax.transAxes, fontsize=7, color="red", va="top")
 
 
 @figure("fig_4_2_top1_vs_sparsity_fp32", ("summary",), "Fig. 4.2: top-1 vs exact sparsity (fp32)")

@@ -77,6 +77,12 @@ def run_script(log_path, fn, *args, **kwargs):
     the job with the one-line message also on stderr, where Snakemake shows it."""
     log = setup_logging(log_path)
     real_stderr = sys.stderr
+    # pqgrid's own warnings (a model collapsed to chance, ...) also reach the terminal, one
+    # line each: a person watching the run must not have to open every log to see them.
+    console = logging.StreamHandler(real_stderr)
+    console.addFilter(lambda record: record.levelno == logging.WARNING)  # errors: one line below
+    console.setFormatter(logging.Formatter("pqgrid warning: %(message)s"))
+    log.addHandler(console)
     with open(log_path, "a") as fh:
         sys.stderr = fh
         try:
@@ -87,6 +93,7 @@ def run_script(log_path, fn, *args, **kwargs):
             raise SystemExit(1) from None
         finally:
             sys.stderr = real_stderr
+            log.removeHandler(console)
 
 
 def versions() -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .config import BUILDERS, builder_kwargs
@@ -57,6 +59,45 @@ def set_batchnorm_momentum(model, momentum):
             layer.momentum = float(momentum)
             n += 1
     return n
+
+
+def recalibrate_batchnorm(model, x, *, batch_size, batches, scaling, seed=0):
+    """Re-estimate every BatchNorm layer's moving mean/variance at the model's current weights:
+    forward passes in training mode over `batches` seeded training batches, weights untouched.
+
+    Pruning changes the weights under the BatchNorm layers in jumps (tfmot's last mask update
+    comes on the last fine-tuning step), while the moving statistics are an average over
+    earlier, denser weights; inference then normalises with the wrong statistics. As in
+    PyTorch's `torch.optim.swa_utils.update_bn`, the statistics become a cumulative average:
+    batch i enters with weight 1/i (momentum 1 - 1/i), so the result does not depend on the
+    layer's momentum. Dropout is switched off meanwhile (EfficientNet's stochastic depth
+    would bias the statistics). Returns the number of BatchNorm layers."""
+    import tensorflow as tf
+    import tf_keras
+
+    if not batches:
+        return 0
+    layers = list(_all_layers(model))
+    bns = [l for l in layers if isinstance(l, tf_keras.layers.BatchNormalization)]
+    drops = [l for l in layers if isinstance(l, tf_keras.layers.Dropout)]
+    if not bns:
+        return 0
+    saved = [(l, l.momentum) for l in bns], [(l, l.rate) for l in drops]
+    order = np.random.default_rng(seed).permutation(len(x))
+    try:
+        for layer in drops:
+            layer.rate = 0.0
+        for i in range(min(int(batches), math.ceil(len(x) / batch_size))):
+            for layer in bns:
+                layer.momentum = 1.0 - 1.0 / (i + 1)
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            model(tf.constant(scale_inputs(x[idx], scaling)), training=True)
+    finally:
+        for layer, m in saved[0]:
+            layer.momentum = m
+        for layer, r in saved[1]:
+            layer.rate = r
+    return len(bns)
 
 
 def _all_layers(model):

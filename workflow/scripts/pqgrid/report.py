@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .analysis import TABLES, findings, findings_markdown, fmt_pm, thesis_tables
+from .analysis import TABLES, collapsed_cells, findings, findings_markdown, fmt_pm, thesis_tables
 from .io import atomic_path, write_text
 from .summary import to_markdown
 
@@ -41,4 +41,4 @@ def check_findings(inputs, context, out_md, out_csv):
     df = findings(t["summary"], t["bench"], t["per_class"])
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
-    write_text(out_md, findings_markdown(df, context))
+    write_text(out_md, findings_markdown(df, context, collapsed_cells(t["summary"])))

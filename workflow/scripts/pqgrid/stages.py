@@ -10,6 +10,7 @@ import re
 
 from . import data as data_mod
 from .io import atomic_path, sha256_file, write_json
+from .sanity import collapse_message, collapsed
 
 log = logging.getLogger("pqgrid")
 
@@ -95,21 +96,21 @@ def prune_model(trained_h5, train_npz, test_npz, manifest, model_out, history_ou
     num_classes = len(man["classes"])
     base = load_keras(trained_h5)
     models.set_batchnorm_momentum(base, settings.get("batchnorm_momentum"))
-    sch = settings["schedule"]
+    scaling = models.BUILDERS[arch_cfg["builder"]]["input"]
+    # Measured now: the wrappers below share (and change) the trained model's layers.
+    base_top1 = _top1(base, val, scaling)
     spe = math.ceil(len(x) / settings["batch_size"])
-    freq = max(1, round(sch["frequency_epochs"] * spe))
-    begin = round(sch.get("begin_epoch", 0) * spe)
-    end = begin + sch["steps"] * freq
-    epochs = math.ceil(end / spe)
+    plan = pruning_schedule(settings["schedule"], spe)
+    freq, end, epochs = plan["frequency"], plan["end_step"], plan["epochs"]
     m_by_n = tuple(settings["m_by_n"]) if settings.get("m_by_n") else None
     if m_by_n:
         # A structured pattern is set once, at the first step, then fine-tuned around.
         schedule = tfmot.sparsity.keras.ConstantSparsity(m_by_n[0] / m_by_n[1], begin_step=0, frequency=freq)
     else:
         schedule = tfmot.sparsity.keras.PolynomialDecay(
-            initial_sparsity=sch.get("initial_sparsity", 0.0),
+            initial_sparsity=settings["schedule"].get("initial_sparsity", 0.0),
             final_sparsity=settings["target_sparsity"] / 100.0,
-            begin_step=begin,
+            begin_step=plan["begin_step"],
             end_step=end,
             frequency=freq,
         )
@@ -143,8 +144,9 @@ def prune_model(trained_h5, train_npz, test_npz, manifest, model_out, history_ou
         return layer
 
     model = tf_keras.models.clone_model(base, clone_function=wrap)
-    log.info("pruning %d layers to %s over %d epochs (%d steps, update every %d)", len(wrapped),
-             f"{m_by_n[0]}:{m_by_n[1]}" if m_by_n else f"{settings['target_sparsity']}%", epochs, end, freq)
+    log.info("pruning %d layers to %s over %d epochs: mask updates at steps %s, then %d recovery epochs",
+             len(wrapped), f"{m_by_n[0]}:{m_by_n[1]}" if m_by_n else f"{settings['target_sparsity']}%", epochs,
+             plan["update_steps"], plan["recovery_epochs"])
     if skipped:
         log.info("left dense (input channels not a multiple of %d): %s", m_by_n[1], ", ".join(skipped))
     opt = tf_keras.optimizers.RMSprop(
@@ -161,7 +163,7 @@ def prune_model(trained_h5, train_npz, test_npz, manifest, model_out, history_ou
         epochs=epochs,
         batch_size=settings["batch_size"],
         seed=seed + 1000,  # another order than training's own epochs
-        scaling=models.BUILDERS[arch_cfg["builder"]]["input"],
+        scaling=scaling,
         num_classes=num_classes,
         resume_dir=resume_dir,
         run_id=run_id,
@@ -169,9 +171,54 @@ def prune_model(trained_h5, train_npz, test_npz, manifest, model_out, history_ou
         extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
     )
     stripped = tfmot.sparsity.keras.strip_pruning(model)
+    n_bn = models.recalibrate_batchnorm(
+        stripped, x, batch_size=settings["batch_size"], batches=settings.get("recalibration_batches", 0),
+        scaling=scaling, seed=seed)
+    if n_bn:
+        log.info("BatchNorm statistics of %d layers re-estimated on %d training batches at the final weights",
+                 n_bn, settings["recalibration_batches"])
+    top1 = _top1(stripped, val, scaling)
+    log.info("validation top-1: trained %.4f -> pruned %.4f", base_top1, top1)
+    if collapsed(top1, base_top1, num_classes, len(val[1])):
+        log.warning(collapse_message("the pruned model", top1, "the trained model", base_top1, num_classes))
     with atomic_path(model_out) as tmp:
         stripped.save(tmp, save_format="h5", include_optimizer=False)
     train.cleanup(resume_dir)
+
+
+def _top1(model, xy, scaling):
+    from . import models
+
+    x, y = xy
+    probs = model.predict(models.scale_inputs(x, scaling), batch_size=256, verbose=0)
+    return float((probs.argmax(axis=1) == y).mean())
+
+
+def pruning_schedule(schedule: dict, steps_per_epoch: int) -> dict:
+    """Table 3.1 (epochs) in optimizer steps, as tfmot will execute it.
+
+    tfmot's wrapper counts training steps from 1 and updates the masks whenever
+    (step - begin) % frequency == 0 inside [begin, end]. Formula 2.8's n updates therefore land
+    on steps begin+Δt, …, begin+nΔt: with Δt one epoch, on the *last batch* of epochs 1…n, each
+    followed at once by that epoch's validation. The last one lands on the last step of
+    t0 + nΔt epochs, so a run of exactly that length saves weights that were never trained at
+    their final mask, and BatchNorm statistics that describe the denser network of one step
+    before (this is what left the laptop preset's 90 % models at chance, issue 9).
+    `recovery_epochs` adds fine-tuning at the final sparsity after the last update."""
+    # Rounded down, so that n updates never spill into an extra epoch (0.5 epochs of 235 steps
+    # is 117 steps, not 118).
+    freq = max(1, math.floor(schedule["frequency_epochs"] * steps_per_epoch + 1e-9))
+    begin = round(schedule.get("begin_epoch", 0) * steps_per_epoch)
+    end = begin + schedule["steps"] * freq
+    recovery = int(schedule.get("recovery_epochs", 0))
+    return {
+        "begin_step": begin,
+        "end_step": end,
+        "frequency": freq,
+        "update_steps": [begin + k * freq for k in range(1, schedule["steps"] + 1)],
+        "recovery_epochs": recovery,
+        "epochs": math.ceil(end / steps_per_epoch) + recovery,
+    }
 
 
 def _prunable_weights(layer):

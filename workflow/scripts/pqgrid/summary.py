@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 
 from .evaluate import SPARSITY_KEYS
 from .io import atomic_path, write_text
+from .sanity import collapsed
+
+log = logging.getLogger("pqgrid")
 
 COLUMNS = [
     "arch", "seed", "sparsity", "quant",
@@ -17,7 +21,7 @@ COLUMNS = [
     "tflite_kernel_sparsity", "tflite_conv_dense_sparsity", "tflite_depthwise_sparsity", "tflite_sparse_encoded_tensors",
     "m_by_n", "m_by_n_layers_eligible", "m_by_n_layers_ok",
     "input_dtype", "output_dtype", "test_images",
-    "worst_class", "worst_class_top1", "tflite_sha256",
+    "worst_class", "worst_class_top1", "chance_top1", "parent_top1", "collapsed", "tflite_sha256",
 ]
 
 
@@ -35,6 +39,8 @@ def summarize(eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_per_
         k = keras[(c["arch"], str(c["seed"]), str(c["sparsity"]))]
         classes = pd.read_csv(pc)
         worst = classes.loc[classes["accuracy"].idxmin()]
+        # The parent is the trained (unpruned) Keras model of the same architecture and seed.
+        parent = keras.get((c["arch"], str(c["seed"]), "0"), {}).get("top1_test", float("nan"))
         rows.append({
             **{key: c[key] for key in ("arch", "seed", "sparsity", "quant")},
             **{key: e[key] for key in ("top1", "top3", "file_bytes", "gzip_bytes", *SPARSITY_KEYS, "input_dtype",
@@ -44,8 +50,13 @@ def summarize(eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_per_
                                            "tflite_sparse_encoded_tensors", "m_by_n", "m_by_n_layers_eligible", "m_by_n_layers_ok")},
             "gzip_ratio": e["gzip_bytes"] / e["file_bytes"],
             "worst_class": worst["class"], "worst_class_top1": float(worst["accuracy"]),
+            "chance_top1": 1 / len(classes), "parent_top1": parent,
+            "collapsed": collapsed(e["top1"], parent, len(classes), e["test_images"]),
         })
     df = pd.DataFrame(rows, columns=COLUMNS).sort_values(["arch", "seed", "sparsity", "quant"], key=_natural)
+    for r in df[df["collapsed"]].itertuples():
+        log.warning("%s seed%s s%s %s collapsed to chance: top-1 %.3f (chance %.3f) while its trained model scores %.3f",
+                    r.arch, r.seed, r.sparsity, r.quant, r.top1, r.chance_top1, r.parent_top1)
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
     write_text(out_md, to_markdown(df))
