@@ -28,7 +28,15 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 def _data(tmp, train_per_class, test_per_class):
     from pqgrid import data
 
-    data.prepare("synthetic", tmp / "train.npz", tmp / "test.npz", tmp / "manifest.json", train_per_class, test_per_class, 0)
+    data.prepare(
+        source="synthetic",
+        train_npz=tmp / "train.npz",
+        test_npz=tmp / "test.npz",
+        manifest_path=tmp / "manifest.json",
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        seed=0,
+    )
     return tmp
 
 
@@ -60,15 +68,17 @@ def p1(tmp: Path):
     t0 = time.perf_counter()
     predict_tflite(path, xf, batch_size=256, threads=2)
     ours = len(xf) / (time.perf_counter() - t0)
-    print(f"P1 eval MobileNet int8, {len(xf)} images: one-per-invoke {base:.0f} img/s, "
-          f"pqgrid batched/2 threads {ours:.0f} img/s, ratio {ours / base:.2f}x (goal >= 4x)")
+    print(
+        f"P1 eval MobileNet int8, {len(xf)} images: one-per-invoke {base:.0f} img/s, "
+        f"pqgrid batched/2 threads {ours:.0f} img/s, ratio {ours / base:.2f}x (goal >= 4x)"
+    )
 
 
 def p2(tmp: Path, arch="MobileNet", epochs=3):
     from pqgrid.tfsetup import tensorflow
 
     tf, tf_keras = tensorflow(2, 0)
-    from pqgrid import data, train
+    from pqgrid import data, fit
     from pqgrid.models import build, scale_inputs
 
     d = _data(tmp, 500, 10)
@@ -93,11 +103,25 @@ def p2(tmp: Path, arch="MobileNet", epochs=3):
     model.fit(xs, ys, batch_size=64, epochs=epochs, callbacks=[T()], verbose=0)
     base = len(x) / min(times[1:])  # first epoch includes tracing
     model, opt = fresh()
-    rows = train.fit_resumable(model, opt, (x, y), None, epochs=epochs, batch_size=64, seed=0, scaling="tf",
-                               num_classes=10, resume_dir=tmp / "resume", run_id="bench", history_csv=tmp / "h.csv")
+    rows = fit.fit_resumable(
+        model,
+        opt,
+        (x, y),
+        None,
+        epochs=epochs,
+        batch_size=64,
+        seed=0,
+        scaling="tf",
+        num_classes=10,
+        resume_dir=tmp / "resume",
+        run_id="bench",
+        history_csv=tmp / "h.csv",
+    )
     ours = len(x) / min(r["seconds"] for r in rows[1:])
-    print(f"P2 train {arch}, {len(x)} images, batch 64: plain model.fit {base:.0f} img/s, "
-          f"train rule {ours:.0f} img/s, ratio {ours / base:.2f}x (goal >= 1.0x)")
+    print(
+        f"P2 train {arch}, {len(x)} images, batch 64: plain model.fit {base:.0f} img/s, "
+        f"train rule {ours:.0f} img/s, ratio {ours / base:.2f}x (goal >= 1.0x)"
+    )
 
 
 def _timed(args, cwd):
@@ -127,9 +151,11 @@ def p3(tmp: Path):
     full = _timed(["-n", "all", "--quiet"], wf)
     (wf / "seeds10.yaml").write_text("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n")
     ten = _timed(["-n", "all", "--quiet", "--configfile", "seeds10.yaml"], wf)
-    print(f"P3 dry run, default grid (7 archs x 4 x 5 = 140 cells): {full:.2f}s (goal <= 5s); "
-          f"10 seeds (1400 cells): {ten:.2f}s (goal <= 20s); ratio 10x/1x {ten / full:.2f}; "
-          f"`snakemake --version` alone {empty:.2f}s")
+    print(
+        f"P3 dry run, default grid (7 archs x 4 x 5 = 140 cells): {full:.2f}s (goal <= 5s); "
+        f"10 seeds (1400 cells): {ten:.2f}s (goal <= 20s); ratio 10x/1x {ten / full:.2f}; "
+        f"`snakemake --version` alone {empty:.2f}s"
+    )
 
 
 def p4(tmp: Path):

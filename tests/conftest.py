@@ -24,7 +24,7 @@ def write_image_tree(root: Path, per_class=(4, 2), classes=CLASSES, size=(32, 32
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for split, n in zip(("train", "test"), per_class):
+    for split, n in zip(("train", "test"), per_class, strict=True):
         for ci, c in enumerate(classes):
             d = root / split / c
             d.mkdir(parents=True, exist_ok=True)
@@ -83,9 +83,7 @@ def workflow_dir(tmp_path):
 def snakemake(workdir, *args, check=True, timeout=1200):
     """Run the Snakemake CLI of this environment in `workdir`."""
     exe = Path(sys.executable).with_name("snakemake")
-    proc = subprocess.run(
-        [str(exe), *args], cwd=workdir, capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run([str(exe), *args], cwd=workdir, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -102,7 +100,9 @@ def tiny_tflite(tmp_path_factory):
 
     tensorflow(2, 0)
     path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
-    path.write_bytes(converter_for(build({"builder": "MobileNet", "alpha": 0.25}, 10, (32, 32, 3), None), "fp32").convert())
+    path.write_bytes(
+        converter_for(build({"builder": "MobileNet", "alpha": 0.25}, 10, (32, 32, 3), None), "fp32").convert()
+    )
     return path
 
 
@@ -152,10 +152,17 @@ class SSHServer:
         import getpass
 
         cfg = {
-            "type": "ssh", "host": "127.0.0.1", "port": self.port, "user": getpass.getuser(),
-            "identity_file": str(self.client_key), "known_hosts": str(self.known_hosts),
-            "python": sys.executable, "remote_dir": str(self.root / "remote"), "timeout": 60,
-            "retries": 0, "num_runs": 5,
+            "type": "ssh",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": getpass.getuser(),
+            "identity_file": str(self.client_key),
+            "known_hosts": str(self.known_hosts),
+            "python": sys.executable,
+            "remote_dir": str(self.root / "remote"),
+            "timeout": 60,
+            "retries": 0,
+            "num_runs": 5,
         }
         cfg.update(overrides)
         return cfg

@@ -52,12 +52,12 @@ SlurmdPort={d_port}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-StateSaveLocation={root / 'state'}
-SlurmdSpoolDir={root / 'spool'}
-SlurmctldPidFile={root / 'slurmctld.pid'}
-SlurmdPidFile={root / 'slurmd.pid'}
-SlurmctldLogFile={root / 'log' / 'slurmctld.log'}
-SlurmdLogFile={root / 'log' / 'slurmd.log'}
+StateSaveLocation={root / "state"}
+SlurmdSpoolDir={root / "spool"}
+SlurmctldPidFile={root / "slurmctld.pid"}
+SlurmdPidFile={root / "slurmd.pid"}
+SlurmctldLogFile={root / "log" / "slurmctld.log"}
+SlurmdLogFile={root / "log" / "slurmd.log"}
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ProctrackType=proctrack/linuxproc
@@ -79,18 +79,34 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
             subprocess.run(["munged", "--force"], check=True, capture_output=True)
-        self.procs.append(subprocess.Popen(["slurmctld", "-D", "-c", "-f", str(self.conf)], env=self.env,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.procs.append(
+            subprocess.Popen(
+                ["slurmctld", "-D", "-c", "-f", str(self.conf)],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         time.sleep(1)
-        self.procs.append(subprocess.Popen(["slurmd", "-D", "-c", "-f", str(self.conf)], env=self.env,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.procs.append(
+            subprocess.Popen(
+                ["slurmd", "-D", "-c", "-f", str(self.conf)],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         deadline = time.time() + timeout
         while time.time() < deadline:
             out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=self.env, capture_output=True, text=True)
             if out.returncode == 0 and out.stdout.strip() in ("idle", "mix", "alloc"):
                 return self
             time.sleep(0.5)
-        log = (self.root / "log" / "slurmctld.log").read_text()[-2000:] if (self.root / "log" / "slurmctld.log").exists() else ""
+        log = (
+            (self.root / "log" / "slurmctld.log").read_text()[-2000:]
+            if (self.root / "log" / "slurmctld.log").exists()
+            else ""
+        )
         self.stop()
         raise RuntimeError(f"SLURM did not come up within {timeout}s: {log}")
 

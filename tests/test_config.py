@@ -6,8 +6,8 @@ import re
 import pytest
 import yaml
 from conftest import ROOT, snakemake
-
-from pqgrid.config import ConfigError, check_config, grid, pruning_settings, training_settings
+from pqgrid.config import ConfigError, check_config, grid
+from pqgrid.settings import pruning_settings, training_settings
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -26,13 +26,19 @@ def cfg(**changes):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"architectures__mobilenet__builder": "MobileNetV9"}, r"architectures.mobilenet.builder: unknown builder 'MobileNetV9'"),
+        (
+            {"architectures__mobilenet__builder": "MobileNetV9"},
+            r"architectures.mobilenet.builder: unknown builder 'MobileNetV9'",
+        ),
         ({"architectures__mobilenet__alpha_typo": 0.5}, r"MobileNet takes no argument 'alpha_typo'"),
         ({"quantization__modes": ["fp32", "int4"]}, r"quantization.modes: unknown mode 'int4'"),
         ({"pruning__sparsities": [0, 100]}, r"pruning.sparsities: 100 is not a whole percentage"),
         ({"pruning__sparsities": [0, -5]}, r"pruning.sparsities: -5"),
         ({"pruning__sparsities": [0, 50]}, r"pruning.schedules: no schedule for sparsity 50"),
-        ({"pruning__schedules__30": {"frequency_epochs": 0, "steps": 2}}, r"pruning.schedules.30: frequency_epochs must be > 0"),
+        (
+            {"pruning__schedules__30": {"frequency_epochs": 0, "steps": 2}},
+            r"pruning.schedules.30: frequency_epochs must be > 0",
+        ),
         ({"pruning__schedules__30": {"frequency_epochs": 1, "steps": 0}}, r"steps >= 1"),
         ({"architectures": {}}, r"architectures: the grid is empty"),
         ({"quantization__modes": []}, r"quantization.modes: the grid is empty"),
@@ -44,7 +50,10 @@ def cfg(**changes):
         ({"devices": {"pi": {"type": "ssh", "password": "x"}}}, r"devices.pi.password: passwords are not accepted"),
         ({"devices": {"pi": {"type": "ssh"}}}, r"devices.pi.host: an ssh device needs a host"),
         ({"dataset__source": "/no/such/cifar.tar.gz"}, r"dataset.source: '/no/such/cifar.tar.gz' does not exist"),
-        ({"architectures__mobilenet__training": {"epoch": 3}}, r"architectures.mobilenet.training.epoch: not a training setting"),
+        (
+            {"architectures__mobilenet__training": {"epoch": 3}},
+            r"architectures.mobilenet.training.epoch: not a training setting",
+        ),
     ],
 )
 def test_check_config_errors(changes, message):
@@ -77,6 +86,33 @@ def test_overrides_merge():
     p = pruning_settings(BASE, "mobilenet_v3_large_min", 90)
     assert p["learning_rate"] == 1e-5 and p["schedule"] == {"frequency_epochs": 6, "steps": 4}
     assert pruning_settings(BASE, "mobilenet", 30)["learning_rate"] == 1e-4
+
+
+def test_job_settings_are_what_each_rule_receives():
+    from pqgrid import settings
+
+    c = cfg(
+        training__validation="holdout",
+        training__batchnorm_momentum=0.9,
+        architectures__mobilenet={"builder": "MobileNet", "pruning": {"recalibration_batches": 7}},
+    )
+    p = settings.pruning_settings(c, "mobilenet", 60)
+    # fine-tuning validates like training and keeps its BatchNorm momentum; overrides win
+    assert (p["validation"], p["holdout_fraction"], p["batchnorm_momentum"]) == ("holdout", 0.1, 0.9)
+    assert p["recalibration_batches"] == 7 and p["target_sparsity"] == 60 and "sparsities" not in p
+    assert settings.cell("mobilenet", "1", "2of4", "int8") == {
+        "arch": "mobilenet",
+        "seed": 1,
+        "sparsity": "2:4",
+        "quant": "int8",
+    }
+    assert settings.cell("mobilenet", "0", "30") == {"arch": "mobilenet", "seed": 0, "sparsity": 30}
+    cs = settings.cell_settings(c, "mobilenet", "0", "fp32")
+    assert cs["pruning"] is None and cs["input_scaling"] == "tf" and cs["quantization"]["mode"] == "fp32"
+    assert settings.cell_settings(c, "mobilenet", "60", "int8")["pruning"] == p
+    f = settings.figure_settings(BASE, "pareto_gzip")
+    assert f["label_top"] == 12 and f["dpi"] == 120 and "per_figure" not in f
+    assert "devices: pi4" in settings.findings_context(BASE, ["pi4"])
 
 
 def _dry(workflow_dir, bad: dict):

@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 from conftest import CLASSES, make_tar, write_cifar_batches, write_image_tree
-
 from pqgrid import data
 from pqgrid.data import DataError
 
@@ -42,7 +41,8 @@ def test_cifar_batch_pixel_layout(tmp_path):
     d = write_cifar_batches(tmp_path / "b")
     import pickle
 
-    raw = pickle.load(open(d / "data_batch_1", "rb"), encoding="bytes")[b"data"][0]
+    with open(d / "data_batch_1", "rb") as fh:
+        raw = pickle.load(fh, encoding="bytes")[b"data"][0]
     train, _, _, _ = data.load(str(d))
     assert train.x[0, 0, 0].tolist() == [raw[0], raw[1024], raw[2048]]
     assert train.x[0, 0, 1, 0] == raw[1]
@@ -80,7 +80,12 @@ def test_holdout_split_is_stratified_and_disjoint():
 
 def test_prepare_writes_npz_and_manifest(image_tree, tmp_path):
     out = tmp_path / "out"
-    man = data.prepare(str(image_tree), out / "train.npz", out / "test.npz", out / "manifest.json")
+    man = data.prepare(
+        source=str(image_tree),
+        train_npz=out / "train.npz",
+        test_npz=out / "test.npz",
+        manifest_path=out / "manifest.json",
+    )
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(man))
     assert on_disk["counts"]["train"] == {"cat": 4, "dog": 4, "frog": 4}
@@ -92,7 +97,13 @@ def test_prepare_writes_npz_and_manifest(image_tree, tmp_path):
 def _expect(match, source, tmp_path, **kw):
     out = tmp_path / "out"
     with pytest.raises(DataError, match=match):
-        data.prepare(str(source), out / "train.npz", out / "test.npz", out / "manifest.json", **kw)
+        data.prepare(
+            source=str(source),
+            train_npz=out / "train.npz",
+            test_npz=out / "test.npz",
+            manifest_path=out / "manifest.json",
+            **kw,
+        )
     # nothing half-written is left behind
     assert not out.exists() or not any(out.iterdir())
 

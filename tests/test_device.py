@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from pqgrid.device import DeviceError, benchmark
 from pqgrid.device_harness import parse_benchmark_model
 
@@ -45,14 +44,20 @@ def _check_result(r, runs):
 
 def test_local_device(tiny_tflite, tmp_path):
     out = tmp_path / "local.json"
-    r = benchmark(tiny_tflite, out, "local", {"type": "local", "num_runs": 7, "remote_dir": str(tmp_path / "lock")}, CELL)
+    r = benchmark(
+        tflite=tiny_tflite,
+        out_json=out,
+        name="local",
+        cfg={"type": "local", "num_runs": 7, "remote_dir": str(tmp_path / "lock")},
+        cell=CELL,
+    )
     _check_result(r, 7)
     assert json.loads(out.read_text()) == json.loads(json.dumps(r))
 
 
 def test_ssh_device(sshd, tiny_tflite, tmp_path):
     out = tmp_path / "ssh.json"
-    r = benchmark(tiny_tflite, out, "loopback", sshd.device(), CELL)
+    r = benchmark(tflite=tiny_tflite, out_json=out, name="loopback", cfg=sshd.device(), cell=CELL)
     _check_result(r, 5)
     assert "identity_file" not in r["device_config"]
     remote = Path(sshd.device()["remote_dir"])
@@ -63,9 +68,15 @@ def test_ssh_with_benchmark_model_binary(sshd, tiny_tflite, tmp_path):
     """A stand-in `benchmark_model` (prints the recorded LiteRT output) proves the remote
     binary path is run with the model and its output parsed."""
     fake = tmp_path / "benchmark_model"
-    fake.write_text("#!/bin/sh\necho \"args: $*\" >&2\ncat %s\n" % (FIXTURES / "benchmark_model_litert.txt"))
+    fake.write_text('#!/bin/sh\necho "args: $*" >&2\ncat %s\n' % (FIXTURES / "benchmark_model_litert.txt"))
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    r = benchmark(tiny_tflite, tmp_path / "b.json", "loopback", sshd.device(benchmark_model=str(fake)), CELL)
+    r = benchmark(
+        tflite=tiny_tflite,
+        out_json=tmp_path / "b.json",
+        name="loopback",
+        cfg=sshd.device(benchmark_model=str(fake)),
+        cell=CELL,
+    )
     assert r["tool"] == "benchmark_model" and r["avg_us"] == 26331.5
     assert "--graph=" in r["raw_output_tail"] and "--num_runs=5" in r["raw_output_tail"]
 
@@ -82,11 +93,13 @@ def test_ssh_with_benchmark_model_binary(sshd, tiny_tflite, tmp_path):
     ],
 )
 def test_ssh_faults_give_one_line_and_no_output(sshd, tiny_tflite, tmp_path, overrides, message):
-    overrides = {k: str(sshd.other_key) if v == "OTHER" else str(sshd.wrong_known_hosts) if v == "WRONG" else v
-                 for k, v in overrides.items()}
+    overrides = {
+        k: str(sshd.other_key) if v == "OTHER" else str(sshd.wrong_known_hosts) if v == "WRONG" else v
+        for k, v in overrides.items()
+    }
     out = tmp_path / "x.json"
     with pytest.raises(DeviceError, match=message) as e:
-        benchmark(tiny_tflite, out, "loopback", sshd.device(**overrides), CELL)
+        benchmark(tflite=tiny_tflite, out_json=out, name="loopback", cfg=sshd.device(**overrides), cell=CELL)
     assert "device loopback:" in str(e.value) and "\n" not in str(e.value)
     assert not out.exists()
 
@@ -95,13 +108,19 @@ def test_harness_crash_and_timeout(sshd, tiny_tflite, tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer")
     with pytest.raises(DeviceError, match="the benchmark failed"):
-        benchmark(bad, tmp_path / "c.json", "loopback", sshd.device(), CELL)
+        benchmark(tflite=bad, out_json=tmp_path / "c.json", name="loopback", cfg=sshd.device(), cell=CELL)
     assert not (tmp_path / "c.json").exists()
     slow = tmp_path / "slow"
     slow.write_text("#!/bin/sh\nsleep 30\n")
     slow.chmod(0o755)
     with pytest.raises(DeviceError, match="timed out after 3s"):
-        benchmark(tiny_tflite, tmp_path / "t.json", "loopback", sshd.device(benchmark_model=str(slow), timeout=3), CELL)
+        benchmark(
+            tflite=tiny_tflite,
+            out_json=tmp_path / "t.json",
+            name="loopback",
+            cfg=sshd.device(benchmark_model=str(slow), timeout=3),
+            cell=CELL,
+        )
     assert not (tmp_path / "t.json").exists()
     remote = Path(sshd.device()["remote_dir"])
     assert not [p for p in remote.iterdir() if p.name.startswith("job-")], "remote files removed after failures"
@@ -117,7 +136,13 @@ def test_retries_are_honoured(sshd, tiny_tflite, tmp_path):
     logging.getLogger("pqgrid").setLevel(logging.INFO)
     try:
         with pytest.raises(DeviceError, match="connection refused"):
-            benchmark(tiny_tflite, tmp_path / "r.json", "loopback", sshd.device(port=1, retries=2), CELL)
+            benchmark(
+                tflite=tiny_tflite,
+                out_json=tmp_path / "r.json",
+                name="loopback",
+                cfg=sshd.device(port=1, retries=2),
+                cell=CELL,
+            )
     finally:
         logging.getLogger("pqgrid").removeHandler(handler)
     assert sum("retrying" in m for m in logs) == 2
@@ -127,7 +152,13 @@ def test_device_lock_serialises_concurrent_jobs(sshd, tiny_tflite, tmp_path):
     results = {}
 
     def job(i):
-        results[i] = benchmark(tiny_tflite, tmp_path / f"{i}.json", "loopback", sshd.device(num_runs=200), CELL)
+        results[i] = benchmark(
+            tflite=tiny_tflite,
+            out_json=tmp_path / f"{i}.json",
+            name="loopback",
+            cfg=sshd.device(num_runs=200),
+            cell=CELL,
+        )
 
     threads = [threading.Thread(target=job, args=(i,)) for i in range(2)]
     for t in threads:
@@ -145,5 +176,7 @@ def test_remote_without_numpy_or_runtime(sshd, tiny_tflite, tmp_path):
     if not Path(bare).exists() or subprocess.run([bare, "-c", "import numpy"], capture_output=True).returncode == 0:
         pytest.skip("no system Python without numpy to play a bare device")
     with pytest.raises(DeviceError, match="numpy"):
-        benchmark(tiny_tflite, tmp_path / "n.json", "loopback", sshd.device(python=bare), CELL)
+        benchmark(
+            tflite=tiny_tflite, out_json=tmp_path / "n.json", name="loopback", cfg=sshd.device(python=bare), cell=CELL
+        )
     assert not (tmp_path / "n.json").exists()

@@ -1,6 +1,5 @@
 import numpy as np
 import pandas as pd
-
 from pqgrid.evaluate import confusion_matrix, per_class_table, topk_accuracy
 
 SCORES = np.array(

@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 from conftest import ROOT
-
 from pqgrid import data
 from pqgrid.config import QUANT_MODES
 
@@ -30,17 +29,35 @@ TRAIN = {
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
     d = tmp_path_factory.mktemp("data")
-    data.prepare("synthetic", d / "train.npz", d / "test.npz", d / "manifest.json", 20, 5, 0)
+    data.prepare(
+        source="synthetic",
+        train_npz=d / "train.npz",
+        test_npz=d / "test.npz",
+        manifest_path=d / "manifest.json",
+        train_per_class=20,
+        test_per_class=5,
+        seed=0,
+    )
     return d
 
 
 @pytest.fixture(scope="module")
 def trained(small_data, tmp_path_factory):
-    from pqgrid.stages import train_model
+    from pqgrid.train import train_model
 
     out = tmp_path_factory.mktemp("model")
     d = small_data
-    train_model(d / "train.npz", d / "test.npz", d / "manifest.json", out / "trained.h5", out / "hist.csv", TINY, TRAIN, 0, 2)
+    train_model(
+        train_npz=d / "train.npz",
+        test_npz=d / "test.npz",
+        manifest=d / "manifest.json",
+        model_out=out / "trained.h5",
+        history_csv=out / "hist.csv",
+        arch_cfg=TINY,
+        settings=TRAIN,
+        seed=0,
+        threads=2,
+    )
     return out / "trained.h5"
 
 
@@ -58,21 +75,29 @@ def test_batchnorm_momentum_knob():
     from pqgrid.models import build
 
     m = build({"builder": "MobileNetV3Small", "alpha": 0.75, "minimalistic": True}, 10, (32, 32, 3), 0.9)
-    bns = [l for l in m.layers if isinstance(l, tf_keras.layers.BatchNormalization)]
-    assert bns and all(l.momentum == 0.9 for l in bns)
+    bns = [layer for layer in m.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    assert bns and all(layer.momentum == 0.9 for layer in bns)
     default = build({"builder": "MobileNetV3Small", "alpha": 0.75, "minimalistic": True}, 10, (32, 32, 3), None)
-    assert {l.momentum for l in default.layers if isinstance(l, tf_keras.layers.BatchNormalization)} == {0.999}
+    assert {la.momentum for la in default.layers if isinstance(la, tf_keras.layers.BatchNormalization)} == {0.999}
 
 
 @pytest.fixture(scope="module")
 def tflites(trained, small_data, tmp_path_factory):
-    from pqgrid.convert import convert
+    from pqgrid.convert import convert_tflite
 
     out = tmp_path_factory.mktemp("tflite")
     paths = {}
     for mode in QUANT_MODES:
         paths[mode] = out / f"{mode}.tflite"
-        convert(trained, small_data / "train.npz", paths[mode], TINY, mode, 20, 0)
+        convert_tflite(
+            model_h5=trained,
+            train_npz=small_data / "train.npz",
+            out_tflite=paths[mode],
+            arch_cfg=TINY,
+            mode=mode,
+            calibration_samples=20,
+            seed=0,
+        )
     return paths
 
 
@@ -93,8 +118,7 @@ def test_each_quant_mode_loads_with_right_dtypes(tflites):
 
 def test_tflite_eval_batched_equals_one_per_invoke_and_keras(tflites, trained, small_data):
     from pqgrid.evaluate import interpreter, predict_tflite
-    from pqgrid.models import scale_inputs
-    from pqgrid.stages import load_keras
+    from pqgrid.models import load_keras, scale_inputs
 
     x, y = data.load_npz(small_data / "test.npz")
     xf = scale_inputs(x, "tf")
@@ -114,7 +138,7 @@ def test_tflite_eval_batched_equals_one_per_invoke_and_keras(tflites, trained, s
 
 
 def _prune(trained, small_data, out, sparsity=50, **extra):
-    from pqgrid.stages import prune_model
+    from pqgrid.prune import prune_model
 
     settings = dict(
         TRAIN,
@@ -127,9 +151,19 @@ def _prune(trained, small_data, out, sparsity=50, **extra):
     )
     settings.update(extra)
     d = small_data
-    prune_model(trained, d / "train.npz", d / "test.npz", d / "manifest.json", out, out.with_suffix(".csv"), TINY, settings, 0, 2)
-    from pqgrid.models import parameter_stats
-    from pqgrid.stages import load_keras
+    prune_model(
+        trained_h5=trained,
+        train_npz=d / "train.npz",
+        test_npz=d / "test.npz",
+        manifest=d / "manifest.json",
+        model_out=out,
+        history_csv=out.with_suffix(".csv"),
+        arch_cfg=TINY,
+        settings=settings,
+        seed=0,
+        threads=2,
+    )
+    from pqgrid.models import load_keras, parameter_stats
 
     return parameter_stats(load_keras(out))
 
@@ -146,7 +180,7 @@ def test_pruning_reaches_target_on_kernels_and_depthwise_flag(trained, small_dat
 
 
 def test_pruning_exclude_regex(trained, small_data, tmp_path):
-    from pqgrid.stages import load_keras
+    from pqgrid.models import load_keras
 
     _prune(trained, small_data, tmp_path / "ex.h5", exclude="^conv_pw_1$|conv_preds")
     m = load_keras(tmp_path / "ex.h5")
@@ -173,11 +207,14 @@ def test_thesis_schedule_formula_matches_tfmot():
 def test_pruning_schedule_reproduces_table_3_1_in_steps():
     """Table 3.1 (CIFAR-10: 50,000 images, batch 64 -> 782 steps per epoch) as tfmot runs it:
     updates at begin + k·Δt (k = 1…n), the last one on the last step of t0 + nΔt epochs."""
-    from pqgrid.stages import pruning_schedule
+    from pqgrid.prune import pruning_schedule
 
     spe = 782
-    for sched, epochs in (({"frequency_epochs": 1, "steps": 2}, 2), ({"frequency_epochs": 2, "steps": 3}, 6),
-                          ({"frequency_epochs": 6, "steps": 4}, 24)):
+    for sched, epochs in (
+        ({"frequency_epochs": 1, "steps": 2}, 2),
+        ({"frequency_epochs": 2, "steps": 3}, 6),
+        ({"frequency_epochs": 6, "steps": 4}, 24),
+    ):
         plan = pruning_schedule(sched, spe)
         dt = sched["frequency_epochs"] * spe
         assert plan["epochs"] == epochs and plan["frequency"] == dt and plan["begin_step"] == 0
@@ -199,8 +236,7 @@ def test_tfmot_updates_masks_on_the_step_the_schedule_says(trained, small_data):
 
     _, tf_keras = tensorflow(2, 0)
     import tensorflow_model_optimization as tfmot
-
-    from pqgrid.stages import load_keras
+    from pqgrid.models import load_keras
 
     base = load_keras(trained)
     sched = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.6, begin_step=0, end_step=4, frequency=2)
@@ -209,9 +245,17 @@ def test_tfmot_updates_masks_on_the_step_the_schedule_says(trained, small_data):
     x, y = data.load_npz(small_data / "train.npz")
     mask = next(v for v in model.weights if "mask" in v.name)
     seen = []
-    cb = tf_keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(float(np.mean(mask.numpy() == 0))))
-    model.fit(x[:4].astype("float32"), y[:4], batch_size=1, epochs=1, verbose=0,
-              callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), cb])
+    cb = tf_keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: seen.append(float(np.mean(mask.numpy() == 0)))
+    )
+    model.fit(
+        x[:4].astype("float32"),
+        y[:4],
+        batch_size=1,
+        epochs=1,
+        verbose=0,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), cb],
+    )
     # steps 1..4: no update at step 1, PolynomialDecay(2/4) at step 2, the target at step 4
     assert seen[0] == 0.0 and seen[1] == pytest.approx(0.6 - 0.6 * 0.5**3, abs=0.01)
     assert seen[3] == pytest.approx(0.6, abs=0.01)
@@ -223,18 +267,18 @@ def test_batchnorm_recalibration_matches_the_data_at_the_final_weights():
     from pqgrid.tfsetup import tensorflow
 
     tf, _ = tensorflow(2, 0)
-    from pqgrid.models import _all_layers, build, recalibrate_batchnorm, scale_inputs
+    from pqgrid.models import all_layers, build, recalibrate_batchnorm, scale_inputs
 
     model = build({"builder": "MobileNetV3Small", "alpha": 0.75, "minimalistic": True}, 10, (32, 32, 3), 0.9)
     x = np.random.default_rng(0).integers(0, 255, (48, 32, 32, 3)).astype(np.uint8)
-    bns = [layer for layer in _all_layers(model) if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    bns = [layer for layer in all_layers(model) if isinstance(layer, tf.keras.layers.BatchNormalization)]
     for bn in bns:  # stale statistics, as after a jump in sparsity
         bn.moving_mean.assign(bn.moving_mean + 5.0)
     xs = tf.constant(scale_inputs(x, "raw"))
     stale = model(xs, training=False).numpy()
     assert recalibrate_batchnorm(model, x, batch_size=48, batches=1, scaling="raw") == len(bns)
     after = model(xs, training=False).numpy()
-    for layer in _all_layers(model):  # training mode without dropout's noise
+    for layer in all_layers(model):  # training mode without dropout's noise
         if isinstance(layer, tf.keras.layers.Dropout):
             layer.rate = 0.0
     train = model(xs, training=True).numpy()
@@ -249,8 +293,8 @@ def test_batchnorm_recalibration_matches_the_data_at_the_final_weights():
 def _train_cmd(small_data, out, epochs):
     settings = dict(TRAIN, epochs=epochs)
     code = (
-        "import sys; sys.path.insert(0, %r); from pqgrid.stages import train_model; "
-        "train_model(%r, %r, %r, %r, %r, %r, %r, 0, 2)"
+        "import sys; sys.path.insert(0, %r); from pqgrid.train import train_model; "
+        "train_model(train_npz=%r, test_npz=%r, manifest=%r, model_out=%r, history_csv=%r, arch_cfg=%r, settings=%r, seed=0, threads=2)"
         % (
             str(ROOT / "workflow" / "scripts"),
             str(small_data / "train.npz"),
@@ -266,13 +310,15 @@ def _train_cmd(small_data, out, epochs):
 
 
 def test_kill_9_and_rerun_resumes_to_identical_weights(small_data, tmp_path):
-    from pqgrid.stages import load_keras
+    from pqgrid.models import load_keras
 
     epochs = 4
     ref = tmp_path / "ref.h5"
     subprocess.run(_train_cmd(small_data, ref, epochs), check=True, capture_output=True)
     killed = tmp_path / "killed.h5"
-    proc = subprocess.Popen(_train_cmd(small_data, killed, epochs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train_cmd(small_data, killed, epochs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     hist = killed.parent / "killed.h5.resume" / "history.csv"
     deadline = time.time() + 300
     while time.time() < deadline and not (hist.exists() and len(hist.read_text().splitlines()) >= 3):
@@ -284,8 +330,8 @@ def test_kill_9_and_rerun_resumes_to_identical_weights(small_data, tmp_path):
     assert 2 <= done < epochs
     subprocess.run(_train_cmd(small_data, killed, epochs), check=True, capture_output=True)
     a, b = load_keras(ref).get_weights(), load_keras(killed).get_weights()
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert (tmp_path / "killed.csv").read_text() .count("\n") == epochs + 1
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert (tmp_path / "killed.csv").read_text().count("\n") == epochs + 1
 
 
 # ------------------------------------------------------------------ issue 3: what the file holds
@@ -297,9 +343,17 @@ def pruned50(trained, small_data, tmp_path_factory):
 
 
 def _convert(h5, small_data, path, mode):
-    from pqgrid.convert import convert
+    from pqgrid.convert import convert_tflite
 
-    convert(h5, small_data / "train.npz", path, TINY, mode, 20, 0)
+    convert_tflite(
+        model_h5=h5,
+        train_npz=small_data / "train.npz",
+        out_tflite=path,
+        arch_cfg=TINY,
+        mode=mode,
+        calibration_samples=20,
+        seed=0,
+    )
     return path
 
 
@@ -331,39 +385,59 @@ def test_sparse_encoding_is_stored_and_read_back(pruned50, small_data, tmp_path)
 
 def test_2_by_4_pattern_holds_in_tflite(trained, small_data, tmp_path):
     import tensorflow as tf
-    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_utils import is_pruned_m_by_n
-
-    from pqgrid.stages import load_keras
+    from pqgrid.models import load_keras
     from pqgrid.tflite_weights import layer_table, read_kernels, satisfies_m_by_n
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_utils import is_pruned_m_by_n
 
     out = tmp_path / "p24.h5"
     _prune(trained, small_data, out, target_sparsity=50, m_by_n=[2, 4], depthwise=True)
     k = load_keras(out).get_layer("conv_pw_2").kernel.numpy()  # TF layout [H, W, C_IN, C_OUT]
     assert bool(is_pruned_m_by_n(tf.constant(k), (2, 4), last_channel="C_OUT")) or bool(
-        is_pruned_m_by_n(tf.constant(np.transpose(k, (3, 0, 1, 2))), (2, 4), last_channel="C_IN"))
+        is_pruned_m_by_n(tf.constant(np.transpose(k, (3, 0, 1, 2))), (2, 4), last_channel="C_IN")
+    )
     assert satisfies_m_by_n(np.transpose(k, (3, 0, 1, 2)), 2, 4)
     rows = layer_table(read_kernels(_convert(out, small_data, tmp_path / "p24.tflite", "int8")), (2, 4))
     eligible = [r for r in rows if r["m_by_n_ok"] != ""]
     assert len(eligible) >= 10 and all(r["m_by_n_ok"] is True for r in eligible)
     model = load_keras(out)
-    assert all(np.count_nonzero(l.depthwise_kernel.numpy() == 0) == 0 for l in model.layers if hasattr(l, "depthwise_kernel"))
+    assert all(
+        np.count_nonzero(la.depthwise_kernel.numpy() == 0) == 0
+        for la in model.layers
+        if hasattr(la, "depthwise_kernel")
+    )
     dense = np.ones((8, 4), np.float32)
     assert satisfies_m_by_n(dense, 2, 4) is False and satisfies_m_by_n(np.ones((2, 3)), 2, 4) is None
 
 
 def test_pruning_kill_9_and_rerun_resumes_to_identical_weights(trained, small_data, tmp_path):
-    from pqgrid.stages import load_keras
+    from pqgrid.models import load_keras
 
-    settings = dict(TRAIN, learning_rate=1e-4, final_learning_rate=1e-5, exclude="", depthwise=True,
-                    target_sparsity=50, schedule={"frequency_epochs": 1, "steps": 4})
+    settings = dict(
+        TRAIN,
+        learning_rate=1e-4,
+        final_learning_rate=1e-5,
+        exclude="",
+        depthwise=True,
+        target_sparsity=50,
+        schedule={"frequency_epochs": 1, "steps": 4},
+    )
 
     def cmd(out):
         code = (
-            "import sys; sys.path.insert(0, %r); from pqgrid.stages import prune_model; "
-            "prune_model(%r, %r, %r, %r, %r, %r, %r, %r, 0, 2)"
-            % (str(ROOT / "workflow" / "scripts"), str(trained), str(small_data / "train.npz"),
-               str(small_data / "test.npz"), str(small_data / "manifest.json"), str(out),
-               str(out.with_suffix(".csv")), TINY, settings)
+            "import sys; sys.path.insert(0, %r); from pqgrid.prune import prune_model; "
+            "prune_model(trained_h5=%r, train_npz=%r, test_npz=%r, manifest=%r, model_out=%r, history_csv=%r, arch_cfg=%r, "
+            "settings=%r, seed=0, threads=2)"
+            % (
+                str(ROOT / "workflow" / "scripts"),
+                str(trained),
+                str(small_data / "train.npz"),
+                str(small_data / "test.npz"),
+                str(small_data / "manifest.json"),
+                str(out),
+                str(out.with_suffix(".csv")),
+                TINY,
+                settings,
+            )
         )
         return [sys.executable, "-c", code]
 
@@ -379,7 +453,7 @@ def test_pruning_kill_9_and_rerun_resumes_to_identical_weights(trained, small_da
     assert not killed.exists() and 2 <= len(hist.read_text().splitlines()) - 1 < 4
     subprocess.run(cmd(killed), check=True, capture_output=True)
     a, b = load_keras(ref).get_weights(), load_keras(killed).get_weights()
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_gpu_path_mixed_precision_and_xla_run_on_cpu(small_data, tmp_path):
@@ -388,11 +462,20 @@ def test_gpu_path_mixed_precision_and_xla_run_on_cpu(small_data, tmp_path):
     out = tmp_path / "mixed.h5"
     settings = dict(TRAIN, epochs=1, mixed_precision=True, xla=True)
     code = (
-        "import sys; sys.path.insert(0, %r); from pqgrid.stages import train_model, load_keras; "
-        "train_model(%r, %r, %r, %r, %r, %r, %r, 0, 2); "
+        "import sys; sys.path.insert(0, %r); from pqgrid.train import train_model; from pqgrid.models import load_keras; "
+        "train_model(train_npz=%r, test_npz=%r, manifest=%r, model_out=%r, history_csv=%r, arch_cfg=%r, settings=%r, seed=0, threads=2); "
         "m = load_keras(%r); print('DTYPES', sorted({l.dtype for l in m.layers if l.weights}))"
-        % (str(ROOT / "workflow" / "scripts"), str(small_data / "train.npz"), str(small_data / "test.npz"),
-           str(small_data / "manifest.json"), str(out), str(out.with_suffix(".csv")), TINY, settings, str(out))
+        % (
+            str(ROOT / "workflow" / "scripts"),
+            str(small_data / "train.npz"),
+            str(small_data / "test.npz"),
+            str(small_data / "manifest.json"),
+            str(out),
+            str(out.with_suffix(".csv")),
+            TINY,
+            settings,
+            str(out),
+        )
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

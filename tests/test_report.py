@@ -1,22 +1,32 @@
 """Tables, figures and findings on small fabricated summaries (test data, never results:
-the verdicts are known in advance), and the registries kept in step with the config."""
+the verdicts are known in advance), and the report registry kept in step with its functions."""
 
 import itertools
 
 import numpy as np
 import pandas as pd
 import pytest
-
-from pqgrid import analysis, config, figures
+from pqgrid import figures, findings, registry, stats, tables
 
 CLASSES = ["cat", "dog", "bird"]
+# The fabricated grid's architectures as config would define them (claims go by builder).
+ARCHS = {
+    "mobilenet": {"builder": "MobileNet"},
+    "efficientnet_b0": {"builder": "EfficientNetB0"},
+    "mobilenet_v3_large": {"builder": "MobileNetV3Large"},
+    "mobilenet_v3_small": {"builder": "MobileNetV3Small"},
+}
 
 
 def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005):
     """A grid where the thesis' claims hold by construction (sizes in bytes)."""
     rows, pcs, bench = [], [], []
-    archs = {"mobilenet": (0.73, 12_800_000), "efficientnet_b0": (0.75, 16_000_000),
-             "mobilenet_v3_large": (0.69, 16_900_000), "mobilenet_v3_small": (0.67, 6_100_000)}
+    archs = {
+        "mobilenet": (0.73, 12_800_000),
+        "efficientnet_b0": (0.75, 16_000_000),
+        "mobilenet_v3_large": (0.69, 16_900_000),
+        "mobilenet_v3_small": (0.67, 6_100_000),
+    }
     for (arch, (acc, size)), seed, sp, q in itertools.product(archs.items(), seeds, [0, 30, 60, 90], ["fp32", "int8"]):
         top1 = acc + (0.01 if sp == 30 else -0.0 if sp == 0 else -0.03 * sp / 90) + 0.001 * seed
         if arch == "mobilenet" and sp == 90:
@@ -25,23 +35,54 @@ def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005):
             top1 += -0.2 if arch == "mobilenet_v3_large" else -int8_delta
         file_b = size * (0.28 if q == "int8" else 1.0)
         gz = file_b * (0.92 - 0.8 * sp / 100 * (1.0 if gzip_92 else 0.3))
-        rows.append(dict(arch=arch, seed=seed, sparsity=sp, quant=q, top1=top1, top3=top1 + 0.2, keras_top1_test=acc,
-                         keras_top1_train=acc + 0.1, keras_top3_train=0.95, keras_top3_test=0.9, file_bytes=file_b,
-                         gzip_bytes=gz, params=size // 4, depthwise_params=size // 200, depthwise_share=0.02,
-                         zero_fraction=sp / 100 * 0.96, conv_dense_sparsity=sp / 100, depthwise_sparsity=0.0,
-                         tflite_kernel_sparsity=sp / 100 * 0.98))
-        for i, c in enumerate(CLASSES):
+        rows.append(
+            dict(
+                arch=arch,
+                seed=seed,
+                sparsity=sp,
+                quant=q,
+                top1=top1,
+                top3=top1 + 0.2,
+                keras_top1_test=acc,
+                keras_top1_train=acc + 0.1,
+                keras_top3_train=0.95,
+                keras_top3_test=0.9,
+                file_bytes=file_b,
+                gzip_bytes=gz,
+                params=size // 4,
+                depthwise_params=size // 200,
+                depthwise_share=0.02,
+                zero_fraction=sp / 100 * 0.96,
+                conv_dense_sparsity=sp / 100,
+                depthwise_sparsity=0.0,
+                tflite_kernel_sparsity=sp / 100 * 0.98,
+            )
+        )
+        for c in CLASSES:
             skew = (0.15 if c == "bird" else -0.02) if (sp or q != "fp32") else 0.0
-            pcs.append(dict(arch=arch, seed=seed, sparsity=sp, quant=q, **{"class": c}, accuracy=top1 - skew + 0.01 * seed))
-        lat = {"mobilenet": 11800, "efficientnet_b0": 12400, "mobilenet_v3_large": 8000, "mobilenet_v3_small": 2950}[arch]
-        bench.append(dict(arch=arch, seed=seed, sparsity=sp, quant=q, device="pi4",
-                          latency_us=lat * (0.6 if q == "int8" else 1.0) * (1 + 0.01 * (sp % 7)), ram_mb=16 * (0.5 if q == "int8" else 1)))
+            pcs.append(
+                dict(arch=arch, seed=seed, sparsity=sp, quant=q, **{"class": c}, accuracy=top1 - skew + 0.01 * seed)
+            )
+        lat = {"mobilenet": 11800, "efficientnet_b0": 12400, "mobilenet_v3_large": 8000, "mobilenet_v3_small": 2950}[
+            arch
+        ]
+        bench.append(
+            dict(
+                arch=arch,
+                seed=seed,
+                sparsity=sp,
+                quant=q,
+                device="pi4",
+                latency_us=lat * (0.6 if q == "int8" else 1.0) * (1 + 0.01 * (sp % 7)),
+                ram_mb=16 * (0.5 if q == "int8" else 1),
+            )
+        )
     return pd.DataFrame(rows), pd.DataFrame(bench), pd.DataFrame(pcs)
 
 
 def test_findings_verdicts_known_in_advance():
     s, b, pc = fabricated()
-    f = analysis.findings(s, b, pc).set_index("no")
+    f = findings.findings(s, b, pc, ARCHS).set_index("no")
     assert f.loc[1, "verdict"] == "holds"  # 72 % smaller
     assert f.loc[2, "verdict"] == "holds"  # 0.5 pp for the small three, V3Large -20 pp
     assert f.loc[3, "verdict"] == "holds"  # same size; latency spread 6 %
@@ -57,10 +98,10 @@ def test_findings_verdicts_known_in_advance():
 
 def test_findings_that_do_not_hold():
     s, b, pc = fabricated(gzip_92=False, int8_delta=0.05)
-    f = analysis.findings(s, b, pc).set_index("no")
+    f = findings.findings(s, b, pc, ARCHS).set_index("no")
     assert f.loc[2, "verdict"] == "does not hold"
     assert f.loc[4, "verdict"] == "does not hold"
-    f = analysis.findings(s, b.iloc[0:0], pc).set_index("no")
+    f = findings.findings(s, b.iloc[0:0], pc, ARCHS).set_index("no")
     assert f.loc[9, "verdict"] == "not measured" and "no device" in f.loc[9, "measured"]
 
 
@@ -70,19 +111,21 @@ def test_collapsed_cells_get_no_verdict_and_a_warning():
 
     s, b, pc = fabricated()
     s["parent_top1"] = s.groupby("arch").top1.transform("max")
-    at90 = (s.sparsity == 90) & s.arch.isin(["mobilenet", "efficientnet_b0", "mobilenet_v3_large", "mobilenet_v3_small"])
+    at90 = (s.sparsity == 90) & s.arch.isin(
+        ["mobilenet", "efficientnet_b0", "mobilenet_v3_large", "mobilenet_v3_small"]
+    )
     s.loc[at90, "top1"] = np.where(s[at90].arch == "mobilenet", 0.104, 0.100)
-    s["collapsed"] = [collapsed(t, p, 10, 3000) for t, p in zip(s.top1, s.parent_top1)]
+    s["collapsed"] = [collapsed(t, p, 10, 3000) for t, p in zip(s.top1, s.parent_top1, strict=True)]
     assert s.collapsed.sum() == at90.sum()
-    f = analysis.findings(s, b, pc).set_index("no")
+    f = findings.findings(s, b, pc, ARCHS).set_index("no")
     assert f.loc[7, "verdict"] == "not measured"  # not "holds" from broken models
     assert "collapsed to chance" in f.loc[7, "measured"] and "mobilenet seed0 s90 fp32" in f.loc[7, "measured"]
     assert f.loc[4, "verdict"] == "holds" and "collapsed" not in f.loc[4, "measured"]  # sizes stay valid
-    md = analysis.findings_markdown(analysis.findings(s, b, pc), "ctx", analysis.collapsed_cells(s))
+    md = findings.findings_markdown(findings.findings(s, b, pc, ARCHS), "ctx", findings.collapsed_cells(s))
     assert f"Warning: {at90.sum()} cell(s) collapsed to chance" in md
     # as summary.csv is read back (strings), and without the column (older summaries)
-    assert len(analysis.collapsed_cells(s.astype({"collapsed": str}))) == at90.sum()
-    assert analysis.collapsed_cells(s.drop(columns="collapsed")).empty
+    assert len(findings.collapsed_cells(s.astype({"collapsed": str}))) == at90.sum()
+    assert findings.collapsed_cells(s.drop(columns="collapsed")).empty
 
 
 def test_chance_margin_and_collapse_rule():
@@ -98,46 +141,73 @@ def test_chance_margin_and_collapse_rule():
 
 def test_tables_mean_std_over_seeds_and_thesis_columns(tmp_path):
     s, b, pc = fabricated(seeds=(0, 1, 2))
-    thesis = {"table_4_1_training": pd.DataFrame({"architecture": ["mobilenet"], "top1_test": [0.7277], "top3_test": [0.9226], "params": [3239114]})}
-    t = analysis.table_4_1_training(s, b, pc, thesis).set_index("arch")
+    thesis = {
+        "table_4_1_training": pd.DataFrame(
+            {"architecture": ["mobilenet"], "top1_test": [0.7277], "top3_test": [0.9226], "params": [3239114]}
+        )
+    }
+    t = tables.table_4_1_training(s, b, pc, thesis).set_index("arch")
     assert t.loc["mobilenet", "n_seeds"] == 3 and t.loc["mobilenet", "thesis_top1_test"] == 0.7277
     assert np.isnan(t.loc["efficientnet_b0", "thesis_top1_test"])
-    t5 = analysis.table_4_5_pruned_fp32(s, b, pc, {})
+    t5 = tables.table_4_5_pruned_fp32(s, b, pc, {})
     row = t5[(t5.arch == "mobilenet") & (t5.target_sparsity == "90")].iloc[0]
     assert row.exact_sparsity == pytest.approx(0.864) and row.top1_std == pytest.approx(0.001)
-    md = analysis.fmt_pm(t5)
+    md = tables.fmt_pm(t5)
     assert "±" in md.top1.iloc[0]
-    for name, fn in analysis.TABLES.items():
+    for name, fn in tables.TABLES.items():
         assert not fn(s, b, pc, {}).empty, name
 
 
 def test_welch_t_and_per_class_changes():
-    assert analysis.welch_t([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
-    assert analysis.welch_t([0.50, 0.51, 0.49], [0.70, 0.71, 0.69]) < 0.001
-    assert np.isnan(analysis.welch_t([0.5], [0.6]))
+    assert stats.welch_t([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert stats.welch_t([0.50, 0.51, 0.49], [0.70, 0.71, 0.69]) < 0.001
+    assert np.isnan(stats.welch_t([0.5], [0.6]))
     s, b, pc = fabricated(seeds=(0, 1, 2))
-    d = analysis.per_class_changes(pc, "mobilenet", ("0", "fp32"), [("90", "fp32")])
+    d = stats.per_class_changes(pc, "mobilenet", ("0", "fp32"), [("90", "fp32")])
     bird = d[d["class"] == "bird"].iloc[0]
     assert bird.delta_pp < -10 and bird.n_seeds == 3
 
 
 def test_pareto_front():
     df = pd.DataFrame({"size": [1, 2, 3, 2.5], "acc": [50, 60, 55, 70]})
-    assert figures.pareto_front(df, "size", "acc").tolist() == [True, True, False, True]
+    assert stats.pareto_front(df, "size", "acc").tolist() == [True, True, False, True]
 
 
-def test_registries_match_config_names():
-    assert set(analysis.TABLES) == set(config.TABLES)
-    assert {n for n in figures.FIGURES if not n.endswith("_")} == set(config.FIGURES)
-    assert {n for n in figures.FIGURES if n.endswith("_")} == set(config.FIGURE_FAMILIES)
+def test_every_registry_entry_has_exactly_one_function_and_back():
+    assert list(tables.TABLES) == registry.TABLES
+    assert set(figures.FIGURES) == set(registry.FIGURES)
+    for e in registry.ENTRIES:
+        assert set(e.needs) <= set(registry.LONG_TABLES) and e.caption and e.category, e
+        assert (e.family is not None) == e.name.endswith("_"), e
+    assert registry.resolve("per_class_pruning_mn1") == (registry.BY_NAME["per_class_pruning_"], "mn1")
+    assert registry.inputs("fig_4_1_quantization_change", have_bench=False) == ["summary"]
+    assert registry.inputs("table_4_6_per_class", have_bench=True) == ["per_class"]
+    with pytest.raises(KeyError):
+        registry.resolve("fig_9_9_nothing")
+
+
+def test_claims_go_by_builder_not_config_name():
+    """Renaming every architecture in config changes no verdict."""
+    s, b, pc = fabricated()
+    before = findings.findings(s, b, pc, ARCHS)
+    rename = {a: f"net{i}" for i, a in enumerate(ARCHS)}
+    s2, b2, pc2 = (d.assign(arch=d.arch.map(rename)) for d in (s, b, pc))
+    after = findings.findings(s2, b2, pc2, {rename[a]: cfg for a, cfg in ARCHS.items()})
+    assert before.verdict.tolist() == after.verdict.tolist()
+    assert (before.verdict != "not measured").sum() >= 9
+    # a claim without its cells says which it needs
+    only = s[s.arch == "mobilenet_v3_small"]
+    f = findings.findings(
+        only, b[b.arch == "mobilenet_v3_small"], pc[pc.arch == "mobilenet_v3_small"], ARCHS
+    ).set_index("no")
+    assert f.loc[7, "verdict"] == "not measured" and "needs fp32 cells at 90 %" in f.loc[7, "measured"]
 
 
 @pytest.mark.parametrize("with_bench", [True, False])
 def test_every_figure_renders(tmp_path, with_bench):
     s, b, pc = fabricated(seeds=(0, 1))
     tables = {"summary": s, "per_class": pc, "bench": b if with_bench else pd.DataFrame(columns=b.columns)}
-    cfg = {"architectures": {a: {"builder": "MobileNet"} for a in s.arch.unique()}, "devices": {"pi4": {"type": "ssh"}}}
-    for name in config.figure_names(cfg):
+    for name in registry.figure_names(list(s.arch.unique()), ["pi4"]):
         out = tmp_path / f"{name}.png"
         figures.render(name, tables, {"dpi": 40}, out)
         assert out.stat().st_size > 2000, name

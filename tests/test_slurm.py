@@ -30,7 +30,7 @@ def site_profile(dst: Path):
     prof["default-resources"].update(slurm_partition="debug", mem_mb=500, runtime=20, cpus_per_task=1)
     del prof["default-resources"]["slurm_account"]
     prof["slurm-no-account"] = True
-    for rule, res in prof["set-resources"].items():
+    for res in prof["set-resources"].values():
         res.pop("gpu", None)
         res.update(mem_mb=1000, cpus_per_task=1, runtime=20)
     prof["set-threads"] = {k: 1 for k in prof["set-threads"]}
@@ -45,8 +45,14 @@ def test_smoke_grid_through_slurm(cluster, tmp_path):
     site_profile(wf / "profiles" / "site")
     exe = Path(sys.executable).with_name("snakemake")
     t0 = time.time()
-    proc = subprocess.run([str(exe), "--profile", "profiles/site", "all", "--configfile", "presets/smoke.yaml"],
-                          cwd=wf, env=cluster.env, capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        [str(exe), "--profile", "profiles/site", "all", "--configfile", "presets/smoke.yaml"],
+        cwd=wf,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     took = time.time() - t0
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
@@ -63,8 +69,10 @@ def test_smoke_grid_through_slurm(cluster, tmp_path):
     assert len(groups) == 8, "each cell's convert -> gzip -> evaluate was one group job"
     assert "rule_benchmark_on_device" not in kinds, "benchmarks stay on the submitting host"
     ungrouped = len(submitted) - len(groups) + 3 * len(groups)
-    print(f"\nSLURM smoke run: {len(submitted)} sbatch submissions ({len(groups)} group jobs; "
-          f"{ungrouped} without grouping), {took:.0f}s")
+    print(
+        f"\nSLURM smoke run: {len(submitted)} sbatch submissions ({len(groups)} group jobs; "
+        f"{ungrouped} without grouping), {took:.0f}s"
+    )
 
 
 def test_bad_partition_is_reported_not_hung(cluster, tmp_path):
@@ -73,7 +81,13 @@ def test_bad_partition_is_reported_not_hung(cluster, tmp_path):
     prof["default-resources"]["slurm_partition"] = "no_such_partition"
     (wf / "profiles" / "site" / "config.yaml").write_text(yaml.safe_dump(prof))
     exe = Path(sys.executable).with_name("snakemake")
-    proc = subprocess.run([str(exe), "--profile", "profiles/site", "results/data/manifest.json", "--configfile",
-                           "presets/smoke.yaml"], cwd=wf, env=cluster.env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(exe), "--profile", "profiles/site", "results/data/manifest.json", "--configfile", "presets/smoke.yaml"],
+        cwd=wf,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "partition" in (proc.stdout + proc.stderr).lower()

@@ -39,7 +39,12 @@ def test_smoke_builds_every_target(smoke_run):
                 assert (res / "tflite" / arch / "seed0" / f"s{s}_{q}.tflite.gz").is_file()
                 metrics = json.loads((res / "eval" / arch / "seed0" / f"s{s}_{q}.json").read_text())
                 assert metrics["cell"] == {"arch": arch, "seed": 0, "sparsity": s, "quant": q}
-                assert set(metrics["versions"]) >= {"tensorflow", "tf_keras", "tensorflow-model-optimization", "ai-edge-litert"}
+                assert set(metrics["versions"]) >= {
+                    "tensorflow",
+                    "tf_keras",
+                    "tensorflow-model-optimization",
+                    "ai-edge-litert",
+                }
                 assert len(metrics["manifest_sha256"]) == 64 and metrics["settings"]["quantization"]["mode"] == q
                 bench = json.loads((res / "bench" / "local" / arch / "seed0" / f"s{s}_{q}.json").read_text())
                 assert bench["count"] == 50 and bench["avg_us"] > 0 and bench["device_name"] == "local"
@@ -47,7 +52,9 @@ def test_smoke_builds_every_target(smoke_run):
                 assert list(pc.columns) == ["class", "support", "correct", "accuracy"] and pc["support"].sum() == 500
     summary = pd.read_csv(res / "tables" / "summary.csv")
     assert len(summary) == 8 and summary[["top1", "top3", "file_bytes", "gzip_bytes"]].notna().all().all()
-    assert (smoke_run / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text().count("ETA") == 10  # one line per epoch
+    assert (smoke_run / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text().count(
+        "ETA"
+    ) == 10  # one line per epoch
     assert (smoke_run / "benchmarks" / "results" / "models" / "mobilenet_tiny" / "seed0" / "trained.tsv").is_file()
 
 
@@ -62,7 +69,9 @@ def test_smoke_accuracy_floors(smoke_run):
         assert s.loc[(arch, 50, "fp32"), "top1"] >= trained - 0.05, s.loc[arch]  # 50 % pruned: a few points at most
         for sp in (0, 50):
             assert abs(s.loc[(arch, sp, "int8"), "top1"] - s.loc[(arch, sp, "fp32"), "top1"]) <= 0.02, s.loc[arch]
-            assert s.loc[(arch, sp, "fp32"), "top1"] == pytest.approx(s.loc[(arch, sp, "fp32"), "keras_top1_test"], abs=0.005)
+            assert s.loc[(arch, sp, "fp32"), "top1"] == pytest.approx(
+                s.loc[(arch, sp, "fp32"), "keras_top1_test"], abs=0.005
+            )
     assert not s.collapsed.any() and (s.chance_top1 == 0.1).all()
     # per class: the correct counts add up to the cell's top-1
     pc = pd.read_csv(smoke_run / "results" / "tables" / "per_class.csv")
@@ -89,17 +98,29 @@ def test_touching_one_trained_model_reruns_exactly_its_downstream(smoke_run):
         os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
     # the other architecture's cells stay; only the grid-wide tables and figures redraw
     assert not re.search(r"output: results/(models|tflite|eval|bench/local)/v3small_tiny", out)
-    cell_rules = ("prune_model", "evaluate_keras", "convert_tflite", "gzip_tflite", "evaluate_tflite", "benchmark_on_device")
+    cell_rules = (
+        "prune_model",
+        "evaluate_keras",
+        "convert_tflite",
+        "gzip_tflite",
+        "evaluate_tflite",
+        "benchmark_on_device",
+    )
     assert sorted(n for n in names if n in cell_rules) == sorted(
-        ["prune_model"] + ["evaluate_keras"] * 2 + ["convert_tflite"] * 4 + ["gzip_tflite"] * 4
-        + ["evaluate_tflite"] * 4 + ["benchmark_on_device"] * 4
+        ["prune_model"]
+        + ["evaluate_keras"] * 2
+        + ["convert_tflite"] * 4
+        + ["gzip_tflite"] * 4
+        + ["evaluate_tflite"] * 4
+        + ["benchmark_on_device"] * 4
     )
     assert "train_model" not in names and "prepare_data" not in names
 
 
 def test_changing_one_architecture_reruns_only_it(smoke_run):
     names, out = planned_jobs(
-        smoke_run, "--config",
+        smoke_run,
+        "--config",
         "architectures={v3small_tiny: {builder: MobileNetV3Small, alpha: 0.75, minimalistic: true, dropout_rate: 0.3}}",
     )
     assert "train_model" in names
@@ -151,9 +172,21 @@ def test_report_html_renders_with_figures(smoke_run, tmp_path):
     if not browser:
         pytest.skip("chromium not installed (apt-get install chromium; .ci/run does)")
     shot = tmp_path / "report.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1280,900", "--virtual-time-budget=8000", f"file://{smoke_run / 'report.html'}"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1280,900",
+            "--virtual-time-budget=8000",
+            f"file://{smoke_run / 'report.html'}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     import matplotlib.image as mpimg
 
     img = mpimg.imread(shot)

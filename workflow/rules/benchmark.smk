@@ -24,7 +24,7 @@ rule benchmark_on_device:
     resources:
         **{f"bench_{name}": device_slot(name) for name in DEVICES},
     params:
-        device=lambda wildcards: config["devices"][wildcards.device],
+        device=device_params,
         cell=cell,
     script:
         "../scripts/benchmark_on_device.py"

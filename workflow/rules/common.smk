@@ -1,22 +1,15 @@
-# Helpers for every rule: the grid from config, wildcard constraints, input functions and
-# the per-cell settings passed as params (so changing one architecture's setting reruns
-# that architecture's cells only).
-import json
+# Wildcards, grid expansion and input/params functions for every rule. The logic behind
+# them (config checks, settings merging, the report registry) lives in the pqgrid library,
+# unit-tested without Snakemake. Settings reach jobs as params, so changing one
+# architecture's setting reruns that architecture's cells only.
+import re
 import sys
 
+from snakemake.exceptions import WorkflowError
+
 sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
-from pqgrid.config import (
-    ConfigError,
-    TABLES,
-    check_config,
-    figure_category,
-    figure_names,
-    grid,
-    input_scaling,
-    pruning_settings,
-    sparsity_value,
-    training_settings,
-)
+from pqgrid import registry, settings
+from pqgrid.config import ConfigError, check_config, grid
 
 try:
     check_config(config)
@@ -26,6 +19,7 @@ except ConfigError as e:
 
 GRID = grid(config)
 DEVICES = list(config.get("devices") or {})
+FIGURES = registry.figure_names(GRID["arch"], DEVICES)
 # One benchmark job per device at a time within this Snakemake instance (the device lock
 # covers other instances); `--resources bench_<device>=N` overrides it.
 for _device in DEVICES:
@@ -43,10 +37,11 @@ wildcard_constraints:
     sparsity=_alternatives(GRID["sparsity"]),
     quant=_alternatives(GRID["quant"]),
     device=_alternatives(DEVICES) if DEVICES else "(?!)",
-    table=_alternatives(TABLES),
-    figure=_alternatives(figure_names(config)),
+    table=_alternatives(registry.TABLES),
+    figure=_alternatives(FIGURES),
 
 
+# ---------------------------------------------------------------- grid expansion
 def cells():
     """Every (arch, seed, sparsity, quant) of the grid, as wildcard dicts."""
     return [
@@ -77,6 +72,74 @@ def bench_targets():
     ]
 
 
+def report_targets():
+    return (
+        [rules.make_table.output.csv.format(table=t) for t in registry.TABLES]
+        + [rules.plot_figure.output.png.format(figure=f) for f in FIGURES]
+        + [rules.check_findings.output.md]
+    )
+
+
+# ---------------------------------------------------------------- input functions
+def keras_model(wildcards):
+    """Sparsity 0 is the trained model itself; others are its pruned copies."""
+    if wildcards.sparsity == "0":
+        return rules.train_model.output.model.format(**wildcards)
+    return rules.prune_model.output.model.format(**wildcards)
+
+
+def long_tables(names):
+    """Named paths of the long tables (summary, per_class, bench) among `names`."""
+    paths = {
+        "summary": rules.summarize_grid.output.csv,
+        "per_class": rules.summarize_grid.output.per_class,
+        "bench": rules.collect_bench.output.csv,
+    }
+    return {n: paths[n] for n in names}
+
+
+def report_inputs(wildcards):
+    """What a table or figure reads (registry.py), bench only where devices exist: a
+    per-class figure does not wait for (or rerun after) device benchmarks."""
+    name = wildcards.get("table") or wildcards.get("figure")
+    return long_tables(registry.inputs(name, have_bench=bool(DEVICES)))
+
+
+def findings_inputs(wildcards):
+    return long_tables(["summary", "per_class"] + (["bench"] if DEVICES else []))
+
+
+# ---------------------------------------------------------------- params functions
+def arch_params(wildcards):
+    return config["architectures"][wildcards.arch]
+
+
+def train_params(wildcards):
+    return settings.training_settings(config, wildcards.arch)
+
+
+def prune_params(wildcards):
+    return settings.pruning_settings(
+        config, wildcards.arch, settings.sparsity_value(wildcards.sparsity)
+    )
+
+
+def cell(wildcards):
+    return settings.cell(
+        wildcards.arch, wildcards.seed, wildcards.sparsity, wildcards.get("quant")
+    )
+
+
+def cell_settings(wildcards):
+    return settings.cell_settings(
+        config, wildcards.arch, wildcards.sparsity, wildcards.quant
+    )
+
+
+def device_params(wildcards):
+    return config["devices"][wildcards.device]
+
+
 def device_slot(name):
     """Resource `bench_<name>`: 1 for jobs on that device, 0 otherwise."""
     return lambda wildcards: int(wildcards.device == name)
@@ -91,105 +154,21 @@ def device_threads(wildcards):
         return 1
 
 
-def keras_model(wildcards):
-    """Sparsity 0 is the trained model itself; others are its pruned copies."""
-    if wildcards.sparsity == "0":
-        return rules.train_model.output.model.format(**wildcards)
-    return rules.prune_model.output.model.format(**wildcards)
+def figure_category(wildcards):
+    return registry.resolve(wildcards.figure)[0].category
 
 
-def arch_params(wildcards):
-    return config["architectures"][wildcards.arch]
+def figure_caption(wildcards):
+    return registry.resolve(wildcards.figure)[0].caption
 
 
-def train_params(wildcards):
-    return training_settings(config, wildcards.arch)
-
-
-def prune_params(wildcards):
-    settings = pruning_settings(
-        config, wildcards.arch, sparsity_value(wildcards.sparsity)
-    )
-    # Fine-tuning validates like training did and keeps its BatchNorm setting.
-    train = training_settings(config, wildcards.arch)
-    for key in ("validation", "holdout_fraction", "batchnorm_momentum"):
-        settings[key] = train[key]
-    return settings
-
-
-def cell(wildcards):
-    return dict(
-        arch=wildcards.arch,
-        seed=int(wildcards.seed),
-        sparsity=sparsity_value(wildcards.sparsity),
-        **({"quant": wildcards.quant} if "quant" in wildcards.keys() else {}),
-    )
-
-
-def cell_settings(wildcards):
-    """Everything that made a cell, recorded in its metrics JSON."""
-    return dict(
-        architecture=arch_params(wildcards),
-        input_scaling=input_scaling(arch_params(wildcards)),
-        training=train_params(wildcards),
-        pruning=(prune_params(wildcards) if wildcards.sparsity != "0" else None),
-        quantization=dict(
-            mode=wildcards.quant,
-            calibration_samples=config["quantization"]["calibration_samples"],
-        ),
-        dataset=config["dataset"],
-    )
-
-
-# ---------------------------------------------------------------- report stage
-FIGURE_NEEDS_BENCH = ("fig_4_1", "fig_4_9", "pareto_latency_")
-
-
-def report_inputs(wildcards):
-    """Long tables of the run; bench.csv only where devices are configured."""
-    inputs = dict(
-        summary=rules.summarize_grid.output.csv,
-        per_class=rules.summarize_grid.output.per_class,
-    )
-    if DEVICES:
-        inputs["bench"] = rules.collect_bench.output.csv
-    return inputs
-
-
-def figure_inputs(wildcards):
-    """Only the tables a figure draws from: a per-class figure does not wait for (or
-    rerun after) device benchmarks."""
-    inputs = report_inputs(wildcards)
-    if not wildcards.figure.startswith(FIGURE_NEEDS_BENCH):
-        inputs.pop("bench", None)
-    if wildcards.figure.startswith(("per_class_",)):
-        inputs.pop("summary")
-    else:
-        inputs.pop("per_class")
-    return inputs
+def table_caption(wildcards):
+    return registry.resolve(wildcards.table)[0].caption
 
 
 def figure_settings(wildcards):
-    f = config["report"]["figures"]
-    settings = {k: v for k, v in f.items() if k != "per_figure"}
-    settings.update((f.get("per_figure") or {}).get(wildcards.figure, {}))
-    return settings
+    return settings.figure_settings(config, wildcards.figure)
 
 
 def findings_context(wildcards):
-    d = config["dataset"]
-    return (
-        f"Dataset: {d['source']} (per class: {d.get('train_per_class') or 'all'} train, "
-        f"{d.get('test_per_class') or 'all'} test); architectures: {', '.join(GRID['arch'])}; "
-        f"seeds: {', '.join(GRID['seed'])}; devices: {', '.join(DEVICES) or 'none'}; "
-        f"epochs: {config['training']['epochs']}; pruning.depthwise: "
-        f"{config['pruning'].get('depthwise', True)} (false reproduces tfmot's default)."
-    )
-
-
-def report_targets():
-    return (
-        [rules.make_table.output.csv.format(table=t) for t in TABLES]
-        + [rules.plot_figure.output.png.format(figure=f) for f in figure_names(config)]
-        + [rules.check_findings.output.md]
-    )
+    return settings.findings_context(config, DEVICES)

@@ -13,7 +13,7 @@ rule collect_bench:
 
 
 rule make_table:
-    """One of the thesis' tables (4.1-4.7) for this run, with the thesis' numbers beside."""
+    """One of the thesis' tables for this run, with the thesis' numbers beside."""
     input:
         unpack(report_inputs),
     output:
@@ -29,6 +29,7 @@ rule make_table:
         "../../envs/report.yaml"
     params:
         thesis_dir=config["report"]["thesis_dir"],
+        caption=table_caption,
     script:
         "../scripts/make_table.py"
 
@@ -37,12 +38,12 @@ rule plot_figure:
     """One figure; its params are only the settings it uses, so changing one figure's
     setting reruns that figure alone."""
     input:
-        unpack(figure_inputs),
+        unpack(report_inputs),
     output:
         png=report(
             "results/figures/{figure}.png",
             caption="../report/figure.rst",
-            category=lambda wildcards: figure_category(wildcards.figure),
+            category=figure_category,
         ),
     log:
         "logs/figures/{figure}.log",
@@ -50,6 +51,7 @@ rule plot_figure:
         "../../envs/report.yaml"
     params:
         settings=figure_settings,
+        caption=figure_caption,
     script:
         "../scripts/plot_figure.py"
 
@@ -57,7 +59,7 @@ rule plot_figure:
 rule check_findings:
     """Each claim of the thesis, this run's numbers, and a verdict (results/findings.md)."""
     input:
-        unpack(report_inputs),
+        unpack(findings_inputs),
     output:
         md=report(
             "results/findings.md",
@@ -71,5 +73,6 @@ rule check_findings:
         "../../envs/report.yaml"
     params:
         context=findings_context,
+        architectures={a: config["architectures"][a] for a in GRID["arch"]},
     script:
         "../scripts/check_findings.py"

@@ -4,9 +4,9 @@ from pqgrid.io import run_script
 run_script(
     snakemake.log[0],
     benchmark,
-    snakemake.input.tflite,
-    snakemake.output.bench,
-    snakemake.wildcards.device,
-    snakemake.params.device,
-    snakemake.params.cell,
+    tflite=snakemake.input.tflite,
+    out_json=snakemake.output.bench,
+    name=snakemake.wildcards.device,
+    cfg=snakemake.params.device,
+    cell=snakemake.params.cell,
 )

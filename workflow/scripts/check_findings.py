@@ -1,11 +1,12 @@
+from pqgrid.findings import check_findings
 from pqgrid.io import run_script
-from pqgrid.report import check_findings
 
 run_script(
     snakemake.log[0],
     check_findings,
-    snakemake.input,
-    snakemake.params.context,
-    snakemake.output.md,
-    snakemake.output.csv,
+    architectures=snakemake.params.architectures,
+    context=snakemake.params.context,
+    inputs=snakemake.input,
+    out_md=snakemake.output.md,
+    out_csv=snakemake.output.csv,
 )

@@ -1,10 +1,4 @@
-from pqgrid.analysis import load_bench
-from pqgrid.io import atomic_path, run_script
+from pqgrid.io import run_script
+from pqgrid.summary import collect_bench
 
-
-def collect(paths, out):
-    with atomic_path(out) as tmp:
-        load_bench(paths).to_csv(tmp, index=False)
-
-
-run_script(snakemake.log[0], collect, snakemake.input.bench, snakemake.output.csv)
+run_script(snakemake.log[0], collect_bench, bench_jsons=snakemake.input.bench, out_csv=snakemake.output.csv)

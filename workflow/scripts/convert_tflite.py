@@ -1,15 +1,15 @@
-from pqgrid.convert import convert
+from pqgrid.convert import convert_tflite
 from pqgrid.io import run_script
 
 run_script(
     snakemake.log[0],
-    convert,
-    snakemake.input.model,
-    snakemake.input.train,
-    snakemake.output.tflite,
-    snakemake.params.arch,
-    snakemake.wildcards.quant,
-    snakemake.params.calibration_samples,
-    int(snakemake.wildcards.seed),
-    snakemake.threads,
+    convert_tflite,
+    model_h5=snakemake.input.model,
+    train_npz=snakemake.input.train,
+    out_tflite=snakemake.output.tflite,
+    arch_cfg=snakemake.params.arch,
+    mode=snakemake.wildcards.quant,
+    calibration_samples=snakemake.params.calibration_samples,
+    seed=int(snakemake.wildcards.seed),
+    threads=snakemake.threads,
 )

@@ -1,15 +1,15 @@
+from pqgrid.evaluate import evaluate_keras
 from pqgrid.io import run_script
-from pqgrid.stages import keras_eval
 
 run_script(
     snakemake.log[0],
-    keras_eval,
-    snakemake.input.model,
-    snakemake.input.train,
-    snakemake.input.test,
-    snakemake.input.manifest,
-    snakemake.output.metrics,
-    snakemake.params.arch,
-    snakemake.params.cell,
-    snakemake.threads,
+    evaluate_keras,
+    model_h5=snakemake.input.model,
+    train_npz=snakemake.input.train,
+    test_npz=snakemake.input.test,
+    manifest=snakemake.input.manifest,
+    out_json=snakemake.output.metrics,
+    arch_cfg=snakemake.params.arch,
+    cell=snakemake.params.cell,
+    threads=snakemake.threads,
 )

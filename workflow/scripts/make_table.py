@@ -1,12 +1,12 @@
 from pqgrid.io import run_script
-from pqgrid.report import make_table
+from pqgrid.tables import make_table
 
 run_script(
     snakemake.log[0],
     make_table,
-    snakemake.wildcards.table,
-    snakemake.input,
-    snakemake.params.thesis_dir,
-    snakemake.output.csv,
-    snakemake.output.md,
+    inputs=snakemake.input,
+    name=snakemake.wildcards.table,
+    out_csv=snakemake.output.csv,
+    out_md=snakemake.output.md,
+    thesis_dir=snakemake.params.thesis_dir,
 )

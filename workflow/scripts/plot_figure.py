@@ -1,11 +1,11 @@
+from pqgrid.figures import plot_figure
 from pqgrid.io import run_script
-from pqgrid.report import plot_figure
 
 run_script(
     snakemake.log[0],
     plot_figure,
-    snakemake.wildcards.figure,
-    snakemake.input,
-    snakemake.params.settings,
-    snakemake.output.png,
+    name=snakemake.wildcards.figure,
+    inputs=snakemake.input,
+    settings=snakemake.params.settings,
+    out_png=snakemake.output.png,
 )

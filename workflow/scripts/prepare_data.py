@@ -5,11 +5,11 @@ d = snakemake.params.dataset
 run_script(
     snakemake.log[0],
     prepare,
-    d["source"],
-    snakemake.output.train,
-    snakemake.output.test,
-    snakemake.output.manifest,
-    d.get("train_per_class"),
-    d.get("test_per_class"),
-    d.get("seed", 0),
+    source=d["source"],
+    train_npz=snakemake.output.train,
+    test_npz=snakemake.output.test,
+    manifest_path=snakemake.output.manifest,
+    train_per_class=d.get("train_per_class"),
+    test_per_class=d.get("test_per_class"),
+    seed=d.get("seed", 0),
 )

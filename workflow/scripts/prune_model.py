@@ -1,17 +1,17 @@
 from pqgrid.io import run_script
-from pqgrid.stages import prune_model
+from pqgrid.prune import prune_model
 
 run_script(
     snakemake.log[0],
     prune_model,
-    snakemake.input.model,
-    snakemake.input.train,
-    snakemake.input.test,
-    snakemake.input.manifest,
-    snakemake.output.model,
-    snakemake.output.history,
-    snakemake.params.arch,
-    snakemake.params.pruning,
-    int(snakemake.wildcards.seed),
-    snakemake.threads,
+    trained_h5=snakemake.input.model,
+    arch_cfg=snakemake.params.arch,
+    settings=snakemake.params.pruning,
+    train_npz=snakemake.input.train,
+    test_npz=snakemake.input.test,
+    manifest=snakemake.input.manifest,
+    model_out=snakemake.output.model,
+    history_csv=snakemake.output.history,
+    seed=int(snakemake.wildcards.seed),
+    threads=snakemake.threads,
 )

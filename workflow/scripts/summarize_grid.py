@@ -4,10 +4,10 @@ from pqgrid.summary import summarize
 run_script(
     snakemake.log[0],
     summarize,
-    snakemake.input.metrics,
-    snakemake.input.keras,
-    snakemake.input.per_class,
-    snakemake.output.csv,
-    snakemake.output.md,
-    snakemake.output.per_class,
+    eval_jsons=snakemake.input.metrics,
+    keras_jsons=snakemake.input.keras,
+    per_class_csvs=snakemake.input.per_class,
+    out_csv=snakemake.output.csv,
+    out_md=snakemake.output.md,
+    out_per_class=snakemake.output.per_class,
 )

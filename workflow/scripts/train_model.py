@@ -1,16 +1,16 @@
 from pqgrid.io import run_script
-from pqgrid.stages import train_model
+from pqgrid.train import train_model
 
 run_script(
     snakemake.log[0],
     train_model,
-    snakemake.input.train,
-    snakemake.input.test,
-    snakemake.input.manifest,
-    snakemake.output.model,
-    snakemake.output.history,
-    snakemake.params.arch,
-    snakemake.params.training,
-    int(snakemake.wildcards.seed),
-    snakemake.threads,
+    train_npz=snakemake.input.train,
+    test_npz=snakemake.input.test,
+    manifest=snakemake.input.manifest,
+    model_out=snakemake.output.model,
+    history_csv=snakemake.output.history,
+    arch_cfg=snakemake.params.arch,
+    settings=snakemake.params.training,
+    seed=int(snakemake.wildcards.seed),
+    threads=snakemake.threads,
 )

@@ -4,7 +4,6 @@ parse time, and a dry run must stay fast (benchmark P3)."""
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 
@@ -21,6 +20,7 @@ def split_quant(mode: str):
         return mode[: -len(SPARSE_SUFFIX)], True
     return mode, False
 
+
 # keras.applications builders pqgrid knows, with the keyword arguments a user may set and the
 # input scaling the builder's own `preprocess_input` expects:
 #   "tf"  -> x / 127.5 - 1 (done by pqgrid before the model, in training, calibration and eval)
@@ -36,12 +36,8 @@ BUILDERS = {
         "kwargs": {"alpha", "minimalistic", "dropout_rate"},
         "input": "raw",
     },
-    **{
-        f"EfficientNetB{i}": {"kwargs": set(), "input": "raw"} for i in range(8)
-    },
-    **{
-        f"EfficientNetV2B{i}": {"kwargs": set(), "input": "raw"} for i in range(4)
-    },
+    **{f"EfficientNetB{i}": {"kwargs": set(), "input": "raw"} for i in range(8)},
+    **{f"EfficientNetV2B{i}": {"kwargs": set(), "input": "raw"} for i in range(4)},
 }
 
 # Keys of an architecture entry that are pqgrid's own; every other key is a builder kwarg.
@@ -49,51 +45,15 @@ ARCH_RESERVED = {"builder", "training", "pruning"}
 
 DATASET_SOURCES = ("keras", "synthetic")  # plus a path (folder, tar, CIFAR python batches)
 
-PRUNABLE_OVERRIDES = {"learning_rate", "final_learning_rate", "batch_size", "momentum", "exclude", "depthwise"}
-
-
-# Report targets (pure names here so a dry run needs no plotting import; figures.py and
-# analysis.py register the same names, a test keeps them in step).
-TABLES = [
-    "table_4_1_training",
-    "table_4_2_fp32_device",
-    "table_4_3_int8_device",
-    "table_4_4_depthwise",
-    "table_4_5_pruned_fp32",
-    "table_4_6_per_class",
-    "table_4_7_minimalistic",
-]
-FIGURES = {  # name -> report category
-    "fig_4_1_quantization_change": "device",
-    "fig_4_2_top1_vs_sparsity_fp32": "accuracy",
-    "fig_4_3_gzip_vs_sparsity_fp32": "size",
-    "fig_4_4_top1_vs_sparsity_int8": "accuracy",
-    "fig_4_5_gzip_vs_sparsity_int8": "size",
-    "fig_4_9_quantization_change_v3": "device",
-    "fig_4_10_top1_vs_sparsity_v3": "accuracy",
-    "fig_4_11_gzip_vs_sparsity_v3": "size",
-    "quant_modes": "accuracy",
-    "pareto_gzip": "size",
+PRUNABLE_OVERRIDES = {
+    "learning_rate",
+    "final_learning_rate",
+    "batch_size",
+    "momentum",
+    "exclude",
+    "depthwise",
+    "recalibration_batches",
 }
-FIGURE_FAMILIES = {  # prefix -> (what follows the prefix, report category)
-    "per_class_pruning_": ("arch", "per class"),
-    "per_class_quantization_": ("arch", "per class"),
-    "pareto_latency_": ("device", "device"),
-}
-
-
-def figure_names(config: dict) -> list:
-    archs, devices = selected_architectures(config), list(config.get("devices") or {})
-    names = list(FIGURES)
-    for prefix, (kind, _) in FIGURE_FAMILIES.items():
-        names += [prefix + x for x in (archs if kind == "arch" else devices)]
-    return names
-
-
-def figure_category(name: str) -> str:
-    if name in FIGURES:
-        return FIGURES[name]
-    return next(cat for prefix, (_, cat) in FIGURE_FAMILIES.items() if name.startswith(prefix))
 
 
 class ConfigError(ValueError):
@@ -106,29 +66,6 @@ def builder_kwargs(arch_cfg: dict) -> dict:
 
 def input_scaling(arch_cfg: dict) -> str:
     return BUILDERS[arch_cfg["builder"]]["input"]
-
-
-def training_settings(config: dict, arch: str) -> dict:
-    """Global training settings with the architecture's overrides applied."""
-    merged = copy.deepcopy(config["training"])
-    merged.update(config["architectures"][arch].get("training", {}))
-    return merged
-
-
-def pruning_settings(config: dict, arch: str, sparsity) -> dict:
-    """Fine-tuning settings and the schedule of one target sparsity (an int percentage or a
-    pattern like "2:4"), overrides applied."""
-    pr = config["pruning"]
-    merged = {k: copy.deepcopy(v) for k, v in pr.items() if k not in ("sparsities", "schedules")}
-    merged.update(config["architectures"][arch].get("pruning", {}))
-    merged["schedule"] = dict(schedule_for(pr, sparsity))
-    if sparsity in PATTERNS:
-        m, n = PATTERNS[sparsity]
-        merged["m_by_n"] = [m, n]
-        merged["target_sparsity"] = round(100 * m / n)
-    else:
-        merged["target_sparsity"] = sparsity
-    return merged
 
 
 # Structured patterns hardware can exploit: "M:N" = at least M zeros in every N consecutive
@@ -172,26 +109,29 @@ def selected_architectures(config: dict) -> list:
 
 def check_config(config: dict) -> None:
     """Semantic checks the schema cannot express. Raises ConfigError with one line."""
+    _check_architectures(config)
+    _check_grid(config)
+    _check_pruning(config)
+    check_dataset_source(config["dataset"]["source"])
+    _check_devices(config)
+
+
+def _check_architectures(config: dict) -> None:
     archs = config.get("architectures") or {}
     if not archs:
         raise ConfigError("architectures: the grid is empty; name at least one architecture")
     for name, a in archs.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]*", name):
-            raise ConfigError(
-                f"architectures.{name}: use letters, digits and '_' only in architecture names"
-            )
+            raise ConfigError(f"architectures.{name}: use letters, digits and '_' only in architecture names")
         b = a.get("builder")
         if b not in BUILDERS:
             raise ConfigError(
-                f"architectures.{name}.builder: unknown builder {b!r}; "
-                f"choose one of {', '.join(sorted(BUILDERS))}"
+                f"architectures.{name}.builder: unknown builder {b!r}; choose one of {', '.join(sorted(BUILDERS))}"
             )
         bad = set(builder_kwargs(a)) - BUILDERS[b]["kwargs"]
         if bad:
             allowed = ", ".join(sorted(BUILDERS[b]["kwargs"])) or "none"
-            raise ConfigError(
-                f"architectures.{name}: {b} takes no argument {sorted(bad)[0]!r}; allowed: {allowed}"
-            )
+            raise ConfigError(f"architectures.{name}: {b} takes no argument {sorted(bad)[0]!r}; allowed: {allowed}")
         for key in ("pruning",):
             bad = set(a.get(key, {})) - PRUNABLE_OVERRIDES
             if bad:
@@ -205,6 +145,10 @@ def check_config(config: dict) -> None:
                 f"architectures.{name}.training.{sorted(bad)[0]}: not a training setting; "
                 f"allowed: {', '.join(sorted(config['training']))}"
             )
+
+
+def _check_grid(config: dict) -> None:
+    archs = config.get("architectures") or {}
     chosen = config.get("grid_architectures")
     if chosen is not None:
         if not chosen:
@@ -226,6 +170,10 @@ def check_config(config: dict) -> None:
             )
     if not config.get("seeds"):
         raise ConfigError("seeds: the grid is empty; give at least one seed, e.g. [0]")
+
+
+def _check_pruning(config: dict) -> None:
+    archs = config.get("architectures") or {}
     pr = config["pruning"]
     if not pr["sparsities"]:
         raise ConfigError("pruning.sparsities: the grid is empty; use [0] for no pruning")
@@ -238,8 +186,7 @@ def check_config(config: dict) -> None:
                 )
         elif not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 99:
             raise ConfigError(
-                f"pruning.sparsities: {s!r} is not a whole percentage in 0..99 "
-                f"nor a pattern ({', '.join(PATTERNS)})"
+                f"pruning.sparsities: {s!r} is not a whole percentage in 0..99 nor a pattern ({', '.join(PATTERNS)})"
             )
         if s and schedule_for(pr, s) is None:
             raise ConfigError(
@@ -249,23 +196,24 @@ def check_config(config: dict) -> None:
         if s:
             sch = schedule_for(pr, s)
             if sch.get("frequency_epochs", 0) <= 0 or sch.get("steps", 0) < 1:
-                raise ConfigError(
-                    f"pruning.schedules.{s}: frequency_epochs must be > 0 and steps >= 1"
-                )
+                raise ConfigError(f"pruning.schedules.{s}: frequency_epochs must be > 0 and steps >= 1")
     for regex_key in [("pruning", pr.get("exclude", ""))] + [
-        (f"architectures.{n}.pruning", a.get("pruning", {}).get("exclude", ""))
-        for n, a in archs.items()
+        (f"architectures.{n}.pruning", a.get("pruning", {}).get("exclude", "")) for n, a in archs.items()
     ]:
         try:
             re.compile(regex_key[1] or "")
         except re.error as e:
             raise ConfigError(f"{regex_key[0]}.exclude: invalid regex ({e})") from None
-    check_dataset_source(config["dataset"]["source"])
+
+
+def _check_devices(config: dict) -> None:
     for name, dev in (config.get("devices") or {}).items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
             raise ConfigError(f"devices.{name}: use letters, digits, '_' and '-' only in device names")
         if "password" in dev:
-            raise ConfigError(f"devices.{name}.password: passwords are not accepted; use identity_file, an ssh agent or ~/.ssh/config")
+            raise ConfigError(
+                f"devices.{name}.password: passwords are not accepted; use identity_file, an ssh agent or ~/.ssh/config"
+            )
         if dev.get("type") == "ssh" and not dev.get("host"):
             raise ConfigError(f"devices.{name}.host: an ssh device needs a host (name, address or ~/.ssh/config alias)")
 

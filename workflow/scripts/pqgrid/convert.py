@@ -62,26 +62,33 @@ def converter_for(model, mode: str, representative=None):
     return conv
 
 
-def convert(model_h5, train_npz, out_tflite, arch_cfg, mode, calibration_samples, seed, threads=None):
+def convert_tflite(*, model_h5, train_npz, out_tflite, arch_cfg, mode, calibration_samples, seed, threads=None):
+    """Stage `convert_tflite`: one Keras model to one .tflite in one mode."""
     from .tfsetup import tensorflow
 
     tensorflow(threads, seed)
     from .config import split_quant
-    from .models import BUILDERS, scale_inputs
-    from .stages import load_keras
+    from .models import BUILDERS, load_keras, scale_inputs
 
     model = load_keras(model_h5)
     rep = None
     if split_quant(mode)[0] in ("int8", "int8_full"):
-        rep = scale_inputs(calibration_images(train_npz, calibration_samples, seed), BUILDERS[arch_cfg["builder"]]["input"])
+        rep = scale_inputs(
+            calibration_images(train_npz, calibration_samples, seed), BUILDERS[arch_cfg["builder"]]["input"]
+        )
     flat = converter_for(model, mode, rep).convert()
     with atomic_path(out_tflite) as tmp:
         tmp.write_bytes(flat)
     log.info("wrote %s (%d bytes, mode %s)", out_tflite, len(flat), mode)
 
 
-def gzip_file(src, dst, level=9):
-    """gzip -9 as the thesis measured compressed size; mtime 0 so the bytes are repeatable."""
-    with atomic_path(dst) as tmp, open(src, "rb") as fi, open(tmp, "wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0) as fo:
-            shutil.copyfileobj(fi, fo)
+def gzip_tflite(*, tflite, out_gz, level=9):
+    """Stage `gzip_tflite`: gzip -9 as the thesis measured compressed size; mtime 0 so the
+    bytes are repeatable."""
+    with (
+        atomic_path(out_gz) as tmp,
+        open(tflite, "rb") as fi,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0) as fo,
+    ):
+        shutil.copyfileobj(fi, fo)

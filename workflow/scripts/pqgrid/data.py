@@ -230,27 +230,38 @@ def load(source: str, train_per_class=None, test_per_class=None, seed=0, synthet
 
 def _from_directory(path: Path, train_limit, test_limit, seed):
     files = [str(p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_file()]
-    batch_names = {PurePosixPath(f).name: f for f in files if PurePosixPath(f).name.startswith(("data_batch_", "test_batch", "batches.meta"))}
+    batch_names = {
+        PurePosixPath(f).name: f
+        for f in files
+        if PurePosixPath(f).name.startswith(("data_batch_", "test_batch", "batches.meta"))
+    }
     if "test_batch" in batch_names:
         return _cifar_batches(lambda n: open(path / n, "rb"), batch_names)
     try:
         tree = _index_folder(files)
     except DataError as e:
-        raise DataError(f"dataset.source {path}: {e}; expected <root>/train/<class>/* and <root>/test/<class>/*") from None
+        raise DataError(
+            f"dataset.source {path}: {e}; expected <root>/train/<class>/* and <root>/test/<class>/*"
+        ) from None
     return _image_folders(tree, lambda n: (path / n).read_bytes(), train_limit, test_limit, seed)
 
 
 def _from_archive(path: Path, train_limit, test_limit, seed):
     try:
-        tar = tarfile.open(path)
+        tar = tarfile.open(path)  # noqa: SIM115 - read from while the images are decoded, closed by GC
         members = {m.name: m for m in tar.getmembers() if m.isfile()}
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"dataset.source {path}: not a readable .tar/.tar.gz ({e}); re-download or repack it") from None
     with tar:
+
         def read(name):
             return tar.extractfile(members[name]).read()
 
-        batch_names = {PurePosixPath(n).name: n for n in members if PurePosixPath(n).name.startswith(("data_batch_", "test_batch", "batches.meta"))}
+        batch_names = {
+            PurePosixPath(n).name: n
+            for n in members
+            if PurePosixPath(n).name.startswith(("data_batch_", "test_batch", "batches.meta"))
+        }
         try:
             if "test_batch" in batch_names:
                 return _cifar_batches(lambda n: io.BytesIO(read(n)), batch_names)
@@ -310,7 +321,7 @@ def holdout_split(y: np.ndarray, fraction: float, seed: int):
     return train, val
 
 
-def prepare(source, train_npz, test_npz, manifest_path, train_per_class=None, test_per_class=None, seed=0):
+def prepare(*, source, train_npz, test_npz, manifest_path, train_per_class=None, test_per_class=None, seed=0):
     """The data rule: load, check, write train.npz / test.npz / manifest.json atomically."""
     train, test, classes, digest = load(source, train_per_class, test_per_class, seed)
     for split, out in ((train, train_npz), (test, test_npz)):

@@ -4,6 +4,7 @@ exclusive lock file on the device, and write one JSON per cell atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -43,8 +44,19 @@ def settings(cfg: dict) -> dict:
 
 
 def harness_args(cfg, model_path, lock_path):
-    args = [model_path, "--threads", str(cfg["threads"]), "--warmup", str(cfg["warmup_runs"]),
-            "--runs", str(cfg["num_runs"]), "--lock", lock_path, "--timeout", str(cfg["timeout"])]
+    args = [
+        model_path,
+        "--threads",
+        str(cfg["threads"]),
+        "--warmup",
+        str(cfg["warmup_runs"]),
+        "--runs",
+        str(cfg["num_runs"]),
+        "--lock",
+        lock_path,
+        "--timeout",
+        str(cfg["timeout"]),
+    ]
     if cfg.get("benchmark_model"):
         args += ["--benchmark-model", cfg["benchmark_model"]]
     return args
@@ -54,7 +66,9 @@ def _parse(name, stdout, stderr, code):
     if code != 0:
         last = (stderr.strip() or stdout.strip() or f"exit status {code}").splitlines()[-1]
         if code == 127:
-            raise DeviceError(f"device {name}: command not found ({last}); check `python` (and `benchmark_model`) in its config")
+            raise DeviceError(
+                f"device {name}: command not found ({last}); check `python` (and `benchmark_model`) in its config"
+            )
         raise DeviceError(f"device {name}: the benchmark failed (exit {code}): {last}")
     try:
         return json.loads(stdout.strip().splitlines()[-1])
@@ -67,10 +81,16 @@ def run_local(name, cfg, model):
     lock = os.path.join(cfg["remote_dir"], ".pqgrid.lock")
     python = sys.executable if cfg["python"] in (None, "python3") else cfg["python"]
     try:
-        proc = subprocess.run([python, str(HARNESS), *harness_args(cfg, str(model), lock)],
-                              capture_output=True, text=True, timeout=cfg["timeout"])
+        proc = subprocess.run(
+            [python, str(HARNESS), *harness_args(cfg, str(model), lock)],
+            capture_output=True,
+            text=True,
+            timeout=cfg["timeout"],
+        )
     except subprocess.TimeoutExpired:
-        raise DeviceError(f"device {name}: timed out after {cfg['timeout']}s; raise `timeout` or check the load") from None
+        raise DeviceError(
+            f"device {name}: timed out after {cfg['timeout']}s; raise `timeout` or check the load"
+        ) from None
     except FileNotFoundError:
         raise DeviceError(f"device {name}: python {python!r} not found; check `python` in its config") from None
     return _parse(name, proc.stdout, proc.stderr, proc.returncode)
@@ -106,24 +126,40 @@ def connect(name, cfg):
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if cfg["trust_new_host"] else paramiko.RejectPolicy())
     where = f"{user}@{host}:{port}"
     try:
-        client.connect(host, port=port, username=user, key_filename=os.path.expanduser(key) if key else None,
-                       timeout=min(30, cfg["timeout"]), banner_timeout=30, auth_timeout=30,
-                       allow_agent=True, look_for_keys=key is None)
+        client.connect(
+            host,
+            port=port,
+            username=user,
+            key_filename=os.path.expanduser(key) if key else None,
+            timeout=min(30, cfg["timeout"]),
+            banner_timeout=30,
+            auth_timeout=30,
+            allow_agent=True,
+            look_for_keys=key is None,
+        )
     except paramiko.BadHostKeyException:
-        raise DeviceError(f"device {name}: host key of {host}:{port} does not match known_hosts (reinstalled, or someone in between?); "
-                          f"if expected, remove the old entry: ssh-keygen -R '[{host}]:{port}'") from None
+        raise DeviceError(
+            f"device {name}: host key of {host}:{port} does not match known_hosts (reinstalled, or someone in between?); "
+            f"if expected, remove the old entry: ssh-keygen -R '[{host}]:{port}'"
+        ) from None
     except paramiko.AuthenticationException:
-        raise DeviceError(f"device {name}: authentication failed for {where}; check identity_file, the ssh agent and the device's authorized_keys") from None
+        raise DeviceError(
+            f"device {name}: authentication failed for {where}; check identity_file, the ssh agent and the device's authorized_keys"
+        ) from None
     except paramiko.SSHException as e:
         if "not found in known_hosts" in str(e):
-            raise DeviceError(f"device {name}: {host}:{port} is not in known_hosts; add it (ssh-keyscan -p {port} {host} >> known_hosts) "
-                              f"or set trust_new_host: true once") from None
+            raise DeviceError(
+                f"device {name}: {host}:{port} is not in known_hosts; add it (ssh-keyscan -p {port} {host} >> known_hosts) "
+                f"or set trust_new_host: true once"
+            ) from None
         raise DeviceError(f"device {name}: SSH error with {where}: {e}") from None
     except socket.gaierror:
         raise DeviceError(f"device {name}: unknown host {host!r}; check `host` or its alias in ~/.ssh/config") from None
     except (paramiko.ssh_exception.NoValidConnectionsError, ConnectionRefusedError):
-        raise _Retryable(f"device {name}: connection refused at {host}:{port}; is sshd running, is the port right?") from None
-    except (socket.timeout, TimeoutError, OSError) as e:
+        raise _Retryable(
+            f"device {name}: connection refused at {host}:{port}; is sshd running, is the port right?"
+        ) from None
+    except (TimeoutError, OSError) as e:
         raise _Retryable(f"device {name}: cannot reach {host}:{port} ({e}); check the network and `timeout`") from None
     return client, where
 
@@ -142,7 +178,9 @@ def run_ssh(name, cfg, model):
             sftp.put(str(HARNESS), f"{job}/harness.py")
             sftp.put(str(model), f"{job}/model.tflite")
         except OSError as e:
-            raise DeviceError(f"device {name}: cannot write to {cfg['remote_dir']} on {where} ({e}); check free disk space and permissions") from None
+            raise DeviceError(
+                f"device {name}: cannot write to {cfg['remote_dir']} on {where} ({e}); check free disk space and permissions"
+            ) from None
         finally:
             sftp.close()
         args = harness_args(cfg, f"{job}/model.tflite", f"{cfg['remote_dir'].rstrip('/')}/.pqgrid.lock")
@@ -150,10 +188,9 @@ def run_ssh(name, cfg, model):
         out, err, code = _exec(client, name, cmd, cfg["timeout"])
         return _parse(name, out, err, code)
     finally:
-        try:  # remove the job's files also when it failed
+        # remove the job's files also when it failed; best effort: the error above matters
+        with contextlib.suppress(Exception):
             _exec(client, name, f"rm -rf {shlex.quote(job)}", 30)
-        except Exception:  # noqa: BLE001 - cleanup is best effort, the error above matters
-            pass
         client.close()
 
 
@@ -162,17 +199,17 @@ def _exec(client, name, cmd, timeout):
     try:
         out = stdout.read().decode(errors="replace")
         err = stderr.read().decode(errors="replace")
-    except socket.timeout:
+    except TimeoutError:
         raise DeviceError(f"device {name}: timed out after {timeout}s; raise `timeout` or check the device") from None
     return out, err, stdout.channel.recv_exit_status()
 
 
 # ---------------------------------------------------------------- the rule
-def benchmark(tflite, out_json, name, cfg, cell):
+def benchmark(*, tflite, out_json, name, cfg, cell):
     cfg = settings(cfg)
     run = run_local if cfg["type"] == "local" else run_ssh
     attempts = 1 + int(cfg["retries"])
-    started = dt.datetime.now(dt.timezone.utc).isoformat()
+    started = dt.datetime.now(dt.UTC).isoformat()
     for attempt in range(1, attempts + 1):
         try:
             result = run(name, cfg, tflite)
@@ -181,7 +218,7 @@ def benchmark(tflite, out_json, name, cfg, cell):
             if attempt == attempts:
                 raise DeviceError(str(e)) from None
             log.info("%s (attempt %d/%d), retrying", e, attempt, attempts)
-            time.sleep(min(10, 2 ** attempt))
+            time.sleep(min(10, 2**attempt))
     public_cfg = {k: v for k, v in cfg.items() if k not in ("identity_file",)}
     out = {
         "cell": cell,
@@ -190,7 +227,7 @@ def benchmark(tflite, out_json, name, cfg, cell):
         "model_sha256": sha256_file(tflite),
         "model_bytes": os.path.getsize(tflite),
         "started": started,
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
         **result,
     }
     write_json(out_json, out)

@@ -71,17 +71,15 @@ def device_facts():
 
 def load_interpreter():
     try:
-        from ai_edge_litert.interpreter import Interpreter
-
         import ai_edge_litert
+        from ai_edge_litert.interpreter import Interpreter
 
         return Interpreter, "ai_edge_litert", getattr(ai_edge_litert, "__version__", None)
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter
-
         import tflite_runtime
+        from tflite_runtime.interpreter import Interpreter
 
         return Interpreter, "tflite_runtime", getattr(tflite_runtime, "__version__", None)
     except ImportError:
@@ -91,7 +89,7 @@ def load_interpreter():
 
         return tf.lite.Interpreter, "tensorflow", tf.__version__
     except ImportError:
-        raise SystemExit("no TFLite runtime on this device: pip install ai-edge-litert numpy")
+        raise SystemExit("no TFLite runtime on this device: pip install ai-edge-litert numpy") from None
 
 
 def percentile(sorted_values, q):
@@ -159,28 +157,42 @@ def parse_benchmark_model(text):
     """Parse LiteRT/TFLite benchmark_model output, old (TF 2.x: no prefix, no percentiles,
     'Peak memory footprint') and current (LiteRT: 'INFO: ' prefixes, p5/median/p95,
     'Memory footprint delta'). The last `count=` line is the timed run."""
-    lines = [re.sub(r"^(INFO|I\d*|WARNING):\s*", "", l.strip()) for l in text.splitlines()]
-    counts = [l for l in lines if l.startswith("count=")]
+    lines = [re.sub(r"^(INFO|I\d*|WARNING):\s*", "", line.strip()) for line in text.splitlines()]
+    counts = [line for line in lines if line.startswith("count=")]
     if not counts:
         raise ValueError("benchmark_model printed no 'count=' line; is the model valid?")
     stats = dict(re.findall(r"(\w+)=" + NUM, counts[-1]))
     out = {"tool": "benchmark_model", "count": int(float(stats["count"]))}
-    for key, name in (("avg", "avg_us"), ("std", "std_us"), ("min", "min_us"), ("max", "max_us"),
-                      ("first", "first_run_us"), ("median", "p50_us"), ("p5", "p5_us"), ("p95", "p95_us")):
+    for key, name in (
+        ("avg", "avg_us"),
+        ("std", "std_us"),
+        ("min", "min_us"),
+        ("max", "max_us"),
+        ("first", "first_run_us"),
+        ("median", "p50_us"),
+        ("p5", "p5_us"),
+        ("p95", "p95_us"),
+    ):
         if key in stats:
             out[name] = float(stats[key])
-    for l in lines:
-        m = re.search(r"Init: " + NUM + r".*First inference: " + NUM, l)
+    for line in lines:
+        m = re.search(r"Init: " + NUM + r".*First inference: " + NUM, line)
         if m:
             out["init_us"], out["first_inference_us"] = float(m.group(1)), float(m.group(2))
-        m = re.search(r"Initialized session in " + NUM + "ms", l)
+        m = re.search(r"Initialized session in " + NUM + "ms", line)
         if m and "init_us" not in out:
             out["init_us"] = float(m.group(1)) * 1000
-        m = re.search(r"(Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\): init=" + NUM + " overall=" + NUM, l)
+        m = re.search(
+            r"(Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\): init="
+            + NUM
+            + " overall="
+            + NUM,
+            line,
+        )
         if m:
             out["peak_memory_init_mb"], out["peak_memory_mb"] = float(m.group(2)), float(m.group(3))
             out["memory_kind"] = "peak" if m.group(1).startswith("Peak") else "delta"
-        m = re.search(r"Overall peak memory footprint \(MB\) via periodic monitoring: " + NUM, l)
+        m = re.search(r"Overall peak memory footprint \(MB\) via periodic monitoring: " + NUM, line)
         if m:
             out["peak_memory_monitored_mb"] = float(m.group(1))
     return out
@@ -211,7 +223,7 @@ def main(argv=None):
     t_wait = time.time()
     if a.lock:
         os.makedirs(os.path.dirname(a.lock) or ".", exist_ok=True)
-        lock = open(a.lock, "a")
+        lock = open(a.lock, "a")  # noqa: SIM115 - held (and locked) until the process exits
         fcntl.flock(lock, fcntl.LOCK_EX)  # one measurement per device at a time
     start = time.time()
     if a.benchmark_model:
@@ -222,15 +234,17 @@ def main(argv=None):
     if lock:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
-    result.update({
-        "threads": a.threads,
-        "warmup_runs": a.warmup,
-        "num_runs": a.runs,
-        "device": device_facts(),
-        "lock_wait_s": start - t_wait,
-        "measured_from": start,
-        "measured_to": end,
-    })
+    result.update(
+        {
+            "threads": a.threads,
+            "warmup_runs": a.warmup,
+            "num_runs": a.runs,
+            "device": device_facts(),
+            "lock_wait_s": start - t_wait,
+            "measured_from": start,
+            "measured_to": end,
+        }
+    )
     print(json.dumps(result))
 
 

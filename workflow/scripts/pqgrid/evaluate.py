@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -11,13 +10,13 @@ import numpy as np
 import pandas as pd
 
 from . import data as data_mod
+from .io import atomic_path, read_json, sha256_file, versions, write_json
 from .sanity import collapse_message, collapsed
-from .io import atomic_path, sha256_file, versions, write_json
+from .summary import SPARSITY_KEYS
 
 log = logging.getLogger("pqgrid")
 
 # Parameter statistics of the Keras model copied into every cell's metrics.
-SPARSITY_KEYS = ("params", "depthwise_params", "depthwise_share", "zero_fraction", "conv_dense_sparsity", "depthwise_sparsity")
 
 
 # ---------------------------------------------------------------- metric math
@@ -34,7 +33,14 @@ def per_class_table(y_true, y_pred, classes) -> pd.DataFrame:
         mask = y_true == i
         support = int(mask.sum())
         correct = int((y_pred[mask] == i).sum())
-        rows.append({"class": c, "support": support, "correct": correct, "accuracy": correct / support if support else float("nan")})
+        rows.append(
+            {
+                "class": c,
+                "support": support,
+                "correct": correct,
+                "accuracy": correct / support if support else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -97,7 +103,22 @@ def io_dtypes(path) -> dict:
     }
 
 
-def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_csv, out_layers, arch_cfg, cell, settings, batch_size=256, threads=1):
+def evaluate_tflite(
+    *,
+    tflite,
+    gz,
+    test_npz,
+    manifest,
+    keras_json,
+    out_json,
+    out_csv,
+    out_layers,
+    arch_cfg,
+    cell,
+    settings,
+    batch_size=256,
+    threads=1,
+):
     """Metrics of one grid cell: accuracy overall and per class, confusion matrix, sizes,
     parameter statistics (from the .h5 and read back from the .tflite), and provenance."""
     from .config import input_scaling
@@ -118,18 +139,23 @@ def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_cs
     log.info("evaluated %d images in %.2fs (%.0f img/s, %d threads)", len(x), dt, len(x) / dt, threads)
     pred = np.argmax(scores, axis=1)
     per_class = per_class_table(y, pred, man["classes"])
-    keras_stats = json.loads(open(keras_json).read())
+    keras_stats = read_json(keras_json)
     top1 = topk_accuracy(scores, y, 1)
     if collapsed(top1, keras_stats["top1_test"], len(man["classes"]), len(y)):
-        log.warning(collapse_message(f"{tflite}", top1, "its Keras model", keras_stats["top1_test"], len(man["classes"])))
+        log.warning(
+            collapse_message(f"{tflite}", top1, "its Keras model", keras_stats["top1_test"], len(man["classes"]))
+        )
     kernels = read_kernels(tflite)
     m_by_n = (settings.get("pruning") or {}).get("m_by_n")
     layers = pd.DataFrame(layer_table(kernels, m_by_n))
     pattern = {}
     if m_by_n:
         checked = layers[layers["m_by_n_ok"] != ""]
-        pattern = {"m_by_n": f"{m_by_n[0]}:{m_by_n[1]}", "m_by_n_layers_eligible": int(len(checked)),
-                   "m_by_n_layers_ok": int(checked["m_by_n_ok"].astype(bool).sum())}
+        pattern = {
+            "m_by_n": f"{m_by_n[0]}:{m_by_n[1]}",
+            "m_by_n_layers_eligible": int(len(checked)),
+            "m_by_n_layers_ok": int(checked["m_by_n_ok"].astype(bool).sum()),
+        }
     out = {
         "cell": cell,
         "top1": top1,
@@ -154,5 +180,25 @@ def evaluate_tflite(tflite, gz, test_npz, manifest, keras_json, out_json, out_cs
         per_class.to_csv(tmp, index=False)
     with atomic_path(out_layers) as tmp:
         layers.to_csv(tmp, index=False)
+    write_json(out_json, out)
+    return out
+
+
+def evaluate_keras(*, model_h5, train_npz, test_npz, manifest, out_json, arch_cfg, cell, threads=None):
+    """Top-1/top-3 on train and test of a Keras model (thesis Table 4.1) + parameter stats."""
+    from . import models
+    from .tfsetup import tensorflow
+
+    tensorflow(threads, 0)
+    model = models.load_keras(model_h5)
+    scaling = models.BUILDERS[arch_cfg["builder"]]["input"]
+    out = {"cell": cell, "model_sha256": sha256_file(model_h5), **models.parameter_stats(model)}
+    for split, path in (("train", train_npz), ("test", test_npz)):
+        x, y = data_mod.load_npz(path)
+        probs = model.predict(models.scale_inputs(x, scaling), batch_size=256, verbose=0)
+        out[f"top1_{split}"] = topk_accuracy(probs, y, 1)
+        out[f"top3_{split}"] = topk_accuracy(probs, y, 3)
+    out["manifest_sha256"] = sha256_file(manifest)
+    out["versions"] = versions()
     write_json(out_json, out)
     return out

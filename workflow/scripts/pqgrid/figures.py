@@ -1,11 +1,12 @@
-"""The thesis' figures (4.1-4.11) and pqgrid's own (all quant modes, Pareto views), seaborn.
+"""Stage `plot_figure`: the thesis' figures (4.1-4.11) and pqgrid's own (all quant modes,
+Pareto views), with seaborn.
 
-Each figure is a function `(tables, settings) -> matplotlib Figure` registered with the
-long tables it reads (`needs`), so the workflow gives each figure only its own inputs and a
-figure whose inputs are missing (no device configured) becomes a labelled placeholder."""
+Each figure is a function `(tables, settings) -> matplotlib Figure` (a family's also takes
+its architecture or device) registered under its name in registry.py, which says what it
+reads; a figure whose inputs are missing (no device configured) becomes a labelled
+placeholder."""
 
 from __future__ import annotations
-
 
 import matplotlib
 
@@ -15,27 +16,28 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .analysis import CELL, MB, _sparsity_num, per_class_changes  # noqa: E402
+from . import registry  # noqa: E402
+from .io import atomic_path  # noqa: E402
+from .stats import CELL, MB, pareto_front, per_class_changes, sparsity_number  # noqa: E402
+from .summary import read_long_tables  # noqa: E402
 
-FIGURES = {}  # name or family prefix -> (function, needs, title)
+FIGURES = {}  # registry name -> drawing function
 
 
-def figure(name, needs, title):
+def figure(name):
+    """Register a drawing function under its registry.py name."""
+    if registry.BY_NAME[name].kind != "figure":
+        raise KeyError(f"{name} is not a figure in registry.py")
+
     def register(fn):
-        FIGURES[name] = (fn, needs, title)
+        FIGURES[name] = fn
         return fn
 
     return register
 
 
-def resolve(name):
-    """'per_class_pruning_mobilenet' -> (function, needs, title, 'mobilenet')."""
-    if name in FIGURES:
-        return (*FIGURES[name], None)
-    for prefix, entry in FIGURES.items():
-        if prefix.endswith("_") and name.startswith(prefix):
-            return (*entry, name[len(prefix):])
-    raise KeyError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+def plot_figure(*, name, inputs, settings, out_png):
+    render(name, read_long_tables(inputs), settings, out_png)
 
 
 def placeholder(title, why, settings):
@@ -48,7 +50,7 @@ def placeholder(title, why, settings):
 
 def _prep(summary):
     s = summary.copy()
-    s["sparsity_pct"] = _sparsity_num(s.sparsity)
+    s["sparsity_pct"] = sparsity_number(s.sparsity)
     s["pattern"] = np.where(s.sparsity.astype(str).str.isdigit(), "unstructured", s.sparsity.astype(str))
     s["file_mb"], s["gzip_mb"] = s.file_bytes / MB, s.gzip_bytes / MB
     s["exact_sparsity_pct"] = 100 * s.zero_fraction
@@ -74,7 +76,11 @@ def _quant_change(t, settings, archs=None, title=""):
     m = s.groupby(["arch", "quant"])[list(metrics)].mean()
     if b is not None and not b.empty:
         dev = settings.get("device") or b.device.iloc[0]
-        bb = b[(b.device == dev) & (b.sparsity.astype(str) == "0")].groupby(["arch", "quant"])[["ram_mb", "latency_us"]].mean()
+        bb = (
+            b[(b.device == dev) & (b.sparsity.astype(str) == "0")]
+            .groupby(["arch", "quant"])[["ram_mb", "latency_us"]]
+            .mean()
+        )
         m = m.join(bb)
         metrics.update({"ram_mb": f"RAM ({dev})", "latency_us": f"latency ({dev})"})
     rows = []
@@ -90,8 +96,17 @@ def _quant_change(t, settings, archs=None, title=""):
         return placeholder(title, "needs fp32 and at least one quantized mode", settings)
     modes = [q for q in settings.get("modes", ["int8"]) if q in set(d["mode"])] or sorted(set(d["mode"]))
     d = d[d["mode"].isin(modes)]
-    g = sns.catplot(data=d, x="metric", y="change_pct", hue="arch", col="mode", kind="bar", height=3.6, aspect=1.4,
-                    col_wrap=min(2, len(modes)))
+    g = sns.catplot(
+        data=d,
+        x="metric",
+        y="change_pct",
+        hue="arch",
+        col="mode",
+        kind="bar",
+        height=3.6,
+        aspect=1.4,
+        col_wrap=min(2, len(modes)),
+    )
     g.set_axis_labels("", "change vs fp32 (%)")
     g.set_titles("{col_name} vs fp32")
     for ax in g.axes.flat:
@@ -101,12 +116,12 @@ def _quant_change(t, settings, archs=None, title=""):
     return g.figure
 
 
-@figure("fig_4_1_quantization_change", ("summary", "bench"), "Fig. 4.1: change of size, RAM, latency, top-1/3 by quantization")
+@figure("fig_4_1_quantization_change")
 def fig_4_1(t, settings):
     return _quant_change(t, settings, title="Change by quantization relative to fp32 (unpruned models)")
 
 
-@figure("fig_4_9_quantization_change_v3", ("summary", "bench"), "Fig. 4.9: the same for MobileNetV3 incl. minimalistic")
+@figure("fig_4_9_quantization_change_v3")
 def fig_4_9(t, settings):
     archs = [a for a in t["summary"].arch.unique() if "v3" in a]
     return _quant_change(t, settings, archs, title="MobileNetV3 variants: change by quantization relative to fp32")
@@ -123,8 +138,19 @@ def _vs_sparsity(t, settings, quant, y, ylabel, title, archs=None):
     x = settings.get("x", "exact_sparsity_pct" if y == "top1_pct" else "sparsity_pct")
     xlabel = "exact sparsity (% of all parameters are zero)" if x == "exact_sparsity_pct" else "target sparsity (%)"
     if isinstance(quant, list):
-        g = sns.relplot(data=s, x=x, y=y, hue="arch", style="arch", col="quant", kind="line", markers=True, dashes=False,
-                        errorbar="sd", height=4)
+        g = sns.relplot(
+            data=s,
+            x=x,
+            y=y,
+            hue="arch",
+            style="arch",
+            col="quant",
+            kind="line",
+            markers=True,
+            dashes=False,
+            errorbar="sd",
+            height=4,
+        )
         g.set_axis_labels(xlabel, ylabel)
         g.figure.suptitle(title, y=1.03)
         if y == "top1_pct":
@@ -152,42 +178,50 @@ def _mark_collapsed(s, x, ax):
         return
     ax.scatter(bad[x], bad.top1_pct, s=160, facecolors="none", edgecolors="red", linewidths=1.5, zorder=5)
     for r in bad.itertuples():
-        ax.annotate(f"{r.arch}: collapsed", (getattr(r, x), r.top1_pct), xytext=(4, 8), textcoords="offset points",
-                    fontsize=7, color="red")
-    ax.text(0.01, 0.99, f"red circles: {len(bad)} cell(s) collapsed to chance (broken, not a result)",
-            transform=ax.transAxes, fontsize=7, color="red", va="top")
+        ax.annotate(
+            f"{r.arch}: collapsed",
+            (getattr(r, x), r.top1_pct),
+            xytext=(4, 8),
+            textcoords="offset points",
+            fontsize=7,
+            color="red",
+        )
+    ax.text(
+        0.01,
+        0.99,
+        f"red circles: {len(bad)} cell(s) collapsed to chance (broken, not a result)",
+        transform=ax.transAxes,
+        fontsize=7,
+        color="red",
+        va="top",
+    )
 
 
-@figure("fig_4_2_top1_vs_sparsity_fp32", ("summary",), "Fig. 4.2: top-1 vs exact sparsity (fp32)")
-def fig_4_2(t, st):
-    return _vs_sparsity(t, st, "fp32", "top1_pct", "test top-1 (%)", "Top-1 vs exact sparsity, fp32")
+# Figs. 4.2-4.5: one quantization mode, one quantity against sparsity.
+_VS_SPARSITY = {
+    "fig_4_2_top1_vs_sparsity_fp32": ("fp32", "top1_pct", "test top-1 (%)", "Top-1 vs exact sparsity, fp32"),
+    "fig_4_3_gzip_vs_sparsity_fp32": ("fp32", "gzip_mb", "gzip -9 size (MB)", "Compressed size vs sparsity, fp32"),
+    "fig_4_4_top1_vs_sparsity_int8": ("int8", "top1_pct", "test top-1 (%)", "Top-1 vs exact sparsity, int8"),
+    "fig_4_5_gzip_vs_sparsity_int8": ("int8", "gzip_mb", "gzip -9 size (MB)", "Compressed size vs sparsity, int8"),
+}
+for _name, _args in _VS_SPARSITY.items():
+    figure(_name)(lambda t, st, _args=_args: _vs_sparsity(t, st, *_args))
 
 
-@figure("fig_4_3_gzip_vs_sparsity_fp32", ("summary",), "Fig. 4.3: gzip size vs sparsity (fp32)")
-def fig_4_3(t, st):
-    return _vs_sparsity(t, st, "fp32", "gzip_mb", "gzip -9 size (MB)", "Compressed size vs sparsity, fp32")
-
-
-@figure("fig_4_4_top1_vs_sparsity_int8", ("summary",), "Fig. 4.4: top-1 vs sparsity after int8")
-def fig_4_4(t, st):
-    return _vs_sparsity(t, st, "int8", "top1_pct", "test top-1 (%)", "Top-1 vs exact sparsity, int8")
-
-
-@figure("fig_4_5_gzip_vs_sparsity_int8", ("summary",), "Fig. 4.5: gzip size vs sparsity after int8")
-def fig_4_5(t, st):
-    return _vs_sparsity(t, st, "int8", "gzip_mb", "gzip -9 size (MB)", "Compressed size vs sparsity, int8")
-
-
-@figure("fig_4_10_top1_vs_sparsity_v3", ("summary",), "Fig. 4.10: top-1 vs sparsity, MobileNetV3 variants, fp32 and int8")
+@figure("fig_4_10_top1_vs_sparsity_v3")
 def fig_4_10(t, st):
     archs = [a for a in t["summary"].arch.unique() if "v3" in a]
-    return _vs_sparsity(t, st, ["fp32", "int8"], "top1_pct", "test top-1 (%)", "MobileNetV3 variants: top-1 vs sparsity", archs)
+    return _vs_sparsity(
+        t, st, ["fp32", "int8"], "top1_pct", "test top-1 (%)", "MobileNetV3 variants: top-1 vs sparsity", archs
+    )
 
 
-@figure("fig_4_11_gzip_vs_sparsity_v3", ("summary",), "Fig. 4.11: gzip size vs sparsity, MobileNetV3 variants")
+@figure("fig_4_11_gzip_vs_sparsity_v3")
 def fig_4_11(t, st):
     archs = [a for a in t["summary"].arch.unique() if "v3" in a]
-    return _vs_sparsity(t, st, ["fp32", "int8"], "gzip_mb", "gzip -9 size (MB)", "MobileNetV3 variants: gzip size vs sparsity", archs)
+    return _vs_sparsity(
+        t, st, ["fp32", "int8"], "gzip_mb", "gzip -9 size (MB)", "MobileNetV3 variants: gzip size vs sparsity", archs
+    )
 
 
 # ---------------------------------------------------------------- 4.6 - 4.8 families
@@ -204,27 +238,45 @@ def _per_class(t, settings, arch, variants, title):
     n = int(d.n_seeds.max())
     if n >= 2:  # mark classes whose change is significant across seeds (Welch's t-test)
         hues = list(dict.fromkeys(d.variant))
-        for patch_group, v in zip(ax.containers, hues):
+        for patch_group, v in zip(ax.containers, hues, strict=True):
             sub = d[d.variant == v].reset_index(drop=True)
-            for bar, sig in zip(patch_group, sub.significant):
+            for bar, sig in zip(patch_group, sub.significant, strict=True):
                 if sig:
-                    ax.annotate("*", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                                va="bottom" if bar.get_height() >= 0 else "top", fontsize=12)
-        ax.text(0.01, 0.01, f"* p < {settings.get('alpha', 0.05)} (Welch's t-test over {n} seeds)", transform=ax.transAxes, fontsize=8)
+                    ax.annotate(
+                        "*",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center",
+                        va="bottom" if bar.get_height() >= 0 else "top",
+                        fontsize=12,
+                    )
+        ax.text(
+            0.01,
+            0.01,
+            f"* p < {settings.get('alpha', 0.05)} (Welch's t-test over {n} seeds)",
+            transform=ax.transAxes,
+            fontsize=8,
+        )
     overall = d.groupby("variant").overall_delta_pp.first()
-    ax.legend(title="variant (overall Δ)", labels=[f"{v} ({overall[v]:+.1f} pp)" for v in dict.fromkeys(d.variant)],
-              handles=ax.get_legend_handles_labels()[0], fontsize=8)
+    ax.legend(
+        title="variant (overall Δ)",
+        labels=[f"{v} ({overall[v]:+.1f} pp)" for v in dict.fromkeys(d.variant)],
+        handles=ax.get_legend_handles_labels()[0],
+        fontsize=8,
+    )
     return fig
 
 
-@figure("per_class_pruning_", ("per_class",), "Figs. 4.6/4.7: per-class Δ top-1 by pruning, one per architecture")
+@figure("per_class_pruning_")
 def per_class_pruning(t, settings, arch):
     pc = t["per_class"]
-    sps = sorted({str(s) for s in pc[(pc.arch == arch) & (pc.quant == "fp32")].sparsity if str(s) != "0"}, key=lambda s: _sparsity_num(pd.Series([s]))[0])
+    sps = sorted(
+        {str(s) for s in pc[(pc.arch == arch) & (pc.quant == "fp32")].sparsity if str(s) != "0"},
+        key=lambda s: sparsity_number(pd.Series([s]))[0],
+    )
     return _per_class(t, settings, arch, [(s, "fp32") for s in sps], f"{arch}: per-class change by pruning (fp32)")
 
 
-@figure("per_class_quantization_", ("per_class",), "Fig. 4.8: per-class Δ top-1 by quantization, one per architecture")
+@figure("per_class_quantization_")
 def per_class_quant(t, settings, arch):
     pc = t["per_class"]
     qs = [q for q in dict.fromkeys(pc[(pc.arch == arch) & (pc.sparsity.astype(str) == "0")].quant) if q != "fp32"]
@@ -232,7 +284,7 @@ def per_class_quant(t, settings, arch):
 
 
 # ---------------------------------------------------------------- beyond the thesis
-@figure("quant_modes", ("summary",), "All quantization modes side by side: top-1 and gzip size (unpruned)")
+@figure("quant_modes")
 def quant_modes(t, settings):
     s = t["summary"]
     s = s[s.sparsity.astype(str) == "0"].assign(top1_pct=lambda x: 100 * x.top1, file_mb=lambda x: x.file_bytes / MB)
@@ -245,16 +297,6 @@ def quant_modes(t, settings):
         ax.legend(fontsize=8, title="architecture")
     fig.suptitle("Quantization modes, unpruned models")
     return fig
-
-
-def pareto_front(df, x, y):
-    """Rows not dominated: no other row has x <= and y >= with one strictly better."""
-    pts = df[[x, y]].to_numpy()
-    keep = []
-    for i, (xi, yi) in enumerate(pts):
-        dominated = np.any((pts[:, 0] <= xi) & (pts[:, 1] >= yi) & ((pts[:, 0] < xi) | (pts[:, 1] > yi)))
-        keep.append(not dominated)
-    return np.array(keep, dtype=bool)
 
 
 def _pareto(d, x, xlabel, title, settings):
@@ -273,7 +315,9 @@ def _pareto(d, x, xlabel, title, settings):
         xv, yv = getattr(r, x), r.top1_pct
         if last and abs(yv - last[1]) < 1.5 and abs(np.log(xv / last[0])) < np.log(1.25):
             continue
-        ax.annotate(f"{r.arch} s{r.sparsity} {r.quant}", (xv, yv), fontsize=7, xytext=(5, -9), textcoords="offset points")
+        ax.annotate(
+            f"{r.arch} s{r.sparsity} {r.quant}", (xv, yv), fontsize=7, xytext=(5, -9), textcoords="offset points"
+        )
         last = (xv, yv)
         labelled += 1
         if labelled >= settings.get("label_top", 12):
@@ -284,14 +328,14 @@ def _pareto(d, x, xlabel, title, settings):
     return fig
 
 
-@figure("pareto_gzip", ("summary",), "Pareto view: test top-1 vs gzip size, non-dominated cells labelled")
+@figure("pareto_gzip")
 def pareto_gzip(t, settings):
     s = t["summary"].groupby(CELL[:1] + CELL[2:], as_index=False)[["top1", "gzip_bytes"]].mean()
     s["gzip_mb"] = s.gzip_bytes / MB
     return _pareto(s, "gzip_mb", "gzip -9 size (MB, log)", "Accuracy vs compressed size: every cell", settings)
 
 
-@figure("pareto_latency_", ("summary", "bench"), "Pareto view: test top-1 vs latency, one per device")
+@figure("pareto_latency_")
 def pareto_latency(t, settings, device):
     b = t.get("bench")
     title = f"Accuracy vs latency on {device}"
@@ -304,17 +348,18 @@ def pareto_latency(t, settings, device):
 
 def render(name, tables: dict, settings: dict, out_png):
     """Draw one figure to PNG (atomically). Missing inputs give a labelled placeholder."""
-    from .io import atomic_path
-
-    fn, needs, title = resolve(name)[:3]
-    arg = resolve(name)[3]
-    sns.set_theme(style=settings.get("style", "whitegrid"), context=settings.get("context", "notebook"),
-                  palette=settings.get("palette", "colorblind"))
+    entry, member = registry.resolve(name)
+    fn, needs, title = FIGURES[entry.name], entry.needs, entry.caption
+    sns.set_theme(
+        style=settings.get("style", "whitegrid"),
+        context=settings.get("context", "notebook"),
+        palette=settings.get("palette", "colorblind"),
+    )
     missing = [n for n in needs if tables.get(n) is None or (n != "bench" and tables[n].empty)]
     if missing:
         fig = placeholder(title, f"no {', '.join(missing)} data", settings)
     else:
-        fig = fn(tables, settings, arg) if arg is not None else fn(tables, settings)
+        fig = fn(tables, settings, member) if member is not None else fn(tables, settings)
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=settings.get("dpi", 120), bbox_inches="tight", format="png")
     plt.close(fig)

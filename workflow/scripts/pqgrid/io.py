@@ -27,6 +27,17 @@ def atomic_path(path):
             tmp.unlink()
 
 
+def read_json(path) -> dict:
+    """A JSON file written by an earlier step; an empty or unreadable one (a killed job, a
+    full disk) is named in one line with the fix, not a JSONDecodeError."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(
+            f"{path}: damaged or empty JSON ({str(e).splitlines()[0][:80]}); delete it and rerun"
+        ) from None
+
+
 def write_json(path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")

@@ -54,7 +54,7 @@ def set_batchnorm_momentum(model, momentum):
     import tf_keras
 
     n = 0
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if isinstance(layer, tf_keras.layers.BatchNormalization):
             layer.momentum = float(momentum)
             n += 1
@@ -77,12 +77,12 @@ def recalibrate_batchnorm(model, x, *, batch_size, batches, scaling, seed=0):
 
     if not batches:
         return 0
-    layers = list(_all_layers(model))
-    bns = [l for l in layers if isinstance(l, tf_keras.layers.BatchNormalization)]
-    drops = [l for l in layers if isinstance(l, tf_keras.layers.Dropout)]
+    layers = list(all_layers(model))
+    bns = [layer for layer in layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    drops = [layer for layer in layers if isinstance(layer, tf_keras.layers.Dropout)]
     if not bns:
         return 0
-    saved = [(l, l.momentum) for l in bns], [(l, l.rate) for l in drops]
+    saved = [(layer, layer.momentum) for layer in bns], [(layer, layer.rate) for layer in drops]
     order = np.random.default_rng(seed).permutation(len(x))
     try:
         for layer in drops:
@@ -100,13 +100,20 @@ def recalibrate_batchnorm(model, x, *, batch_size, batches, scaling, seed=0):
     return len(bns)
 
 
-def _all_layers(model):
+def all_layers(model):
     for layer in model.layers:
         yield layer
         if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
+            yield from all_layers(layer)
         if hasattr(layer, "layer"):  # tfmot wrappers
             yield layer.layer
+
+
+def load_keras(path):
+    """A saved .h5 for inference or fine-tuning (compiled later by whoever trains it)."""
+    import tf_keras
+
+    return tf_keras.models.load_model(path, compile=False)
 
 
 def parameter_stats(model) -> dict:
@@ -118,7 +125,7 @@ def parameter_stats(model) -> dict:
     total = sum(int(np.prod(w.shape)) for w in model.weights)
     zeros = sum(int(np.sum(w.numpy() == 0)) for w in model.weights)
     kinds = {"depthwise": [0, 0], "conv_dense": [0, 0]}
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if isinstance(layer, tf_keras.layers.DepthwiseConv2D):
             kinds["depthwise"][0] += int(np.sum(layer.depthwise_kernel.numpy() == 0))
             kinds["depthwise"][1] += int(np.prod(layer.depthwise_kernel.shape))
@@ -140,4 +147,4 @@ def _ratio(a, b):
     return a / b if b else 0.0
 
 
-__all__ = ["BUILDERS", "build", "scale_inputs", "scale_inputs_tf", "parameter_stats"]
+__all__ = ["BUILDERS", "all_layers", "build", "load_keras", "parameter_stats", "scale_inputs", "scale_inputs_tf"]

@@ -30,6 +30,8 @@ def collapsed(top1: float, parent_top1: float, n_classes: int, n_images: int) ->
 
 
 def collapse_message(what: str, top1: float, parent: str, parent_top1: float, n_classes: int) -> str:
-    return (f"{what} is at chance: top-1 {top1:.3f} with {n_classes} classes (chance {1 / n_classes:.3f}) while "
-            f"{parent} scores {parent_top1:.3f}; it is flagged `collapsed` in summary.csv and gets no verdict in "
-            "the findings")
+    return (
+        f"{what} is at chance: top-1 {top1:.3f} with {n_classes} classes (chance {1 / n_classes:.3f}) while "
+        f"{parent} scores {parent_top1:.3f}; it is flagged `collapsed` in summary.csv and gets no verdict in "
+        "the findings"
+    )

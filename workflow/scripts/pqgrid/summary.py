@@ -2,38 +2,88 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pandas as pd
 
-from .evaluate import SPARSITY_KEYS
-from .io import atomic_path, write_text
+from .io import atomic_path, read_json, write_text
 from .sanity import collapsed
 
 log = logging.getLogger("pqgrid")
 
+# Parameter statistics of the Keras model, copied into each cell (evaluate.py writes them).
+SPARSITY_KEYS = (
+    "params",
+    "depthwise_params",
+    "depthwise_share",
+    "zero_fraction",
+    "conv_dense_sparsity",
+    "depthwise_sparsity",
+)
+BENCH_COLUMNS = [
+    "arch",
+    "seed",
+    "sparsity",
+    "quant",
+    "device",
+    "latency_us",
+    "latency_std_us",
+    "p50_us",
+    "ram_mb",
+    "tool",
+    "threads",
+    "cpu_model",
+]
+
 COLUMNS = [
-    "arch", "seed", "sparsity", "quant",
-    "top1", "top3", "keras_top1_test", "keras_top1_train", "keras_top3_train", "keras_top3_test",
-    "file_bytes", "gzip_bytes", "gzip_ratio",
-    "params", "depthwise_params", "depthwise_share", "zero_fraction", "conv_dense_sparsity", "depthwise_sparsity",
-    "tflite_kernel_sparsity", "tflite_conv_dense_sparsity", "tflite_depthwise_sparsity", "tflite_sparse_encoded_tensors",
-    "m_by_n", "m_by_n_layers_eligible", "m_by_n_layers_ok",
-    "input_dtype", "output_dtype", "test_images",
-    "worst_class", "worst_class_top1", "chance_top1", "parent_top1", "collapsed", "tflite_sha256",
+    "arch",
+    "seed",
+    "sparsity",
+    "quant",
+    "top1",
+    "top3",
+    "keras_top1_test",
+    "keras_top1_train",
+    "keras_top3_train",
+    "keras_top3_test",
+    "file_bytes",
+    "gzip_bytes",
+    "gzip_ratio",
+    "params",
+    "depthwise_params",
+    "depthwise_share",
+    "zero_fraction",
+    "conv_dense_sparsity",
+    "depthwise_sparsity",
+    "tflite_kernel_sparsity",
+    "tflite_conv_dense_sparsity",
+    "tflite_depthwise_sparsity",
+    "tflite_sparse_encoded_tensors",
+    "m_by_n",
+    "m_by_n_layers_eligible",
+    "m_by_n_layers_ok",
+    "input_dtype",
+    "output_dtype",
+    "test_images",
+    "worst_class",
+    "worst_class_top1",
+    "chance_top1",
+    "parent_top1",
+    "collapsed",
+    "tflite_sha256",
 ]
 
 
-def summarize(eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_per_class=None) -> pd.DataFrame:
+def summarize(*, eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_per_class=None) -> pd.DataFrame:
+    """Stage `summarize_grid`: one row per cell (summary.csv/.md) and one per cell and class."""
     keras = {}
     for p in keras_jsons:
-        k = json.loads(open(p).read())
+        k = read_json(p)
         c = k["cell"]
         keras[(c["arch"], str(c["seed"]), str(c["sparsity"]))] = k
     rows, long = [], []
-    for p, pc in zip(eval_jsons, per_class_csvs):
-        e = json.loads(open(p).read())
+    for p, pc in zip(eval_jsons, per_class_csvs, strict=True):
+        e = read_json(p)
         c = e["cell"]
         long.append(pd.read_csv(pc).assign(**{k: c[k] for k in ("arch", "seed", "sparsity", "quant")}))
         k = keras[(c["arch"], str(c["seed"]), str(c["sparsity"]))]
@@ -41,27 +91,66 @@ def summarize(eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_per_
         worst = classes.loc[classes["accuracy"].idxmin()]
         # The parent is the trained (unpruned) Keras model of the same architecture and seed.
         parent = keras.get((c["arch"], str(c["seed"]), "0"), {}).get("top1_test", float("nan"))
-        rows.append({
-            **{key: c[key] for key in ("arch", "seed", "sparsity", "quant")},
-            **{key: e[key] for key in ("top1", "top3", "file_bytes", "gzip_bytes", *SPARSITY_KEYS, "input_dtype",
-                                       "output_dtype", "test_images", "tflite_sha256", "keras_top1_test")},
-            "keras_top1_train": k["top1_train"], "keras_top3_train": k["top3_train"], "keras_top3_test": k["top3_test"],
-            **{key: e.get(key) for key in ("tflite_kernel_sparsity", "tflite_conv_dense_sparsity", "tflite_depthwise_sparsity",
-                                           "tflite_sparse_encoded_tensors", "m_by_n", "m_by_n_layers_eligible", "m_by_n_layers_ok")},
-            "gzip_ratio": e["gzip_bytes"] / e["file_bytes"],
-            "worst_class": worst["class"], "worst_class_top1": float(worst["accuracy"]),
-            "chance_top1": 1 / len(classes), "parent_top1": parent,
-            "collapsed": collapsed(e["top1"], parent, len(classes), e["test_images"]),
-        })
+        rows.append(
+            {
+                **{key: c[key] for key in ("arch", "seed", "sparsity", "quant")},
+                **{
+                    key: e[key]
+                    for key in (
+                        "top1",
+                        "top3",
+                        "file_bytes",
+                        "gzip_bytes",
+                        *SPARSITY_KEYS,
+                        "input_dtype",
+                        "output_dtype",
+                        "test_images",
+                        "tflite_sha256",
+                        "keras_top1_test",
+                    )
+                },
+                "keras_top1_train": k["top1_train"],
+                "keras_top3_train": k["top3_train"],
+                "keras_top3_test": k["top3_test"],
+                **{
+                    key: e.get(key)
+                    for key in (
+                        "tflite_kernel_sparsity",
+                        "tflite_conv_dense_sparsity",
+                        "tflite_depthwise_sparsity",
+                        "tflite_sparse_encoded_tensors",
+                        "m_by_n",
+                        "m_by_n_layers_eligible",
+                        "m_by_n_layers_ok",
+                    )
+                },
+                "gzip_ratio": e["gzip_bytes"] / e["file_bytes"],
+                "worst_class": worst["class"],
+                "worst_class_top1": float(worst["accuracy"]),
+                "chance_top1": 1 / len(classes),
+                "parent_top1": parent,
+                "collapsed": collapsed(e["top1"], parent, len(classes), e["test_images"]),
+            }
+        )
     df = pd.DataFrame(rows, columns=COLUMNS).sort_values(["arch", "seed", "sparsity", "quant"], key=_natural)
     for r in df[df["collapsed"]].itertuples():
-        log.warning("%s seed%s s%s %s collapsed to chance: top-1 %.3f (chance %.3f) while its trained model scores %.3f",
-                    r.arch, r.seed, r.sparsity, r.quant, r.top1, r.chance_top1, r.parent_top1)
+        log.warning(
+            "%s seed%s s%s %s collapsed to chance: top-1 %.3f (chance %.3f) while its trained model scores %.3f",
+            r.arch,
+            r.seed,
+            r.sparsity,
+            r.quant,
+            r.top1,
+            r.chance_top1,
+            r.parent_top1,
+        )
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
     write_text(out_md, to_markdown(df))
     if out_per_class:
-        pcs = pd.concat(long, ignore_index=True)[["arch", "seed", "sparsity", "quant", "class", "support", "correct", "accuracy"]]
+        pcs = pd.concat(long, ignore_index=True)[
+            ["arch", "seed", "sparsity", "quant", "class", "support", "correct", "accuracy"]
+        ]
         with atomic_path(out_per_class) as tmp:
             pcs.to_csv(tmp, index=False)
     return df
@@ -75,6 +164,7 @@ def _natural(col):
 
 def to_markdown(df: pd.DataFrame, floatfmt=".4f") -> str:
     """A GitHub table without the `tabulate` dependency."""
+
     def fmt(v):
         if isinstance(v, float):
             return str(int(v)) if v.is_integer() and abs(v) >= 1 else format(v, floatfmt)
@@ -83,3 +173,44 @@ def to_markdown(df: pd.DataFrame, floatfmt=".4f") -> str:
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def collect_bench(*, bench_jsons, out_csv):
+    """Stage `collect_bench`: all device measurements as one long table."""
+    with atomic_path(out_csv) as tmp:
+        load_bench(bench_jsons).to_csv(tmp, index=False)
+
+
+def load_bench(paths) -> pd.DataFrame:
+    """bench.csv: one row per cell and device, from the benchmark JSONs."""
+    rows = []
+    for p in paths:
+        b = read_json(p)
+        ram = b.get("peak_memory_mb", b.get("peak_rss_mb"))
+        rows.append(
+            {
+                **b["cell"],
+                "device": b["device_name"],
+                "latency_us": b["avg_us"],
+                "latency_std_us": b.get("std_us"),
+                "p50_us": b.get("p50_us"),
+                "ram_mb": ram,
+                "tool": b["tool"],
+                "threads": b.get("threads"),
+                "cpu_model": (b.get("device") or {}).get("cpu_model"),
+            }
+        )
+    return pd.DataFrame(rows, columns=BENCH_COLUMNS)
+
+
+def read_long_tables(inputs) -> dict:
+    """{'summary': df or None, 'per_class': df or None, 'bench': df} from a rule's named
+    inputs (a dict or Snakemake's namedlist); an empty bench table where no device ran."""
+    get = inputs.get if hasattr(inputs, "get") else lambda k, d=None: getattr(inputs, k, d)
+    out = {}
+    for name in ("summary", "per_class", "bench"):
+        path = get(name, None)
+        out[name] = pd.read_csv(path) if path else None
+    if out["bench"] is None:
+        out["bench"] = pd.DataFrame(columns=BENCH_COLUMNS)
+    return out

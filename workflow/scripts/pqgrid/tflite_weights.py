@@ -9,10 +9,20 @@ behind DEQUANTIZE ops, sparse tensors behind DENSIFY), so this walks the schema 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 KERNEL_OPS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "dense"}
-_DTYPES = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32, "INT16": np.int16, "INT64": np.int64}
+_DTYPES = {
+    "FLOAT32": np.float32,
+    "FLOAT16": np.float16,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT32": np.int32,
+    "INT16": np.int16,
+    "INT64": np.int64,
+}
 
 
 def _names(cls):
@@ -24,7 +34,7 @@ def read_kernels(path) -> list[dict]:
     layer name, kind, shape, element count, zeros, whether it is sparse-encoded."""
     from ai_edge_litert import schema_py_generated as schema
 
-    buf = open(path, "rb").read()
+    buf = Path(path).read_bytes()
     model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     op_names = _names(schema.BuiltinOperator)
     type_names = _names(schema.TensorType)
@@ -58,27 +68,32 @@ def read_kernels(path) -> list[dict]:
                 zero = None  # asymmetric: a stored 0 is not a real zero; compare per channel
         if zero is None:
             axis = t.quantization.quantizedDimension
-            real = values.reshape(shape).astype(np.int32) - np.expand_dims(zp, [d for d in range(len(shape)) if d != axis])
+            real = values.reshape(shape).astype(np.int32) - np.expand_dims(
+                zp, [d for d in range(len(shape)) if d != axis]
+            )
             zeros = int(np.sum(real == 0))
         else:
             # Sparse-encoded tensors store only (blocks of) non-zeros: the rest are zeros.
             zeros = size - int(np.count_nonzero(values))
-        rows.append({
-            "layer": t.name.decode() if isinstance(t.name, bytes) else t.name,
-            "kind": KERNEL_OPS[name],
-            "shape": "x".join(map(str, shape)),
-            "size": size,
-            "zeros": zeros,
-            "sparsity": zeros / size if size else 0.0,
-            "dtype": type_names[t.type].lower(),
-            "sparse_encoded": t.sparsity is not None,
-            "_values": values.reshape(shape) if t.sparsity is None else None,
-        })
+        rows.append(
+            {
+                "layer": t.name.decode() if isinstance(t.name, bytes) else t.name,
+                "kind": KERNEL_OPS[name],
+                "shape": "x".join(map(str, shape)),
+                "size": size,
+                "zeros": zeros,
+                "sparsity": zeros / size if size else 0.0,
+                "dtype": type_names[t.type].lower(),
+                "sparse_encoded": t.sparsity is not None,
+                "_values": values.reshape(shape) if t.sparsity is None else None,
+            }
+        )
     return rows
 
 
 def kernel_sparsity(rows) -> dict:
     """Sparsity over all kernels, over Conv2D/Dense kernels and over depthwise kernels."""
+
     def share(sel):
         size = sum(r["size"] for r in sel)
         return sum(r["zeros"] for r in sel) / size if size else 0.0

@@ -3,6 +3,7 @@ pinned thread counts, seeded and deterministic. Call `tensorflow()` before any T
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 
@@ -15,16 +16,13 @@ def tensorflow(threads: int | None = None, seed: int | None = None):
     import tf_keras
 
     if threads:
-        try:
+        # RuntimeError: already initialised in this process (tests): keep the first
+        with contextlib.suppress(RuntimeError):
             tf.config.threading.set_intra_op_parallelism_threads(int(threads))
             tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
-        except RuntimeError:  # already initialised in this process (tests): keep the first
-            pass
     for gpu in tf.config.list_physical_devices("GPU"):
-        try:
+        with contextlib.suppress(RuntimeError):
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass
     if seed is not None:
         tf_keras.utils.set_random_seed(int(seed))
         # Bitwise-repeatable kernels on CPU: two clean runs give identical metrics.

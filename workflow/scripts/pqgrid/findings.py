@@ -1,0 +1,383 @@
+"""Stage `check_findings`: each claim of the thesis, what this run measured, and a verdict.
+
+A claim is one small function in CLAIMS, registered with its number, sentence, threshold
+and the cells it needs. Claims name architectures by what they are (builder and
+`minimalistic`, see `Run.archs`), never by config names: renaming `mobilenet` to `mn1` in
+config.yaml changes no verdict. A claim about accuracy never uses a collapsed cell (at chance
+while its trained model is not, summary.csv `collapsed`): a broken model is a defect, not a
+measurement of the method. Adding a claim = adding one function with `@claim(...)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, write_text
+from .stats import CELL, sparsity_number
+from .summary import read_long_tables
+
+HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
+
+
+class NotMeasured(Exception):
+    """The run lacks the cells a claim needs; the message says which."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    no: int
+    sentence: str
+    threshold: str
+    needs: str  # the cells it needs, said when they are absent
+    about_accuracy: bool
+    check: Callable  # Run -> (measured text, holds: bool)
+
+
+CLAIMS: list[Claim] = []
+
+
+def claim(no, sentence, threshold, needs, about_accuracy=False):
+    def register(fn):
+        CLAIMS.append(Claim(no, sentence, threshold, needs, about_accuracy, fn))
+        return fn
+
+    return register
+
+
+@dataclass
+class Run:
+    """The long tables of one run, with architectures known by kind and the collapsed cells
+    set aside. `acc` views leave collapsed cells out; size and latency views keep them."""
+
+    summary: pd.DataFrame
+    bench: pd.DataFrame
+    per_class: pd.DataFrame
+    architectures: dict = field(default_factory=dict)  # config name -> {builder: ..., ...}
+
+    def __post_init__(self):
+        self.broken = collapsed_cells(self.summary)
+        bad = set(_cell_key(self.broken))
+        self.acc_summary = self.summary[~_cell_key(self.summary).isin(bad)] if bad else self.summary
+        pc = self.per_class
+        self.acc_per_class = pc[~_cell_key(pc).isin(bad)] if bad and not pc.empty else pc
+
+    def archs(self, builder: str, minimalistic: bool = False) -> list:
+        """Config names in this run of one kind of architecture (any width)."""
+        return [
+            a
+            for a in dict.fromkeys(self.summary.arch)
+            if self.architectures.get(a, {}).get("builder") == builder
+            and bool(self.architectures[a].get("minimalistic", False)) == minimalistic
+        ]
+
+    def unpruned(self, quant: str, accuracy: bool = False) -> pd.DataFrame:
+        s = self.acc_summary if accuracy else self.summary
+        return s[(s.sparsity.astype(str) == "0") & (s.quant == quant)].groupby("arch").mean(numeric_only=True)
+
+    def unstructured(self, accuracy: bool = False) -> pd.DataFrame:
+        """Cells pruned to a percentage (not a pattern), with numeric sparsity `sp`."""
+        s = self.acc_summary if accuracy else self.summary
+        s = s.assign(sp=sparsity_number(s.sparsity))
+        return s[s.sparsity.astype(str).str.isdigit()]
+
+
+def collapsed_cells(summary) -> pd.DataFrame:
+    """Cells at chance while their trained model is not (summary.csv's `collapsed`)."""
+    if "collapsed" not in summary.columns:
+        return summary.iloc[0:0]
+    return summary[summary["collapsed"].astype(str).str.lower() == "true"]
+
+
+def _cell_key(df) -> pd.Series:
+    return df[CELL].astype(str).agg("|".join, axis=1) if len(df) else pd.Series([], dtype=str)
+
+
+def _cell_names(cells) -> str:
+    return ", ".join(f"{r.arch} seed{r.seed} s{r.sparsity} {r.quant}" for r in cells.itertuples())
+
+
+def _int8_pairs(run, accuracy=False):
+    fp, i8 = run.unpruned("fp32", accuracy), run.unpruned("int8", accuracy)
+    both = fp.index.intersection(i8.index)
+    if not len(both):
+        raise NotMeasured("needs fp32 and int8 cells at sparsity 0")
+    return fp, i8, both
+
+
+# ---------------------------------------------------------------- the claims
+@claim(1, "int8 PTQ shrinks .tflite files by about 70 %", "every architecture 60-80 %", "fp32 and int8 at sparsity 0")
+def _int8_size(run):
+    fp, i8, both = _int8_pairs(run)
+    cut = 100 * (1 - i8.loc[both, "file_bytes"] / fp.loc[both, "file_bytes"])
+    return "; ".join(f"{a} {v:.1f} %" for a, v in cut.items()), bool(cut.between(60, 80).all())
+
+
+@claim(
+    2,
+    "int8 changes top-1 by < 2 pp for MobileNet, V2 and B0; MobileNetV3Large loses much more",
+    "|Δ| < 2 pp for the three; V3Large loss > 2x their largest |Δ| (when run)",
+    "fp32 and int8 at sparsity 0 of MobileNet, MobileNetV2 or EfficientNetB0",
+    about_accuracy=True,
+)
+def _int8_accuracy(run):
+    fp, i8, both = _int8_pairs(run, accuracy=True)
+    d = 100 * (i8.loc[both, "top1"] - fp.loc[both, "top1"])
+    small = [a for b in ("MobileNet", "MobileNetV2", "EfficientNetB0") for a in run.archs(b) if a in d.index]
+    if not small:
+        raise NotMeasured("needs MobileNet, MobileNetV2 or EfficientNetB0 in fp32 and int8")
+    large = [a for a in run.archs("MobileNetV3Large") if a in d.index]
+    worst_small = max(abs(d[a]) for a in small)
+    ok = all(abs(d[a]) < 2 for a in small) and all(d[a] < -2 * worst_small for a in large)
+    return "; ".join(f"{a} {v:+.1f} pp" for a, v in d.items()), ok
+
+
+@claim(
+    3,
+    "pruning leaves .tflite size, RAM and latency unchanged",
+    "size spread < 1 %, latency spread < 15 % across sparsities",
+    "fp32 cells at more than one sparsity",
+)
+def _pruning_keeps_size(run):
+    s = run.summary[run.summary.quant == "fp32"]
+    if s.sparsity.astype(str).nunique() < 2:
+        raise NotMeasured("needs more than one sparsity")
+    spread = s.groupby("arch").file_bytes.agg(lambda x: 100 * (x.max() - x.min()) / x.min())
+    msg = "size spread " + "; ".join(f"{a} {v:.2f} %" for a, v in spread.items())
+    ok = bool((spread < 1).all())
+    if not run.bench.empty:
+        b = run.bench[run.bench.quant == "fp32"]
+        lat = b.groupby(["device", "arch"]).latency_us.agg(lambda x: 100 * (x.max() - x.min()) / x.min())
+        msg += "; latency spread " + "; ".join(f"{d}/{a} {v:.1f} %" for (d, a), v in lat.items())
+        ok = ok and bool((lat < 15).all())
+    return msg, ok
+
+
+@claim(
+    4,
+    "gzip size falls as sparsity rises; pruning + int8 + gzip is smallest, ~92 % below fp32 on average",
+    "gzip decreasing in sparsity (fp32), smallest cell most-pruned with int8 weights, mean reduction 91.65 ± 5 %",
+    "several sparsities, fp32 and int8",
+)
+def _gzip_falls(run):
+    uns = run.unstructured()
+    fp, _, _ = _int8_pairs(run)
+    if uns.sp.nunique() < 2:
+        raise NotMeasured("needs several sparsities and int8")
+    mono = all(
+        g.sort_values("sp").gzip_bytes.is_monotonic_decreasing
+        for _, g in uns[uns.quant == "fp32"].groupby(["arch", "seed"])
+    )
+    top = uns.sp.max()
+    best = uns[(uns.sp == top) & (uns.quant == "int8")].groupby("arch").gzip_bytes.mean()
+    red = 100 * (1 - best / fp.loc[best.index, "file_bytes"])
+    # "smallest": each architecture's smallest file is a most-pruned cell with int8 weights
+    # (dynamic, int8 or int8_full: pqgrid has more int8 modes than the thesis)
+    mins = uns.loc[uns.groupby("arch").gzip_bytes.idxmin()]
+    smallest = bool(((mins.sp == top) & mins.quant.isin({"dynamic", "int8", "int8_full"})).all())
+    cells = ", ".join(f"{r.arch} s{int(r.sp)} {r.quant}" for r in mins.itertuples())
+    reductions = "; ".join(f"{a} {v:.1f} %" for a, v in red.items())
+    measured = f"monotone: {mono}; smallest cells: {cells}; reduction at {top:.0f} % + int8 + gzip: {reductions}; mean {red.mean():.1f} %"
+    return measured, mono and smallest and abs(red.mean() - 91.65) <= 5
+
+
+@claim(
+    5,
+    "exact sparsity (zeros / all parameters) falls short of the target",
+    "every pruned model > 0.5 pp below its target",
+    "pruned fp32 cells",
+)
+def _exact_sparsity_short(run):
+    uns = run.unstructured()
+    pr = uns[(uns.sp > 0) & (uns.quant == "fp32")]
+    if pr.empty:
+        raise NotMeasured("no pruned cells")
+    short = 100 * (pr.sp / 100 - pr.zero_fraction)
+    measured = "; ".join(
+        f"{r.arch} s{int(r.sp)}: {100 * r.zero_fraction:.1f} %" for r in pr.drop_duplicates(["arch", "sp"]).itertuples()
+    )
+    return measured, bool((short > 0.5).all())
+
+
+@claim(
+    6,
+    "30 % pruning improves top-1 for every architecture",
+    "Δ top-1 > 0 for all",
+    "fp32 cells at 0 and 30 %",
+    about_accuracy=True,
+)
+def _prune30_improves(run):
+    uns, fp = run.unstructured(accuracy=True), run.unpruned("fp32", accuracy=True)
+    f30 = uns[(uns.sp == 30) & (uns.quant == "fp32")].groupby("arch").top1.mean()
+    f30 = f30[f30.index.isin(fp.index)]
+    if f30.empty:
+        raise NotMeasured("no 30 % cells")
+    d = 100 * (f30 - fp.loc[f30.index, "top1"])
+    return "; ".join(f"{a} {v:+.1f} pp" for a, v in d.items()), bool((d > 0).all())
+
+
+@claim(
+    7,
+    "MobileNet keeps the best top-1 at 90 % sparsity",
+    "a MobileNet has the highest top-1 at 90 %",
+    "fp32 cells at 90 % of MobileNet and another architecture",
+    about_accuracy=True,
+)
+def _mobilenet_best_at_90(run):
+    uns = run.unstructured(accuracy=True)
+    f90 = uns[(uns.sp == 90) & (uns.quant == "fp32")].groupby("arch").top1.mean()
+    mobilenets = [a for a in run.archs("MobileNet") if a in f90.index]
+    if not mobilenets or len(f90) < 2:
+        raise NotMeasured("needs MobileNet and another architecture at 90 %")
+    return "; ".join(f"{a} {v:.3f}" for a, v in f90.sort_values(ascending=False).items()), f90.idxmax() in mobilenets
+
+
+@claim(
+    8,
+    "per-class changes are uneven: the largest class change is several times the overall change",
+    "median ratio >= 2",
+    "per-class results of unpruned fp32 and other variants",
+    about_accuracy=True,
+)
+def _per_class_uneven(run):
+    pc = run.acc_per_class
+    if pc.empty:
+        raise NotMeasured("no per-class data")
+    _int8_pairs(run, accuracy=True)
+    ratios = []
+    for a in pc.arch.unique():
+        base = pc[(pc.arch == a) & (pc.sparsity.astype(str) == "0") & (pc.quant == "fp32")]
+        for (sp, q), v in pc[pc.arch == a].groupby([pc.sparsity.astype(str), "quant"]):
+            if (sp, q) == ("0", "fp32") or base.empty:
+                continue
+            dc = (v.groupby("class").accuracy.mean() - base.groupby("class").accuracy.mean()).abs()
+            overall = abs(v.accuracy.mean() - base.accuracy.mean())
+            if overall > 0.005:
+                ratios.append(dc.max() / overall)
+    if not ratios:
+        raise NotMeasured("no variant changed overall top-1 by more than 0.5 pp")
+    med = float(np.median(ratios))
+    return f"median over variants of max|class Δ| / |overall Δ| = {med:.1f} ({len(ratios)} variants)", med >= 2
+
+
+def _unpruned_latency(run):
+    if run.bench.empty:
+        raise NotMeasured("no device configured")
+    b = run.bench
+    return b[(b.sparsity.astype(str) == "0") & (b.quant == "fp32")].groupby(["device", "arch"]).latency_us.mean()
+
+
+@claim(
+    9,
+    "EfficientNet-B0 is slower than MobileNetV3Large",
+    "B0 latency > V3Large latency on every device",
+    "fp32 unpruned EfficientNetB0 and MobileNetV3Large on a device",
+)
+def _b0_slower(run):
+    lat = _unpruned_latency(run)
+    res = [
+        (d, lat[d, b0], lat[d, v3])
+        for d in lat.index.get_level_values(0).unique()
+        for b0 in run.archs("EfficientNetB0")
+        for v3 in run.archs("MobileNetV3Large")
+        if (d, b0) in lat.index and (d, v3) in lat.index
+    ]
+    if not res:
+        raise NotMeasured("needs both architectures")
+    return "; ".join(f"{d}: B0 {b:.0f} µs vs V3Large {v:.0f} µs" for d, b, v in res), all(b > v for _, b, v in res)
+
+
+@claim(
+    10,
+    "MobileNetV3Small is the fastest and smallest",
+    "lowest fp32 latency on every device and smallest fp32 file (unpruned)",
+    "fp32 unpruned MobileNetV3Small and others on a device",
+)
+def _v3small_fastest(run):
+    lat = _unpruned_latency(run)
+    small = run.archs("MobileNetV3Small")
+    fp = run.unpruned("fp32")
+    if not any(a in fp.index for a in small):
+        raise NotMeasured("MobileNetV3Small not run")
+    fastest = [lat[d].idxmin() for d in lat.index.get_level_values(0).unique()]
+    smallest = fp.file_bytes.idxmin()
+    return f"fastest: {', '.join(fastest)}; smallest file: {smallest}", all(
+        f in small for f in fastest
+    ) and smallest in small
+
+
+@claim(
+    11,
+    "minimalistic MobileNetV3 variants are smaller, faster and gain rather than lose accuracy under int8",
+    "smaller fp32 file and int8 Δ top-1 >= 0 (latency: see table 4.7)",
+    "a minimalistic MobileNetV3 next to its full model, fp32 and int8",
+    about_accuracy=True,
+)
+def _minimalistic(run):
+    fp_all = run.unpruned("fp32")
+    fp, i8, _ = _int8_pairs(run, accuracy=True)
+    pairs = [
+        (m, full)
+        for b in ("MobileNetV3Large", "MobileNetV3Small")
+        for m in run.archs(b, minimalistic=True)
+        for full in run.archs(b)
+        if m in fp.index and full in fp_all.index
+    ]
+    if not pairs:
+        raise NotMeasured("no minimalistic variant next to its full model")
+    parts, ok = [], True
+    for m, full in pairs:
+        smaller = fp_all.loc[m, "file_bytes"] < fp_all.loc[full, "file_bytes"]
+        if m not in i8.index:
+            parts.append(f"{m}: no int8")
+            ok = False
+            continue
+        delta = i8.loc[m, "top1"] - fp.loc[m, "top1"]
+        ok = ok and bool(smaller) and delta >= 0
+        parts.append(f"{m}: smaller {smaller}, int8 Δ {100 * delta:+.1f} pp")
+    return "; ".join(parts), ok
+
+
+# ---------------------------------------------------------------- verdicts and the stage
+def findings(summary, bench, per_class, architectures) -> pd.DataFrame:
+    """Each claim, what this run measured, and a verdict with its threshold."""
+    run = Run(summary, bench, per_class, architectures)
+    rows = []
+    for c in sorted(CLAIMS, key=lambda c: c.no):
+        try:
+            measured, ok = c.check(run)
+            verdict = HOLDS if ok else FAILS
+        except NotMeasured as e:
+            measured, verdict = f"{e} (needs {c.needs})", NOT_MEASURED
+        if c.about_accuracy and len(run.broken):
+            measured += f"; left out (collapsed to chance): {_cell_names(run.broken)}"
+        rows.append(
+            {"no": c.no, "claim": c.sentence, "measured": measured, "verdict": verdict, "threshold": c.threshold}
+        )
+    return pd.DataFrame(rows)
+
+
+def findings_markdown(df: pd.DataFrame, context: str, broken: pd.DataFrame | None = None) -> str:
+    lines = ["# Findings: the thesis' claims checked against this run", "", context, ""]
+    if broken is not None and len(broken):
+        lines += [
+            f"**Warning: {len(broken)} cell(s) collapsed to chance** while their trained model is well above "
+            f"it: {_cell_names(broken)}. They are defects to look at (see the job logs), not measurements; "
+            "the claims about accuracy below leave them out.",
+            "",
+        ]
+    lines += ["| # | claim | measured | verdict | threshold |", "|---|---|---|---|---|"]
+    for r in df.itertuples():
+        lines.append(f"| {r.no} | {r.claim} | {r.measured} | **{r.verdict}** | {r.threshold} |")
+    return "\n".join(lines) + "\n"
+
+
+def check_findings(*, inputs, architectures, context, out_md, out_csv):
+    t = read_long_tables(inputs)
+    per_class = t["per_class"] if t["per_class"] is not None else pd.DataFrame()
+    df = findings(t["summary"], t["bench"], per_class, architectures)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False)
+    write_text(out_md, findings_markdown(df, context, collapsed_cells(t["summary"])))

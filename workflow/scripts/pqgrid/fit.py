@@ -1,0 +1,252 @@
+"""What training and fine-tuning share: data split, optimizer, kill -9-safe `fit`, saving.
+
+Why not keras' BackupAndRestore: it restores weights and the epoch counter, but the input
+pipeline restarts at its first shuffle and EarlyStopping forgets its state, so a resumed run
+does not end with the weights of an uninterrupted one. Here each epoch's order is a pure
+function of (seed, epoch) (stateless shuffle), and one tf.train.Checkpoint holds the model,
+the optimizer, the random generator state (dropout) and the epoch; the history CSV restores
+EarlyStopping's counters."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("pqgrid")
+
+
+def epoch_batches(x, y, batch_size, seed, first_epoch, last_epoch, scaling, num_classes):
+    """tf.data pipeline over epochs [first_epoch, last_epoch): each epoch a permutation
+    drawn from (seed, epoch), batches gathered from in-memory uint8 arrays, scaled and
+    one-hot encoded on the fly, prefetched so the model never waits for input."""
+    import tensorflow as tf
+
+    from .models import scale_inputs_tf
+
+    xs, ys = tf.constant(x), tf.constant(y)
+    n = len(x)
+
+    def one_epoch(epoch):
+        order = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch])))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    def gather(idx):
+        return scale_inputs_tf(tf.gather(xs, idx), scaling), tf.one_hot(tf.gather(ys, idx), num_classes)
+
+    return (
+        tf.data.Dataset.range(first_epoch, last_epoch)
+        .flat_map(one_epoch)
+        # one map thread: on few cores parallel input threads steal time from the model (P2)
+        .map(gather, num_parallel_calls=1, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def eval_batches(x, y, batch_size, scaling, num_classes):
+    import tensorflow as tf
+
+    from .models import scale_inputs_tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    return ds.map(lambda a, b: (scale_inputs_tf(a, scaling), tf.one_hot(b, num_classes))).prefetch(tf.data.AUTOTUNE)
+
+
+def fingerprint(*parts) -> str:
+    """Identity of a run's settings: a checkpoint is resumed only by the same run."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fit_resumable(
+    model,
+    optimizer,
+    train_xy,
+    val_xy,
+    *,
+    epochs,
+    batch_size,
+    seed,
+    scaling,
+    num_classes,
+    resume_dir,
+    run_id,
+    history_csv,
+    patience=None,
+    extra_callbacks=(),
+    jit_compile=False,
+):
+    """Compile and fit, checkpointing after every epoch into `resume_dir`; a rerun with the
+    same `run_id` continues where the killed one stopped. Writes the history CSV
+    (atomically); `save_model` removes `resume_dir` once the model is saved."""
+    import tensorflow as tf
+    import tf_keras
+
+    from .io import atomic_path
+
+    x, y = train_xy
+    model.compile(
+        optimizer=optimizer,
+        loss="categorical_crossentropy",
+        metrics=["accuracy", tf_keras.metrics.TopKCategoricalAccuracy(k=3, name="top3")],
+        jit_compile=bool(jit_compile),
+    )
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, rngs=_random_generators(model))
+    rows = _restore(ckpt, Path(resume_dir), run_id, optimizer, model, epoch_var)
+    manager = tf.train.CheckpointManager(ckpt, str(resume_dir), max_to_keep=1)
+    first = int(epoch_var.numpy())
+    callbacks = [_EpochEnd(rows, epochs, len(x), epoch_var, manager, Path(resume_dir)), *extra_callbacks]
+    if patience:
+        callbacks.append(_ResumedEarlyStopping(rows, patience))
+    if first < epochs:
+        model.fit(
+            epoch_batches(x, y, batch_size, seed, first, epochs, scaling, num_classes),
+            steps_per_epoch=math.ceil(len(x) / batch_size),
+            epochs=epochs,
+            initial_epoch=first,
+            validation_data=eval_batches(*val_xy, 256, scaling, num_classes) if val_xy else None,
+            callbacks=callbacks,
+            verbose=0,
+        )
+    with atomic_path(history_csv) as tmp:
+        _write_history(tmp, rows)
+    return rows
+
+
+def _restore(ckpt, resume_dir: Path, run_id, optimizer, model, epoch_var) -> list:
+    """Restore the checkpoint of the same run, if any, and return its history rows; else
+    start a fresh `resume_dir` marked with `run_id`."""
+    import tensorflow as tf
+
+    rows = []
+    if (resume_dir / "run_id").exists() and (resume_dir / "run_id").read_text() == run_id:
+        latest = tf.train.latest_checkpoint(str(resume_dir))
+        if latest:
+            # Build optimizer slots first so they restore now, not lazily after step 1.
+            optimizer.build(model.trainable_variables)
+            ckpt.restore(latest).assert_existing_objects_matched()
+            with open(resume_dir / "history.csv") as fh:
+                rows = list(csv.DictReader(fh))[: int(epoch_var.numpy())]
+            log.info("resumed from %s at epoch %d", latest, int(epoch_var.numpy()))
+    else:
+        shutil.rmtree(resume_dir, ignore_errors=True)
+        resume_dir.mkdir(parents=True)
+        (resume_dir / "run_id").write_text(run_id)
+    return rows
+
+
+def _EpochEnd(rows, epochs, n_images, epoch_var, manager, resume_dir):
+    """One log line per epoch, then checkpoint + history row (in that order of durability:
+    the row is written only after the checkpoint that it describes)."""
+    import tf_keras
+
+    class EpochEnd(tf_keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t_start = time.time()
+            self.done = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            dt = time.time() - self.t0
+            self.done += 1
+            eta = (time.time() - self.t_start) / self.done * (epochs - epoch - 1)
+            row = {"epoch": epoch + 1, "seconds": round(dt, 2)}
+            row.update({k: float(v) for k, v in (logs or {}).items() if k != "lr"})
+            rows.append(row)
+            metrics = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds"))
+            log.info(
+                "epoch %d/%d %s time %.1fs (%.0f img/s) ETA %.0fs", epoch + 1, epochs, metrics, dt, n_images / dt, eta
+            )
+            epoch_var.assign(epoch + 1)
+            manager.save()
+            _write_history(resume_dir / "history.csv", rows)
+
+    return EpochEnd()
+
+
+def _random_generators(model) -> dict:
+    """The tf.random.Generator of every random layer (Dropout...). tf_keras tracks them for
+    SavedModel only, so a plain checkpoint would restart dropout's random stream."""
+    from .models import all_layers
+
+    gens = {}
+    for layer in all_layers(model):
+        rg = getattr(layer, "_random_generator", None)
+        if rg is None or not hasattr(rg, "_maybe_init"):
+            continue
+        rg._maybe_init()  # created lazily on first use; must exist before restore
+        if getattr(rg, "_generator", None) is not None:
+            gens[layer.name] = rg._generator
+    return gens
+
+
+def train_val(train_npz, test_npz, settings, seed):
+    """(x, y) to fit on and the validation split: the test split (as the thesis) or a
+    stratified holdout of the training split (`validation: holdout`)."""
+    from . import data
+
+    x, y = data.load_npz(train_npz)
+    if settings["validation"] == "holdout":
+        tr, va = data.holdout_split(y, settings["holdout_fraction"], seed)
+        return (x[tr], y[tr]), (x[va], y[va])
+    return (x, y), data.load_npz(test_npz)
+
+
+def rmsprop(settings, total_steps):
+    """The thesis' optimizer (§3.3, §3.5): RMSprop with the learning rate falling linearly
+    from `learning_rate` to `final_learning_rate` over the whole run."""
+    import tf_keras
+
+    schedule = linear_decay(settings["learning_rate"], settings["final_learning_rate"], total_steps)
+    return tf_keras.optimizers.RMSprop(schedule, momentum=settings["momentum"])
+
+
+def save_model(model, model_out, resume_dir):
+    """Save the .h5 atomically (no optimizer), then drop the resume checkpoint."""
+    from .io import atomic_path
+
+    with atomic_path(model_out) as tmp:
+        model.save(tmp, save_format="h5", include_optimizer=False)
+    shutil.rmtree(resume_dir, ignore_errors=True)
+
+
+def _write_history(path, rows):
+    if not rows:
+        Path(path).write_text("epoch\n")
+        return
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _ResumedEarlyStopping(rows, patience):
+    """EarlyStopping on val_loss whose best/wait survive a resume (rebuilt from history)."""
+    import tf_keras
+
+    class ResumedEarlyStopping(tf_keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            losses = [float(r["val_loss"]) for r in rows if "val_loss" in r]
+            if losses:
+                best = int(np.argmin(losses))
+                self.best = losses[best]
+                self.wait = len(losses) - 1 - best
+
+    return ResumedEarlyStopping(monitor="val_loss", patience=patience, mode="min")
+
+
+def linear_decay(start, end, steps):
+    import tf_keras
+
+    return tf_keras.optimizers.schedules.PolynomialDecay(start, max(1, steps), end_learning_rate=end, power=1.0)

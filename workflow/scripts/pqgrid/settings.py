@@ -1,0 +1,89 @@
+"""The settings each job receives (as Snakemake `params`, so that changing one
+architecture's setting reruns that architecture's jobs only): global blocks merged with the
+architecture's overrides. Pure Python, called by the rule files at parse time."""
+
+from __future__ import annotations
+
+import copy
+
+from .config import PATTERNS, grid, input_scaling, schedule_for, sparsity_value
+
+__all__ = [
+    "cell",
+    "cell_settings",
+    "figure_settings",
+    "findings_context",
+    "pruning_settings",
+    "sparsity_value",
+    "training_settings",
+]
+
+# Fine-tuning validates like training did and keeps training's BatchNorm setting.
+FROM_TRAINING = ("validation", "holdout_fraction", "batchnorm_momentum")
+
+
+def training_settings(config: dict, arch: str) -> dict:
+    """Global training settings with the architecture's overrides applied."""
+    merged = copy.deepcopy(config["training"])
+    merged.update(config["architectures"][arch].get("training", {}))
+    return merged
+
+
+def pruning_settings(config: dict, arch: str, sparsity) -> dict:
+    """Fine-tuning settings and the schedule of one target sparsity (an int percentage or a
+    pattern like "2:4"), overrides applied, plus what fine-tuning shares with training."""
+    pr = config["pruning"]
+    merged = {k: copy.deepcopy(v) for k, v in pr.items() if k not in ("sparsities", "schedules")}
+    merged.update(config["architectures"][arch].get("pruning", {}))
+    merged["schedule"] = dict(schedule_for(pr, sparsity))
+    if sparsity in PATTERNS:
+        m, n = PATTERNS[sparsity]
+        merged["m_by_n"] = [m, n]
+        merged["target_sparsity"] = round(100 * m / n)
+    else:
+        merged["target_sparsity"] = sparsity
+    train = training_settings(config, arch)
+    for key in FROM_TRAINING:
+        merged[key] = train[key]
+    return merged
+
+
+def cell(arch: str, seed: str, sparsity: str, quant: str | None = None) -> dict:
+    """A cell's identity from its wildcards, typed: {"arch", "seed": int, "sparsity", "quant"}."""
+    out = {"arch": arch, "seed": int(seed), "sparsity": sparsity_value(sparsity)}
+    if quant is not None:
+        out["quant"] = quant
+    return out
+
+
+def cell_settings(config: dict, arch: str, sparsity: str, quant: str) -> dict:
+    """Everything that made a cell, recorded in its metrics JSON."""
+    arch_cfg = config["architectures"][arch]
+    return {
+        "architecture": arch_cfg,
+        "input_scaling": input_scaling(arch_cfg),
+        "training": training_settings(config, arch),
+        "pruning": pruning_settings(config, arch, sparsity_value(sparsity)) if sparsity != "0" else None,
+        "quantization": {"mode": quant, "calibration_samples": config["quantization"]["calibration_samples"]},
+        "dataset": config["dataset"],
+    }
+
+
+def figure_settings(config: dict, name: str) -> dict:
+    """The shared plot settings with the figure's own (report.figures.per_figure.<name>)."""
+    f = config["report"]["figures"]
+    out = {k: v for k, v in f.items() if k != "per_figure"}
+    out.update((f.get("per_figure") or {}).get(name, {}))
+    return out
+
+
+def findings_context(config: dict, devices: list) -> str:
+    """The line above the findings: what this run was."""
+    d, g = config["dataset"], grid(config)
+    return (
+        f"Dataset: {d['source']} (per class: {d.get('train_per_class') or 'all'} train, "
+        f"{d.get('test_per_class') or 'all'} test); architectures: {', '.join(g['arch'])}; "
+        f"seeds: {', '.join(g['seed'])}; devices: {', '.join(devices) or 'none'}; "
+        f"epochs: {config['training']['epochs']}; pruning.depthwise: "
+        f"{config['pruning'].get('depthwise', True)} (false reproduces tfmot's default)."
+    )

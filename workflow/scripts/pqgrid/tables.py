@@ -1,0 +1,180 @@
+"""Stage `make_table`: the thesis' tables (4.1-4.8) for this run, mean and standard
+deviation over seeds, with the thesis' published numbers beside (`thesis_*` columns).
+Every table is a function `(summary, bench, per_class, thesis) -> DataFrame` named in
+registry.py, so tests feed them small frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, write_text
+from .stats import CELL, MB
+from .summary import read_long_tables, to_markdown
+
+
+def make_table(*, name, inputs, thesis_dir, out_csv, out_md):
+    t = read_long_tables(inputs)
+    per_class = t["per_class"] if t["per_class"] is not None else pd.DataFrame()
+    summary = t["summary"] if t["summary"] is not None else pd.DataFrame()
+    df = TABLES[name](summary, t["bench"], per_class, thesis_tables(thesis_dir))
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False)
+    write_text(out_md, f"# {name}\n\n" + to_markdown(fmt_pm(df)))
+
+
+def thesis_tables(folder) -> dict:
+    """The thesis' published tables (shared/thesis/*.csv), by file stem; {} if absent."""
+    folder = Path(folder) if folder else None
+    if not folder or not folder.is_dir():
+        return {}
+    return {p.stem: pd.read_csv(p) for p in sorted(folder.glob("table_*.csv"))}
+
+
+def mean_std(df: pd.DataFrame, keys, values) -> pd.DataFrame:
+    """Mean over seeds, plus `<col>_std` and `n_seeds`."""
+    g = df.groupby(keys, sort=False)
+    mean = g[values].mean()
+    std = g[values].std(ddof=1).add_suffix("_std")
+    out = pd.concat([mean, std], axis=1)
+    out["n_seeds"] = g.size()
+    return out.reset_index()
+
+
+def fmt_pm(df: pd.DataFrame, digits=4) -> pd.DataFrame:
+    """For Markdown: `value ± std` where several seeds were run."""
+    out = pd.DataFrame(index=df.index)
+    for c in df.columns:
+        if c.endswith("_std") or c == "n_seeds":
+            continue
+        std = df.get(f"{c}_std")
+        if std is not None and pd.api.types.is_numeric_dtype(df[c]) and std.notna().any():
+            out[c] = [
+                f"{v:.{digits}g} ± {s:.2g}" if pd.notna(s) else f"{v:.{digits}g}"
+                for v, s in zip(df[c], std, strict=True)
+            ]
+        else:
+            out[c] = df[c]
+    return out
+
+
+def _with_thesis(df, thesis, name, cols):
+    t = thesis.get(name)
+    if t is None or df.empty:
+        return df
+    t = t.rename(columns={"architecture": "arch"})[["arch", *[c for c in cols if c in t.columns]]]
+    t = t.rename(columns={c: f"thesis_{c}" for c in cols})
+    return df.merge(t, on="arch", how="left")
+
+
+def table_4_1_training(summary, bench, per_class, thesis):
+    d = summary[(summary.sparsity.astype(str) == "0")].drop_duplicates(["arch", "seed"])
+    d = d.rename(
+        columns={
+            "keras_top1_train": "top1_train",
+            "keras_top3_train": "top3_train",
+            "keras_top1_test": "top1_test",
+            "keras_top3_test": "top3_test",
+        }
+    )
+    out = mean_std(d, ["arch"], ["params", "top1_train", "top3_train", "top1_test", "top3_test"])
+    return _with_thesis(out, thesis, "table_4_1_training", ["top1_test", "top3_test", "params"])
+
+
+def _device_table(summary, bench, quant):
+    s = summary[(summary.sparsity.astype(str) == "0") & (summary.quant == quant)].copy()
+    s["file_mb"] = s.file_bytes / MB
+    s["gzip_mb"] = s.gzip_bytes / MB
+    if bench.empty:
+        s["device"] = "(no device)"
+        merged = s.assign(ram_mb=np.nan, latency_us=np.nan)
+    else:
+        merged = s.merge(bench[[*CELL, "device", "ram_mb", "latency_us"]], on=CELL, how="inner")
+    return mean_std(
+        merged, ["device", "arch"], ["params", "top1", "top3", "file_mb", "gzip_mb", "ram_mb", "latency_us"]
+    )
+
+
+def table_4_2_fp32_device(summary, bench, per_class, thesis):
+    out = _device_table(summary, bench, "fp32")
+    return _with_thesis(out, thesis, "table_4_2_fp32_on_pi4", ["file_mb", "ram_mb", "inference_us"])
+
+
+def table_4_3_int8_device(summary, bench, per_class, thesis):
+    out = _device_table(summary, bench, "int8")
+    return _with_thesis(out, thesis, "table_4_3_int8_on_pi4", ["top1_test", "file_mb", "ram_mb", "inference_us"])
+
+
+def table_4_4_depthwise(summary, bench, per_class, thesis):
+    d = summary[summary.sparsity.astype(str) == "0"].drop_duplicates(["arch"])
+    out = d[["arch", "params", "depthwise_params", "depthwise_share"]].reset_index(drop=True)
+    return _with_thesis(out, thesis, "table_4_4_depthwise", ["params", "depthwise_params", "depthwise_share"])
+
+
+def table_4_5_pruned_fp32(summary, bench, per_class, thesis):
+    s = summary[summary.quant == "fp32"].copy()
+    s["file_mb"], s["gzip_mb"] = s.file_bytes / MB, s.gzip_bytes / MB
+    if not bench.empty:
+        s = s.merge(bench[[*CELL, "device", "ram_mb", "latency_us"]], on=CELL, how="left")
+    else:
+        s = s.assign(device="(no device)", ram_mb=np.nan, latency_us=np.nan)
+    s["target_sparsity"] = s.sparsity.astype(str)
+    out = mean_std(
+        s,
+        ["device", "arch", "target_sparsity"],
+        [
+            "top1",
+            "zero_fraction",
+            "conv_dense_sparsity",
+            "depthwise_sparsity",
+            "tflite_kernel_sparsity",
+            "file_mb",
+            "gzip_mb",
+            "ram_mb",
+            "latency_us",
+        ],
+    )
+    out = out.rename(columns={"zero_fraction": "exact_sparsity", "zero_fraction_std": "exact_sparsity_std"})
+    t = thesis.get("table_4_5_pruned_fp32_on_pi4")
+    if t is not None:
+        t = t.rename(columns={"architecture": "arch"}).assign(target_sparsity=lambda x: x.target_sparsity.astype(str))
+        t = t[["arch", "target_sparsity", "exact_sparsity", "inference_us"]].rename(
+            columns={"exact_sparsity": "thesis_exact_sparsity", "inference_us": "thesis_inference_us"}
+        )
+        out = out.merge(t, on=["arch", "target_sparsity"], how="left")
+    return out
+
+
+def table_4_6_per_class(summary, bench, per_class, thesis):
+    """Per-class top-1 (mean over seeds): one column per arch x (fp32 at each sparsity,
+    and each quantization mode unpruned)."""
+    if per_class.empty:
+        return pd.DataFrame(columns=["class"])
+    pc = per_class.copy()
+    pc["sparsity"] = pc.sparsity.astype(str)
+    keep = (pc.quant == "fp32") | (pc.sparsity == "0")
+    pc = pc[keep]
+    pc["column"] = np.where(pc.quant == "fp32", pc.arch + "_s" + pc.sparsity, pc.arch + "_" + pc.quant)
+    wide = pc.groupby(["class", "column"]).accuracy.mean().unstack("column")
+    return wide.reset_index()
+
+
+def table_4_7_minimalistic(summary, bench, per_class, thesis):
+    """Before/after int8 for every architecture whose name marks a variant (MobileNetV3
+    and its minimalistic forms): the thesis' Tables 4.7/4.8."""
+    v3 = summary[summary.arch.str.contains("v3")]
+    out = pd.concat([_device_table(v3, bench, q).assign(quantization=q) for q in ("fp32", "int8")], ignore_index=True)
+    return out
+
+
+TABLES = {
+    "table_4_1_training": table_4_1_training,
+    "table_4_2_fp32_device": table_4_2_fp32_device,
+    "table_4_3_int8_device": table_4_3_int8_device,
+    "table_4_4_depthwise": table_4_4_depthwise,
+    "table_4_5_pruned_fp32": table_4_5_pruned_fp32,
+    "table_4_6_per_class": table_4_6_per_class,
+    "table_4_7_minimalistic": table_4_7_minimalistic,
+}
