@@ -11,14 +11,29 @@
 # logs/ and benchmarks/results/ mirror these paths (one log and one Snakemake benchmark
 # file per job).
 
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
+from pqgrid.config import ConfigError, check_config, load_schema
 
 
 configfile: "config.yaml"
 
 
+# Every value checked before any job, each mistake one line naming its key and the fix.
+try:
+    check_config(
+        config, load_schema(f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+    )
+except ConfigError as e:
+    # One line on stderr and a non-zero exit, no traceback: the line says it all.
+    print(f"pqgrid config error: {e}", file=sys.stderr)
+    raise SystemExit(1)
+# Snakemake's own validation then only fills in the schema's defaults (devices, report).
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -6,10 +6,11 @@ import re
 import pytest
 import yaml
 from conftest import ROOT, snakemake
-from pqgrid.config import ConfigError, check_config, grid
+from pqgrid.config import ConfigError, check_config, grid, load_schema
 from pqgrid.settings import pruning_settings, training_settings
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
+SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
 
 def cfg(**changes):
@@ -30,17 +31,23 @@ def cfg(**changes):
             {"architectures__mobilenet__builder": "MobileNetV9"},
             r"architectures.mobilenet.builder: unknown builder 'MobileNetV9'",
         ),
-        ({"architectures__mobilenet__alpha_typo": 0.5}, r"MobileNet takes no argument 'alpha_typo'"),
+        (
+            {"architectures__mobilenet__alpha_typo": 0.5},
+            r"architectures.mobilenet.alpha_typo: unknown key \(MobileNet takes: alpha",
+        ),
         ({"quantization__modes": ["fp32", "int4"]}, r"quantization.modes: unknown mode 'int4'"),
         ({"pruning__sparsities": [0, 100]}, r"pruning.sparsities: 100 is not a whole percentage"),
         ({"pruning__sparsities": [0, -5]}, r"pruning.sparsities: -5"),
         ({"pruning__sparsities": [0, 50]}, r"pruning.schedules: no schedule for sparsity 50"),
         (
             {"pruning__schedules__30": {"frequency_epochs": 0, "steps": 2}},
-            r"pruning.schedules.30: frequency_epochs must be > 0",
+            r"pruning.schedules.30.frequency_epochs: 0 is out of range \(must be > 0\)",
         ),
-        ({"pruning__schedules__30": {"frequency_epochs": 1, "steps": 0}}, r"steps >= 1"),
-        ({"architectures": {}}, r"architectures: the grid is empty"),
+        (
+            {"pruning__schedules__30": {"frequency_epochs": 1, "steps": 0}},
+            r"pruning.schedules.30.steps: 0 is out of range",
+        ),
+        ({"architectures": {}}, r"architectures: \{\} is empty"),
         ({"quantization__modes": []}, r"quantization.modes: the grid is empty"),
         ({"seeds": []}, r"seeds: the grid is empty"),
         ({"grid_architectures": ["nope"]}, r"grid_architectures: 'nope' is not defined"),
@@ -52,17 +59,24 @@ def cfg(**changes):
         ({"dataset__source": "/no/such/cifar.tar.gz"}, r"dataset.source: '/no/such/cifar.tar.gz' does not exist"),
         (
             {"architectures__mobilenet__training": {"epoch": 3}},
-            r"architectures.mobilenet.training.epoch: not a training setting",
+            r"architectures.mobilenet.training.epoch: unknown key \(allowed: batch_size, batchnorm_momentum",
         ),
     ],
 )
 def test_check_config_errors(changes, message):
-    with pytest.raises(ConfigError, match=message):
-        check_config(cfg(**changes))
+    with pytest.raises(ConfigError, match=message) as err:
+        check_config(cfg(**changes), SCHEMA)
+    assert "\n" not in str(err.value)
 
 
 def test_default_config_passes_and_expands():
-    check_config(BASE)
+    check_config(BASE, SCHEMA)
+    for preset in ("smoke", "laptop"):
+        c = copy.deepcopy(BASE)
+        for key, value in yaml.safe_load((ROOT / "presets" / f"{preset}.yaml").read_text()).items():
+            c[key] = {**c[key], **value} if isinstance(value, dict) and isinstance(c.get(key), dict) else value
+        c["dataset"]["source"] = "synthetic"  # the laptop preset's copy may be absent
+        check_config(c, SCHEMA)
     g = grid(BASE)
     assert len(g["arch"]) == 7 and g["sparsity"] == ["0", "30", "60", "90"] and len(g["quant"]) == 5
 

@@ -2,20 +2,14 @@
 # them (config checks, settings merging, the report registry) lives in the pqgrid library,
 # unit-tested without Snakemake. Settings reach jobs as params, so changing one
 # architecture's setting reruns that architecture's cells only.
+# The Snakefile has checked the config (pqgrid.config.check_config) and put the library on
+# sys.path before including this file.
 import re
-import sys
 
 from snakemake.exceptions import WorkflowError
 
-sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
 from pqgrid import registry, settings
-from pqgrid.config import ConfigError, check_config, grid
-
-try:
-    check_config(config)
-except ConfigError as e:
-    # One line, before any job starts.
-    raise WorkflowError(f"pqgrid config error: {e}") from None
+from pqgrid.config import grid
 
 GRID = grid(config)
 DEVICES = list(config.get("devices") or {})

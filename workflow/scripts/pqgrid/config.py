@@ -25,35 +25,26 @@ def split_quant(mode: str):
 # input scaling the builder's own `preprocess_input` expects:
 #   "tf"  -> x / 127.5 - 1 (done by pqgrid before the model, in training, calibration and eval)
 #   "raw" -> 0..255 floats, the model rescales inside itself (MobileNetV3, EfficientNet)
+# Each keyword argument with its JSON-schema type, checked like every other config value.
+_ALPHA = {"type": "number", "exclusiveMinimum": 0, "maximum": 4}
+_RATE = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+_V3 = {"alpha": _ALPHA, "minimalistic": {"type": "boolean"}, "dropout_rate": _RATE}
 BUILDERS = {
-    "MobileNet": {"kwargs": {"alpha", "depth_multiplier", "dropout"}, "input": "tf"},
-    "MobileNetV2": {"kwargs": {"alpha"}, "input": "tf"},
-    "MobileNetV3Large": {
-        "kwargs": {"alpha", "minimalistic", "dropout_rate"},
-        "input": "raw",
+    "MobileNet": {
+        "kwargs": {"alpha": _ALPHA, "depth_multiplier": {"type": "integer", "minimum": 1}, "dropout": _RATE},
+        "input": "tf",
     },
-    "MobileNetV3Small": {
-        "kwargs": {"alpha", "minimalistic", "dropout_rate"},
-        "input": "raw",
-    },
-    **{f"EfficientNetB{i}": {"kwargs": set(), "input": "raw"} for i in range(8)},
-    **{f"EfficientNetV2B{i}": {"kwargs": set(), "input": "raw"} for i in range(4)},
+    "MobileNetV2": {"kwargs": {"alpha": _ALPHA}, "input": "tf"},
+    "MobileNetV3Large": {"kwargs": _V3, "input": "raw"},
+    "MobileNetV3Small": {"kwargs": _V3, "input": "raw"},
+    **{f"EfficientNetB{i}": {"kwargs": {}, "input": "raw"} for i in range(8)},
+    **{f"EfficientNetV2B{i}": {"kwargs": {}, "input": "raw"} for i in range(4)},
 }
 
 # Keys of an architecture entry that are pqgrid's own; every other key is a builder kwarg.
 ARCH_RESERVED = {"builder", "training", "pruning"}
 
 DATASET_SOURCES = ("keras", "synthetic")  # plus a path (folder, tar, CIFAR python batches)
-
-PRUNABLE_OVERRIDES = {
-    "learning_rate",
-    "final_learning_rate",
-    "batch_size",
-    "momentum",
-    "exclude",
-    "depthwise",
-    "recalibration_batches",
-}
 
 
 class ConfigError(ValueError):
@@ -107,13 +98,24 @@ def selected_architectures(config: dict) -> list:
     return list(config["architectures"]) if chosen is None else list(chosen)
 
 
-def check_config(config: dict) -> None:
-    """Semantic checks the schema cannot express. Raises ConfigError with one line."""
+def check_config(config: dict, schema: dict | None = None) -> None:
+    """Every value of the config, before any job: the JSON schema (types, ranges, enums,
+    unknown keys; also inside per-architecture blocks), then what a schema cannot express.
+    Raises ConfigError with one line: `<dotted.key.path>: <what is wrong> (<fix>)`."""
+    devices = config.get("devices")
+    for name, dev in devices.items() if isinstance(devices, dict) else ():
+        if isinstance(dev, dict) and "password" in dev:
+            raise ConfigError(
+                f"devices.{name}.password: passwords are not accepted; use identity_file, an ssh agent or ~/.ssh/config"
+            )
+    if schema is not None:
+        _validate(config, schema, "")
     _check_architectures(config)
     _check_grid(config)
     _check_pruning(config)
     check_dataset_source(config["dataset"]["source"])
     _check_devices(config)
+    _check_figures(config)
 
 
 def _check_architectures(config: dict) -> None:
@@ -128,23 +130,13 @@ def _check_architectures(config: dict) -> None:
             raise ConfigError(
                 f"architectures.{name}.builder: unknown builder {b!r}; choose one of {', '.join(sorted(BUILDERS))}"
             )
-        bad = set(builder_kwargs(a)) - BUILDERS[b]["kwargs"]
-        if bad:
-            allowed = ", ".join(sorted(BUILDERS[b]["kwargs"])) or "none"
-            raise ConfigError(f"architectures.{name}: {b} takes no argument {sorted(bad)[0]!r}; allowed: {allowed}")
-        for key in ("pruning",):
-            bad = set(a.get(key, {})) - PRUNABLE_OVERRIDES
-            if bad:
-                raise ConfigError(
-                    f"architectures.{name}.pruning.{sorted(bad)[0]}: not an override; "
-                    f"allowed: {', '.join(sorted(PRUNABLE_OVERRIDES))}"
-                )
-        bad = set(a.get("training", {})) - set(config.get("training", {}))
-        if bad:
-            raise ConfigError(
-                f"architectures.{name}.training.{sorted(bad)[0]}: not a training setting; "
-                f"allowed: {', '.join(sorted(config['training']))}"
-            )
+        kwargs = BUILDERS[b]["kwargs"]
+        _validate(
+            builder_kwargs(a),
+            {"type": "object", "properties": kwargs, "additionalProperties": False},
+            f"architectures.{name}",
+            fix=f"{b} takes: {', '.join(sorted(kwargs)) or 'no arguments'}",
+        )
 
 
 def _check_grid(config: dict) -> None:
@@ -210,12 +202,82 @@ def _check_devices(config: dict) -> None:
     for name, dev in (config.get("devices") or {}).items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
             raise ConfigError(f"devices.{name}: use letters, digits, '_' and '-' only in device names")
-        if "password" in dev:
-            raise ConfigError(
-                f"devices.{name}.password: passwords are not accepted; use identity_file, an ssh agent or ~/.ssh/config"
-            )
         if dev.get("type") == "ssh" and not dev.get("host"):
             raise ConfigError(f"devices.{name}.host: an ssh device needs a host (name, address or ~/.ssh/config alias)")
+
+
+def _check_figures(config: dict) -> None:
+    from . import registry
+
+    names = registry.figure_names(grid(config)["arch"], list(config.get("devices") or {}))
+    per_figure = ((config.get("report") or {}).get("figures") or {}).get("per_figure") or {}
+    for name, values in per_figure.items():
+        if name not in names:
+            close = [n for n in names if n.startswith(str(name)[:6])] or names
+            raise ConfigError(
+                f"report.figures.per_figure.{name}: no such figure in this run (figures: {', '.join(close[:6])}"
+                f"{', ...' if len(close) > 6 else ''})"
+            )
+        _validate(values, registry.figure_settings_schema(name), f"report.figures.per_figure.{name}")
+
+
+def load_schema(path) -> dict:
+    import yaml
+
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _validate(instance, schema: dict, prefix: str, fix: str = "") -> None:
+    """JSON-schema validation whose first error becomes one line naming the dotted key."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    error = best_match(Draft202012Validator(schema).iter_errors(instance))
+    if error is not None:
+        raise ConfigError(_one_line(error, schema, prefix, fix))
+
+
+def _one_line(e, root: dict, prefix: str, fix: str) -> str:
+    path = ".".join(p for p in [prefix, *map(str, e.absolute_path)] if p)
+    v, value = e.validator, _short(e.instance)
+    if v in ("additionalProperties", "unevaluatedProperties"):
+        key = re.findall(r"'([^']*)'", e.message)
+        allowed = sorted(_properties(e.schema, root))
+        where = f"{path}.{key[0]}" if path and key else (key[0] if key else path)
+        return f"{where}: unknown key ({fix or 'allowed: ' + (', '.join(allowed) or 'none')})"
+    if v == "type":
+        want = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
+        return f"{path}: {value} is not {' or '.join(want)} (give {' or '.join(want)}{'; ' + fix if fix else ''})"
+    if v == "enum":
+        return f"{path}: {value} is not allowed (choose one of {', '.join(map(str, e.validator_value))})"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        sign = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
+        return f"{path}: {value} is out of range (must be {sign} {e.validator_value})"
+    if v == "uniqueItems":
+        return f"{path}: {value} lists an entry twice (give each once)"
+    if v == "required":
+        missing = re.findall(r"'([^']*)'", e.message)
+        return f"{path + '.' if path else ''}{missing[0] if missing else '?'}: missing (add it; config.yaml shows it)"
+    if v in ("minItems", "minProperties"):
+        return f"{path}: {value} is empty or too short (give at least {e.validator_value})"
+    if v == "maxItems":
+        return f"{path}: {value} is too long (give at most {e.validator_value})"
+    return f"{path}: {e.message[:160]}"
+
+
+def _properties(schema: dict, root: dict) -> set:
+    """Keys a (sub)schema allows, following a local $ref."""
+    keys = set(schema.get("properties", {}))
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        keys |= set(root.get("$defs", {}).get(ref.split("/")[-1], {}).get("properties", {}))
+    return keys
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_dataset_source(source: str) -> None:

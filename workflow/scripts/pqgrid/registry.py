@@ -25,6 +25,32 @@ class Entry:
     settings: tuple = ()  # keys it reads from report.figures.per_figure.<name>
 
 
+# Every per-figure setting a figure may read (`Entry.settings`), with its JSON-schema type;
+# report.figures.per_figure.<figure> is checked against these before any job.
+FIGURE_SETTINGS = {
+    "size": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2},
+    "modes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    "device": {"type": "string"},
+    "x": {"enum": ["exact_sparsity_pct", "sparsity_pct"]},
+    "label_top": {"type": "integer", "minimum": 0},
+    "xscale": {"enum": ["log", "linear", "symlog"]},
+    "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+}
+# The shared seaborn settings (report.figures.*) may also be set for one figure.
+SHARED_FIGURE_SETTINGS = {
+    "style": {"type": "string"},
+    "context": {"type": "string"},
+    "palette": {"type": "string"},
+    "dpi": {"type": "integer", "minimum": 50},
+}
+
+
+def figure_settings_schema(name: str) -> dict:
+    """The schema of report.figures.per_figure.<name>: its own settings and the shared ones."""
+    own = {k: FIGURE_SETTINGS[k] for k in resolve(name)[0].settings}
+    return {"type": "object", "properties": {**SHARED_FIGURE_SETTINGS, **own}, "additionalProperties": False}
+
+
 def _table(name, caption, needs=("summary",)):
     return Entry(name, "table", "tables", caption, needs)
 
