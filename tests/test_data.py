@@ -164,3 +164,19 @@ def test_keras_source_offline_says_how_to_use_a_local_copy(tmp_path, monkeypatch
         pass
     with pytest.raises(DataError, match="Point dataset.source at a local copy"):
         data.keras_cifar10()
+
+
+@pytest.mark.parametrize("missing", ["data_batch_3", "test_batch", "batches.meta"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_cifar_batches_with_a_file_missing_name_it(tmp_path, missing, packed):
+    d = write_cifar_batches(tmp_path / "cifar-10-batches-py")
+    (d / missing).unlink()
+    source = make_tar(d, tmp_path / "c.tar.gz", "cifar-10-batches-py") if packed else d
+    _expect(f"{missing} missing", source, tmp_path)
+
+
+def test_cifar_truncated_meta_is_named(tmp_path):
+    d = write_cifar_batches(tmp_path / "cifar-10-batches-py")
+    meta = d / "batches.meta"
+    meta.write_bytes(meta.read_bytes()[:20])
+    _expect("batches.meta: not a readable CIFAR-10 batches.meta", d, tmp_path)

@@ -334,6 +334,40 @@ def test_kill_9_and_rerun_resumes_to_identical_weights(small_data, tmp_path):
     assert (tmp_path / "killed.csv").read_text().count("\n") == epochs + 1
 
 
+@pytest.mark.parametrize("damage", ["history deleted", "history cut short", "one row ahead of the checkpoint"])
+def test_resume_crash_windows_never_fail(small_data, tmp_path, damage, caplog):
+    """A leftover .resume/ from a kill between checkpoint and history (or mid-write) is
+    resumed when it fits together and discarded with a log line when not; never fatal."""
+    from pqgrid import fit
+    from pqgrid.models import build
+    from pqgrid.tfsetup import tensorflow
+
+    tensorflow(2, 0)
+    x, y = data.load_npz(small_data / "train.npz")
+    resume, hist = tmp_path / "m.resume", tmp_path / "m.resume" / "history.csv"
+
+    def run(epochs):
+        model = build(TINY, 10, x.shape[1:], 0.9)
+        return fit.fit_resumable(model, fit.rmsprop(TRAIN, 10 * epochs), (x, y), None, epochs=epochs, batch_size=32,
+                                 seed=0, scaling="tf", num_classes=10, resume_dir=resume, run_id="r",
+                                 history_csv=tmp_path / "h.csv")  # fmt: skip
+
+    run(2)  # a run "killed" after epoch 2: its checkpoint and history are left behind
+    lines = hist.read_text().splitlines()
+    if damage == "history deleted":
+        hist.unlink()
+    elif damage == "history cut short":
+        hist.write_text("\n".join(lines[:2]) + "\n")
+    else:
+        hist.write_text("\n".join([*lines, lines[-1].replace("2,", "3,", 1)]) + "\n")
+    with caplog.at_level("INFO", logger="pqgrid"):
+        rows = run(3)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    resumed = "resumed from" in caplog.text
+    assert resumed == (damage == "one row ahead of the checkpoint"), caplog.text
+    assert resumed or "discarding the inconsistent checkpoint" in caplog.text
+
+
 # ------------------------------------------------------------------ issue 3: what the file holds
 @pytest.fixture(scope="module")
 def pruned50(trained, small_data, tmp_path_factory):

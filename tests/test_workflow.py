@@ -15,7 +15,8 @@ SMOKE = ("--configfile", "presets/smoke.yaml")
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     wf = copy_workflow(tmp_path_factory.mktemp("smoke") / "wf")
-    snakemake(wf, "--cores", "2", "all", *SMOKE)
+    proc = snakemake(wf, "--cores", "2", "all", *SMOKE)
+    (wf / "console.txt").write_text(proc.stdout + proc.stderr)
     return wf
 
 
@@ -80,6 +81,16 @@ def test_smoke_accuracy_floors(smoke_run):
     # the prune job logs the trained and pruned validation top-1
     log = (smoke_run / "logs" / "models" / "mobilenet_tiny" / "seed0" / "pruned_50.log").read_text()
     assert "validation top-1: trained" in log and "BatchNorm statistics of" in log
+
+
+def test_console_is_quiet_and_logs_hold_the_noise(smoke_run):
+    """TensorFlow's start-up notices go to each job's log, not the terminal."""
+    console = (smoke_run / "console.txt").read_text()
+    for noise in ("cuInit", "oneDNN", "absl::InitializeLog", "cuda_platform"):
+        assert noise not in console, noise
+    assert "Finished jobid" in console or "steps (100%) done" in console
+    log = (smoke_run / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text()
+    assert "epoch 10/10" in log
 
 
 def test_second_run_has_nothing_to_do(smoke_run):

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 
 from . import data as data_mod
-from .io import atomic_path
+from .io import atomic_path, check_file
 
 log = logging.getLogger("pqgrid")
 
@@ -85,6 +85,7 @@ def convert_tflite(*, model_h5, train_npz, out_tflite, arch_cfg, mode, calibrati
 def gzip_tflite(*, tflite, out_gz, level=9):
     """Stage `gzip_tflite`: gzip -9 as the thesis measured compressed size; mtime 0 so the
     bytes are repeatable."""
+    check_file(tflite)  # a 0-byte .tflite must not become a 20-byte .gz
     with (
         atomic_path(out_gz) as tmp,
         open(tflite, "rb") as fi,

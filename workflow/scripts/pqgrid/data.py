@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import pickle
 import tarfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -108,17 +108,30 @@ def _unpickle(fh, name):
         raise DataError(f"{name}: not a readable CIFAR-10 batch ({e})") from None
 
 
+CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+
+
+def looks_like_cifar_batches(names) -> bool:
+    """Any CIFAR-10 batch file present: the source is read (and checked) as batches."""
+    return any(n in CIFAR_FILES for n in names)
+
+
 def _cifar_batches(read, names):
-    """`read(name)` opens a member; names maps 'data_batch_1'.. to member names."""
-    train_keys = sorted(k for k in names if k.startswith("data_batch_"))
-    if not train_keys or "test_batch" not in names:
-        raise DataError("CIFAR-10 batches: need data_batch_1..5 and test_batch")
-    parts = [_unpickle(read(names[k]), names[k]) for k in train_keys]
+    """`read(name)` opens a member; names maps 'data_batch_1'.. to member names. All seven
+    files must be there: a partial set would silently train on fewer images."""
+    missing = [f for f in CIFAR_FILES if f not in names]
+    if missing:
+        raise DataError(
+            f"CIFAR-10 python batches: {', '.join(missing)} missing (need data_batch_1..5, test_batch, batches.meta);"
+            " re-download or re-extract cifar-10-python.tar.gz"
+        )
+    parts = [_unpickle(read(names[k]), names[k]) for k in CIFAR_FILES[:5]]
     xte, yte = _unpickle(read(names["test_batch"]), names["test_batch"])
-    classes = list(CIFAR10_CLASSES)
-    if "batches.meta" in names:
+    try:
         meta = pickle.load(read(names["batches.meta"]), encoding="bytes")
         classes = [c.decode() for c in meta[b"label_names"]]
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same: damaged file
+        raise DataError(f"{names['batches.meta']}: not a readable CIFAR-10 batches.meta ({e})") from None
     return (
         Split(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])),
         Split(xte, yte),
@@ -235,8 +248,8 @@ def _from_directory(path: Path, train_limit, test_limit, seed):
         for f in files
         if PurePosixPath(f).name.startswith(("data_batch_", "test_batch", "batches.meta"))
     }
-    if "test_batch" in batch_names:
-        return _cifar_batches(lambda n: open(path / n, "rb"), batch_names)
+    if looks_like_cifar_batches(batch_names):
+        return _cifar_batches(lambda n: (path / n).open("rb"), batch_names)
     try:
         tree = _index_folder(files)
     except DataError as e:
@@ -263,7 +276,7 @@ def _from_archive(path: Path, train_limit, test_limit, seed):
             if PurePosixPath(n).name.startswith(("data_batch_", "test_batch", "batches.meta"))
         }
         try:
-            if "test_batch" in batch_names:
+            if looks_like_cifar_batches(batch_names):
                 return _cifar_batches(lambda n: io.BytesIO(read(n)), batch_names)
             tree = _index_folder(members)
             return _image_folders(tree, read, train_limit, test_limit, seed)
@@ -346,9 +359,17 @@ def prepare(*, source, train_npz, test_npz, manifest_path, train_per_class=None,
 
 
 def load_npz(path):
-    with np.load(path) as d:
-        return d["x"], d["y"]
+    from .io import check_file, damaged
+
+    check_file(path)
+    try:
+        with np.load(path) as d:
+            return d["x"], d["y"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise damaged(path, e) from None
 
 
 def load_manifest(path) -> dict:
-    return json.loads(Path(path).read_text())
+    from .io import read_json
+
+    return read_json(path)

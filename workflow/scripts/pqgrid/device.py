@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .io import sha256_file, write_json
+from .io import check_file, sha256_file, write_json
 
 log = logging.getLogger("pqgrid")
 HARNESS = Path(__file__).with_name("device_harness.py")
@@ -206,6 +206,7 @@ def _exec(client, name, cmd, timeout):
 
 # ---------------------------------------------------------------- the rule
 def benchmark(*, tflite, out_json, name, cfg, cell):
+    check_file(tflite)
     cfg = settings(cfg)
     run = run_local if cfg["type"] == "local" else run_ssh
     attempts = 1 + int(cfg["retries"])

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import data as data_mod
-from .io import atomic_path, read_json, sha256_file, versions, write_json
+from .io import atomic_path, check_file, read_json, sha256_file, versions, write_json
 from .sanity import collapse_message, collapsed
 from .summary import SPARSITY_KEYS
 
@@ -62,7 +62,13 @@ def interpreter(path, threads=1):
             import tensorflow as tf
 
             Interpreter = tf.lite.Interpreter
-    return Interpreter(model_path=str(path), num_threads=int(threads))
+    from .io import check_file, damaged
+
+    check_file(path)
+    try:
+        return Interpreter(model_path=str(path), num_threads=int(threads))
+    except (ValueError, RuntimeError) as e:
+        raise damaged(path, e) from None
 
 
 def predict_tflite(path, x_float: np.ndarray, batch_size=256, threads=1) -> np.ndarray:
@@ -162,7 +168,7 @@ def evaluate_tflite(
         "top3": topk_accuracy(scores, y, 3),
         "test_images": int(len(y)),
         "file_bytes": os.path.getsize(tflite),
-        "gzip_bytes": os.path.getsize(gz),
+        "gzip_bytes": os.path.getsize(check_file(gz)),
         **{k: keras_stats[k] for k in SPARSITY_KEYS},
         "keras_top1_test": keras_stats["top1_test"],
         **kernel_sparsity(kernels),

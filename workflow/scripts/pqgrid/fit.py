@@ -122,30 +122,44 @@ def fit_resumable(
 
 def _restore(ckpt, resume_dir: Path, run_id, optimizer, model, epoch_var) -> list:
     """Restore the checkpoint of the same run, if any, and return its history rows; else
-    start a fresh `resume_dir` marked with `run_id`."""
+    start a fresh `resume_dir` marked with `run_id`. A leftover that does not fit together
+    (no history for the checkpointed epochs, an unreadable checkpoint) is checked before
+    anything is restored, and discarded with a log line: training starts over, it never
+    fails on it."""
     import tensorflow as tf
 
-    rows = []
-    if (resume_dir / "run_id").exists() and (resume_dir / "run_id").read_text() == run_id:
-        latest = tf.train.latest_checkpoint(str(resume_dir))
-        if latest:
+    same_run = (resume_dir / "run_id").exists() and (resume_dir / "run_id").read_text() == run_id
+    latest = tf.train.latest_checkpoint(str(resume_dir)) if same_run else None
+    if latest:
+        try:
+            epochs = int(tf.train.load_checkpoint(latest).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+            rows = _read_history(resume_dir / "history.csv")
+            if len(rows) < epochs:
+                raise ValueError(f"history.csv holds {len(rows)} of {epochs} checkpointed epochs")
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            log.warning("discarding the inconsistent checkpoint in %s (%s); training starts over", resume_dir, e)
+        else:
             # Build optimizer slots first so they restore now, not lazily after step 1.
             optimizer.build(model.trainable_variables)
             ckpt.restore(latest).assert_existing_objects_matched()
-            with open(resume_dir / "history.csv") as fh:
-                rows = list(csv.DictReader(fh))[: int(epoch_var.numpy())]
-            log.info("resumed from %s at epoch %d", latest, int(epoch_var.numpy()))
-    else:
-        shutil.rmtree(resume_dir, ignore_errors=True)
-        resume_dir.mkdir(parents=True)
-        (resume_dir / "run_id").write_text(run_id)
-    return rows
+            log.info("resumed from %s at epoch %d", latest, epochs)
+            return rows[:epochs]
+    shutil.rmtree(resume_dir, ignore_errors=True)
+    resume_dir.mkdir(parents=True)
+    (resume_dir / "run_id").write_text(run_id)
+    return []
+
+
+def _read_history(path: Path) -> list:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def _EpochEnd(rows, epochs, n_images, epoch_var, manager, resume_dir):
-    """One log line per epoch, then checkpoint + history row (in that order of durability:
-    the row is written only after the checkpoint that it describes)."""
+    """One log line per epoch, then the history row and the checkpoint."""
     import tf_keras
+
+    from .io import atomic_path
 
     class EpochEnd(tf_keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -166,9 +180,13 @@ def _EpochEnd(rows, epochs, n_images, epoch_var, manager, resume_dir):
             log.info(
                 "epoch %d/%d %s time %.1fs (%.0f img/s) ETA %.0fs", epoch + 1, epochs, metrics, dt, n_images / dt, eta
             )
+            # The history row first (atomically), then the checkpoint it describes: killed
+            # between the two, the rerun finds one row more than checkpointed epochs and
+            # drops it; never a checkpoint without its history.
+            with atomic_path(resume_dir / "history.csv") as tmp:
+                _write_history(tmp, rows)
             epoch_var.assign(epoch + 1)
             manager.save()
-            _write_history(resume_dir / "history.csv", rows)
 
     return EpochEnd()
 

@@ -27,15 +27,63 @@ def atomic_path(path):
             tmp.unlink()
 
 
+class DamagedFile(ValueError):
+    """An intermediate file that is empty, truncated or not what its name says."""
+
+
+# The first bytes each kind of file starts with (a .tflite flatbuffer has its identifier at
+# offset 4). A file that lacks them was cut off or overwritten.
+SIGNATURES = {".h5": (0, b"\x89HDF\r\n\x1a\n"), ".tflite": (4, b"TFL3"), ".npz": (0, b"PK"), ".gz": (0, b"\x1f\x8b")}
+
+
+def check_file(path) -> Path:
+    """Fail with one line naming `path` and the fix when it is missing, empty, or lacks its
+    kind's signature: before a stage reads it, so nothing downstream of it is written."""
+    path = Path(path)
+    if not path.is_file():
+        raise DamagedFile(f"{path}: missing; rerun the workflow to rebuild it")
+    size = path.stat().st_size
+    if size == 0:
+        raise DamagedFile(f"{path}: empty file (0 bytes: a killed job or a full disk?); delete it and rerun")
+    offset, magic = SIGNATURES.get(path.suffix, (0, b""))
+    if magic:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            if fh.read(len(magic)) != magic:
+                raise DamagedFile(f"{path}: not a valid {path.suffix} file (damaged or cut off); delete it and rerun")
+    return path
+
+
+def damaged(path, error) -> DamagedFile:
+    """The one-line error for a file whose reader failed after its signature looked fine."""
+    first = str(error).splitlines()[0][:100] if str(error) else type(error).__name__
+    return DamagedFile(f"{path}: damaged or cut off ({first}); delete it and rerun")
+
+
+def read_csv(path, required=()):
+    """A CSV written by an earlier step, checked like every other intermediate file: a cut-off
+    one lacks `required` columns or has empty cells in them."""
+    import pandas as pd
+
+    check_file(path)
+    try:
+        df = pd.read_csv(path)
+    except (ValueError, OSError, pd.errors.ParserError) as e:
+        raise damaged(path, e) from None
+    missing = [c for c in required if c not in df.columns]
+    if missing or (len(required) and df[list(required)].isna().any().any()) or (required and df.empty):
+        raise damaged(path, f"missing or empty column(s) {', '.join(missing or required)}")
+    return df
+
+
 def read_json(path) -> dict:
     """A JSON file written by an earlier step; an empty or unreadable one (a killed job, a
     full disk) is named in one line with the fix, not a JSONDecodeError."""
+    check_file(path)
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(
-            f"{path}: damaged or empty JSON ({str(e).splitlines()[0][:80]}); delete it and rerun"
-        ) from None
+        raise damaged(path, e) from None
 
 
 def write_json(path, obj) -> None:
@@ -85,26 +133,35 @@ def setup_logging(log_path=None) -> logging.Logger:
 
 def run_script(log_path, fn, *args, **kwargs):
     """Run a rule's one function with stderr and logging sent to its log; a failure ends
-    the job with the one-line message also on stderr, where Snakemake shows it."""
+    the job with the one-line message on the terminal, where Snakemake shows it.
+
+    stderr is redirected at the file-descriptor level, not only `sys.stderr`: TensorFlow's
+    C++ start-up noise (CUDA probing, oneDNN and absl notices) writes to fd 2 directly and
+    belongs in the job's log, not between Snakemake's progress lines."""
     log = setup_logging(log_path)
-    real_stderr = sys.stderr
+    terminal = os.fdopen(os.dup(2), "w", buffering=1)
     # pqgrid's own warnings (a model collapsed to chance, ...) also reach the terminal, one
     # line each: a person watching the run must not have to open every log to see them.
-    console = logging.StreamHandler(real_stderr)
+    console = logging.StreamHandler(terminal)
     console.addFilter(lambda record: record.levelno == logging.WARNING)  # errors: one line below
     console.setFormatter(logging.Formatter("pqgrid warning: %(message)s"))
     log.addHandler(console)
+    real_stderr = sys.stderr
     with open(log_path, "a") as fh:
+        sys.stderr.flush()
+        os.dup2(fh.fileno(), 2)
         sys.stderr = fh
         try:
             return fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - reported, then re-raised as exit status
             log.exception("failed")
-            print(f"pqgrid: {type(e).__name__}: {e}", file=real_stderr)
+            print(f"pqgrid: {type(e).__name__}: {e}", file=terminal)
             raise SystemExit(1) from None
         finally:
             sys.stderr = real_stderr
+            os.dup2(terminal.fileno(), 2)
             log.removeHandler(console)
+            terminal.close()
 
 
 def versions() -> dict:

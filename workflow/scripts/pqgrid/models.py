@@ -113,7 +113,13 @@ def load_keras(path):
     """A saved .h5 for inference or fine-tuning (compiled later by whoever trains it)."""
     import tf_keras
 
-    return tf_keras.models.load_model(path, compile=False)
+    from .io import check_file, damaged
+
+    check_file(path)
+    try:
+        return tf_keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise damaged(path, e) from None
 
 
 def parameter_stats(model) -> dict:

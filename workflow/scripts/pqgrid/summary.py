@@ -6,11 +6,13 @@ import logging
 
 import pandas as pd
 
-from .io import atomic_path, read_json, write_text
+from .io import atomic_path, read_csv, read_json, write_text
 from .sanity import collapsed
 
 log = logging.getLogger("pqgrid")
 
+# accuracy may be empty (NaN) for a class without test images; the counts never are
+PER_CLASS_COLUMNS = ("class", "support", "correct")
 # Parameter statistics of the Keras model, copied into each cell (evaluate.py writes them).
 SPARSITY_KEYS = (
     "params",
@@ -85,9 +87,9 @@ def summarize(*, eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_p
     for p, pc in zip(eval_jsons, per_class_csvs, strict=True):
         e = read_json(p)
         c = e["cell"]
-        long.append(pd.read_csv(pc).assign(**{k: c[k] for k in ("arch", "seed", "sparsity", "quant")}))
+        long.append(read_csv(pc, PER_CLASS_COLUMNS).assign(**{k: c[k] for k in ("arch", "seed", "sparsity", "quant")}))
         k = keras[(c["arch"], str(c["seed"]), str(c["sparsity"]))]
-        classes = pd.read_csv(pc)
+        classes = read_csv(pc, PER_CLASS_COLUMNS)
         worst = classes.loc[classes["accuracy"].idxmin()]
         # The parent is the trained (unpruned) Keras model of the same architecture and seed.
         parent = keras.get((c["arch"], str(c["seed"]), "0"), {}).get("top1_test", float("nan"))
@@ -210,7 +212,7 @@ def read_long_tables(inputs) -> dict:
     out = {}
     for name in ("summary", "per_class", "bench"):
         path = get(name, None)
-        out[name] = pd.read_csv(path) if path else None
+        out[name] = read_csv(path) if path else None
     if out["bench"] is None:
         out["bench"] = pd.DataFrame(columns=BENCH_COLUMNS)
     return out
