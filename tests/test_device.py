@@ -18,15 +18,15 @@ def test_parse_tf2_format():
     r = parse_benchmark_model((FIXTURES / "benchmark_model_tf2.txt").read_text())
     assert r["count"] == 267 and r["avg_us"] == 3750 and r["std_us"] == 41 and r["min_us"] == 3698
     assert r["init_us"] == 4108 and r["first_inference_us"] == 5012
-    assert r["peak_memory_mb"] == 6.0156 and r["memory_kind"] == "peak" and "p50_us" not in r
+    assert r["ram_delta_mb"] == 6.0156 and "p50_us" not in r
 
 
 def test_parse_litert_format_with_prefix_and_exponents():
     r = parse_benchmark_model((FIXTURES / "benchmark_model_litert.txt").read_text())
     assert r["count"] == 85 and r["avg_us"] == 26331.5 and r["max_us"] == 1.23457e06
     assert r["p50_us"] == 11803 and r["p95_us"] == 12101 and r["p5_us"] == 11710
-    assert r["init_us"] == 123457 and r["peak_memory_mb"] == 16.1016 and r["memory_kind"] == "delta"
-    assert r["peak_memory_monitored_mb"] == 18.875
+    assert r["init_us"] == 123457 and r["ram_delta_mb"] == 16.1016
+    assert r["process_peak_rss_mb"] == 18.875
 
 
 def test_parse_no_count_line_is_an_error():
@@ -37,7 +37,7 @@ def test_parse_no_count_line_is_an_error():
 def _check_result(r, runs):
     assert r["tool"] == "pqgrid-harness" and r["runtime"] == "ai_edge_litert" and r["count"] == runs
     assert 0 < r["min_us"] <= r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["max_us"]
-    assert r["min_us"] <= r["avg_us"] <= r["max_us"] and r["peak_rss_mb"] > 0
+    assert r["min_us"] <= r["avg_us"] <= r["max_us"] and r["process_peak_rss_mb"] > r["ram_delta_mb"] > 0
     assert r["device"]["cores"] >= 1 and r["device"]["kernel"] and r["model_bytes"] > 0
     assert len(r["model_sha256"]) == 64 and r["cell"] == CELL
 

@@ -15,10 +15,11 @@ ARCHS = {
     "efficientnet_b0": {"builder": "EfficientNetB0"},
     "mobilenet_v3_large": {"builder": "MobileNetV3Large"},
     "mobilenet_v3_small": {"builder": "MobileNetV3Small"},
+    "mobilenet_v3_small_min": {"builder": "MobileNetV3Small", "minimalistic": True},
 }
 
 
-def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005):
+def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005, minimalistic=False):
     """A grid where the thesis' claims hold by construction (sizes in bytes)."""
     rows, pcs, bench = [], [], []
     archs = {
@@ -27,12 +28,14 @@ def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005):
         "mobilenet_v3_large": (0.69, 16_900_000),
         "mobilenet_v3_small": (0.67, 6_100_000),
     }
+    if minimalistic:
+        archs["mobilenet_v3_small_min"] = (0.61, 4_100_000)
     for (arch, (acc, size)), seed, sp, q in itertools.product(archs.items(), seeds, [0, 30, 60, 90], ["fp32", "int8"]):
         top1 = acc + (0.01 if sp == 30 else -0.0 if sp == 0 else -0.03 * sp / 90) + 0.001 * seed
         if arch == "mobilenet" and sp == 90:
             top1 += 0.05
         if q == "int8":
-            top1 += -0.2 if arch == "mobilenet_v3_large" else -int8_delta
+            top1 += -0.2 if arch == "mobilenet_v3_large" else (0.004 if arch.endswith("_min") else -int8_delta)
         file_b = size * (0.28 if q == "int8" else 1.0)
         gz = file_b * (0.92 - 0.8 * sp / 100 * (1.0 if gzip_92 else 0.3))
         rows.append(
@@ -63,9 +66,8 @@ def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005):
             pcs.append(
                 dict(arch=arch, seed=seed, sparsity=sp, quant=q, **{"class": c}, accuracy=top1 - skew + 0.01 * seed)
             )
-        lat = {"mobilenet": 11800, "efficientnet_b0": 12400, "mobilenet_v3_large": 8000, "mobilenet_v3_small": 2950}[
-            arch
-        ]
+        lat = {"mobilenet": 11800, "efficientnet_b0": 12400, "mobilenet_v3_large": 8000, "mobilenet_v3_small": 2950}
+        lat = lat.get(arch, 1826)
         bench.append(
             dict(
                 arch=arch,
@@ -74,7 +76,7 @@ def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005):
                 quant=q,
                 device="pi4",
                 latency_us=lat * (0.6 if q == "int8" else 1.0) * (1 + 0.01 * (sp % 7)),
-                ram_mb=16 * (0.5 if q == "int8" else 1),
+                ram_delta_mb=16 * (0.5 if q == "int8" else 1),
             )
         )
     return pd.DataFrame(rows), pd.DataFrame(bench), pd.DataFrame(pcs)
@@ -94,6 +96,40 @@ def test_findings_verdicts_known_in_advance():
     assert f.loc[9, "verdict"] == "holds"
     assert f.loc[10, "verdict"] == "holds"
     assert f.loc[11, "verdict"] == "not measured"
+
+
+def _set(df, where, **values):
+    df = df.copy()
+    mask = np.ones(len(df), bool)
+    for k, v in where.items():
+        mask &= df[k] == v
+    for k, v in values.items():
+        df.loc[mask, k] = v(df.loc[mask, k]) if callable(v) else v
+    return df
+
+
+# One manipulation per claim that turns "holds" into "does not hold" (s, b, pc -> s, b, pc).
+BREAK = {
+    1: lambda s, b, pc: (_set(s, {"quant": "int8"}, file_bytes=lambda x: x / 0.28 * 0.9), b, pc),
+    2: lambda s, b, pc: fabricated(int8_delta=0.05, minimalistic=True),
+    3: lambda s, b, pc: (s, _set(b, {"sparsity": 90}, ram_delta_mb=lambda x: x * 1.5), pc),  # RAM alone
+    4: lambda s, b, pc: fabricated(gzip_92=False, minimalistic=True),
+    5: lambda s, b, pc: (s.assign(zero_fraction=s.sparsity / 100), b, pc),
+    6: lambda s, b, pc: (_set(s, {"sparsity": 30}, top1=lambda x: x - 0.05), b, pc),
+    7: lambda s, b, pc: (_set(s, {"sparsity": 90, "arch": "efficientnet_b0"}, top1=0.99), b, pc),
+    8: lambda s, b, pc: (s, b, pc.assign(accuracy=pc.merge(s, on=["arch", "seed", "sparsity", "quant"]).top1)),
+    9: lambda s, b, pc: (s, _set(b, {"arch": "efficientnet_b0"}, latency_us=100.0), pc),
+    10: lambda s, b, pc: (s, _set(b, {"arch": "mobilenet_v3_small"}, latency_us=99999.0), pc),
+    11: lambda s, b, pc: (s, _set(b, {"arch": "mobilenet_v3_small_min"}, latency_us=99999.0), pc),  # speed alone
+}
+
+
+@pytest.mark.parametrize("no", sorted(BREAK))
+def test_every_claim_holds_and_does_not_hold(no):
+    s, b, pc = fabricated(minimalistic=True)
+    assert findings.findings(s, b, pc, ARCHS).set_index("no").loc[no, "verdict"] == "holds"
+    broken = findings.findings(*BREAK[no](s, b, pc), ARCHS).set_index("no")
+    assert broken.loc[no, "verdict"] == "does not hold", broken.loc[no].to_dict()
 
 
 def test_findings_that_do_not_hold():
@@ -204,14 +240,26 @@ def test_claims_go_by_builder_not_config_name():
 
 
 @pytest.mark.parametrize("with_bench", [True, False])
-def test_every_figure_renders(tmp_path, with_bench):
-    s, b, pc = fabricated(seeds=(0, 1))
+def test_every_figure_renders(tmp_path, with_bench, monkeypatch):
+    """Every registered figure draws; with all its data present none may fall back to the
+    "not measured" placeholder (without a device, only the latency Pareto view does)."""
+    placeholders = []
+    real = figures.placeholder
+    monkeypatch.setattr(
+        figures, "placeholder", lambda title, why, st: placeholders.append(title) or real(title, why, st)
+    )
+    s, b, pc = fabricated(seeds=(0, 1), minimalistic=True)
+    s = _set(s, {"arch": "mobilenet", "sparsity": 90}, top1=0.1)
+    s["chance_top1"], s["collapsed"] = 0.1, (s.arch == "mobilenet") & (s.sparsity == 90)  # drawn circled
     tables = {"summary": s, "per_class": pc, "bench": b if with_bench else pd.DataFrame(columns=b.columns)}
-    for name in registry.figure_names(list(s.arch.unique()), ["pi4"]):
+    names = registry.figure_names(list(s.arch.unique()), ["pi4"])
+    for name in names:
         out = tmp_path / f"{name}.png"
         figures.render(name, tables, {"dpi": 40}, out)
         assert out.stat().st_size > 2000, name
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    expected = [] if with_bench else ["Accuracy vs latency on pi4"]
+    assert len(names) == 10 + 2 * 5 + 1 and placeholders == expected
 
 
 def test_placeholder_when_device_missing(tmp_path):

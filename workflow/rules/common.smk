@@ -4,6 +4,7 @@
 # architecture's setting reruns that architecture's cells only.
 # The Snakefile has checked the config (pqgrid.config.check_config) and put the library on
 # sys.path before including this file.
+import os
 import re
 
 from snakemake.exceptions import WorkflowError
@@ -158,6 +159,12 @@ def figure_caption(wildcards):
 
 def table_caption(wildcards):
     return registry.resolve(wildcards.table)[0].caption
+
+
+def thesis_dir():
+    """report.thesis_dir, a relative path taken from the workflow's folder."""
+    path = config["report"].get("thesis_dir")
+    return os.path.join(workflow.basedir, path) if path else None
 
 
 def figure_settings(wildcards):

@@ -28,7 +28,7 @@ rule make_table:
     conda:
         "../../envs/report.yaml"
     params:
-        thesis_dir=config["report"]["thesis_dir"],
+        thesis_dir=thesis_dir(),
         caption=table_caption,
     script:
         "../scripts/make_table.py"

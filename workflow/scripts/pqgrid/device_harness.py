@@ -145,8 +145,10 @@ def harness(model, threads, warmup, runs):
         "p90_us": percentile(s, 90),
         "p99_us": percentile(s, 99),
         "count": runs,
-        "peak_rss_mb": peak,
-        "peak_rss_delta_mb": peak - rss_start,
+        # One meaning per name: the growth of the peak over the start (what benchmark_model
+        # and the thesis call the memory footprint), and the whole process' peak.
+        "ram_delta_mb": peak - rss_start,
+        "process_peak_rss_mb": peak,
     }
 
 
@@ -190,11 +192,12 @@ def parse_benchmark_model(text):
             line,
         )
         if m:
-            out["peak_memory_init_mb"], out["peak_memory_mb"] = float(m.group(2)), float(m.group(3))
-            out["memory_kind"] = "peak" if m.group(1).startswith("Peak") else "delta"
+            # Both wordings (TF 2.x "Peak memory footprint", LiteRT "... delta from the start
+            # of the tool") print the same quantity: peak RSS minus the tool's RSS at start.
+            out["ram_delta_init_mb"], out["ram_delta_mb"] = float(m.group(2)), float(m.group(3))
         m = re.search(r"Overall peak memory footprint \(MB\) via periodic monitoring: " + NUM, line)
         if m:
-            out["peak_memory_monitored_mb"] = float(m.group(1))
+            out["process_peak_rss_mb"] = float(m.group(1))
     return out
 
 

@@ -78,11 +78,11 @@ def _quant_change(t, settings, archs=None, title=""):
         dev = settings.get("device") or b.device.iloc[0]
         bb = (
             b[(b.device == dev) & (b.sparsity.astype(str) == "0")]
-            .groupby(["arch", "quant"])[["ram_mb", "latency_us"]]
+            .groupby(["arch", "quant"])[["ram_delta_mb", "latency_us"]]
             .mean()
         )
         m = m.join(bb)
-        metrics.update({"ram_mb": f"RAM ({dev})", "latency_us": f"latency ({dev})"})
+        metrics.update({"ram_delta_mb": f"RAM delta ({dev})", "latency_us": f"latency ({dev})"})
     rows = []
     for (arch, q), r in m.iterrows():
         if q == "fp32" or (arch, "fp32") not in m.index:

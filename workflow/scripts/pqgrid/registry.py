@@ -68,7 +68,12 @@ ENTRIES = (
         "table_4_5_pruned_fp32", "Table 4.5: pruned fp32 models: exact sparsity, size, latency", ("summary", "bench")
     ),
     _table("table_4_6_per_class", "Table 4.6: per-class top-1 by pruning and quantization", ("per_class",)),
-    _table("table_4_7_minimalistic", "Tables 4.7/4.8: MobileNetV3 variants before/after int8", ("summary", "bench")),
+    _table(
+        "table_4_7_minimalistic_fp32", "Table 4.7: MobileNetV3 variants incl. minimalistic, fp32", ("summary", "bench")
+    ),
+    _table(
+        "table_4_8_minimalistic_int8", "Table 4.8: MobileNetV3 variants incl. minimalistic, int8", ("summary", "bench")
+    ),
     _figure(
         "fig_4_1_quantization_change",
         "device",

@@ -23,18 +23,8 @@ SPARSITY_KEYS = (
     "depthwise_sparsity",
 )
 BENCH_COLUMNS = [
-    "arch",
-    "seed",
-    "sparsity",
-    "quant",
-    "device",
-    "latency_us",
-    "latency_std_us",
-    "p50_us",
-    "ram_mb",
-    "tool",
-    "threads",
-    "cpu_model",
+    *("arch", "seed", "sparsity", "quant", "device", "latency_us", "latency_std_us", "p50_us"),
+    *("ram_delta_mb", "process_peak_rss_mb", "tool", "threads", "cpu_model"),
 ]
 
 COLUMNS = [
@@ -188,7 +178,6 @@ def load_bench(paths) -> pd.DataFrame:
     rows = []
     for p in paths:
         b = read_json(p)
-        ram = b.get("peak_memory_mb", b.get("peak_rss_mb"))
         rows.append(
             {
                 **b["cell"],
@@ -196,7 +185,8 @@ def load_bench(paths) -> pd.DataFrame:
                 "latency_us": b["avg_us"],
                 "latency_std_us": b.get("std_us"),
                 "p50_us": b.get("p50_us"),
-                "ram_mb": ram,
+                "ram_delta_mb": b.get("ram_delta_mb"),
+                "process_peak_rss_mb": b.get("process_peak_rss_mb"),
                 "tool": b["tool"],
                 "threads": b.get("threads"),
                 "cpu_model": (b.get("device") or {}).get("cpu_model"),

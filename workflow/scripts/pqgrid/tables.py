@@ -26,7 +26,7 @@ def make_table(*, name, inputs, thesis_dir, out_csv, out_md):
 
 
 def thesis_tables(folder) -> dict:
-    """The thesis' published tables (shared/thesis/*.csv), by file stem; {} if absent."""
+    """The thesis' published tables (resources/thesis/*.csv), by file stem; {} if absent."""
     folder = Path(folder) if folder else None
     if not folder or not folder.is_dir():
         return {}
@@ -89,22 +89,22 @@ def _device_table(summary, bench, quant):
     s["gzip_mb"] = s.gzip_bytes / MB
     if bench.empty:
         s["device"] = "(no device)"
-        merged = s.assign(ram_mb=np.nan, latency_us=np.nan)
+        merged = s.assign(ram_delta_mb=np.nan, latency_us=np.nan)
     else:
-        merged = s.merge(bench[[*CELL, "device", "ram_mb", "latency_us"]], on=CELL, how="inner")
+        merged = s.merge(bench[[*CELL, "device", "ram_delta_mb", "latency_us"]], on=CELL, how="inner")
     return mean_std(
-        merged, ["device", "arch"], ["params", "top1", "top3", "file_mb", "gzip_mb", "ram_mb", "latency_us"]
+        merged, ["device", "arch"], ["params", "top1", "top3", "file_mb", "gzip_mb", "ram_delta_mb", "latency_us"]
     )
 
 
 def table_4_2_fp32_device(summary, bench, per_class, thesis):
     out = _device_table(summary, bench, "fp32")
-    return _with_thesis(out, thesis, "table_4_2_fp32_on_pi4", ["file_mb", "ram_mb", "inference_us"])
+    return _with_thesis(out, thesis, "table_4_2_fp32_on_pi4", ["file_mb", "ram_delta_mb", "inference_us"])
 
 
 def table_4_3_int8_device(summary, bench, per_class, thesis):
     out = _device_table(summary, bench, "int8")
-    return _with_thesis(out, thesis, "table_4_3_int8_on_pi4", ["top1_test", "file_mb", "ram_mb", "inference_us"])
+    return _with_thesis(out, thesis, "table_4_3_int8_on_pi4", ["top1_test", "file_mb", "ram_delta_mb", "inference_us"])
 
 
 def table_4_4_depthwise(summary, bench, per_class, thesis):
@@ -117,9 +117,9 @@ def table_4_5_pruned_fp32(summary, bench, per_class, thesis):
     s = summary[summary.quant == "fp32"].copy()
     s["file_mb"], s["gzip_mb"] = s.file_bytes / MB, s.gzip_bytes / MB
     if not bench.empty:
-        s = s.merge(bench[[*CELL, "device", "ram_mb", "latency_us"]], on=CELL, how="left")
+        s = s.merge(bench[[*CELL, "device", "ram_delta_mb", "latency_us"]], on=CELL, how="left")
     else:
-        s = s.assign(device="(no device)", ram_mb=np.nan, latency_us=np.nan)
+        s = s.assign(device="(no device)", ram_delta_mb=np.nan, latency_us=np.nan)
     s["target_sparsity"] = s.sparsity.astype(str)
     out = mean_std(
         s,
@@ -132,7 +132,7 @@ def table_4_5_pruned_fp32(summary, bench, per_class, thesis):
             "tflite_kernel_sparsity",
             "file_mb",
             "gzip_mb",
-            "ram_mb",
+            "ram_delta_mb",
             "latency_us",
         ],
     )
@@ -157,16 +157,30 @@ def table_4_6_per_class(summary, bench, per_class, thesis):
     keep = (pc.quant == "fp32") | (pc.sparsity == "0")
     pc = pc[keep]
     pc["column"] = np.where(pc.quant == "fp32", pc.arch + "_s" + pc.sparsity, pc.arch + "_" + pc.quant)
-    wide = pc.groupby(["class", "column"]).accuracy.mean().unstack("column")
-    return wide.reset_index()
+    wide = pc.groupby(["class", "column"]).accuracy.mean().unstack("column").reset_index()
+    t = thesis.get("table_4_6_per_class_top1")
+    if t is not None:  # the thesis' per-class top-1 beside the same columns of this run
+        wide = wide.merge(t.add_prefix("thesis_").rename(columns={"thesis_class": "class"}), on="class", how="left")
+    return wide
 
 
-def table_4_7_minimalistic(summary, bench, per_class, thesis):
-    """Before/after int8 for every architecture whose name marks a variant (MobileNetV3
-    and its minimalistic forms): the thesis' Tables 4.7/4.8."""
-    v3 = summary[summary.arch.str.contains("v3")]
-    out = pd.concat([_device_table(v3, bench, q).assign(quantization=q) for q in ("fp32", "int8")], ignore_index=True)
+def _minimalistic(summary, bench, thesis, quant):
+    """MobileNetV3 variants (full and minimalistic) in one mode, with the thesis' Table
+    4.7 (fp32) or 4.8 (int8) beside."""
+    out = _device_table(summary[summary.arch.str.contains("v3")], bench, quant)
+    t = thesis.get("table_4_7_4_8_minimalistic")
+    if t is not None and not out.empty:
+        t = t[t.quantization == quant].drop(columns="quantization")
+        out = _with_thesis(out, {"t": t}, "t", ["top1_test", "top3_test", "file_mb", "ram_delta_mb", "inference_us"])
     return out
+
+
+def table_4_7_minimalistic_fp32(summary, bench, per_class, thesis):
+    return _minimalistic(summary, bench, thesis, "fp32")
+
+
+def table_4_8_minimalistic_int8(summary, bench, per_class, thesis):
+    return _minimalistic(summary, bench, thesis, "int8")
 
 
 TABLES = {
@@ -176,5 +190,6 @@ TABLES = {
     "table_4_4_depthwise": table_4_4_depthwise,
     "table_4_5_pruned_fp32": table_4_5_pruned_fp32,
     "table_4_6_per_class": table_4_6_per_class,
-    "table_4_7_minimalistic": table_4_7_minimalistic,
+    "table_4_7_minimalistic_fp32": table_4_7_minimalistic_fp32,
+    "table_4_8_minimalistic_int8": table_4_8_minimalistic_int8,
 }
