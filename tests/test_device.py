@@ -105,8 +105,13 @@ def test_ssh_faults_give_one_line_and_no_output(sshd, tiny_tflite, tmp_path, ove
 
 
 def test_harness_crash_and_timeout(sshd, tiny_tflite, tmp_path):
+    from pqgrid.io import DamagedFile
+
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer")
+    with pytest.raises(DamagedFile, match="bad.tflite: not a valid .tflite"):  # refused before connecting
+        benchmark(tflite=bad, out_json=tmp_path / "c.json", name="loopback", cfg=sshd.device(), cell=CELL)
+    bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x07" * 64)  # the right signature, a broken body
     with pytest.raises(DeviceError, match="the benchmark failed"):
         benchmark(tflite=bad, out_json=tmp_path / "c.json", name="loopback", cfg=sshd.device(), cell=CELL)
     assert not (tmp_path / "c.json").exists()
@@ -180,3 +185,55 @@ def test_remote_without_numpy_or_runtime(sshd, tiny_tflite, tmp_path):
             tflite=tiny_tflite, out_json=tmp_path / "n.json", name="loopback", cfg=sshd.device(python=bare), cell=CELL
         )
     assert not (tmp_path / "n.json").exists()
+
+
+def test_ssh_config_port_user_and_key_apply_unless_the_device_sets_them(sshd, tiny_tflite, tmp_path):
+    """A host alias whose Port is not 22, as `ssh` would read it from ~/.ssh/config."""
+    import getpass
+
+    cfg_file = tmp_path / "ssh_config"
+    cfg_file.write_text(
+        f"Host myboard\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {getpass.getuser()}\n"
+        f"  IdentityFile {sshd.client_key}\n"
+    )
+    device = sshd.device(host="myboard", ssh_config=str(cfg_file))
+    for key in ("port", "user", "identity_file"):
+        device.pop(key)
+    r = benchmark(tflite=tiny_tflite, out_json=tmp_path / "a.json", name="loopback", cfg=device, cell=CELL)
+    assert r["count"] == 5
+    with pytest.raises(DeviceError, match="connection refused at 127.0.0.1:1"):  # the device's own port wins
+        benchmark(
+            tflite=tiny_tflite, out_json=tmp_path / "b.json", name="loopback", cfg={**device, "port": 1}, cell=CELL
+        )
+
+
+def test_trust_new_host_remembers_the_key_in_the_users_known_hosts(sshd, tiny_tflite, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    device = sshd.device(trust_new_host=True)
+    device.pop("known_hosts")
+    benchmark(tflite=tiny_tflite, out_json=tmp_path / "a.json", name="loopback", cfg=device, cell=CELL)
+    known = tmp_path / "home" / ".ssh" / "known_hosts"
+    host_key = (sshd.root / "host_ed25519.pub").read_text().split()[1]
+    assert f"[127.0.0.1]:{sshd.port}" in known.read_text() and host_key in known.read_text()
+    # remembered: the next connection checks it without trusting anything new
+    benchmark(
+        tflite=tiny_tflite,
+        out_json=tmp_path / "b.json",
+        name="loopback",
+        cfg={**device, "trust_new_host": False},
+        cell=CELL,
+    )
+
+
+CPUINFO_X86 = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n"
+CPUINFO_PI4 = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd08\n\nHardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+CPUINFO_ARM64_BARE = "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n"
+
+
+def test_cpu_model_on_x86_and_arm():
+    from pqgrid.device_harness import cpu_model
+
+    assert cpu_model(CPUINFO_X86) == "Intel(R) Xeon(R) CPU @ 2.20GHz"  # not the numeric "model"
+    assert cpu_model(CPUINFO_PI4) == "Raspberry Pi 4 Model B Rev 1.4"
+    assert cpu_model(CPUINFO_ARM64_BARE) is None
+    assert cpu_model(CPUINFO_ARM64_BARE, "Architecture: aarch64\nModel name:  Neoverse-N1\n") == "Neoverse-N1"

@@ -21,8 +21,9 @@ from .io import check_file, sha256_file, write_json
 
 log = logging.getLogger("pqgrid")
 HARNESS = Path(__file__).with_name("device_harness.py")
+# The one place device defaults live (the schema states types only). No port: the host's
+# ~/.ssh/config Port applies unless the device config sets one, else 22.
 DEFAULTS = {
-    "port": 22,
     "python": "python3",
     "benchmark_model": None,
     "threads": 1,  # LiteRT's default; the thesis used benchmark_model's defaults
@@ -103,13 +104,19 @@ def _resolve(cfg):
 
     host, user, port, key = cfg["host"], cfg.get("user"), cfg.get("port"), cfg.get("identity_file")
     ssh_config = Path(os.path.expanduser(cfg.get("ssh_config") or "~/.ssh/config"))
-    if ssh_config.exists():
+    if ssh_config.exists():  # what the device config sets wins; ~/.ssh/config fills the rest
         sc = paramiko.SSHConfig.from_path(str(ssh_config)).lookup(host)
         host = sc.get("hostname", host)
         user = user or sc.get("user")
-        port = port or int(sc.get("port", 22))
+        port = port or sc.get("port")
         key = key or (sc.get("identityfile") or [None])[0]
     return host, int(port or 22), user or os.environ.get("USER", "root"), key
+
+
+def _known_hosts_file(cfg) -> str:
+    """Where keys are checked besides the system's, and where `trust_new_host` stores a new
+    one: the configured file, else the user's ~/.ssh/known_hosts (as `ssh` does)."""
+    return os.path.expanduser(cfg.get("known_hosts") or "~/.ssh/known_hosts")
 
 
 def connect(name, cfg):
@@ -118,10 +125,9 @@ def connect(name, cfg):
     host, port, user, key = _resolve(cfg)
     client = paramiko.SSHClient()
     client.load_system_host_keys()
-    if cfg.get("known_hosts"):
-        kh = os.path.expanduser(cfg["known_hosts"])
-        if os.path.exists(kh):
-            client.load_host_keys(kh)
+    kh = _known_hosts_file(cfg)
+    if os.path.exists(kh):
+        client.load_host_keys(kh)
     # Host keys are checked: an unknown host is refused unless the user opted in.
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if cfg["trust_new_host"] else paramiko.RejectPolicy())
     where = f"{user}@{host}:{port}"
@@ -161,6 +167,9 @@ def connect(name, cfg):
         ) from None
     except (TimeoutError, OSError) as e:
         raise _Retryable(f"device {name}: cannot reach {host}:{port} ({e}); check the network and `timeout`") from None
+    if cfg["trust_new_host"]:  # remember the accepted key: later connections check it
+        os.makedirs(os.path.dirname(kh) or ".", mode=0o700, exist_ok=True)
+        client.save_host_keys(kh)
     return client, where
 
 

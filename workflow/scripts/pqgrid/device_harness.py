@@ -43,12 +43,35 @@ def read(path):
         return None
 
 
+def cpu_model(cpuinfo, lscpu=None):
+    """The CPU's name from /proc/cpuinfo: "model name" on x86 (whose "model" is a number),
+    "Model" (the board, e.g. Raspberry Pi 4 Model B) or "Hardware" on ARM; else lscpu's
+    "Model name"."""
+    fields = {}
+    for line in (cpuinfo or "").splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            fields.setdefault(key.strip().lower(), value.strip())
+    for key in ("model name", "model", "hardware"):
+        value = fields.get(key)
+        if value and not value.isdigit():
+            return value
+    for line in (lscpu or "").splitlines():
+        if line.lower().startswith("model name:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def _lscpu():
+    try:
+        return subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def device_facts():
-    cpu = None
-    for line in (read("/proc/cpuinfo") or "").splitlines():
-        if line.lower().startswith(("model name", "hardware", "model")):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpuinfo = read("/proc/cpuinfo")
+    cpu = cpu_model(cpuinfo) or cpu_model(None, _lscpu())
     mem = None
     for line in (read("/proc/meminfo") or "").splitlines():
         if line.startswith("MemTotal:"):
