@@ -127,22 +127,11 @@ def evaluate_tflite(
 ):
     """Metrics of one grid cell: accuracy overall and per class, confusion matrix, sizes,
     parameter statistics (from the .h5 and read back from the .tflite), and provenance."""
-    from .config import input_scaling
-    from .models import scale_inputs
     from .tflite_weights import kernel_sparsity, layer_table, read_kernels
 
     man = data_mod.load_manifest(manifest)
     x, y = data_mod.load_npz(test_npz)
-    t0 = time.perf_counter()
-    try:
-        scores = predict_tflite(tflite, scale_inputs(x, input_scaling(arch_cfg)), batch_size, threads)
-    except RuntimeError as e:  # e.g. XNNPACK cannot prepare a sparse-encoded int8 kernel
-        raise RuntimeError(
-            f"{tflite}: the LiteRT interpreter cannot run this model ({str(e).splitlines()[0][:200]}); "
-            "the cell is left out - a dense mode of the same model (without _sparse) usually runs"
-        ) from None
-    dt = time.perf_counter() - t0
-    log.info("evaluated %d images in %.2fs (%.0f img/s, %d threads)", len(x), dt, len(x) / dt, threads)
+    scores = _scores(tflite, x, arch_cfg, batch_size, threads)
     pred = np.argmax(scores, axis=1)
     per_class = per_class_table(y, pred, man["classes"])
     keras_stats = read_json(keras_json)
@@ -154,14 +143,6 @@ def evaluate_tflite(
     kernels = read_kernels(tflite)
     m_by_n = (settings.get("pruning") or {}).get("m_by_n")
     layers = pd.DataFrame(layer_table(kernels, m_by_n))
-    pattern = {}
-    if m_by_n:
-        checked = layers[layers["m_by_n_ok"] != ""]
-        pattern = {
-            "m_by_n": f"{m_by_n[0]}:{m_by_n[1]}",
-            "m_by_n_layers_eligible": int(len(checked)),
-            "m_by_n_layers_ok": int(checked["m_by_n_ok"].astype(bool).sum()),
-        }
     out = {
         "cell": cell,
         "top1": top1,
@@ -172,7 +153,7 @@ def evaluate_tflite(
         **{k: keras_stats[k] for k in SPARSITY_KEYS},
         "keras_top1_test": keras_stats["top1_test"],
         **kernel_sparsity(kernels),
-        **pattern,
+        **_pattern_check(layers, m_by_n),
         **io_dtypes(tflite),
         "confusion_matrix": confusion_matrix(y, pred, len(man["classes"])).tolist(),
         "classes": man["classes"],
@@ -188,6 +169,36 @@ def evaluate_tflite(
         layers.to_csv(tmp, index=False)
     write_json(out_json, out)
     return out
+
+
+def _scores(tflite, x, arch_cfg, batch_size, threads):
+    """Class scores of the test images through the LiteRT interpreter, timed in the log."""
+    from .config import input_scaling
+    from .models import scale_inputs
+
+    t0 = time.perf_counter()
+    try:
+        scores = predict_tflite(tflite, scale_inputs(x, input_scaling(arch_cfg)), batch_size, threads)
+    except RuntimeError as e:  # e.g. XNNPACK cannot prepare a sparse-encoded int8 kernel
+        raise RuntimeError(
+            f"{tflite}: the LiteRT interpreter cannot run this model ({str(e).splitlines()[0][:200]}); "
+            "the cell is left out - a dense mode of the same model (without _sparse) usually runs"
+        ) from None
+    dt = time.perf_counter() - t0
+    log.info("evaluated %d images in %.2fs (%.0f img/s, %d threads)", len(x), dt, len(x) / dt, threads)
+    return scores
+
+
+def _pattern_check(layers, m_by_n) -> dict:
+    """For an M:N-pruned cell: how many eligible layers hold the pattern in the .tflite."""
+    if not m_by_n:
+        return {}
+    checked = layers[layers["m_by_n_ok"] != ""]
+    return {
+        "m_by_n": f"{m_by_n[0]}:{m_by_n[1]}",
+        "m_by_n_layers_eligible": int(len(checked)),
+        "m_by_n_layers_ok": int(checked["m_by_n_ok"].astype(bool).sum()),
+    }
 
 
 def evaluate_keras(*, model_h5, train_npz, test_npz, manifest, out_json, arch_cfg, cell, threads=None):

@@ -164,11 +164,31 @@ def run_script(log_path, fn, *args, **kwargs):
             terminal.close()
 
 
+def platform_facts() -> dict:
+    """The machine a number was computed on. Runs are bit-identical on one machine
+    (seeds, op determinism) but not across CPU types: oneDNN picks kernels by instruction set
+    (AVX2, AVX-512, ...), which changes the rounding of every training step."""
+    import platform
+
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.lower().startswith("model name")), None)
+    except OSError:
+        pass
+    flags = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        flags = next((line for line in fh if line.startswith("flags")), "")
+    isa = [f for f in ("avx512f", "avx2", "fma", "neon", "asimd") if f" {f}" in flags]
+    return {"machine": platform.machine(), "cpu": cpu or platform.processor() or None, "simd": isa,
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}  # fmt: skip
+
+
 def versions() -> dict:
     """Versions of the libraries that made a number, for provenance."""
     from importlib import metadata
 
-    out = {"python": sys.version.split()[0]}
+    out = {"python": sys.version.split()[0], "platform": platform_facts()}
     for dist in (
         "tensorflow",
         "tf_keras",

@@ -26,43 +26,23 @@ BENCH_COLUMNS = [
     *("arch", "seed", "sparsity", "quant", "device", "latency_us", "latency_std_us", "p50_us"),
     *("ram_delta_mb", "process_peak_rss_mb", "tool", "threads", "cpu_model"),
 ]
-
+# What the .tflite's own weights say (read back by tflite_weights.py); absent for some modes.
+TFLITE_KEYS = (
+    *("tflite_kernel_sparsity", "tflite_conv_dense_sparsity", "tflite_depthwise_sparsity"),
+    *("tflite_sparse_encoded_tensors", "m_by_n", "m_by_n_layers_eligible", "m_by_n_layers_ok"),
+)
+# Copied from each cell's metrics JSON as they are.
+EVAL_KEYS = (
+    *("top1", "top3", "file_bytes", "gzip_bytes", *SPARSITY_KEYS),
+    *("input_dtype", "output_dtype", "test_images", "tflite_sha256", "keras_top1_test"),
+)
+CELL_KEYS = ("arch", "seed", "sparsity", "quant")
 COLUMNS = [
-    "arch",
-    "seed",
-    "sparsity",
-    "quant",
-    "top1",
-    "top3",
-    "keras_top1_test",
-    "keras_top1_train",
-    "keras_top3_train",
-    "keras_top3_test",
-    "file_bytes",
-    "gzip_bytes",
-    "gzip_ratio",
-    "params",
-    "depthwise_params",
-    "depthwise_share",
-    "zero_fraction",
-    "conv_dense_sparsity",
-    "depthwise_sparsity",
-    "tflite_kernel_sparsity",
-    "tflite_conv_dense_sparsity",
-    "tflite_depthwise_sparsity",
-    "tflite_sparse_encoded_tensors",
-    "m_by_n",
-    "m_by_n_layers_eligible",
-    "m_by_n_layers_ok",
-    "input_dtype",
-    "output_dtype",
-    "test_images",
-    "worst_class",
-    "worst_class_top1",
-    "chance_top1",
-    "parent_top1",
-    "collapsed",
-    "tflite_sha256",
+    *CELL_KEYS,
+    *("top1", "top3", "keras_top1_test", "keras_top1_train", "keras_top3_train", "keras_top3_test"),
+    *("file_bytes", "gzip_bytes", "gzip_ratio", *SPARSITY_KEYS, *TFLITE_KEYS),
+    *("input_dtype", "output_dtype", "test_images", "worst_class", "worst_class_top1"),
+    *("chance_top1", "parent_top1", "collapsed", "tflite_sha256"),
 ]
 
 
@@ -71,59 +51,13 @@ def summarize(*, eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_p
     keras = {}
     for p in keras_jsons:
         k = read_json(p)
-        c = k["cell"]
-        keras[(c["arch"], str(c["seed"]), str(c["sparsity"]))] = k
+        keras[_model_key(k["cell"])] = k
     rows, long = [], []
     for p, pc in zip(eval_jsons, per_class_csvs, strict=True):
         e = read_json(p)
-        c = e["cell"]
-        long.append(read_csv(pc, PER_CLASS_COLUMNS).assign(**{k: c[k] for k in ("arch", "seed", "sparsity", "quant")}))
-        k = keras[(c["arch"], str(c["seed"]), str(c["sparsity"]))]
         classes = read_csv(pc, PER_CLASS_COLUMNS)
-        worst = classes.loc[classes["accuracy"].idxmin()]
-        # The parent is the trained (unpruned) Keras model of the same architecture and seed.
-        parent = keras.get((c["arch"], str(c["seed"]), "0"), {}).get("top1_test", float("nan"))
-        rows.append(
-            {
-                **{key: c[key] for key in ("arch", "seed", "sparsity", "quant")},
-                **{
-                    key: e[key]
-                    for key in (
-                        "top1",
-                        "top3",
-                        "file_bytes",
-                        "gzip_bytes",
-                        *SPARSITY_KEYS,
-                        "input_dtype",
-                        "output_dtype",
-                        "test_images",
-                        "tflite_sha256",
-                        "keras_top1_test",
-                    )
-                },
-                "keras_top1_train": k["top1_train"],
-                "keras_top3_train": k["top3_train"],
-                "keras_top3_test": k["top3_test"],
-                **{
-                    key: e.get(key)
-                    for key in (
-                        "tflite_kernel_sparsity",
-                        "tflite_conv_dense_sparsity",
-                        "tflite_depthwise_sparsity",
-                        "tflite_sparse_encoded_tensors",
-                        "m_by_n",
-                        "m_by_n_layers_eligible",
-                        "m_by_n_layers_ok",
-                    )
-                },
-                "gzip_ratio": e["gzip_bytes"] / e["file_bytes"],
-                "worst_class": worst["class"],
-                "worst_class_top1": float(worst["accuracy"]),
-                "chance_top1": 1 / len(classes),
-                "parent_top1": parent,
-                "collapsed": collapsed(e["top1"], parent, len(classes), e["test_images"]),
-            }
-        )
+        long.append(classes.assign(**{k: e["cell"][k] for k in CELL_KEYS}))
+        rows.append(_row(e, keras, classes))
     df = pd.DataFrame(rows, columns=COLUMNS).sort_values(["arch", "seed", "sparsity", "quant"], key=_natural)
     for r in df[df["collapsed"]].itertuples():
         log.warning(
@@ -146,6 +80,32 @@ def summarize(*, eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_p
         with atomic_path(out_per_class) as tmp:
             pcs.to_csv(tmp, index=False)
     return df
+
+
+def _model_key(cell) -> tuple:
+    return cell["arch"], str(cell["seed"]), str(cell["sparsity"])
+
+
+def _row(e: dict, keras: dict, classes: pd.DataFrame) -> dict:
+    """One summary row: the cell's metrics, its Keras model's, and the collapse guard."""
+    c, k = e["cell"], keras[_model_key(e["cell"])]
+    worst = classes.loc[classes["accuracy"].idxmin()]
+    # The parent is the trained (unpruned) Keras model of the same architecture and seed.
+    parent = keras.get((c["arch"], str(c["seed"]), "0"), {}).get("top1_test", float("nan"))
+    return {
+        **{key: c[key] for key in CELL_KEYS},
+        **{key: e[key] for key in EVAL_KEYS},
+        **{key: e.get(key) for key in TFLITE_KEYS},
+        "keras_top1_train": k["top1_train"],
+        "keras_top3_train": k["top3_train"],
+        "keras_top3_test": k["top3_test"],
+        "gzip_ratio": e["gzip_bytes"] / e["file_bytes"],
+        "worst_class": worst["class"],
+        "worst_class_top1": float(worst["accuracy"]),
+        "chance_top1": 1 / len(classes),
+        "parent_top1": parent,
+        "collapsed": collapsed(e["top1"], parent, len(classes), e["test_images"]),
+    }
 
 
 def _natural(col):
