@@ -129,11 +129,11 @@ def test_touching_one_trained_model_reruns_exactly_its_downstream(smoke_run):
 
 
 def test_changing_one_architecture_reruns_only_it(smoke_run):
-    names, out = planned_jobs(
-        smoke_run,
-        "--config",
-        "architectures={v3small_tiny: {builder: MobileNetV3Small, alpha: 0.75, minimalistic: true, dropout_rate: 0.3}}",
+    # an overlay file, as the README advises: --config would pass `true` as the string 'true'
+    (smoke_run / "dropout.yaml").write_text(
+        "architectures:\n  v3small_tiny: {builder: MobileNetV3Small, alpha: 0.75, minimalistic: true, dropout_rate: 0.3}\n"
     )
+    names, out = planned_jobs(smoke_run, configfiles=["dropout.yaml"])
     assert "train_model" in names
     outputs = re.findall(r"output: ([^\n]+)", out)
     assert any("results/models/v3small_tiny/seed0/trained.h5" in o for o in outputs)
@@ -160,7 +160,8 @@ def test_one_figure_rebuilds_alone(smoke_run):
 
 
 def test_changing_a_plot_setting_reruns_only_that_figure(smoke_run):
-    names, out = planned_jobs(smoke_run, "--config", "report={figures: {per_figure: {pareto_gzip: {label_top: 3}}}}")
+    (smoke_run / "label3.yaml").write_text("report: {figures: {per_figure: {pareto_gzip: {label_top: 3}}}}\n")
+    names, out = planned_jobs(smoke_run, configfiles=["label3.yaml"])
     assert sorted(names) == ["all", "plot_figure"]
     assert re.findall(r"^\s+output: (results/[^\n]+)", out, re.M) == ["results/figures/pareto_gzip.png"]
 
@@ -202,3 +203,22 @@ def test_report_html_renders_with_figures(smoke_run, tmp_path):
 
     img = mpimg.imread(shot)
     assert img.shape[0] > 500 and img[..., :3].std() > 0.05, "screenshot is blank"
+
+
+def test_a_damaged_intermediate_file_stops_its_reader_with_one_line(smoke_run):
+    """Last in this module: it breaks the smoke results for a moment, then restores them."""
+    target = smoke_run / "results/eval/mobilenet_tiny/seed0/s0_fp32.json"
+    good = target.read_bytes()
+    target.write_bytes(b"")  # a killed job or a full disk
+    try:
+        proc = snakemake(smoke_run, "--cores", "1", "results/tables/summary.csv", *SMOKE, check=False)
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("pqgrid: ")]
+        assert proc.returncode != 0 and len(lines) == 1, proc.stderr[-2000:]
+        assert lines[0] == (
+            "pqgrid: DamagedFile: results/eval/mobilenet_tiny/seed0/s0_fp32.json: empty file (0 bytes: a killed job "
+            "or a full disk?); delete it and rerun"
+        )
+        assert not (smoke_run / "results/tables/summary.csv").exists()  # nothing downstream written
+    finally:
+        target.write_bytes(good)
+        snakemake(smoke_run, "--cores", "1", "results/tables/summary.csv", *SMOKE)

@@ -66,6 +66,10 @@ def read_csv(path, required=()):
     import pandas as pd
 
     check_file(path)
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":  # pandas ends every CSV it writes with a newline
+            raise damaged(path, "no final newline: cut off")
     try:
         df = pd.read_csv(path)
     except (ValueError, OSError, pd.errors.ParserError) as e:

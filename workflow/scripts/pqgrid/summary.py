@@ -6,7 +6,7 @@ import logging
 
 import pandas as pd
 
-from .io import atomic_path, read_csv, read_json, write_text
+from .io import atomic_path, damaged, read_csv, read_json, write_text
 from .sanity import collapsed
 
 log = logging.getLogger("pqgrid")
@@ -56,6 +56,8 @@ def summarize(*, eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_p
     for p, pc in zip(eval_jsons, per_class_csvs, strict=True):
         e = read_json(p)
         classes = read_csv(pc, PER_CLASS_COLUMNS)
+        if classes.support.sum() != e["test_images"]:  # whole rows lost: cut at a line end
+            raise damaged(pc, f"{classes.support.sum()} of {e['test_images']} test images")
         long.append(classes.assign(**{k: e["cell"][k] for k in CELL_KEYS}))
         rows.append(_row(e, keras, classes))
     df = pd.DataFrame(rows, columns=COLUMNS).sort_values(["arch", "seed", "sparsity", "quant"], key=_natural)
