@@ -1,4 +1,4 @@
-"""Keras .h5 -> .tflite in one of five modes (thesis §3.4 used `int8`)."""
+"""Keras .h5 -> .tflite in one quantization mode (thesis §3.4 used `int8`), and its gzip."""
 
 from __future__ import annotations
 
@@ -67,15 +67,13 @@ def convert_tflite(*, model_h5, train_npz, out_tflite, arch_cfg, mode, calibrati
     from .tfsetup import tensorflow
 
     tensorflow(threads, seed)
-    from .config import split_quant
-    from .models import BUILDERS, load_keras, scale_inputs
+    from .config import input_scaling, split_quant
+    from .models import load_keras, scale_inputs
 
     model = load_keras(model_h5)
     rep = None
     if split_quant(mode)[0] in ("int8", "int8_full"):
-        rep = scale_inputs(
-            calibration_images(train_npz, calibration_samples, seed), BUILDERS[arch_cfg["builder"]]["input"]
-        )
+        rep = scale_inputs(calibration_images(train_npz, calibration_samples, seed), input_scaling(arch_cfg))
     flat = converter_for(model, mode, rep).convert()
     with atomic_path(out_tflite) as tmp:
         tmp.write_bytes(flat)

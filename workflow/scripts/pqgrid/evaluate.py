@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import data as data_mod
+from .config import input_scaling
 from .io import atomic_path, check_file, read_json, sha256_file, versions, write_json
 from .sanity import collapse_message, collapsed
 from .summary import SPARSITY_KEYS
@@ -173,7 +174,6 @@ def evaluate_tflite(
 
 def _scores(tflite, x, arch_cfg, batch_size, threads):
     """Class scores of the test images through the LiteRT interpreter, timed in the log."""
-    from .config import input_scaling
     from .models import scale_inputs
 
     t0 = time.perf_counter()
@@ -208,7 +208,7 @@ def evaluate_keras(*, model_h5, train_npz, test_npz, manifest, out_json, arch_cf
 
     tensorflow(threads, 0)
     model = models.load_keras(model_h5)
-    scaling = models.BUILDERS[arch_cfg["builder"]]["input"]
+    scaling = input_scaling(arch_cfg)
     out = {"cell": cell, "model_sha256": sha256_file(model_h5), **models.parameter_stats(model)}
     for split, path in (("train", train_npz), ("test", test_npz)):
         x, y = data_mod.load_npz(path)

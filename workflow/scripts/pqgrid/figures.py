@@ -18,7 +18,7 @@ import seaborn as sns  # noqa: E402
 
 from . import registry  # noqa: E402
 from .io import atomic_path  # noqa: E402
-from .stats import CELL, MB, pareto_front, per_class_changes, sparsity_number  # noqa: E402
+from .stats import CELL, MB, is_unpruned, pareto_front, per_class_changes, sparsity_number  # noqa: E402
 from .summary import read_long_tables  # noqa: E402
 
 FIGURES = {}  # registry name -> drawing function
@@ -67,7 +67,7 @@ def _lines(s, x, y, hue, ax, xlabel, ylabel, title):
 # ---------------------------------------------------------------- 4.1 / 4.9
 def _quant_change(t, settings, archs=None, title=""):
     s, b = t["summary"], t.get("bench")
-    s = s[s.sparsity.astype(str) == "0"]
+    s = s[is_unpruned(s)]
     if archs is not None:
         s = s[s.arch.isin(archs)]
     if s.empty:
@@ -76,11 +76,7 @@ def _quant_change(t, settings, archs=None, title=""):
     m = s.groupby(["arch", "quant"])[list(metrics)].mean()
     if b is not None and not b.empty:
         dev = settings.get("device") or b.device.iloc[0]
-        bb = (
-            b[(b.device == dev) & (b.sparsity.astype(str) == "0")]
-            .groupby(["arch", "quant"])[["ram_delta_mb", "latency_us"]]
-            .mean()
-        )
+        bb = b[(b.device == dev) & is_unpruned(b)].groupby(["arch", "quant"])[["ram_delta_mb", "latency_us"]].mean()
         m = m.join(bb)
         metrics.update({"ram_delta_mb": f"RAM delta ({dev})", "latency_us": f"latency ({dev})"})
     rows = []
@@ -279,7 +275,7 @@ def per_class_pruning(t, settings, arch):
 @figure("per_class_quantization_")
 def per_class_quant(t, settings, arch):
     pc = t["per_class"]
-    qs = [q for q in dict.fromkeys(pc[(pc.arch == arch) & (pc.sparsity.astype(str) == "0")].quant) if q != "fp32"]
+    qs = [q for q in dict.fromkeys(pc[(pc.arch == arch) & is_unpruned(pc)].quant) if q != "fp32"]
     return _per_class(t, settings, arch, [("0", q) for q in qs], f"{arch}: per-class change by quantization (unpruned)")
 
 
@@ -287,7 +283,7 @@ def per_class_quant(t, settings, arch):
 @figure("quant_modes")
 def quant_modes(t, settings):
     s = t["summary"]
-    s = s[s.sparsity.astype(str) == "0"].assign(top1_pct=lambda x: 100 * x.top1, file_mb=lambda x: x.file_bytes / MB)
+    s = s[is_unpruned(s)].assign(top1_pct=lambda x: 100 * x.top1, file_mb=lambda x: x.file_bytes / MB)
     fig, axes = plt.subplots(1, 2, figsize=settings.get("size", (11, 4.5)))
     sns.barplot(data=s, x="quant", y="top1_pct", hue="arch", ax=axes[0], errorbar="sd")
     axes[0].set(xlabel="quantization mode", ylabel="test top-1 (%)", title="Accuracy")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path, write_text
-from .stats import CELL, sparsity_number
+from .stats import CELL, is_unpruned, sparsity_number
 from .summary import read_long_tables
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
@@ -75,7 +75,7 @@ class Run:
 
     def unpruned(self, quant: str, accuracy: bool = False) -> pd.DataFrame:
         s = self.acc_summary if accuracy else self.summary
-        return s[(s.sparsity.astype(str) == "0") & (s.quant == quant)].groupby("arch").mean(numeric_only=True)
+        return s[is_unpruned(s) & (s.quant == quant)].groupby("arch").mean(numeric_only=True)
 
     def unstructured(self, accuracy: bool = False) -> pd.DataFrame:
         """Cells pruned to a percentage (not a pattern), with numeric sparsity `sp`."""
@@ -254,7 +254,7 @@ def _per_class_uneven(run):
     _int8_pairs(run, accuracy=True)
     ratios = []
     for a in pc.arch.unique():
-        base = pc[(pc.arch == a) & (pc.sparsity.astype(str) == "0") & (pc.quant == "fp32")]
+        base = pc[(pc.arch == a) & is_unpruned(pc) & (pc.quant == "fp32")]
         for (sp, q), v in pc[pc.arch == a].groupby([pc.sparsity.astype(str), "quant"]):
             if (sp, q) == ("0", "fp32") or base.empty:
                 continue
@@ -272,7 +272,7 @@ def _unpruned_latency(run):
     if run.bench.empty:
         raise NotMeasured("no device configured")
     b = run.bench
-    return b[(b.sparsity.astype(str) == "0") & (b.quant == "fp32")].groupby(["device", "arch"]).latency_us.mean()
+    return b[is_unpruned(b) & (b.quant == "fp32")].groupby(["device", "arch"]).latency_us.mean()
 
 
 @claim(

@@ -8,6 +8,7 @@ import math
 import re
 
 from . import data, fit, models
+from .config import input_scaling
 from .io import sha256_file
 from .sanity import collapse_message, collapsed
 
@@ -29,7 +30,7 @@ def prune_model(
     num_classes = len(man["classes"])
     base = models.load_keras(trained_h5)
     models.set_batchnorm_momentum(base, settings.get("batchnorm_momentum"))
-    scaling = models.BUILDERS[arch_cfg["builder"]]["input"]
+    scaling = input_scaling(arch_cfg)
     # Measured now: the wrappers below share (and change) the trained model's layers.
     base_top1 = _top1(base, val, scaling)
     spe = math.ceil(len(x) / settings["batch_size"])

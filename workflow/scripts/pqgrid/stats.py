@@ -12,6 +12,11 @@ MB = 1_000_000
 CELL = ["arch", "seed", "sparsity", "quant"]
 
 
+def is_unpruned(df) -> pd.Series:
+    """Rows of the trained model itself (sparsity 0; the column may hold ints or strings)."""
+    return df.sparsity.astype(str) == "0"
+
+
 def sparsity_number(s):
     """Sparsity column -> numbers for axes and comparisons; a 2:4 pattern counts as 50 %."""
     return pd.to_numeric(s.astype(str).str.replace("2of4|2:4", "50", regex=True), errors="coerce")

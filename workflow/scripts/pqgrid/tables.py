@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path, write_text
-from .stats import CELL, MB
+from .stats import CELL, MB, is_unpruned
 from .summary import read_long_tables, to_markdown
 
 
@@ -70,7 +70,7 @@ def _with_thesis(df, thesis, name, cols):
 
 
 def table_4_1_training(summary, bench, per_class, thesis):
-    d = summary[(summary.sparsity.astype(str) == "0")].drop_duplicates(["arch", "seed"])
+    d = summary[is_unpruned(summary)].drop_duplicates(["arch", "seed"])
     d = d.rename(
         columns={
             "keras_top1_train": "top1_train",
@@ -84,7 +84,7 @@ def table_4_1_training(summary, bench, per_class, thesis):
 
 
 def _device_table(summary, bench, quant):
-    s = summary[(summary.sparsity.astype(str) == "0") & (summary.quant == quant)].copy()
+    s = summary[is_unpruned(summary) & (summary.quant == quant)].copy()
     s["file_mb"] = s.file_bytes / MB
     s["gzip_mb"] = s.gzip_bytes / MB
     if bench.empty:
@@ -108,7 +108,7 @@ def table_4_3_int8_device(summary, bench, per_class, thesis):
 
 
 def table_4_4_depthwise(summary, bench, per_class, thesis):
-    d = summary[summary.sparsity.astype(str) == "0"].drop_duplicates(["arch"])
+    d = summary[is_unpruned(summary)].drop_duplicates(["arch"])
     out = d[["arch", "params", "depthwise_params", "depthwise_share"]].reset_index(drop=True)
     return _with_thesis(out, thesis, "table_4_4_depthwise", ["params", "depthwise_params", "depthwise_share"])
 

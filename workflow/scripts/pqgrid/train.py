@@ -6,6 +6,7 @@ import logging
 import math
 
 from . import data, fit, models
+from .config import input_scaling
 
 log = logging.getLogger("pqgrid")
 
@@ -41,7 +42,7 @@ def train_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_c
         epochs=settings["epochs"],
         batch_size=settings["batch_size"],
         seed=seed,
-        scaling=models.BUILDERS[arch_cfg["builder"]]["input"],
+        scaling=input_scaling(arch_cfg),
         num_classes=num_classes,
         resume_dir=resume_dir,
         run_id=fit.fingerprint(arch_cfg, settings, seed, man["npz_sha256"]),
