@@ -171,3 +171,19 @@ def test_dry_run_default_grid_counts(workflow_dir):
     assert counts["gzip_tflite"] == 140
     assert counts["evaluate_tflite"] == 140
     assert counts["evaluate_keras"] == 28
+
+
+def test_per_figure_settings_are_typed_and_named():
+    ok = cfg(grid_architectures=["mobilenet"])
+    ok["report"]["figures"]["per_figure"]["per_class_pruning_efficientnet_b0"] = {"alpha": 0.01}  # not in this grid
+    check_config(ok, SCHEMA)
+    for figure, values, message in (
+        ("fig_9_9", {}, r"report.figures.per_figure.fig_9_9: no such figure"),
+        ("pareto_gzip", {"label_top": "3"}, r"report.figures.per_figure.pareto_gzip.label_top: '3' is not integer"),
+        ("pareto_gzip", {"alpha": 0.1}, r"report.figures.per_figure.pareto_gzip.alpha: unknown key"),
+        ("fig_4_2_top1_vs_sparsity_fp32", {"x": "size"}, r"\.x: 'size' is not allowed"),
+    ):
+        bad = cfg()
+        bad["report"]["figures"]["per_figure"][figure] = values
+        with pytest.raises(ConfigError, match=message):
+            check_config(bad, SCHEMA)

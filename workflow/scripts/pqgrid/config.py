@@ -209,13 +209,14 @@ def _check_devices(config: dict) -> None:
 def _check_figures(config: dict) -> None:
     from . import registry
 
-    names = registry.figure_names(grid(config)["arch"], list(config.get("devices") or {}))
+    # any configured architecture, also one this run leaves out of its grid
+    names = registry.figure_names(list(config["architectures"]), list(config.get("devices") or {}))
     per_figure = ((config.get("report") or {}).get("figures") or {}).get("per_figure") or {}
     for name, values in per_figure.items():
         if name not in names:
             close = [n for n in names if n.startswith(str(name)[:6])] or names
             raise ConfigError(
-                f"report.figures.per_figure.{name}: no such figure in this run (figures: {', '.join(close[:6])}"
+                f"report.figures.per_figure.{name}: no such figure (figures: {', '.join(close[:6])}"
                 f"{', ...' if len(close) > 6 else ''})"
             )
         _validate(values, registry.figure_settings_schema(name), f"report.figures.per_figure.{name}")
