@@ -290,11 +290,12 @@ def test_batchnorm_recalibration_matches_the_data_at_the_final_weights():
     assert {bn.momentum for bn in bns} == {0.9}  # restored
 
 
-def _train_cmd(small_data, out, epochs):
-    settings = dict(TRAIN, epochs=epochs)
+def _train_cmd(small_data, out, epochs, settings=None, then=""):
+    """train_model in a fresh Python (kill -9, process-global policies), then `then`."""
+    settings = settings or dict(TRAIN, epochs=epochs)
     code = (
-        "import sys; sys.path.insert(0, %r); from pqgrid.train import train_model; "
-        "train_model(train_npz=%r, test_npz=%r, manifest=%r, model_out=%r, history_csv=%r, arch_cfg=%r, settings=%r, seed=0, threads=2)"
+        "import sys; sys.path.insert(0, %r); from pqgrid.train import train_model; from pqgrid.models import load_keras; "
+        "train_model(train_npz=%r, test_npz=%r, manifest=%r, model_out=%r, history_csv=%r, arch_cfg=%r, settings=%r, seed=0, threads=2); "
         % (
             str(ROOT / "workflow" / "scripts"),
             str(small_data / "train.npz"),
@@ -306,7 +307,7 @@ def _train_cmd(small_data, out, epochs):
             settings,
         )
     )
-    return [sys.executable, "-c", code]
+    return [sys.executable, "-c", code + then]
 
 
 def test_kill_9_and_rerun_resumes_to_identical_weights(small_data, tmp_path):
@@ -495,22 +496,8 @@ def test_gpu_path_mixed_precision_and_xla_run_on_cpu(small_data, tmp_path):
     In a subprocess: the mixed-precision policy is process-global."""
     out = tmp_path / "mixed.h5"
     settings = dict(TRAIN, epochs=1, mixed_precision=True, xla=True)
-    code = (
-        "import sys; sys.path.insert(0, %r); from pqgrid.train import train_model; from pqgrid.models import load_keras; "
-        "train_model(train_npz=%r, test_npz=%r, manifest=%r, model_out=%r, history_csv=%r, arch_cfg=%r, settings=%r, seed=0, threads=2); "
-        "m = load_keras(%r); print('DTYPES', sorted({l.dtype for l in m.layers if l.weights}))"
-        % (
-            str(ROOT / "workflow" / "scripts"),
-            str(small_data / "train.npz"),
-            str(small_data / "test.npz"),
-            str(small_data / "manifest.json"),
-            str(out),
-            str(out.with_suffix(".csv")),
-            TINY,
-            settings,
-            str(out),
-        )
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    show = f"m = load_keras({str(out)!r}); print('DTYPES', sorted({{l.dtype for l in m.layers if l.weights}}))"
+    cmd = _train_cmd(small_data, out, 1, settings=settings, then=show)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "DTYPES ['float32']" in proc.stdout

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import re
 
+from . import registry
+
 QUANT_MODES = ("fp32", "dynamic", "fp16", "int8", "int8_full")
 # Any mode + this suffix also stores pruned tensors in TFLite's sparse format
 # (Optimize.EXPERIMENTAL_SPARSITY), e.g. "int8_sparse": a separate grid value, so raw and
@@ -207,8 +209,6 @@ def _check_devices(config: dict) -> None:
 
 
 def _check_figures(config: dict) -> None:
-    from . import registry
-
     # any configured architecture, also one this run leaves out of its grid
     names = registry.figure_names(list(config["architectures"]), list(config.get("devices") or {}))
     per_figure = ((config.get("report") or {}).get("figures") or {}).get("per_figure") or {}

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .io import atomic_path, sha256_file, write_json
+from .io import atomic_path, check_file, damaged, read_json, sha256_file, write_json
 
 CIFAR10_CLASSES = [
     "airplane",
@@ -359,8 +359,6 @@ def prepare(*, source, train_npz, test_npz, manifest_path, train_per_class=None,
 
 
 def load_npz(path):
-    from .io import check_file, damaged
-
     check_file(path)
     try:
         with np.load(path) as d:
@@ -370,6 +368,4 @@ def load_npz(path):
 
 
 def load_manifest(path) -> dict:
-    from .io import read_json
-
     return read_json(path)

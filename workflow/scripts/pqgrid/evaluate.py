@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import data as data_mod
 from .config import input_scaling
-from .io import atomic_path, check_file, read_json, sha256_file, versions, write_json
+from .io import atomic_path, check_file, damaged, read_json, sha256_file, versions, write_json
 from .sanity import collapse_message, collapsed
 from .summary import SPARSITY_KEYS
 
@@ -63,8 +63,6 @@ def interpreter(path, threads=1):
             import tensorflow as tf
 
             Interpreter = tf.lite.Interpreter
-    from .io import check_file, damaged
-
     check_file(path)
     try:
         return Interpreter(model_path=str(path), num_threads=int(threads))

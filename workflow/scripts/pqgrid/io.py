@@ -174,17 +174,13 @@ def platform_facts() -> dict:
     (AVX2, AVX-512, ...), which changes the rounding of every training step."""
     import platform
 
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.lower().startswith("model name")), None)
-    except OSError:
-        pass
-    flags = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        flags = next((line for line in fh if line.startswith("flags")), "")
+    from .device_harness import cpu_model, read
+
+    cpuinfo = read("/proc/cpuinfo") or ""
+    # x86 lists "flags", ARM "Features"
+    flags = next((line for line in cpuinfo.splitlines() if line.lower().startswith(("flags", "features"))), "")
     isa = [f for f in ("avx512f", "avx2", "fma", "neon", "asimd") if f" {f}" in flags]
-    return {"machine": platform.machine(), "cpu": cpu or platform.processor() or None, "simd": isa,
+    return {"machine": platform.machine(), "cpu": cpu_model(cpuinfo) or platform.processor() or None, "simd": isa,
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}  # fmt: skip
 
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .config import BUILDERS, builder_kwargs
+from .io import check_file, damaged
 
 
 def scale_inputs(x, scaling: str) -> np.ndarray:
@@ -112,8 +113,6 @@ def all_layers(model):
 def load_keras(path):
     """A saved .h5 for inference or fine-tuning (compiled later by whoever trains it)."""
     import tf_keras
-
-    from .io import check_file, damaged
 
     check_file(path)
     try:
