@@ -2,11 +2,13 @@
 #
 # results/
 #   data/{train,test}.npz, manifest.json
-#   models/{arch}/seed{seed}/trained.h5, trained.history.csv, pruned_{sparsity}.h5
+#   models/{arch}/seed{seed}/trained.h5, trained.history.csv, pruned_{sparsity}.h5,
+#     qat_{sparsity}.h5 (+ .json: the QAT Keras model's top-1)
 #   tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite(.gz)
-#   eval/{arch}/seed{seed}/s{sparsity}_{quant}.json, .per_class.csv, keras_s{sparsity}.json
+#   eval/{arch}/seed{seed}/s{sparsity}_{quant}.json, .per_class.csv, keras_s{sparsity}.json,
+#     s{sparsity}.layer_error.csv (per-op int8 error)
 #   bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json
-#   tables/summary.csv, summary.md, per_class.csv, bench.csv, table_4_*.csv/.md
+#   tables/summary.csv, summary.md, per_class.csv, bench.csv, layer_error.csv, table_*.csv/.md
 #   figures/{figure}.png, findings.md/.csv
 # logs/ and benchmarks/results/ mirror these paths (one log and one Snakemake benchmark
 # file per job).
@@ -44,7 +46,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/prune.smk"
+include: "workflow/rules/qat.smk"
 include: "workflow/rules/convert.smk"
+include: "workflow/rules/layer_error.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/summary.smk"
@@ -55,6 +59,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     collect_bench,
+    collect_layer_error,
     summarize_grid,
     make_table,
     plot_figure,
@@ -65,5 +70,6 @@ rule all:
     default_target: True
     input:
         rules.summarize_grid.output,
+        rules.collect_layer_error.output if layer_error_models() else [],
         bench_targets(),
         report_targets(),

@@ -57,6 +57,26 @@ def cfg(**changes):
         ({"devices": {"pi": {"type": "ssh", "password": "x"}}}, r"devices.pi.password: passwords are not accepted"),
         ({"devices": {"pi": {"type": "ssh"}}}, r"devices.pi.host: an ssh device needs a host"),
         ({"dataset__source": "/no/such/cifar.tar.gz"}, r"dataset.source: '/no/such/cifar.tar.gz' does not exist"),
+        ({"quantization__qat__epochs": 0}, r"quantization.qat.epochs: 0 is out of range \(must be >= 1\)"),
+        ({"architectures__mobilenet__qat": {"epochs": -1}}, r"architectures.mobilenet.qat.epochs: -1 is out of range"),
+        ({"quantization__modes": ["fp32", "int16x4"]}, r"quantization.modes: unknown mode 'int16x4'"),
+        (
+            {"architectures__mobilenet": {"builder": "EfficientNetV2B0"}},
+            r"quantization.modes: qat is not supported for mobilenet \(EfficientNetV2B0",
+        ),
+        (
+            {"quantization__subsets": {"int4": {"sparsities": [0]}}},
+            r"quantization.subsets.int4: 'int4' is not in quantization.modes",
+        ),
+        (
+            {"quantization__subsets": {"qat": {"sparsities": [50]}}},
+            r"quantization.subsets.qat.sparsities: 50 is not in pruning.sparsities",
+        ),
+        (
+            {"quantization__subsets": {"qat": {"architectures": ["nope"]}}},
+            r"quantization.subsets.qat.architectures: 'nope' is not in the grid",
+        ),
+        ({"quantization__subsets": {"qat": {"sparsity": [0]}}}, r"quantization.subsets.qat.sparsity: unknown key"),
         (
             {"architectures__mobilenet__training": {"epoch": 3}},
             r"architectures.mobilenet.training.epoch: unknown key \(allowed: batch_size, batchnorm_momentum",
@@ -78,7 +98,39 @@ def test_default_config_passes_and_expands():
         c["dataset"]["source"] = "synthetic"  # the laptop preset's copy may be absent
         check_config(c, SCHEMA)
     g = grid(BASE)
-    assert len(g["arch"]) == 7 and g["sparsity"] == ["0", "30", "60", "90"] and len(g["quant"]) == 5
+    assert len(g["arch"]) == 7 and g["sparsity"] == ["0", "30", "60", "90"] and len(g["quant"]) == 7
+
+
+def test_subsets_run_a_mode_on_part_of_the_grid():
+    from pqgrid.config import cells
+
+    c = cfg(
+        grid_architectures=["mobilenet", "efficientnet_b0"],
+        quantization__modes=["fp32", "qat", "int16x8"],
+        quantization__subsets={"qat": {"sparsities": [0, 60]}, "int16x8": {"architectures": ["efficientnet_b0"]}},
+    )
+    check_config(c, SCHEMA)
+    got = {(x["arch"], x["sparsity"], x["quant"]) for x in cells(c)}
+    assert len([g for g in got if g[2] == "fp32"]) == 8
+    assert {(a, p) for a, p, q in got if q == "qat"} == {
+        (a, p) for a in ("mobilenet", "efficientnet_b0") for p in ("0", "60")
+    }
+    assert {a for a, _, q in got if q == "int16x8"} == {"efficientnet_b0"}
+    # an unsupported builder may stay in the grid when qat leaves it out
+    c["architectures"]["v2net"] = {"builder": "EfficientNetV2B0"}
+    c["grid_architectures"].append("v2net")
+    c["quantization"]["subsets"]["qat"]["architectures"] = ["mobilenet"]
+    check_config(c, SCHEMA)
+
+
+def test_qat_settings_merge_and_mark_pqat():
+    from pqgrid.settings import cell_settings, qat_settings
+
+    q0, q60 = qat_settings(BASE, "mobilenet", 0), qat_settings(BASE, "mobilenet_v3_small_min", 60)
+    assert q0["epochs"] == 2 and q0["learning_rate"] == 1e-4 and q0["preserve_sparsity"] is False
+    assert q60["learning_rate"] == 1e-5 and q60["preserve_sparsity"] is True
+    assert cell_settings(BASE, "mobilenet", "60", "qat")["quantization"]["qat"]["preserve_sparsity"] is True
+    assert "qat" not in cell_settings(BASE, "mobilenet", "60", "int8")["quantization"]
 
 
 def test_pattern_and_sparse_mode_tokens():
@@ -167,9 +219,11 @@ def test_dry_run_default_grid_counts(workflow_dir):
     counts = _job_counts(proc.stdout)
     assert counts["train_model"] == 7
     assert counts["prune_model"] == 21
-    assert counts["convert_tflite"] == 140
-    assert counts["gzip_tflite"] == 140
-    assert counts["evaluate_tflite"] == 140
+    assert counts["qat_model"] == 28
+    assert counts["layer_error"] == 28
+    assert counts["convert_tflite"] == 196
+    assert counts["gzip_tflite"] == 196
+    assert counts["evaluate_tflite"] == 196
     assert counts["evaluate_keras"] == 28
 
 

@@ -30,13 +30,17 @@ def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005, minimalistic=False):
     }
     if minimalistic:
         archs["mobilenet_v3_small_min"] = (0.61, 4_100_000)
-    for (arch, (acc, size)), seed, sp, q in itertools.product(archs.items(), seeds, [0, 30, 60, 90], ["fp32", "int8"]):
+    modes = ["fp32", "int8", "int16x8", "qat"]
+    for (arch, (acc, size)), seed, sp, q in itertools.product(archs.items(), seeds, [0, 30, 60, 90], modes):
+        if q in ("int16x8", "qat") and sp not in (0, 60):
+            continue  # the remedies run on part of the grid (quantization.subsets)
         top1 = acc + (0.01 if sp == 30 else -0.0 if sp == 0 else -0.03 * sp / 90) + 0.001 * seed
         if arch == "mobilenet" and sp == 90:
             top1 += 0.05
         if q == "int8":
             top1 += -0.2 if arch == "mobilenet_v3_large" else (0.004 if arch.endswith("_min") else -int8_delta)
-        file_b = size * (0.28 if q == "int8" else 1.0)
+        top1 += {"int16x8": -0.002, "qat": -0.005}.get(q, 0.0)
+        file_b = size * (1.0 if q == "fp32" else 0.28 if q != "int16x8" else 0.3)
         gz = file_b * (0.92 - 0.8 * sp / 100 * (1.0 if gzip_92 else 0.3))
         rows.append(
             dict(
@@ -58,7 +62,12 @@ def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005, minimalistic=False):
                 zero_fraction=sp / 100 * 0.96,
                 conv_dense_sparsity=sp / 100,
                 depthwise_sparsity=0.0,
-                tflite_kernel_sparsity=sp / 100 * 0.98,
+                tflite_kernel_sparsity=sp / 100 * 0.98 - (0.001 if q == "qat" else 0.0),
+                **(
+                    {"keras_qat_top1": top1 + 0.001, "kernel_sparsity_before_qat": sp / 100 * 0.98}
+                    if q == "qat"
+                    else {}
+                ),
             )
         )
         for c in CLASSES:
@@ -96,6 +105,10 @@ def test_findings_verdicts_known_in_advance():
     assert f.loc[9, "verdict"] == "holds"
     assert f.loc[10, "verdict"] == "holds"
     assert f.loc[11, "verdict"] == "not measured"
+    assert f.loc[12, "verdict"] == "holds"  # qat -0.5 pp everywhere
+    assert f.loc[13, "verdict"] == "holds"  # 0.1 pp fewer zeros after PQAT
+    assert f.loc[14, "verdict"] == "holds"  # int16x8 -0.2 pp on both MobileNetV3
+    assert "int8 PTQ -20.0 pp" in f.loc[12, "measured"]
 
 
 def _set(df, where, **values):
@@ -121,6 +134,17 @@ BREAK = {
     9: lambda s, b, pc: (s, _set(b, {"arch": "efficientnet_b0"}, latency_us=100.0), pc),
     10: lambda s, b, pc: (s, _set(b, {"arch": "mobilenet_v3_small"}, latency_us=99999.0), pc),
     11: lambda s, b, pc: (s, _set(b, {"arch": "mobilenet_v3_small_min"}, latency_us=99999.0), pc),  # speed alone
+    12: lambda s, b, pc: (
+        _set(s, {"quant": "qat", "arch": "efficientnet_b0", "sparsity": 0}, top1=lambda x: x - 0.02),
+        b,
+        pc,
+    ),
+    13: lambda s, b, pc: (_set(s, {"quant": "qat", "sparsity": 60}, tflite_kernel_sparsity=lambda x: x - 0.01), b, pc),
+    14: lambda s, b, pc: (
+        _set(s, {"quant": "int16x8", "arch": "mobilenet_v3_small_min"}, top1=lambda x: x - 0.02),
+        b,
+        pc,
+    ),
 }
 
 
@@ -251,7 +275,12 @@ def test_every_figure_renders(tmp_path, with_bench, monkeypatch):
     s, b, pc = fabricated(seeds=(0, 1), minimalistic=True)
     s = _set(s, {"arch": "mobilenet", "sparsity": 90}, top1=0.1)
     s["chance_top1"], s["collapsed"] = 0.1, (s.arch == "mobilenet") & (s.sparsity == 90)  # drawn circled
-    tables = {"summary": s, "per_class": pc, "bench": b if with_bench else pd.DataFrame(columns=b.columns)}
+    tables = {
+        "summary": s,
+        "per_class": pc,
+        "bench": b if with_bench else pd.DataFrame(columns=b.columns),
+        "layer_error": fabricated_layer_error(),
+    }
     names = registry.figure_names(list(s.arch.unique()), ["pi4"])
     for name in names:
         out = tmp_path / f"{name}.png"
@@ -259,7 +288,37 @@ def test_every_figure_renders(tmp_path, with_bench, monkeypatch):
         assert out.stat().st_size > 2000, name
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     expected = [] if with_bench else ["Accuracy vs latency on pi4"]
-    assert len(names) == 10 + 2 * 5 + 1 and placeholders == expected
+    assert len(names) == 11 + 2 * 5 + 1 and placeholders == expected
+
+
+def fabricated_layer_error():
+    rows = []
+    for arch, seed, sp in itertools.product(["mobilenet", "mobilenet_v3_large"], (0, 1), (0, 60)):
+        for i in range(8):
+            rows.append(
+                dict(
+                    arch=arch,
+                    seed=seed,
+                    sparsity=sp,
+                    rank=i + 1,
+                    layer=f"block_{i}/conv",
+                    op="CONV_2D",
+                    rmse_over_scale=3.0 / (i + 1),
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def test_remedies_table_puts_modes_side_by_side_with_the_thesis():
+    s, b, pc = fabricated(seeds=(0, 1))
+    thesis = {"table_4_3_int8_on_pi4": pd.DataFrame({"architecture": ["mobilenet_v3_large"], "top1_test": [0.396]})}
+    t = tables.table_remedies(s, b, pc, thesis).set_index(["arch", "sparsity"])
+    assert len(t) == 8  # 4 architectures x {0, 60}
+    r = t.loc[("mobilenet_v3_large", 0)]
+    assert r.int8_top1 == pytest.approx(0.69 - 0.2 + 0.0005) and r.qat_top1 == pytest.approx(0.69 - 0.005 + 0.0005)
+    assert r.qat_keras_top1 - r.qat_top1 == pytest.approx(0.001) and r.thesis_int8_top1 == 0.396 and r.n_seeds == 2
+    assert np.isnan(t.loc[("mobilenet_v3_large", 60), "thesis_int8_top1"])  # the thesis quantized unpruned models
+    assert t.loc[("mobilenet", 60), "kernel_sparsity_before_qat"] == pytest.approx(0.588)
 
 
 def test_placeholder_when_device_missing(tmp_path):

@@ -10,7 +10,8 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from pqgrid import registry, settings
-from pqgrid.config import grid
+from pqgrid.config import INT8_PTQ, QAT_MODE, grid, split_quant
+from pqgrid.config import cells as grid_cells
 
 GRID = grid(config)
 DEVICES = list(config.get("devices") or {})
@@ -38,14 +39,9 @@ wildcard_constraints:
 
 # ---------------------------------------------------------------- grid expansion
 def cells():
-    """Every (arch, seed, sparsity, quant) of the grid, as wildcard dicts."""
-    return [
-        dict(arch=a, seed=s, sparsity=p, quant=q)
-        for a in GRID["arch"]
-        for s in GRID["seed"]
-        for p in GRID["sparsity"]
-        for q in GRID["quant"]
-    ]
+    """Every (arch, seed, sparsity, quant) of the grid, as wildcard dicts
+    (quantization.subsets applied)."""
+    return grid_cells(config)
 
 
 def for_cells(pattern):
@@ -67,6 +63,21 @@ def bench_targets():
     ]
 
 
+def layer_error_models():
+    """Models (arch, seed, sparsity) with an int8 post-training cell: each gets one per-layer
+    int8 error CSV."""
+    seen = {}
+    for c in cells():
+        if split_quant(c["quant"])[0] in INT8_PTQ:
+            key = (c["arch"], c["seed"], c["sparsity"])
+            seen[key] = dict(arch=c["arch"], seed=c["seed"], sparsity=c["sparsity"])
+    return list(seen.values())
+
+
+def layer_error_targets():
+    return [rules.layer_error.output.csv.format(**m) for m in layer_error_models()]
+
+
 def report_targets():
     return (
         [rules.make_table.output.csv.format(table=t) for t in registry.TABLES]
@@ -83,12 +94,28 @@ def keras_model(wildcards):
     return rules.prune_model.output.model.format(**wildcards)
 
 
+def convert_source(wildcards):
+    """What a cell's .tflite is converted from: its Keras model, or for `qat` the
+    quantization-aware fine-tuned copy of it."""
+    if split_quant(wildcards.quant)[0] == QAT_MODE:
+        return rules.qat_model.output.model.format(**wildcards)
+    return keras_model(wildcards)
+
+
+def qat_inputs(wildcards):
+    """A qat cell's evaluation also reads the QAT Keras model's metrics."""
+    if split_quant(wildcards.quant)[0] == QAT_MODE:
+        return {"qat": rules.qat_model.output.metrics.format(**wildcards)}
+    return {}
+
+
 def long_tables(names):
-    """Named paths of the long tables (summary, per_class, bench) among `names`."""
+    """Named paths of the long tables (summary, per_class, bench, layer_error) among `names`."""
     paths = {
         "summary": rules.summarize_grid.output.csv,
         "per_class": rules.summarize_grid.output.per_class,
         "bench": rules.collect_bench.output.csv,
+        "layer_error": rules.collect_layer_error.output.csv,
     }
     return {n: paths[n] for n in names}
 
@@ -97,7 +124,11 @@ def report_inputs(wildcards):
     """What a table or figure reads (registry.py), bench only where devices exist: a
     per-class figure does not wait for (or rerun after) device benchmarks."""
     name = wildcards.get("table") or wildcards.get("figure")
-    return long_tables(registry.inputs(name, have_bench=bool(DEVICES)))
+    return long_tables(
+        registry.inputs(
+            name, have_bench=bool(DEVICES), have_layer_error=bool(layer_error_models())
+        )
+    )
 
 
 def findings_inputs(wildcards):
@@ -115,6 +146,12 @@ def train_params(wildcards):
 
 def prune_params(wildcards):
     return settings.pruning_settings(
+        config, wildcards.arch, settings.sparsity_value(wildcards.sparsity)
+    )
+
+
+def qat_params(wildcards):
+    return settings.qat_settings(
         config, wildcards.arch, settings.sparsity_value(wildcards.sparsity)
     )
 

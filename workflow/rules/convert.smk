@@ -1,7 +1,8 @@
 rule convert_tflite:
-    """Convert one Keras model to .tflite in one quantization mode (thesis §3.4)."""
+    """Convert one Keras model (for qat: its QAT copy) to .tflite in one quantization mode
+    (thesis §3.4)."""
     input:
-        model=keras_model,
+        model=convert_source,
         train=rules.prepare_data.output.train,
     output:
         tflite="results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite",

@@ -24,6 +24,7 @@ rule evaluate_keras:
 rule evaluate_tflite:
     """Accuracy overall and per class of one .tflite through the LiteRT interpreter."""
     input:
+        unpack(qat_inputs),
         tflite=rules.convert_tflite.output.tflite,
         gz=rules.gzip_tflite.output.gz,
         test=rules.prepare_data.output.test,

@@ -9,6 +9,7 @@ run_script(
     test_npz=snakemake.input.test,
     manifest=snakemake.input.manifest,
     keras_json=snakemake.input.keras,
+    qat_json=snakemake.input.get("qat"),
     out_json=snakemake.output.metrics,
     out_csv=snakemake.output.per_class,
     out_layers=snakemake.output.layers,

@@ -9,7 +9,14 @@ import re
 
 from . import registry
 
-QUANT_MODES = ("fp32", "dynamic", "fp16", "int8", "int8_full")
+QUANT_MODES = ("fp32", "dynamic", "fp16", "int8", "int8_full", "int16x8", "qat")
+# Post-training int8 modes: the QuantizationDebugger's per-layer error describes them (one
+# CSV per Keras model: int8 and int8_full quantize the same layers, they differ in I/O only).
+INT8_PTQ = ("int8", "int8_full")
+# Modes whose conversion calibrates on training images (a representative dataset).
+CALIBRATED_MODES = ("int8", "int8_full", "int16x8", "qat")
+# The mode whose .tflite comes from a quantization-aware fine-tuned model (pqgrid/qat.py).
+QAT_MODE = "qat"
 # Any mode + this suffix also stores pruned tensors in TFLite's sparse format
 # (Optimize.EXPERIMENTAL_SPARSITY), e.g. "int8_sparse": a separate grid value, so raw and
 # gzip sizes with and without sparse encoding sit side by side in one summary.
@@ -31,20 +38,23 @@ def split_quant(mode: str):
 _ALPHA = {"type": "number", "exclusiveMinimum": 0, "maximum": 4}
 _RATE = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
 _V3 = {"alpha": _ALPHA, "minimalistic": {"type": "boolean"}, "dropout_rate": _RATE}
+# "qat": whether pqgrid/qat.py has been shown to make the builder's models trainable with
+# fake quantization (tests/test_qat.py builds each family); others fail before any job.
 BUILDERS = {
     "MobileNet": {
         "kwargs": {"alpha": _ALPHA, "depth_multiplier": {"type": "integer", "minimum": 1}, "dropout": _RATE},
         "input": "tf",
+        "qat": True,
     },
-    "MobileNetV2": {"kwargs": {"alpha": _ALPHA}, "input": "tf"},
-    "MobileNetV3Large": {"kwargs": _V3, "input": "raw"},
-    "MobileNetV3Small": {"kwargs": _V3, "input": "raw"},
-    **{f"EfficientNetB{i}": {"kwargs": {}, "input": "raw"} for i in range(8)},
-    **{f"EfficientNetV2B{i}": {"kwargs": {}, "input": "raw"} for i in range(4)},
+    "MobileNetV2": {"kwargs": {"alpha": _ALPHA}, "input": "tf", "qat": True},
+    "MobileNetV3Large": {"kwargs": _V3, "input": "raw", "qat": True},
+    "MobileNetV3Small": {"kwargs": _V3, "input": "raw", "qat": True},
+    **{f"EfficientNetB{i}": {"kwargs": {}, "input": "raw", "qat": True} for i in range(8)},
+    **{f"EfficientNetV2B{i}": {"kwargs": {}, "input": "raw", "qat": False} for i in range(4)},
 }
 
 # Keys of an architecture entry that are pqgrid's own; every other key is a builder kwarg.
-ARCH_RESERVED = {"builder", "training", "pruning"}
+ARCH_RESERVED = {"builder", "training", "pruning", "qat"}
 
 DATASET_SOURCES = ("keras", "synthetic")  # plus a path (folder, tar, CIFAR python batches)
 
@@ -93,6 +103,25 @@ def grid(config: dict) -> dict:
         "sparsity": [sparsity_token(s) for s in config["pruning"]["sparsities"]],
         "quant": list(config["quantization"]["modes"]),
     }
+
+
+def cells(config: dict) -> list:
+    """Every (arch, seed, sparsity, quant) of the grid as wildcard dicts: the product of the
+    axes, less what `quantization.subsets` leaves out (a mode run on part of the grid)."""
+    g = grid(config)
+    subsets = config["quantization"].get("subsets") or {}
+    out = []
+    for a in g["arch"]:
+        for s in g["seed"]:
+            for p in g["sparsity"]:
+                for q in g["quant"]:
+                    sub = subsets.get(q) or {}
+                    if "architectures" in sub and a not in sub["architectures"]:
+                        continue
+                    if "sparsities" in sub and p not in [sparsity_token(v) for v in sub["sparsities"]]:
+                        continue
+                    out.append(dict(arch=a, seed=s, sparsity=p, quant=q))
+    return out
 
 
 def selected_architectures(config: dict) -> list:
@@ -164,6 +193,37 @@ def _check_grid(config: dict) -> None:
             )
     if not config.get("seeds"):
         raise ConfigError("seeds: the grid is empty; give at least one seed, e.g. [0]")
+    _check_subsets(config)
+    if any(split_quant(m)[0] == QAT_MODE for m in modes):
+        for a in {c["arch"] for c in cells(config) if split_quant(c["quant"])[0] == QAT_MODE}:
+            b = archs[a]["builder"]
+            if not BUILDERS[b]["qat"]:
+                raise ConfigError(
+                    f"quantization.modes: qat is not supported for {a} ({b}: pqgrid/qat.py does not "
+                    "know its layers); leave it out with quantization.subsets.qat.architectures"
+                )
+
+
+def _check_subsets(config: dict) -> None:
+    q = config["quantization"]
+    g = grid(config)
+    for mode, sub in (q.get("subsets") or {}).items():
+        where = f"quantization.subsets.{mode}"
+        if mode not in q["modes"]:
+            raise ConfigError(f"{where}: {mode!r} is not in quantization.modes; add it there or remove this entry")
+        for a in sub.get("architectures", []):
+            if a not in g["arch"]:
+                raise ConfigError(
+                    f"{where}.architectures: {a!r} is not in the grid; choose from {', '.join(g['arch'])}"
+                )
+        for s in sub.get("sparsities", []):
+            if sparsity_token(s) not in g["sparsity"]:
+                raise ConfigError(
+                    f"{where}.sparsities: {s!r} is not in pruning.sparsities; choose from "
+                    f"{', '.join(map(str, config['pruning']['sparsities']))}"
+                )
+    if not cells(config):
+        raise ConfigError("quantization.subsets: no cell is left in the grid; widen a subset")
 
 
 def _check_pruning(config: dict) -> None:

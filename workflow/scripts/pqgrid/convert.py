@@ -29,10 +29,16 @@ def converter_for(model, mode: str, representative=None):
     fp16      float16 weights
     int8      int8 weights and activations, float32 input/output (the thesis' "float fallback")
     int8_full integer-only: int8 input and output, every op int8 (fails if one cannot be).
+    int16x8   int16 activations, int8 weights, float I/O. TFLITE_BUILTINS is the fallback:
+              without it the converter stops at the first op lacking a 16x8 kernel
+              (HARD_SWISH: "Quantization to 16x8-bit not yet supported"); with it such ops
+              stay float (evaluate.float_ops lists them per cell).
+    qat       `model` is a quantization-aware fine-tuned one (its fake-quant ranges are used);
+              integer-only with int8 input and output, as int8_full.
     Suffix `_sparse` adds Optimize.EXPERIMENTAL_SPARSITY: pruned tensors stored sparse."""
     import tensorflow as tf
 
-    from .config import split_quant
+    from .config import CALIBRATED_MODES, split_quant
 
     mode, sparse = split_quant(mode)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -45,7 +51,7 @@ def converter_for(model, mode: str, representative=None):
     if mode == "fp16":
         conv.target_spec.supported_types = [tf.float16]
         return conv
-    if mode not in ("int8", "int8_full"):
+    if mode not in CALIBRATED_MODES:
         raise ValueError(f"unknown quantization mode {mode!r}")
     if representative is None:
         raise ValueError(f"{mode} needs calibration images")
@@ -54,11 +60,18 @@ def converter_for(model, mode: str, representative=None):
         for img in representative:
             yield [img[None].astype(np.float32)]
 
+    # For qat the fake-quant ranges decide; calibration covers what stayed float in the QAT
+    # model (Rescaling/Normalization at the input).
     conv.representative_dataset = gen
-    if mode == "int8_full":
+    if mode in ("int8_full", "qat"):
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
+    elif mode == "int16x8":
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
     return conv
 
 
@@ -67,12 +80,18 @@ def convert_tflite(*, model_h5, train_npz, out_tflite, arch_cfg, mode, calibrati
     from .tfsetup import tensorflow
 
     tensorflow(threads, seed)
-    from .config import input_scaling, split_quant
+    from .config import CALIBRATED_MODES, QAT_MODE, input_scaling, split_quant
     from .models import load_keras, scale_inputs
 
-    model = load_keras(model_h5)
+    base_mode = split_quant(mode)[0]
+    if base_mode == QAT_MODE:
+        from .qat import load_qat
+
+        model = load_qat(model_h5)
+    else:
+        model = load_keras(model_h5)
     rep = None
-    if split_quant(mode)[0] in ("int8", "int8_full"):
+    if base_mode in CALIBRATED_MODES:
         rep = scale_inputs(calibration_images(train_npz, calibration_samples, seed), input_scaling(arch_cfg))
     flat = converter_for(model, mode, rep).convert()
     with atomic_path(out_tflite) as tmp:

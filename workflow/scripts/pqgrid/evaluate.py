@@ -108,6 +108,24 @@ def io_dtypes(path) -> dict:
     }
 
 
+def float_ops(path) -> str:
+    """Ops of a quantized model that still compute in float, counted: "HARD_SWISH x10". For
+    int16x8 these are the ops without a 16x8 kernel (TFLITE_BUILTINS fallback). QUANTIZE and
+    DEQUANTIZE at the float input/output are not counted."""
+    from collections import Counter
+
+    it = interpreter(path)
+    dtypes = {t["index"]: t["dtype"] for t in it.get_tensor_details()}
+    counts = Counter()
+    for op in it._get_ops_details():  # the op list LiteRT's own QuantizationDebugger reads
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        outs = [dtypes[i] for i in op["outputs"] if i in dtypes]
+        if outs and all(d == np.float32 for d in outs):
+            counts[op["op_name"]] += 1
+    return "; ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
+
+
 def evaluate_tflite(
     *,
     tflite,
@@ -123,9 +141,13 @@ def evaluate_tflite(
     settings,
     batch_size=256,
     threads=1,
+    qat_json=None,
 ):
     """Metrics of one grid cell: accuracy overall and per class, confusion matrix, sizes,
-    parameter statistics (from the .h5 and read back from the .tflite), and provenance."""
+    parameter statistics (from the .h5 and read back from the .tflite), and provenance.
+    A qat cell also gets its QAT Keras model's top-1 and the .tflite's difference to it
+    (tfmot #368/#1107: they can disagree), and the kernel zeros before QAT."""
+    from .config import CALIBRATED_MODES, split_quant
     from .tflite_weights import kernel_sparsity, layer_table, read_kernels
 
     man = data_mod.load_manifest(manifest)
@@ -154,6 +176,8 @@ def evaluate_tflite(
         **kernel_sparsity(kernels),
         **_pattern_check(layers, m_by_n),
         **io_dtypes(tflite),
+        "float_ops": float_ops(tflite) if split_quant(cell["quant"])[0] in CALIBRATED_MODES else "",
+        **_qat_metrics(qat_json, top1),
         "confusion_matrix": confusion_matrix(y, pred, len(man["classes"])).tolist(),
         "classes": man["classes"],
         "tflite_sha256": sha256_file(tflite),
@@ -168,6 +192,17 @@ def evaluate_tflite(
         layers.to_csv(tmp, index=False)
     write_json(out_json, out)
     return out
+
+
+def _qat_metrics(qat_json, top1) -> dict:
+    if not qat_json:
+        return {}
+    q = read_json(qat_json)
+    return {
+        "keras_qat_top1": q["keras_qat_top1"],
+        "qat_tflite_minus_keras": top1 - q["keras_qat_top1"],
+        "kernel_sparsity_before_qat": q["kernel_sparsity_before_qat"],
+    }
 
 
 def _scores(tflite, x, arch_cfg, batch_size, threads):

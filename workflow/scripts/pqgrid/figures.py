@@ -342,6 +342,32 @@ def pareto_latency(t, settings, device):
     return _pareto(d, "latency_us", f"mean latency on {device} (µs, log)", title, settings)
 
 
+@figure("layer_error_worst")
+def layer_error_worst(t, settings):
+    """The `top_layers` ops with the largest int8 error per architecture (unpruned models,
+    mean over seeds): rmse in quantization steps, the QuantizationDebugger tutorial's measure."""
+    le = t["layer_error"]
+    le = le[is_unpruned(le)]
+    if le.empty:
+        return placeholder("Where int8 hurts", "no unpruned model with an int8 cell", settings)
+    k = int(settings.get("top_layers", 5))
+    mean = le.groupby(["arch", "layer", "op"], as_index=False)["rmse_over_scale"].mean()
+    worst = mean.sort_values("rmse_over_scale", ascending=False).groupby("arch").head(k)
+    worst = worst.assign(label=worst.layer.str.slice(0, 40) + " (" + worst.op + ")")
+    archs = list(dict.fromkeys(worst.arch))
+    fig, axes = plt.subplots(
+        len(archs), 1, figsize=settings.get("size", (8, 1.0 + 0.45 * k * len(archs))), squeeze=False
+    )
+    for ax, arch in zip(axes[:, 0], archs, strict=True):
+        d = worst[worst.arch == arch]
+        sns.barplot(data=d, y="label", x="rmse_over_scale", ax=ax, color=sns.color_palette()[0])
+        ax.axvline(0.29, color="0.4", ls="--", lw=0.8)  # rounding alone: 1/sqrt(12) steps
+        ax.set(title=arch, xlabel="rmse / scale (quantization steps; dashed: rounding alone)", ylabel="")
+    fig.suptitle("Where int8 hurts: largest per-op error, unpruned models")
+    fig.tight_layout()
+    return fig
+
+
 def render(name, tables: dict, settings: dict, out_png):
     """Draw one figure to PNG (atomically). Missing inputs give a labelled placeholder."""
     entry, member = registry.resolve(name)

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .config import split_quant
 from .io import atomic_path, write_text
 from .stats import CELL, is_unpruned, sparsity_number
 from .summary import read_long_tables
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
+# Modes that store int8 weights (the rest: float32 or float16).
+INT8_WEIGHT_MODES = {"dynamic", "int8", "int8_full", "int16x8", "qat"}
 
 
 class NotMeasured(Exception):
@@ -180,9 +183,9 @@ def _gzip_falls(run):
     best = uns[(uns.sp == top) & (uns.quant == "int8")].groupby("arch").gzip_bytes.mean()
     red = 100 * (1 - best / fp.loc[best.index, "file_bytes"])
     # "smallest": each architecture's smallest file is a most-pruned cell with int8 weights
-    # (dynamic, int8 or int8_full: pqgrid has more int8 modes than the thesis)
+    # (pqgrid has more int8-weight modes than the thesis)
     mins = uns.loc[uns.groupby("arch").gzip_bytes.idxmin()]
-    smallest = bool(((mins.sp == top) & mins.quant.isin({"dynamic", "int8", "int8_full"})).all())
+    smallest = bool(((mins.sp == top) & mins.quant.map(lambda q: split_quant(q)[0]).isin(INT8_WEIGHT_MODES)).all())
     cells = ", ".join(f"{r.arch} s{int(r.sp)} {r.quant}" for r in mins.itertuples())
     reductions = "; ".join(f"{a} {v:.1f} %" for a, v in red.items())
     measured = f"monotone: {mono}; smallest cells: {cells}; reduction at {top:.0f} % + int8 + gzip: {reductions}; mean {red.mean():.1f} %"
@@ -351,6 +354,76 @@ def _minimalistic(run):
     return "; ".join(parts), ok
 
 
+# ---------------------------------------------------------------- pqgrid's remedies (not in the thesis)
+def _remedy_vs_fp32(run, mode):
+    fp, r = run.unpruned("fp32", accuracy=True), run.unpruned(mode, accuracy=True)
+    both = fp.index.intersection(r.index)
+    if not len(both):
+        raise NotMeasured(f"needs fp32 and {mode} cells at sparsity 0")
+    return 100 * (r.loc[both, "top1"] - fp.loc[both, "top1"])
+
+
+@claim(
+    12,
+    "QAT brings int8 top-1 within 1 pp of fp32 for every architecture",
+    "qat .tflite top-1 >= fp32 top-1 - 1 pp, every architecture (unpruned)",
+    "fp32 and qat cells at sparsity 0",
+    about_accuracy=True,
+)
+def _qat_recovers(run):
+    d = _remedy_vs_fp32(run, "qat")
+    i8 = run.unpruned("int8", accuracy=True)
+    fp = run.unpruned("fp32", accuracy=True)
+    parts = [
+        f"{a} qat {v:+.1f} pp"
+        + (f" (int8 PTQ {100 * (i8.loc[a, 'top1'] - fp.loc[a, 'top1']):+.1f} pp)" if a in i8.index else "")
+        for a, v in d.items()
+    ]
+    return "; ".join(parts), bool((d >= -1).all())
+
+
+@claim(
+    13,
+    "pruning-preserving QAT keeps the pruned sparsity",
+    "kernel zeros read back from each pruned qat .tflite within 0.5 pp of the pruned model's before QAT",
+    "qat cells at a sparsity > 0",
+)
+def _pqat_keeps_zeros(run):
+    s = run.summary
+    q = s[(s.quant == "qat") & ~is_unpruned(s)]
+    if q.empty or "kernel_sparsity_before_qat" not in q.columns:
+        raise NotMeasured("no qat cell at a sparsity > 0")
+    d = 100 * (q.tflite_kernel_sparsity - q.kernel_sparsity_before_qat)
+    parts = [
+        f"{r.arch} s{r.sparsity}: {100 * r.kernel_sparsity_before_qat:.1f} -> {100 * r.tflite_kernel_sparsity:.1f} %"
+        for r in q.itertuples()
+    ]
+    return "; ".join(parts), bool((d.abs() <= 0.5).all())
+
+
+@claim(
+    14,
+    "int16x8 recovers what int8 loses on MobileNetV3",
+    "int16x8 top-1 >= fp32 top-1 - 1 pp for every MobileNetV3 (full or minimalistic, unpruned)",
+    "fp32 and int16x8 cells of a MobileNetV3 at sparsity 0",
+    about_accuracy=True,
+)
+def _int16x8_v3(run):
+    d = _remedy_vs_fp32(run, "int16x8")
+    v3 = [a for b in ("MobileNetV3Large", "MobileNetV3Small") for m in (False, True) for a in run.archs(b, m)]
+    v3 = [a for a in v3 if a in d.index]
+    if not v3:
+        raise NotMeasured("no MobileNetV3 with fp32 and int16x8 cells")
+    i8 = run.unpruned("int8", accuracy=True)
+    fp = run.unpruned("fp32", accuracy=True)
+    parts = [
+        f"{a} int16x8 {d[a]:+.1f} pp"
+        + (f" (int8 {100 * (i8.loc[a, 'top1'] - fp.loc[a, 'top1']):+.1f} pp)" if a in i8.index else "")
+        for a in v3
+    ]
+    return "; ".join(parts), bool((d[v3] >= -1).all())
+
+
 # ---------------------------------------------------------------- verdicts and the stage
 def findings(summary, bench, per_class, architectures) -> pd.DataFrame:
     """Each claim, what this run measured, and a verdict with its threshold."""
@@ -371,7 +444,12 @@ def findings(summary, bench, per_class, architectures) -> pd.DataFrame:
 
 
 def findings_markdown(df: pd.DataFrame, context: str, broken: pd.DataFrame | None = None) -> str:
-    lines = ["# Findings: the thesis' claims checked against this run", "", context, ""]
+    lines = [
+        "# Findings: the thesis' claims (1-11) and pqgrid's remedies (12-14) checked against this run",
+        "",
+        context,
+        "",
+    ]
     if broken is not None and len(broken):
         lines += [
             f"**Warning: {len(broken)} cell(s) collapsed to chance** while their trained model is well above "

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LONG_TABLES = ("summary", "per_class", "bench")  # results/tables/{summary,per_class,bench}.csv
+# results/tables/<name>.csv
+LONG_TABLES = ("summary", "per_class", "bench", "layer_error")
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Entry:
     kind: str  # "table" | "figure"
     category: str  # section of the HTML report
     caption: str
-    needs: tuple  # long tables read; "bench" is given only where devices are configured
+    needs: tuple  # long tables read; "bench"/"layer_error" only where the run makes them
     family: str | None = None  # "arch" | "device" for a family prefix
     settings: tuple = ()  # keys it reads from report.figures.per_figure.<name>
 
@@ -35,6 +36,7 @@ FIGURE_SETTINGS = {
     "label_top": {"type": "integer", "minimum": 0},
     "xscale": {"enum": ["log", "linear", "symlog"]},
     "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "top_layers": {"type": "integer", "minimum": 1},
 }
 # The shared seaborn settings (report.figures.*) may also be set for one figure.
 SHARED_FIGURE_SETTINGS = {
@@ -74,6 +76,10 @@ ENTRIES = (
     _table(
         "table_4_8_minimalistic_int8", "Table 4.8: MobileNetV3 variants incl. minimalistic, int8", ("summary", "bench")
     ),
+    _table(
+        "table_remedies",
+        "Remedies for int8 loss: fp32 vs int8 PTQ vs int16x8 vs QAT top-1 (and PQAT sparsity), thesis' int8 beside",
+    ),
     _figure(
         "fig_4_1_quantization_change",
         "device",
@@ -103,6 +109,13 @@ ENTRIES = (
         "size",
         "Fig. 4.11: gzip size vs sparsity, MobileNetV3 variants",
         settings=("x",),
+    ),
+    _figure(
+        "layer_error_worst",
+        "accuracy",
+        "Where int8 hurts: the ops with the largest int8 error (rmse in quantization steps), unpruned models",
+        ("layer_error",),
+        settings=("top_layers",),
     ),
     _figure("quant_modes", "accuracy", "All quantization modes side by side: top-1 and gzip size (unpruned)"),
     _figure(
@@ -161,6 +174,8 @@ def figure_names(architectures: list, devices: list) -> list:
     return names
 
 
-def inputs(name: str, have_bench: bool) -> list:
-    """The long tables a target reads; bench only where devices are configured."""
-    return [n for n in resolve(name)[0].needs if n != "bench" or have_bench]
+def inputs(name: str, have_bench: bool, have_layer_error: bool = False) -> list:
+    """The long tables a target reads; bench only where devices are configured, layer_error
+    only where the grid has an int8 post-training cell."""
+    have = {"bench": have_bench, "layer_error": have_layer_error}
+    return [n for n in resolve(name)[0].needs if have.get(n, True)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 
-from .config import PATTERNS, grid, input_scaling, schedule_for, sparsity_value
+from .config import PATTERNS, QAT_MODE, grid, input_scaling, schedule_for, sparsity_value, split_quant
 
 __all__ = [
     "cell",
@@ -14,6 +14,7 @@ __all__ = [
     "figure_settings",
     "findings_context",
     "pruning_settings",
+    "qat_settings",
     "sparsity_value",
     "training_settings",
 ]
@@ -48,6 +49,18 @@ def pruning_settings(config: dict, arch: str, sparsity) -> dict:
     return merged
 
 
+def qat_settings(config: dict, arch: str, sparsity) -> dict:
+    """Quantization-aware fine-tuning settings, the architecture's overrides applied, plus what
+    fine-tuning shares with training. A pruned model (sparsity != 0) keeps its zeros (PQAT)."""
+    merged = copy.deepcopy(config["quantization"]["qat"])
+    merged.update(config["architectures"][arch].get("qat", {}))
+    train = training_settings(config, arch)
+    for key in FROM_TRAINING:
+        merged[key] = train[key]
+    merged["preserve_sparsity"] = sparsity not in (0, "0")
+    return merged
+
+
 def cell(arch: str, seed: str, sparsity: str, quant: str | None = None) -> dict:
     """A cell's identity from its wildcards, typed: {"arch", "seed": int, "sparsity", "quant"}."""
     out = {"arch": arch, "seed": int(seed), "sparsity": sparsity_value(sparsity)}
@@ -64,7 +77,11 @@ def cell_settings(config: dict, arch: str, sparsity: str, quant: str) -> dict:
         "input_scaling": input_scaling(arch_cfg),
         "training": training_settings(config, arch),
         "pruning": pruning_settings(config, arch, sparsity_value(sparsity)) if sparsity != "0" else None,
-        "quantization": {"mode": quant, "calibration_samples": config["quantization"]["calibration_samples"]},
+        "quantization": {
+            "mode": quant,
+            "calibration_samples": config["quantization"]["calibration_samples"],
+            **({"qat": qat_settings(config, arch, sparsity)} if split_quant(quant)[0] == QAT_MODE else {}),
+        },
         "dataset": config["dataset"],
     }
 

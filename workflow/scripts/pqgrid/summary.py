@@ -7,6 +7,7 @@ import logging
 import pandas as pd
 
 from .io import atomic_path, damaged, read_csv, read_json, write_text
+from .registry import LONG_TABLES
 from .sanity import collapsed
 
 log = logging.getLogger("pqgrid")
@@ -31,6 +32,8 @@ TFLITE_KEYS = (
     *("tflite_kernel_sparsity", "tflite_conv_dense_sparsity", "tflite_depthwise_sparsity"),
     *("tflite_sparse_encoded_tensors", "m_by_n", "m_by_n_layers_eligible", "m_by_n_layers_ok"),
 )
+# Only some cells have these (float_ops: calibrated modes; the rest: qat cells).
+OPTIONAL_KEYS = ("float_ops", "keras_qat_top1", "qat_tflite_minus_keras", "kernel_sparsity_before_qat")
 # Copied from each cell's metrics JSON as they are.
 EVAL_KEYS = (
     *("top1", "top3", "file_bytes", "gzip_bytes", *SPARSITY_KEYS),
@@ -40,7 +43,7 @@ CELL_KEYS = ("arch", "seed", "sparsity", "quant")
 COLUMNS = [
     *CELL_KEYS,
     *("top1", "top3", "keras_top1_test", "keras_top1_train", "keras_top3_train", "keras_top3_test"),
-    *("file_bytes", "gzip_bytes", "gzip_ratio", *SPARSITY_KEYS, *TFLITE_KEYS),
+    *("file_bytes", "gzip_bytes", "gzip_ratio", *SPARSITY_KEYS, *TFLITE_KEYS, *OPTIONAL_KEYS),
     *("input_dtype", "output_dtype", "test_images", "worst_class", "worst_class_top1"),
     *("chance_top1", "parent_top1", "collapsed", "tflite_sha256"),
 ]
@@ -97,7 +100,7 @@ def _row(e: dict, keras: dict, classes: pd.DataFrame) -> dict:
     return {
         **{key: c[key] for key in CELL_KEYS},
         **{key: e[key] for key in EVAL_KEYS},
-        **{key: e.get(key) for key in TFLITE_KEYS},
+        **{key: e.get(key) for key in (*TFLITE_KEYS, *OPTIONAL_KEYS)},
         "keras_top1_train": k["top1_train"],
         "keras_top3_train": k["top3_train"],
         "keras_top3_test": k["top3_test"],
@@ -158,11 +161,11 @@ def load_bench(paths) -> pd.DataFrame:
 
 
 def read_long_tables(inputs) -> dict:
-    """{'summary': df or None, 'per_class': df or None, 'bench': df} from a rule's named
+    """{'summary', 'per_class', 'layer_error': df or None, 'bench': df} from a rule's named
     inputs (a dict or Snakemake's namedlist); an empty bench table where no device ran."""
     get = inputs.get if hasattr(inputs, "get") else lambda k, d=None: getattr(inputs, k, d)
     out = {}
-    for name in ("summary", "per_class", "bench"):
+    for name in LONG_TABLES:
         path = get(name, None)
         out[name] = read_csv(path) if path else None
     if out["bench"] is None:

@@ -183,6 +183,36 @@ def table_4_8_minimalistic_int8(summary, bench, per_class, thesis):
     return _minimalistic(summary, bench, thesis, "int8")
 
 
+def table_remedies(summary, bench, per_class, thesis):
+    """Per architecture and sparsity where a remedy ran: top-1 of fp32, int8 PTQ, int16x8
+    and QAT (.tflite and Keras), the kernel zeros before and after (P)QAT, and the thesis'
+    int8 top-1 (Table 4.3, unpruned) beside."""
+    modes = {"fp32": "fp32_top1", "int8": "int8_top1", "int16x8": "int16x8_top1", "qat": "qat_top1"}
+    s = summary[summary.quant.isin(list(modes))]
+    remedy_models = s[s.quant.isin(["int16x8", "qat"])][["arch", "sparsity"]].drop_duplicates()
+    if remedy_models.empty:
+        return pd.DataFrame(columns=["arch", "sparsity", *modes.values()])
+    s = s.merge(remedy_models, on=["arch", "sparsity"])
+    wide = s.pivot_table(index=["arch", "sparsity", "seed"], columns="quant", values="top1").rename(columns=modes)
+    q = s[s.quant == "qat"].set_index(["arch", "sparsity", "seed"])
+    for col, src in (
+        ("qat_keras_top1", "keras_qat_top1"),
+        ("kernel_sparsity_before_qat", "kernel_sparsity_before_qat"),
+        ("kernel_sparsity_after_qat", "tflite_kernel_sparsity"),
+    ):
+        if src in q.columns:
+            wide[col] = q[src]
+    wide = wide.reset_index()
+    values = [c for c in wide.columns if c not in ("arch", "sparsity", "seed")]
+    out = mean_std(wide, ["arch", "sparsity"], values)
+    t = thesis.get("table_4_3_int8_on_pi4")
+    if t is not None:
+        t = t.rename(columns={"architecture": "arch", "top1_test": "thesis_int8_top1"})[["arch", "thesis_int8_top1"]]
+        out = out.merge(t, on="arch", how="left")
+        out.loc[~is_unpruned(out), "thesis_int8_top1"] = np.nan  # the thesis quantized unpruned models
+    return out
+
+
 TABLES = {
     "table_4_1_training": table_4_1_training,
     "table_4_2_fp32_device": table_4_2_fp32_device,
@@ -192,4 +222,5 @@ TABLES = {
     "table_4_6_per_class": table_4_6_per_class,
     "table_4_7_minimalistic_fp32": table_4_7_minimalistic_fp32,
     "table_4_8_minimalistic_int8": table_4_8_minimalistic_int8,
+    "table_remedies": table_remedies,
 }

@@ -1,0 +1,243 @@
+"""Quantization remedies with real tfmot, the real converter and LiteRT on tiny models:
+QAT per architecture family, pruning-preserving QAT, int16x8, the per-layer int8 error."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+from pqgrid import data
+
+# One of each family, small enough for CI: hard-swish + squeeze-excite (V3 full), swish +
+# Rescaling/Normalization + squeeze-excite (EfficientNet), plain ReLU6 (MobileNet).
+FAMILIES = {
+    "MobileNet": {"builder": "MobileNet", "alpha": 0.25},
+    "MobileNetV3Small": {"builder": "MobileNetV3Small", "alpha": 0.75},
+    "EfficientNetB0": {"builder": "EfficientNetB0"},
+}
+QAT = {
+    "epochs": 1,
+    "learning_rate": 1e-4,
+    "final_learning_rate": 1e-5,
+    "batch_size": 32,
+    "momentum": 0.9,
+    "validation": "test",
+    "holdout_fraction": 0.1,
+    "batchnorm_momentum": 0.9,
+    "preserve_sparsity": False,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("qdata")
+    data.prepare(
+        source="synthetic",
+        train_npz=d / "train.npz",
+        test_npz=d / "test.npz",
+        manifest_path=d / "manifest.json",
+        train_per_class=6,
+        test_per_class=2,
+        seed=0,
+    )
+    return d
+
+
+def _build(arch_cfg, path):
+    from pqgrid.models import build
+    from pqgrid.tfsetup import tensorflow
+
+    tensorflow(2, 0)
+    m = build(arch_cfg, 10, (32, 32, 3), 0.9)
+    m.save(path, save_format="h5")
+    return path
+
+
+def _qat(src, tiny_data, out, arch_cfg, **settings):
+    from pqgrid.qat import qat_model
+
+    qat_model(
+        source_h5=src,
+        train_npz=tiny_data / "train.npz",
+        test_npz=tiny_data / "test.npz",
+        manifest=tiny_data / "manifest.json",
+        model_out=out,
+        history_csv=out.with_suffix(".csv"),
+        metrics_json=out.with_suffix(".json"),
+        arch_cfg=arch_cfg,
+        settings=dict(QAT, **settings),
+        seed=0,
+        threads=2,
+    )
+    return out
+
+
+def _convert(h5, tiny_data, out, arch_cfg, mode):
+    from pqgrid.convert import convert_tflite
+
+    convert_tflite(
+        model_h5=h5,
+        train_npz=tiny_data / "train.npz",
+        out_tflite=out,
+        arch_cfg=arch_cfg,
+        mode=mode,
+        calibration_samples=10,
+        seed=0,
+    )
+    return out
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
+    """Each family: rewrite checked equal, QAT builds and fine-tunes, the .tflite has int8
+    input and output, LiteRT runs it and its top-1 is recorded beside the Keras QAT top-1."""
+    from pqgrid.evaluate import io_dtypes, predict_tflite
+    from pqgrid.io import read_json
+
+    arch = FAMILIES[family]
+    src = _build(arch, tmp_path / "trained.h5")
+    qat_h5 = _qat(src, tiny_data, tmp_path / "qat_0.h5", arch)
+    metrics = read_json(tmp_path / "qat_0.json")
+    assert 0.0 <= metrics["keras_qat_top1"] <= 1.0
+    if family == "MobileNetV3Small":  # hard-sigmoid's `+ 3` and `* 1/6`, in every hard-swish and SE block
+        assert metrics["rewritten_layers"] > 20 and metrics["rewrite_max_abs_diff"] <= 1e-5
+    else:
+        assert metrics["rewritten_layers"] == 0
+    hist = pd.read_csv(tmp_path / "qat_0.csv")
+    assert len(hist) == 1 and np.isfinite(hist["loss"]).all()
+    tfl = _convert(qat_h5, tiny_data, tmp_path / "qat.tflite", arch, "qat")
+    assert io_dtypes(tfl) == {"input_dtype": "int8", "output_dtype": "int8"}
+    x, _ = data.load_npz(tiny_data / "test.npz")
+    from pqgrid.config import input_scaling
+    from pqgrid.models import scale_inputs
+
+    scores = predict_tflite(tfl, scale_inputs(x, input_scaling(arch)), batch_size=8)
+    assert scores.shape == (len(x), 10) and np.isfinite(scores).all()
+
+
+def test_rewrite_refuses_an_unknown_tfoplambda():
+    import tensorflow as tf
+    import tf_keras
+    from pqgrid.qat import rewrite_for_qat
+
+    inp = tf_keras.Input((4,))
+    out = tf_keras.layers.Dense(3)(tf.math.sqrt(tf_keras.layers.ReLU()(inp)))
+    model = tf_keras.Model(inp, out)
+    with pytest.raises(ValueError, match="TFOpLambda math.sqrt.*cannot be quantization-aware"):
+        rewrite_for_qat(model, np.ones((2, 4), np.float32))
+
+
+def test_pqat_keeps_zeros_in_the_tflite_including_depthwise(tiny_data, tmp_path):
+    """tfmot's prune-preserve scheme skips DepthwiseConv2D; pqgrid's mask callback keeps them."""
+    from pqgrid.io import read_json
+    from pqgrid.models import load_keras
+    from pqgrid.tflite_weights import kernel_sparsity, read_kernels
+
+    arch = FAMILIES["MobileNet"]
+    src = _build(arch, tmp_path / "dense.h5")
+    m = load_keras(src)
+    rng = np.random.default_rng(0)
+    for w in m.weights:  # 60 % zeros in every kernel, depthwise included
+        if "kernel" in w.name:
+            w.assign(np.where(rng.random(w.shape) < 0.6, 0.0, w.numpy()))
+    m.save(tmp_path / "pruned_60.h5", save_format="h5")
+    qat_h5 = _qat(tmp_path / "pruned_60.h5", tiny_data, tmp_path / "qat_60.h5", arch, preserve_sparsity=True)
+    before = read_json(tmp_path / "qat_60.json")["kernel_sparsity_before_qat"]
+    kernels = read_kernels(_convert(qat_h5, tiny_data, tmp_path / "qat_60.tflite", arch, "qat"))
+    after = kernel_sparsity(kernels)
+    assert before == pytest.approx(0.6, abs=0.02)
+    assert abs(after["tflite_kernel_sparsity"] - before) <= 0.005
+    assert after["tflite_depthwise_sparsity"] == pytest.approx(0.6, abs=0.05)
+
+
+def test_int16x8_converts_runs_and_lists_float_ops(tiny_data, tmp_path):
+    """HARD_SWISH has no 16x8 kernel: it stays float (TFLITE_BUILTINS fallback), and says so."""
+    from pqgrid.config import input_scaling
+    from pqgrid.evaluate import float_ops, io_dtypes, predict_tflite
+    from pqgrid.models import load_keras, scale_inputs
+
+    arch = FAMILIES["MobileNetV3Small"]
+    src = _build(arch, tmp_path / "v3.h5")
+    tfl = _convert(src, tiny_data, tmp_path / "int16x8.tflite", arch, "int16x8")
+    assert io_dtypes(tfl) == {"input_dtype": "float32", "output_dtype": "float32"}
+    assert "HARD_SWISH" in float_ops(tfl) and "CONV_2D" not in float_ops(tfl)
+    x, _ = data.load_npz(tiny_data / "test.npz")
+    xs = scale_inputs(x, input_scaling(arch))
+    keras = load_keras(src).predict(xs, verbose=0)
+    lite = predict_tflite(tfl, xs, batch_size=8)
+    assert np.abs(lite - keras).max() < 0.05  # 16-bit activations: close to float
+
+
+def test_layer_error_lists_every_quantized_op(tiny_data, tmp_path):
+    from pqgrid.evaluate import interpreter
+    from pqgrid.layer_error import COLUMNS, layer_error
+
+    arch = FAMILIES["MobileNet"]
+    src = _build(arch, tmp_path / "m.h5")
+    out = tmp_path / "le.csv"
+    layer_error(
+        model_h5=src,
+        train_npz=tiny_data / "train.npz",
+        test_npz=tiny_data / "test.npz",
+        out_csv=out,
+        arch_cfg=arch,
+        calibration_samples=10,
+        samples=10,
+        seed=0,
+    )
+    df = pd.read_csv(out)
+    assert list(df.columns) == COLUMNS
+    int8 = _convert(src, tiny_data, tmp_path / "int8.tflite", arch, "int8")
+    ops = [o["op_name"] for o in interpreter(int8)._get_ops_details()]
+    quantized = [o for o in ops if o not in ("QUANTIZE", "DEQUANTIZE")]
+    assert len(df) == len(quantized)  # one row per quantized op of the int8 model
+    assert df["rmse_over_scale"].is_monotonic_decreasing and (df["rmse_over_scale"] >= 0).all()
+    assert df["layer"].str.startswith("conv").any()
+
+
+def test_qat_kill_9_and_rerun_resumes_to_identical_weights(tiny_data, tmp_path):
+    from pqgrid.qat import load_qat
+
+    arch = FAMILIES["MobileNet"]
+    src = _build(arch, tmp_path / "trained.h5")
+    settings = dict(QAT, epochs=8)
+
+    def cmd(out):
+        code = (
+            "import sys; sys.path.insert(0, %r); from pqgrid.qat import qat_model; "
+            "qat_model(source_h5=%r, train_npz=%r, test_npz=%r, manifest=%r, model_out=%r, history_csv=%r, "
+            "metrics_json=%r, arch_cfg=%r, settings=%r, seed=0, threads=2)"
+            % (
+                str(ROOT / "workflow" / "scripts"),
+                str(src),
+                str(tiny_data / "train.npz"),
+                str(tiny_data / "test.npz"),
+                str(tiny_data / "manifest.json"),
+                str(out),
+                str(out.with_suffix(".csv")),
+                str(out.with_suffix(".json")),
+                arch,
+                settings,
+            )
+        )
+        return [sys.executable, "-c", code]
+
+    ref, killed = tmp_path / "ref.h5", tmp_path / "killed.h5"
+    subprocess.run(cmd(ref), check=True, capture_output=True)
+    proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hist = tmp_path / "killed.h5.resume" / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (hist.exists() and len(hist.read_text().splitlines()) >= 3):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not killed.exists() and 2 <= len(hist.read_text().splitlines()) - 1 < 8
+    subprocess.run(cmd(killed), check=True, capture_output=True)
+    a, b = load_qat(ref).get_weights(), load_qat(killed).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert os.path.exists(killed.with_suffix(".json"))

@@ -1,0 +1,27 @@
+rule qat_model:
+    """Quantization-aware fine-tuning of a trained model (pruning-preserving for a pruned
+    one) with tfmot; resumes after a kill (pqgrid/qat.py)."""
+    input:
+        model=keras_model,
+        train=rules.prepare_data.output.train,
+        test=rules.prepare_data.output.test,
+        manifest=rules.prepare_data.output.manifest,
+    output:
+        model="results/models/{arch}/seed{seed}/qat_{sparsity}.h5",
+        history="results/models/{arch}/seed{seed}/qat_{sparsity}.history.csv",
+        metrics="results/models/{arch}/seed{seed}/qat_{sparsity}.json",
+    log:
+        "logs/models/{arch}/seed{seed}/qat_{sparsity}.log",
+    benchmark:
+        "benchmarks/results/models/{arch}/seed{seed}/qat_{sparsity}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=300,
+    params:
+        arch=arch_params,
+        qat=qat_params,
+    script:
+        "../scripts/qat_model.py"

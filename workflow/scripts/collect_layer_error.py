@@ -1,0 +1,10 @@
+from pqgrid.io import run_script
+from pqgrid.layer_error import collect_layer_error
+
+run_script(
+    snakemake.log[0],
+    collect_layer_error,
+    csvs=snakemake.input.csvs,
+    cells=snakemake.params.cells,
+    out_csv=snakemake.output.csv,
+)

@@ -1,0 +1,16 @@
+from pqgrid.io import run_script
+from pqgrid.layer_error import layer_error
+
+run_script(
+    snakemake.log[0],
+    layer_error,
+    model_h5=snakemake.input.model,
+    train_npz=snakemake.input.train,
+    test_npz=snakemake.input.test,
+    out_csv=snakemake.output.csv,
+    arch_cfg=snakemake.params.arch,
+    calibration_samples=snakemake.params.calibration_samples,
+    samples=snakemake.params.samples,
+    seed=int(snakemake.wildcards.seed),
+    threads=snakemake.threads,
+)

@@ -1,0 +1,103 @@
+"""Stage `layer_error`: where int8 post-training quantization hurts, layer by layer.
+
+TensorFlow's `tf.lite.experimental.QuantizationDebugger` converts the model with the same
+settings as the `int8` cell (same calibration images), runs test images through a model in
+which every quantized op is followed by a NumericVerify op comparing it with its float twin,
+and averages the error per op. As in its official tutorial (which uses MobileNetV3-Small),
+the error is put on the tensor's own scale: rmse/scale = sqrt(mean squared error) / scale,
+i.e. the error in quantization steps (~0.29 is rounding alone; far above it, the range is
+too wide for 256 steps). One CSV per Keras model serves both int8 and int8_full: they
+quantize the same ops with the same calibration and differ in input/output type only.
+int16x8 and qat are not covered: the debugger builds int8 NumericVerify models only, and a
+QAT model has no float twin in the converter."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, read_csv
+
+log = logging.getLogger("pqgrid")
+
+COLUMNS = [
+    *("rank", "layer", "op", "rmse_over_scale", "mean_error", "max_abs_error", "mean_squared_error"),
+    *("stddev", "range", "scale", "zero_point", "num_elements", "tensor"),
+]
+
+
+def layer_error(*, model_h5, train_npz, test_npz, out_csv, arch_cfg, calibration_samples, samples, seed, threads=None):
+    """Per-op int8 error of one Keras model, worst first, as `out_csv`."""
+    from .tfsetup import tensorflow
+
+    tf, _ = tensorflow(threads, seed)
+    from .config import input_scaling
+    from .convert import calibration_images, converter_for
+    from .models import load_keras, scale_inputs
+
+    scaling = input_scaling(arch_cfg)
+    model = load_keras(model_h5)
+    rep = scale_inputs(calibration_images(train_npz, calibration_samples, seed), scaling)
+    probe = scale_inputs(calibration_images(test_npz, samples, seed), scaling)
+
+    def debug_dataset():
+        for img in probe:
+            yield [img[None]]
+
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter_for(model, "int8", rep), debug_dataset=debug_dataset
+    )
+    debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    buf.seek(0)
+    table = error_table(pd.read_csv(buf))
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    worst = table.head(3)
+    log.info(
+        "%d quantized ops on %d test images; worst rmse/scale: %s",
+        len(table),
+        len(probe),
+        ", ".join(f"{r.layer} ({r.op}) {r.rmse_over_scale:.2f}" for r in worst.itertuples()),
+    )
+    return table
+
+
+def error_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """The debugger's dump -> pqgrid's columns: the Keras layer a tensor belongs to, rmse in
+    quantization steps, the quantized range (255 steps x scale), worst first."""
+    df = stats.rename(columns={"op_name": "op", "tensor_name": "tensor"}).copy()
+    df["rmse_over_scale"] = np.sqrt(df["mean_squared_error"]) / df["scale"]
+    df["range"] = 255.0 * df["scale"]
+    df["layer"] = df["tensor"].map(keras_layer_name)
+    df = df.sort_values("rmse_over_scale", ascending=False, kind="stable").reset_index(drop=True)
+    df["rank"] = np.arange(1, len(df) + 1)
+    return df[COLUMNS]
+
+
+def keras_layer_name(tensor: str) -> str:
+    """'model/expanded_conv/project/BatchNorm/FusedBatchNormV3;...' -> 'expanded_conv/project':
+    the converter names a tensor after the ops fused into it, the first starting with the model's
+    and the layer's name."""
+    first = str(tensor).split(";")[0]
+    parts = first.split("/")
+    if len(parts) <= 2:
+        return first
+    # drop the model name in front and the TensorFlow op name(s) at the end
+    body = parts[1:-1]
+    while len(body) > 1 and body[-1] in {"BatchNorm", "FusedBatchNormV3", "Conv2D", "BiasAdd", "depthwise"}:
+        body = body[:-1]
+    return "/".join(body)
+
+
+def collect_layer_error(*, csvs, cells, out_csv):
+    """Stage `collect_layer_error`: every model's per-op error as one long table."""
+    frames = [read_csv(p, COLUMNS).assign(**c) for p, c in zip(csvs, cells, strict=True)]
+    cols = ["arch", "seed", "sparsity", *COLUMNS]
+    df = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False)

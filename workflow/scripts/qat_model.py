@@ -1,0 +1,18 @@
+from pqgrid.io import run_script
+from pqgrid.qat import qat_model
+
+run_script(
+    snakemake.log[0],
+    qat_model,
+    source_h5=snakemake.input.model,
+    arch_cfg=snakemake.params.arch,
+    settings=snakemake.params.qat,
+    train_npz=snakemake.input.train,
+    test_npz=snakemake.input.test,
+    manifest=snakemake.input.manifest,
+    model_out=snakemake.output.model,
+    history_csv=snakemake.output.history,
+    metrics_json=snakemake.output.metrics,
+    seed=int(snakemake.wildcards.seed),
+    threads=snakemake.threads,
+)
