@@ -52,7 +52,8 @@ def test_smoke_builds_every_target(smoke_run):
                 pc = pd.read_csv(res / "eval" / arch / "seed0" / f"s{s}_{q}.per_class.csv")
                 assert list(pc.columns) == ["class", "support", "correct", "accuracy"] and pc["support"].sum() == 500
     summary = pd.read_csv(res / "tables" / "summary.csv")
-    assert len(summary) == 8 and summary[["top1", "top3", "file_bytes", "gzip_bytes"]].notna().all().all()
+    # 2 archs x 2 sparsities x {fp32, int8}, + int16x8 and qat on v3small_tiny at both
+    assert len(summary) == 12 and summary[["top1", "top3", "file_bytes", "gzip_bytes"]].notna().all().all()
     assert (smoke_run / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text().count(
         "ETA"
     ) == 10  # one line per epoch
@@ -81,6 +82,40 @@ def test_smoke_accuracy_floors(smoke_run):
     # the prune job logs the trained and pruned validation top-1
     log = (smoke_run / "logs" / "models" / "mobilenet_tiny" / "seed0" / "pruned_50.log").read_text()
     assert "validation top-1: trained" in log and "BatchNorm statistics of" in log
+
+
+def test_smoke_remedies_qat_pqat_int16x8_and_layer_error(smoke_run):
+    """The remedies end to end: QAT at s0, pruning-preserving QAT at 50 %, int16x8, and the
+    per-layer int8 error of every model with an int8 cell."""
+    res = smoke_run / "results"
+    s = pd.read_csv(res / "tables" / "summary.csv").set_index(["arch", "sparsity", "quant"])
+    for sp in (0, 50):
+        qat = s.loc[("v3small_tiny", sp, "qat")]
+        assert (qat.input_dtype, qat.output_dtype) == ("int8", "int8")
+        assert qat.top1 >= s.loc[("v3small_tiny", sp, "fp32"), "top1"] - 0.02, qat
+        assert abs(qat.qat_tflite_minus_keras) <= 0.02 and qat.keras_qat_top1 == pytest.approx(
+            qat.top1 - qat.qat_tflite_minus_keras
+        )
+        assert s.loc[("v3small_tiny", sp, "int16x8"), "top1"] >= s.loc[("v3small_tiny", sp, "fp32"), "top1"] - 0.02
+        assert (res / "models" / "v3small_tiny" / "seed0" / f"qat_{sp}.h5").is_file()
+    pqat = s.loc[("v3small_tiny", 50, "qat")]
+    assert (
+        pqat.kernel_sparsity_before_qat > 0.4
+        and abs(pqat.tflite_kernel_sparsity - pqat.kernel_sparsity_before_qat) <= 0.005
+    )
+    assert ("mobilenet_tiny", 0, "qat") not in s.index  # quantization.subsets
+    le = pd.read_csv(res / "tables" / "layer_error.csv")
+    assert set(map(tuple, le[["arch", "sparsity"]].drop_duplicates().values)) == {
+        (a, p) for a in ("mobilenet_tiny", "v3small_tiny") for p in (0, 50)
+    }
+    assert (le.groupby(["arch", "sparsity"])["rank"].min() == 1).all() and le.rmse_over_scale.notna().all()
+    rem = pd.read_csv(res / "tables" / "table_remedies.csv")
+    assert set(rem.arch) == {"v3small_tiny"} and {"fp32_top1", "int8_top1", "int16x8_top1", "qat_top1"} <= set(
+        rem.columns
+    )
+    findings = pd.read_csv(res / "findings.csv").set_index("no")
+    assert findings.loc[13, "verdict"] == "holds"  # PQAT keeps the zeros
+    assert (res / "figures" / "layer_error_worst.png").stat().st_size > 2000
 
 
 def test_console_is_quiet_and_logs_hold_the_noise(smoke_run):
