@@ -34,12 +34,13 @@ def good(tmp_path, tiny_tflite):
     np.savez(out["npz"], x=np.zeros((4, 8, 8, 3), np.uint8), y=np.arange(4))
     h5 = tmp_path / "m.h5"
     build({"builder": "MobileNet", "alpha": 0.25}, 10, (32, 32, 3), None).save(h5, save_format="h5")
-    out["h5"] = h5
+    out["h5"] = out["qat_h5"] = h5  # a plain model loads through load_qat too
     return out
 
 
 READERS = {
     "h5": lambda p: __import__("pqgrid.models", fromlist=["load_keras"]).load_keras(p),
+    "qat_h5": lambda p: __import__("pqgrid.qat", fromlist=["load_qat"]).load_qat(p),
     "tflite": lambda p: __import__("pqgrid.evaluate", fromlist=["interpreter"]).interpreter(p),
     "json": io.read_json,
     "csv": lambda p: io.read_csv(p, ("class", "support", "correct")),
