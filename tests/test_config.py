@@ -66,7 +66,7 @@ def cfg(**changes):
         ),
         (
             {"quantization__subsets": {"int4": {"sparsities": [0]}}},
-            r"quantization.subsets.int4: 'int4' is not in quantization.modes",
+            r"quantization.subsets.int4: unknown mode 'int4'",
         ),
         (
             {"quantization__subsets": {"qat": {"sparsities": [50]}}},

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import ROOT, snakemake
 from pqgrid import registry
-from pqgrid.config import BUILDERS, ConfigError, check_config, load_schema
+from pqgrid.config import ARCH_RESERVED, BUILDERS, ConfigError, check_config, load_schema
 
 SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 N_MUTATIONS = 1200
@@ -50,7 +50,7 @@ def subschema(config, path):
     schema, node = SCHEMA, config
     for i, key in enumerate(path):
         schema = _resolve(schema)
-        if path[:1] == ("architectures",) and i == 2 and key not in ("builder", "training", "pruning"):
+        if path[:1] == ("architectures",) and i == 2 and key not in ARCH_RESERVED:
             schema = BUILDERS[node["builder"]]["kwargs"][key]
         elif path[:3] == ("report", "figures", "per_figure") and i == 3:
             schema = registry.figure_settings_schema(key)

@@ -104,7 +104,7 @@ def tflites(trained, small_data, tmp_path_factory):
 def test_each_quant_mode_loads_with_right_dtypes(tflites):
     from pqgrid.evaluate import interpreter, io_dtypes
 
-    expected = {"fp32": "float32", "dynamic": "float32", "fp16": "float32", "int8": "float32", "int8_full": "int8"}
+    expected = {m: "float32" for m in QUANT_MODES} | {"int8_full": "int8", "qat": "int8"}
     for mode, path in tflites.items():
         it = interpreter(path)
         it.allocate_tensors()
