@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,29 @@ def snakemake(workdir, *args, check=True, timeout=1200):
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+def stage_command(module: str, function: str, **kwargs) -> list:
+    """A fresh Python that calls one pqgrid stage function with keyword arguments (kill -9
+    tests, process-global TensorFlow settings)."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'workflow' / 'scripts')!r}); "
+        f"from pqgrid.{module} import {function}; "
+        f"{function}(**{kwargs!r})"
+    )
+    return [sys.executable, "-c", code]
+
+
+def kill_after_epochs(cmd: list, history_csv: Path, epochs: int, timeout=300):
+    """Start `cmd`, SIGKILL it once its resume history holds `epochs` rows, wait for it."""
+    import signal
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (history_csv.exists() and len(history_csv.read_text().splitlines()) > epochs):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(scope="session")

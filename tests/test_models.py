@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, kill_after_epochs, stage_command
 from pqgrid import data
 from pqgrid.config import QUANT_MODES
 
@@ -458,33 +458,25 @@ def test_pruning_kill_9_and_rerun_resumes_to_identical_weights(trained, small_da
     )
 
     def cmd(out):
-        code = (
-            "import sys; sys.path.insert(0, %r); from pqgrid.prune import prune_model; "
-            "prune_model(trained_h5=%r, train_npz=%r, test_npz=%r, manifest=%r, model_out=%r, history_csv=%r, arch_cfg=%r, "
-            "settings=%r, seed=0, threads=2)"
-            % (
-                str(ROOT / "workflow" / "scripts"),
-                str(trained),
-                str(small_data / "train.npz"),
-                str(small_data / "test.npz"),
-                str(small_data / "manifest.json"),
-                str(out),
-                str(out.with_suffix(".csv")),
-                TINY,
-                settings,
-            )
+        return stage_command(
+            "prune",
+            "prune_model",
+            trained_h5=str(trained),
+            train_npz=str(small_data / "train.npz"),
+            test_npz=str(small_data / "test.npz"),
+            manifest=str(small_data / "manifest.json"),
+            model_out=str(out),
+            history_csv=str(out.with_suffix(".csv")),
+            arch_cfg=TINY,
+            settings=settings,
+            seed=0,
+            threads=2,
         )
-        return [sys.executable, "-c", code]
 
     ref, killed = tmp_path / "ref.h5", tmp_path / "killed.h5"
     subprocess.run(cmd(ref), check=True, capture_output=True)
-    proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     hist = tmp_path / "killed.h5.resume" / "history.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (hist.exists() and len(hist.read_text().splitlines()) >= 3):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_epochs(cmd(killed), hist, 2)
     assert not killed.exists() and 2 <= len(hist.read_text().splitlines()) - 1 < 4
     subprocess.run(cmd(killed), check=True, capture_output=True)
     a, b = load_keras(ref).get_weights(), load_keras(killed).get_weights()

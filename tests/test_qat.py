@@ -2,15 +2,12 @@
 QAT per architecture family, pruning-preserving QAT, int16x8, the per-layer int8 error."""
 
 import os
-import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import kill_after_epochs, stage_command
 from pqgrid import data
 
 # One of each family, small enough for CI: hard-swish + squeeze-excite (V3 full), swish +
@@ -229,34 +226,26 @@ def test_qat_kill_9_and_rerun_resumes_to_identical_weights(tiny_data, tmp_path):
     settings = dict(QAT, epochs=8)
 
     def cmd(out):
-        code = (
-            "import sys; sys.path.insert(0, %r); from pqgrid.qat import qat_model; "
-            "qat_model(source_h5=%r, train_npz=%r, test_npz=%r, manifest=%r, model_out=%r, history_csv=%r, "
-            "metrics_json=%r, arch_cfg=%r, settings=%r, seed=0, threads=2)"
-            % (
-                str(ROOT / "workflow" / "scripts"),
-                str(src),
-                str(tiny_data / "train.npz"),
-                str(tiny_data / "test.npz"),
-                str(tiny_data / "manifest.json"),
-                str(out),
-                str(out.with_suffix(".csv")),
-                str(out.with_suffix(".json")),
-                arch,
-                settings,
-            )
+        return stage_command(
+            "qat",
+            "qat_model",
+            source_h5=str(src),
+            train_npz=str(tiny_data / "train.npz"),
+            test_npz=str(tiny_data / "test.npz"),
+            manifest=str(tiny_data / "manifest.json"),
+            model_out=str(out),
+            history_csv=str(out.with_suffix(".csv")),
+            metrics_json=str(out.with_suffix(".json")),
+            arch_cfg=arch,
+            settings=settings,
+            seed=0,
+            threads=2,
         )
-        return [sys.executable, "-c", code]
 
     ref, killed = tmp_path / "ref.h5", tmp_path / "killed.h5"
     subprocess.run(cmd(ref), check=True, capture_output=True)
-    proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     hist = tmp_path / "killed.h5.resume" / "history.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (hist.exists() and len(hist.read_text().splitlines()) >= 3):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_epochs(cmd(killed), hist, 2)
     assert not killed.exists() and 2 <= len(hist.read_text().splitlines()) - 1 < 8
     subprocess.run(cmd(killed), check=True, capture_output=True)
     a, b = load_qat(ref).get_weights(), load_qat(killed).get_weights()

@@ -356,11 +356,20 @@ def _minimalistic(run):
 
 # ---------------------------------------------------------------- pqgrid's remedies (not in the thesis)
 def _remedy_vs_fp32(run, mode):
+    """Δ top-1 (pp) of `mode` vs fp32 per architecture (unpruned), and a function giving each
+    architecture's measured text with int8 PTQ's Δ beside (what the remedy is compared with)."""
     fp, r = run.unpruned("fp32", accuracy=True), run.unpruned(mode, accuracy=True)
     both = fp.index.intersection(r.index)
     if not len(both):
         raise NotMeasured(f"needs fp32 and {mode} cells at sparsity 0")
-    return 100 * (r.loc[both, "top1"] - fp.loc[both, "top1"])
+    d = 100 * (r.loc[both, "top1"] - fp.loc[both, "top1"])
+    i8 = run.unpruned("int8", accuracy=True)
+
+    def text(a):
+        beside = f" (int8 PTQ {100 * (i8.loc[a, 'top1'] - fp.loc[a, 'top1']):+.1f} pp)" if a in i8.index else ""
+        return f"{a} {mode} {d[a]:+.1f} pp{beside}"
+
+    return d, text
 
 
 @claim(
@@ -371,15 +380,8 @@ def _remedy_vs_fp32(run, mode):
     about_accuracy=True,
 )
 def _qat_recovers(run):
-    d = _remedy_vs_fp32(run, "qat")
-    i8 = run.unpruned("int8", accuracy=True)
-    fp = run.unpruned("fp32", accuracy=True)
-    parts = [
-        f"{a} qat {v:+.1f} pp"
-        + (f" (int8 PTQ {100 * (i8.loc[a, 'top1'] - fp.loc[a, 'top1']):+.1f} pp)" if a in i8.index else "")
-        for a, v in d.items()
-    ]
-    return "; ".join(parts), bool((d >= -1).all())
+    d, text = _remedy_vs_fp32(run, "qat")
+    return "; ".join(map(text, d.index)), bool((d >= -1).all())
 
 
 @claim(
@@ -409,19 +411,12 @@ def _pqat_keeps_zeros(run):
     about_accuracy=True,
 )
 def _int16x8_v3(run):
-    d = _remedy_vs_fp32(run, "int16x8")
+    d, text = _remedy_vs_fp32(run, "int16x8")
     v3 = [a for b in ("MobileNetV3Large", "MobileNetV3Small") for m in (False, True) for a in run.archs(b, m)]
     v3 = [a for a in v3 if a in d.index]
     if not v3:
         raise NotMeasured("no MobileNetV3 with fp32 and int16x8 cells")
-    i8 = run.unpruned("int8", accuracy=True)
-    fp = run.unpruned("fp32", accuracy=True)
-    parts = [
-        f"{a} int16x8 {d[a]:+.1f} pp"
-        + (f" (int8 {100 * (i8.loc[a, 'top1'] - fp.loc[a, 'top1']):+.1f} pp)" if a in i8.index else "")
-        for a in v3
-    ]
-    return "; ".join(parts), bool((d[v3] >= -1).all())
+    return "; ".join(map(text, v3)), bool((d[v3] >= -1).all())
 
 
 # ---------------------------------------------------------------- verdicts and the stage
