@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,13 +121,13 @@ def test_corrupt_archive(tmp_path, image_tree):
     _expect("corrupt|not a readable", bad, tmp_path)
 
 
-def test_archive_without_train_test(tmp_path):
+def test_unsplit_archive_with_a_one_image_class(tmp_path):
     src = tmp_path / "flat"
     (src / "cat").mkdir(parents=True)
     write_image_tree(tmp_path / "x")
     (tmp_path / "x" / "train" / "cat" / "0000.png").rename(src / "cat" / "0000.png")
     tgz = make_tar(src, tmp_path / "flat.tar.gz", "flat")
-    _expect("train/<class>", tgz, tmp_path)
+    _expect(r"class 'cat' has 1 image; need at least 2 \(one for train, one for test\)", tgz, tmp_path)
 
 
 def test_different_classes(tmp_path):
@@ -146,11 +147,107 @@ def test_undecodable_image(tmp_path):
     _expect(r"train/dog/0001.png: cannot decode", tree, tmp_path)
 
 
-def test_mixed_image_sizes(tmp_path):
+def test_mixed_image_sizes_become_224_px_without_image_size(tmp_path):
     tree = write_image_tree(tmp_path / "t")
     write_image_tree(tmp_path / "big", classes=["cat"], size=(40, 40))
     (tmp_path / "big" / "train" / "cat" / "0000.png").replace(tree / "train" / "cat" / "0003.png")
-    _expect("resize all images", tree, tmp_path)
+    train, test, _, _ = data.load(str(tree))
+    assert train.x.shape[1:] == test.x.shape[1:] == (data.PHOTO_SIZE, data.PHOTO_SIZE, 3)
+
+
+# ------------------------------------------------------------------ photo folders
+def write_photos(root: Path, classes=("ant", "bee", "cow"), per_class=10, seed=0):
+    """<root>/<class>/*: JPEG/PNG/BMP of random sizes and aspect ratios, grey, RGBA and
+    palette images among them (what a phone folder or Caltech-101 holds)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    kinds = [("RGB", ".jpg"), ("L", ".png"), ("RGBA", ".png"), ("P", ".gif"), ("RGB", ".bmp")]
+    for ci, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            w, h = (int(v) for v in rng.integers(20, 90, 2))
+            arr = np.full((h, w, 3), 70 * ci, np.uint8) + rng.integers(0, 40, (h, w, 3), dtype=np.uint8)
+            mode, ext = kinds[i % len(kinds)]
+            Image.fromarray(arr).convert(mode).save(root / c / f"img{i:03d}{ext}")
+    return root
+
+
+def test_photo_folder_any_size_and_colour_mode_loads_square(tmp_path):
+    photos = write_photos(tmp_path / "photos")
+    for mode in ("crop", "pad"):
+        train, test, classes, _ = data.load(str(photos), image_size=48, resize=mode, test_fraction=0.2, seed=3)
+        assert classes == ["ant", "bee", "cow"]  # from the folder names
+        assert train.x.shape == (24, 48, 48, 3) and test.x.shape == (6, 48, 48, 3)
+        assert train.x.dtype == np.uint8
+    # pad keeps the whole photo: a 60x20 white strip is centred on black
+    from PIL import Image
+
+    strip = Image.new("RGB", (60, 20), (255, 255, 255))
+    padded = data.square_image(strip, 30, "pad")
+    assert padded.shape == (30, 30, 3) and padded[0, 0].tolist() == [0, 0, 0] and padded[15, 15].tolist() == [255] * 3
+    cropped = data.square_image(strip, 30, "crop")
+    assert (cropped == 255).all()  # the centre 20x20 of the strip, scaled to 30x30
+    grey = data.square_image(Image.new("L", (8, 8), 100), 8)
+    assert grey.shape == (8, 8, 3) and (grey == 100).all()
+
+
+def test_unsplit_folder_split_is_stratified_and_seeded(tmp_path):
+    photos = write_photos(tmp_path / "photos", per_class=10)
+    (photos / "bee" / "img010.jpg").write_bytes((photos / "bee" / "img000.jpg").read_bytes())  # 11 bees
+    a = data.load(str(photos), image_size=32, test_fraction=0.3, seed=0)
+    b = data.load(str(photos), image_size=32, test_fraction=0.3, seed=0)
+    c = data.load(str(photos), image_size=32, test_fraction=0.3, seed=1)
+    assert np.bincount(a[1].y).tolist() == [3, 3, 3]  # round(0.3 * 10), round(0.3 * 11)
+    assert np.bincount(a[0].y).tolist() == [7, 8, 7]
+    assert a[1].names == b[1].names and np.array_equal(a[0].x, b[0].x)
+    assert a[1].names != c[1].names
+    assert not set(a[0].names) & set(a[1].names)
+
+
+def test_bad_photo_named_or_skipped_with_a_count(tmp_path):
+    photos = write_photos(tmp_path / "photos")
+    (photos / "bee" / "img004.bmp").write_bytes(b"GIF89a broken")
+    _expect(r"bee/img004.bmp: cannot decode image .*skip_bad_images: true", photos, tmp_path, image_size=32)
+    out = tmp_path / "ok"
+    man = data.prepare(
+        source=str(photos),
+        train_npz=out / "train.npz",
+        test_npz=out / "test.npz",
+        manifest_path=out / "manifest.json",
+        image_size=32,
+        skip_bad_images=True,
+    )
+    assert man["skipped_images"]["count"] == 1 and man["skipped_images"]["files"] == ["bee/img004.bmp"]
+    assert sum(man["counts"]["train"].values()) + sum(man["counts"]["test"].values()) == 29
+
+
+def test_empty_or_single_class_folder_fails_in_one_line(tmp_path):
+    photos = write_photos(tmp_path / "photos")
+    (photos / "dog").mkdir()
+    _expect(r"class folder dog has no images; add images or remove the folder", photos, tmp_path, image_size=32)
+    one = write_photos(tmp_path / "one", classes=("ant",))
+    _expect(r"1 class folder found \(ant\); need at least 2 classes", one, tmp_path, image_size=32)
+
+
+def test_photo_folder_peak_memory_under_twice_the_array(tmp_path):
+    """Decoding goes straight into one preallocated array: the peak traced allocation while
+    loading 150 photos at 224 px stays under 2x their uint8 array (issue: Caltech-101 at 224)."""
+    import tracemalloc
+
+    photos = write_photos(tmp_path / "photos", per_class=50)
+    tracemalloc.start()
+    train, test, _, _ = data.load(str(photos), image_size=224)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    array = train.x.nbytes + test.x.nbytes
+    assert array == 150 * 224 * 224 * 3
+    assert peak < 2 * array, (peak, array)
+
+
+def test_fixed_size_source_resized_to_image_size():
+    train, test, _, _ = data.load("synthetic", 2, 1, image_size=64)
+    assert train.x.shape == (20, 64, 64, 3) and test.x.shape == (10, 64, 64, 3)
 
 
 def test_keras_source_offline_says_how_to_use_a_local_copy(tmp_path, monkeypatch):

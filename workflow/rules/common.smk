@@ -10,7 +10,7 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from pqgrid import registry, settings
-from pqgrid.config import INT8_PTQ, QAT_MODE, grid, split_quant
+from pqgrid.config import INT8_PTQ, QAT_MODE, grid, input_size, split_quant
 from pqgrid.config import cells as grid_cells
 
 GRID = grid(config)
@@ -35,6 +35,7 @@ wildcard_constraints:
     device=_alternatives(DEVICES) if DEVICES else "(?!)",
     table=_alternatives(registry.TABLES),
     figure=_alternatives(FIGURES),
+    px="[0-9]+",
 
 
 # ---------------------------------------------------------------- grid expansion
@@ -87,6 +88,23 @@ def report_targets():
 
 
 # ---------------------------------------------------------------- input functions
+def data_dir(arch):
+    """Where an architecture's prepared images are: results/data/ at dataset.image_size, or
+    results/data/{px}px/ for an architecture with its own input_size."""
+    size = input_size(config, arch)
+    return (
+        "results/data"
+        if size == config["dataset"].get("image_size")
+        else f"results/data/{size}px"
+    )
+
+
+def data_file(kind):
+    """Input function: the architecture's prepared train.npz / test.npz / manifest.json."""
+    name = {"train": "train.npz", "test": "test.npz", "manifest": "manifest.json"}[kind]
+    return lambda wildcards: f"{data_dir(wildcards.arch)}/{name}"
+
+
 def keras_model(wildcards):
     """Sparsity 0 is the trained model itself; others are its pruned copies."""
     if wildcards.sparsity == "0":

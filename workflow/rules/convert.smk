@@ -3,7 +3,7 @@ rule convert_tflite:
     (thesis §3.4)."""
     input:
         model=convert_source,
-        train=rules.prepare_data.output.train,
+        train=data_file("train"),
     output:
         tflite="results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite",
     log:

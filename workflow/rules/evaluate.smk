@@ -2,9 +2,9 @@ rule evaluate_keras:
     """Top-1/top-3 on train and test of a Keras model and its parameter statistics."""
     input:
         model=keras_model,
-        train=rules.prepare_data.output.train,
-        test=rules.prepare_data.output.test,
-        manifest=rules.prepare_data.output.manifest,
+        train=data_file("train"),
+        test=data_file("test"),
+        manifest=data_file("manifest"),
     output:
         metrics="results/eval/{arch}/seed{seed}/keras_s{sparsity}.json",
     log:
@@ -27,8 +27,8 @@ rule evaluate_tflite:
         unpack(qat_inputs),
         tflite=rules.convert_tflite.output.tflite,
         gz=rules.gzip_tflite.output.gz,
-        test=rules.prepare_data.output.test,
-        manifest=rules.prepare_data.output.manifest,
+        test=data_file("test"),
+        manifest=data_file("manifest"),
         keras=rules.evaluate_keras.output.metrics,
     output:
         metrics="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.json",

@@ -3,8 +3,8 @@ rule layer_error:
     behind every int8 and int8_full cell of that model."""
     input:
         model=keras_model,
-        train=rules.prepare_data.output.train,
-        test=rules.prepare_data.output.test,
+        train=data_file("train"),
+        test=data_file("test"),
     output:
         csv="results/eval/{arch}/seed{seed}/s{sparsity}.layer_error.csv",
     log:

@@ -2,9 +2,9 @@ rule prune_model:
     """Magnitude-prune a trained model to one target sparsity (thesis §3.5, Table 3.1)."""
     input:
         model=rules.train_model.output.model,
-        train=rules.prepare_data.output.train,
-        test=rules.prepare_data.output.test,
-        manifest=rules.prepare_data.output.manifest,
+        train=data_file("train"),
+        test=data_file("test"),
+        manifest=data_file("manifest"),
     output:
         model="results/models/{arch}/seed{seed}/pruned_{sparsity}.h5",
         history="results/models/{arch}/seed{seed}/pruned_{sparsity}.history.csv",

@@ -3,9 +3,9 @@ rule qat_model:
     one) with tfmot; resumes after a kill (pqgrid/qat.py)."""
     input:
         model=keras_model,
-        train=rules.prepare_data.output.train,
-        test=rules.prepare_data.output.test,
-        manifest=rules.prepare_data.output.manifest,
+        train=data_file("train"),
+        test=data_file("test"),
+        manifest=data_file("manifest"),
     output:
         model="results/models/{arch}/seed{seed}/qat_{sparsity}.h5",
         history="results/models/{arch}/seed{seed}/qat_{sparsity}.history.csv",

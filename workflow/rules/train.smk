@@ -1,9 +1,9 @@
 rule train_model:
     """Train one architecture from scratch (thesis §3.3); resumes after a kill."""
     input:
-        train=rules.prepare_data.output.train,
-        test=rules.prepare_data.output.test,
-        manifest=rules.prepare_data.output.manifest,
+        train=data_file("train"),
+        test=data_file("test"),
+        manifest=data_file("manifest"),
     output:
         model="results/models/{arch}/seed{seed}/trained.h5",
         history="results/models/{arch}/seed{seed}/trained.history.csv",

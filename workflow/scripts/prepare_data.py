@@ -12,4 +12,8 @@ run_script(
     train_per_class=d.get("train_per_class"),
     test_per_class=d.get("test_per_class"),
     seed=d.get("seed", 0),
+    image_size=snakemake.params.image_size,
+    resize=d.get("resize", "crop"),
+    test_fraction=d.get("test_fraction", 0.2),
+    skip_bad_images=d.get("skip_bad_images", False),
 )

@@ -40,21 +40,34 @@ _RATE = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
 _V3 = {"alpha": _ALPHA, "minimalistic": {"type": "boolean"}, "dropout_rate": _RATE}
 # "qat": whether pqgrid/qat.py has been shown to make the builder's models trainable with
 # fake quantization (tests/test_qat.py builds each family); others fail before any job.
+# "min_size": the smallest input side the builder accepts (keras.applications checks 32;
+# SqueezeNet's is torchvision's). "source": "pqgrid" marks the builders of architectures.py
+# (written here; no ImageNet weights, `weights:` takes an .h5 file for them).
+_KERAS = {"min_size": 32, "source": "keras"}
+_OWN = {"source": "pqgrid", "input": "tf", "qat": True}
 BUILDERS = {
     "MobileNet": {
         "kwargs": {"alpha": _ALPHA, "depth_multiplier": {"type": "integer", "minimum": 1}, "dropout": _RATE},
         "input": "tf",
         "qat": True,
+        **_KERAS,
     },
-    "MobileNetV2": {"kwargs": {"alpha": _ALPHA}, "input": "tf", "qat": True},
-    "MobileNetV3Large": {"kwargs": _V3, "input": "raw", "qat": True},
-    "MobileNetV3Small": {"kwargs": _V3, "input": "raw", "qat": True},
-    **{f"EfficientNetB{i}": {"kwargs": {}, "input": "raw", "qat": True} for i in range(8)},
-    **{f"EfficientNetV2B{i}": {"kwargs": {}, "input": "raw", "qat": False} for i in range(4)},
+    "MobileNetV2": {"kwargs": {"alpha": _ALPHA}, "input": "tf", "qat": True, **_KERAS},
+    "MobileNetV3Large": {"kwargs": _V3, "input": "raw", "qat": True, **_KERAS},
+    "MobileNetV3Small": {"kwargs": _V3, "input": "raw", "qat": True, **_KERAS},
+    **{f"EfficientNetB{i}": {"kwargs": {}, "input": "raw", "qat": True, **_KERAS} for i in range(8)},
+    **{f"EfficientNetV2B{i}": {"kwargs": {}, "input": "raw", "qat": False, **_KERAS} for i in range(4)},
+    "SqueezeNet10": {"kwargs": {"dropout": _RATE}, "min_size": 21, **_OWN},
+    "SqueezeNet11": {"kwargs": {"dropout": _RATE}, "min_size": 17, **_OWN},
+    **{f"EfficientNetLite{i}": {"kwargs": {"drop_connect_rate": _RATE}, "min_size": 32, **_OWN} for i in range(5)},
 }
 
 # Keys of an architecture entry that are pqgrid's own; every other key is a builder kwarg.
-ARCH_RESERVED = {"builder", "training", "pruning", "qat"}
+#   input_size  image side the architecture trains and runs at (data resized once to it)
+#   stem        "imagenet" (the builder's strides) or "cifar" (first two stride-2 layers at 1)
+#   weights     null (from scratch), "imagenet" (keras.applications download) or an .h5 path
+ARCH_RESERVED = {"builder", "training", "pruning", "qat", "input_size", "stem", "weights"}
+STEMS = ("imagenet", "cifar")
 
 DATASET_SOURCES = ("keras", "synthetic")  # plus a path (folder, tar, CIFAR python batches)
 
@@ -161,12 +174,68 @@ def _check_architectures(config: dict) -> None:
             raise ConfigError(
                 f"architectures.{name}.builder: unknown builder {b!r}; choose one of {', '.join(sorted(BUILDERS))}"
             )
+        _check_arch_options(name, a, config)
         kwargs = BUILDERS[b]["kwargs"]
         _validate(
             builder_kwargs(a),
             {"type": "object", "properties": kwargs, "additionalProperties": False},
             f"architectures.{name}",
             fix=f"{b} takes: {', '.join(sorted(kwargs)) or 'no arguments'}",
+        )
+
+
+def arch_label(arch_cfg: dict, px: int) -> str:
+    """A readable name for tables and figures: builder, the settings that make it differ from
+    the plain builder, and the input size, e.g. "MobileNet α0.5 cifar-stem 96px"."""
+    parts = [arch_cfg["builder"]]
+    for key, value in sorted(builder_kwargs(arch_cfg).items()):
+        if key == "alpha":
+            parts.append(f"α{value:g}")
+        elif value is True:
+            parts.append(key)
+        elif value is not False:
+            parts.append(f"{key}={value}")
+    if arch_cfg.get("stem", "imagenet") != "imagenet":
+        parts.append(f"{arch_cfg['stem']}-stem")
+    if arch_cfg.get("weights"):
+        parts.append("imagenet-init" if arch_cfg["weights"] == "imagenet" else "pretrained")
+    parts.append(f"{px}px")
+    return " ".join(parts)
+
+
+def input_size(config: dict, arch: str):
+    """The image side an architecture runs at: its own `input_size`, else dataset.image_size
+    (None: the source's own size, decided by the data stage)."""
+    a = config["architectures"][arch]
+    return a.get("input_size", config["dataset"].get("image_size"))
+
+
+def _check_arch_options(name: str, a: dict, config: dict) -> None:
+    b = a["builder"]
+    stem = a.get("stem", "imagenet")
+    if stem not in STEMS:
+        raise ConfigError(f"architectures.{name}.stem: {stem!r} is not allowed (choose one of {', '.join(STEMS)})")
+    size = a.get("input_size", config["dataset"].get("image_size"))
+    key = f"architectures.{name}.input_size" if "input_size" in a else "dataset.image_size"
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < BUILDERS[b]["min_size"]):
+        raise ConfigError(
+            f"{key}: {size!r} is smaller than {b} allows or not a whole number (give an integer >= {BUILDERS[b]['min_size']})"
+        )
+    weights = a.get("weights")
+    if weights is None:
+        return
+    if not isinstance(weights, str):
+        raise ConfigError(
+            f"architectures.{name}.weights: {weights!r} is not a string (give imagenet or a path to an .h5)"
+        )
+    if weights == "imagenet" and BUILDERS[b]["source"] != "keras":
+        raise ConfigError(
+            f"architectures.{name}.weights: {b} has no ImageNet weights to download "
+            "(give weights: <path to an .h5 saved from the same builder> or leave weights out)"
+        )
+    if weights != "imagenet" and not os.path.isfile(weights):
+        raise ConfigError(
+            f"architectures.{name}.weights: {weights!r} does not exist (give imagenet or a path to an .h5)"
         )
 
 

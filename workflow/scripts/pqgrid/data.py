@@ -1,14 +1,16 @@
 """Load CIFAR-10-like data from any supported source into uint8 arrays.
 
 Sources: 'keras' (tf_keras.datasets.cifar10), 'synthetic' (procedural, for tests), an
-image-folder tree (directory or .tar/.tar.gz: <root>/train/<class>/*, <root>/test/<class>/*),
-or the original CIFAR-10 python batches (directory or cifar-10-python.tar.gz).
+image-folder tree (directory or .tar/.tar.gz: <root>/train/<class>/*, <root>/test/<class>/*,
+or <root>/<class>/* split here), or the original CIFAR-10 python batches (directory or
+cifar-10-python.tar.gz). Photos of any size are made square (crop or pad) while decoding.
 Images are decoded with Pillow straight from the archive: nothing is unpacked to disk."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import pickle
 import tarfile
@@ -19,6 +21,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .io import atomic_path, check_file, damaged, read_json, sha256_file, write_json
+
+log = logging.getLogger("pqgrid")
 
 CIFAR10_CLASSES = [
     "airplane",
@@ -44,6 +48,7 @@ class Split:
     x: np.ndarray  # (N, H, W, 3) uint8
     y: np.ndarray  # (N,) int64 class index
     names: list = field(default_factory=list)  # where each image came from (for limits/errors)
+    skipped: list = field(default_factory=list)  # undecodable files left out (skip_bad_images)
 
 
 # ---------------------------------------------------------------- synthetic
@@ -140,25 +145,60 @@ def _cifar_batches(read, names):
 
 
 # ---------------------------------------------------------------- image folders
+# Photos of mixed sizes become this square side when dataset.image_size is null (the input
+# size keras.applications' ImageNet models were trained at).
+PHOTO_SIZE = 224
+
+
 def _index_folder(rel_paths):
-    """Group member paths into {split: {class: [path,...]}} given paths relative to the
-    archive or folder. Accepts one wrapping folder (cifar10/train/...)."""
+    """Group image paths (relative to the archive or folder) into {split: {class: [path]}}.
+    Either <root>/train/<class>/* and <root>/test/<class>/* (split as given), or
+    <root>/<class>/* (returned as {"all": ...}; `_split_unsplit` makes train/test).
+    Accepts wrapping folders (cifar10/train/..., 101_ObjectCategories/<class>/...)."""
+    images = [p for p in rel_paths if PurePosixPath(p).suffix.lower() in IMAGE_SUFFIXES]
     tree = {}
-    for p in rel_paths:
+    for p in images:
         parts = PurePosixPath(p).parts
-        if PurePosixPath(p).suffix.lower() not in IMAGE_SUFFIXES:
-            continue
         for i, part in enumerate(parts[:-2]):
             if part in ("train", "test") and len(parts) - i == 3:
                 root = "/".join(parts[:i])
                 tree.setdefault(root, {}).setdefault(part, {}).setdefault(parts[i + 1], []).append(p)
                 break
     roots = [r for r, t in tree.items() if "train" in t and "test" in t]
-    if not roots:
-        raise DataError("no 'train/<class>/*' and 'test/<class>/*' image folders found")
     if len(roots) > 1:
         raise DataError(f"several dataset roots found ({', '.join(roots)}); point at one")
-    return tree[roots[0]]
+    if roots:
+        return tree[roots[0]]
+    flat = {}
+    for p in images:
+        parts = PurePosixPath(p).parts
+        if len(parts) >= 2:
+            flat.setdefault("/".join(parts[:-2]), {}).setdefault(parts[-2], []).append(p)
+    if not flat:
+        raise DataError(
+            "no images in <class>/ folders found (expected <root>/<class>/* or <root>/train|test/<class>/*)"
+        )
+    if len(flat) > 1:
+        raise DataError(
+            f"images in class folders under several roots ({', '.join(sorted(r or '.' for r in flat))}); point at one"
+        )
+    return {"all": next(iter(flat.values()))}
+
+
+def _split_unsplit(per_class: dict, test_fraction: float, seed: int):
+    """Stratified, seeded train/test split of a folder without train/ and test/: each class
+    gives round(test_fraction * n) images (at least 1) to test, the rest to train."""
+    rng = np.random.default_rng(seed)
+    train, test = {}, {}
+    for cls in sorted(per_class):
+        names = sorted(per_class[cls])
+        if len(names) < 2:
+            raise DataError(f"class {cls!r} has {len(names)} image; need at least 2 (one for train, one for test)")
+        order = rng.permutation(len(names))
+        n_test = min(len(names) - 1, max(1, round(test_fraction * len(names))))
+        test[cls] = [names[i] for i in sorted(order[:n_test])]
+        train[cls] = [names[i] for i in sorted(order[n_test:])]
+    return {"train": train, "test": test}
 
 
 def _select(per_class: dict, limit, rng):
@@ -173,33 +213,69 @@ def _select(per_class: dict, limit, rng):
     return chosen
 
 
-def _decode(data: bytes, name: str) -> np.ndarray:
-    from PIL import Image
+def square_image(im, size: int, mode: str = "crop"):
+    """A Pillow image -> size x size RGB uint8 array. EXIF orientation applied; grey, palette
+    and RGBA become RGB (alpha dropped). `crop`: shorter side scaled to `size`, centre cut
+    (ImageOps.fit); `pad`: longer side scaled to `size`, centred on black (ImageOps.pad).
+    An image already size x size is passed through unchanged."""
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(im).convert("RGB")
+    if im.size != (size, size):
+        fit = ImageOps.fit if mode == "crop" else ImageOps.pad
+        im = fit(im, (size, size), method=3)  # 3 = Image.BICUBIC
+    return np.asarray(im, dtype=np.uint8)
+
+
+class _MixedSizes(Exception):
+    """Internal: images differ in size and no image_size was set (the loader restarts)."""
+
+
+def _decode(data: bytes, name: str, size, mode):
+    """One image as an array (at `size` if given, else as stored); None if undecodable."""
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except Exception as e:  # noqa: BLE001
-        raise DataError(f"{name}: cannot decode image ({e}); remove or replace the file") from None
+            if size is None:
+                return np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8)
+            return square_image(im, size, mode)
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for a damaged file
+        return DataError(
+            f"{name}: cannot decode image ({type(e).__name__}: {e}); remove or replace the file, or set dataset.skip_bad_images: true"
+        )
 
 
-def _load_folder_split(chosen: dict, classes, read) -> Split:
-    xs, ys, names = [], [], []
+def _load_folder_split(chosen: dict, classes, read, size, mode, skip_bad) -> Split:
+    """Decode straight into one preallocated uint8 array (no list of images and np.stack: at
+    224 px a Caltech-101-sized folder would otherwise need twice its array in RAM)."""
+    total = sum(len(chosen[c]) for c in classes)
+    x, ys, names, skipped = None, [], [], []
     for ci, cls in enumerate(classes):
         for name in chosen[cls]:
-            img = _decode(read(name), name)
-            if xs and img.shape != xs[0].shape:
-                raise DataError(
-                    f"{name}: image is {img.shape[1]}x{img.shape[0]}, others are "
-                    f"{xs[0].shape[1]}x{xs[0].shape[0]}; resize all images to one size"
-                )
-            xs.append(img)
+            img = _decode(read(name), name, size, mode)
+            if isinstance(img, DataError):
+                if not skip_bad:
+                    raise img
+                skipped.append(name)
+                continue
+            if x is None:
+                x = np.empty((total, *img.shape), dtype=np.uint8)
+            elif img.shape != x.shape[1:]:
+                raise _MixedSizes()
+            x[len(names)] = img
             ys.append(ci)
             names.append(name)
-    return Split(np.stack(xs), np.asarray(ys, dtype=np.int64), names)
+    if x is None:
+        raise DataError("no decodable image found; check the files or the folder")
+    split = Split(x[: len(names)], np.asarray(ys, dtype=np.int64), names)
+    split.skipped = skipped
+    return split
 
 
-def _image_folders(tree, read, train_limit, test_limit, seed):
+def _image_folders(tree, read, train_limit, test_limit, seed, opts):
+    if "all" in tree:
+        tree = _split_unsplit(tree["all"], opts.get("test_fraction", 0.2), seed)
     train_cls, test_cls = sorted(tree["train"]), sorted(tree["test"])
     if train_cls != test_cls:
         diff = sorted(set(train_cls) ^ set(test_cls))
@@ -207,19 +283,43 @@ def _image_folders(tree, read, train_limit, test_limit, seed):
             f"train and test have different classes (only in one: {', '.join(diff)}); "
             "give both splits the same class folders"
         )
-    rng = np.random.default_rng(seed)
-    train = _load_folder_split(_select(tree["train"], train_limit, rng), train_cls, read)
-    test = _load_folder_split(_select(tree["test"], test_limit, rng), test_cls, read)
+    if len(train_cls) < 2:
+        raise DataError(f"{len(train_cls)} class folder found ({', '.join(train_cls)}); need at least 2 classes")
+    size, mode, skip = opts.get("image_size"), opts.get("resize", "crop"), opts.get("skip_bad_images", False)
+    rng = np.random.default_rng(seed)  # one generator, train first: the subsets of earlier rounds
+    chosen = [_select(tree["train"], train_limit, rng), _select(tree["test"], test_limit, rng)]
+    try:
+        train = _load_folder_split(chosen[0], train_cls, read, size, mode, skip)
+        test = _load_folder_split(chosen[1], test_cls, read, size, mode, skip)
+        if size is None and train.x.shape[1:] != test.x.shape[1:]:
+            raise _MixedSizes()
+    except _MixedSizes:  # photos of mixed sizes, no image_size set: all to PHOTO_SIZE
+        train = _load_folder_split(chosen[0], train_cls, read, PHOTO_SIZE, mode, skip)
+        test = _load_folder_split(chosen[1], test_cls, read, PHOTO_SIZE, mode, skip)
     return train, test, train_cls
 
 
+def resize_split(split: Split, size, mode="crop") -> Split:
+    """Arrays from a fixed-size source (keras, synthetic, CIFAR batches) at another size."""
+    from PIL import Image
+
+    if size is None or split.x.shape[1:3] == (size, size):
+        return split
+    x = np.empty((len(split.x), size, size, 3), dtype=np.uint8)
+    for i, img in enumerate(split.x):
+        x[i] = square_image(Image.fromarray(img), size, mode)
+    return Split(x, split.y, split.names)
+
+
 # ---------------------------------------------------------------- dispatch
-def load(source: str, train_per_class=None, test_per_class=None, seed=0, synthetic_classes=10):
-    """Return (train, test, classes, source_sha256) with stratified per-class limits."""
+def load(source: str, train_per_class=None, test_per_class=None, seed=0, synthetic_classes=10, **opts):
+    """Return (train, test, classes, source_sha256) with stratified per-class limits.
+    `opts`: image_size, resize, test_fraction, skip_bad_images (config.yaml, dataset)."""
+    size, mode = opts.get("image_size"), opts.get("resize", "crop")
     if source == "synthetic":
         train, test, classes = synthetic(train_per_class or 100, test_per_class or 20, synthetic_classes, seed=seed)
         digest = _array_digest(train, test)
-        return train, test, classes, digest
+        return resize_split(train, size, mode), resize_split(test, size, mode), classes, digest
     if source == "keras":
         train, test, classes = keras_cifar10()
         digest = _array_digest(train, test)
@@ -228,20 +328,20 @@ def load(source: str, train_per_class=None, test_per_class=None, seed=0, synthet
         if not path.exists():
             raise DataError(f"dataset.source {source}: does not exist; check the path")
         if path.is_dir():
-            train, test, classes = _from_directory(path, train_per_class, test_per_class, seed)
+            train, test, classes = _from_directory(path, train_per_class, test_per_class, seed, opts)
             digest = _directory_digest(path)
         else:
-            train, test, classes = _from_archive(path, train_per_class, test_per_class, seed)
+            train, test, classes = _from_archive(path, train_per_class, test_per_class, seed, opts)
             digest = sha256_file(path)
-        if train.names:  # image folders were limited while reading
+        if train.names:  # image folders were limited (and sized) while reading
             return _check(train, test, classes, source) + (digest,)
     rng = np.random.default_rng(seed)
-    train = stratified_limit(train, train_per_class, rng)
-    test = stratified_limit(test, test_per_class, rng)
+    train = resize_split(stratified_limit(train, train_per_class, rng), size, mode)
+    test = resize_split(stratified_limit(test, test_per_class, rng), size, mode)
     return _check(train, test, classes, source) + (digest,)
 
 
-def _from_directory(path: Path, train_limit, test_limit, seed):
+def _from_directory(path: Path, train_limit, test_limit, seed, opts):
     files = [str(p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_file()]
     batch_names = {
         PurePosixPath(f).name: f
@@ -252,14 +352,23 @@ def _from_directory(path: Path, train_limit, test_limit, seed):
         return _cifar_batches(lambda n: (path / n).open("rb"), batch_names)
     try:
         tree = _index_folder(files)
+        _check_empty_classes(path, tree)
+        return _image_folders(tree, lambda n: (path / n).read_bytes(), train_limit, test_limit, seed, opts)
     except DataError as e:
-        raise DataError(
-            f"dataset.source {path}: {e}; expected <root>/train/<class>/* and <root>/test/<class>/*"
-        ) from None
-    return _image_folders(tree, lambda n: (path / n).read_bytes(), train_limit, test_limit, seed)
+        raise DataError(f"dataset.source {path}: {e}") from None
 
 
-def _from_archive(path: Path, train_limit, test_limit, seed):
+def _check_empty_classes(path: Path, tree):
+    """A class folder without a single image (a directory source shows empty folders)."""
+    for split in tree.values():
+        some = next(iter(split.values()))[0]
+        root = path / PurePosixPath(some).parent.parent
+        for d in sorted(p for p in root.iterdir() if p.is_dir()):
+            if d.name not in split:
+                raise DataError(f"class folder {d.relative_to(path)} has no images; add images or remove the folder")
+
+
+def _from_archive(path: Path, train_limit, test_limit, seed, opts):
     try:
         tar = tarfile.open(path)  # noqa: SIM115 - read from while the images are decoded, closed by GC
         members = {m.name: m for m in tar.getmembers() if m.isfile()}
@@ -279,7 +388,7 @@ def _from_archive(path: Path, train_limit, test_limit, seed):
             if looks_like_cifar_batches(batch_names):
                 return _cifar_batches(lambda n: io.BytesIO(read(n)), batch_names)
             tree = _index_folder(members)
-            return _image_folders(tree, read, train_limit, test_limit, seed)
+            return _image_folders(tree, read, train_limit, test_limit, seed, opts)
         except (tarfile.TarError, OSError, EOFError, KeyError) as e:
             raise DataError(f"dataset.source {path}: archive is corrupt ({e}); re-download it") from None
         except DataError as e:
@@ -334,20 +443,27 @@ def holdout_split(y: np.ndarray, fraction: float, seed: int):
     return train, val
 
 
-def prepare(*, source, train_npz, test_npz, manifest_path, train_per_class=None, test_per_class=None, seed=0):
-    """The data rule: load, check, write train.npz / test.npz / manifest.json atomically."""
-    train, test, classes, digest = load(source, train_per_class, test_per_class, seed)
+def prepare(*, source, train_npz, test_npz, manifest_path, train_per_class=None, test_per_class=None, seed=0, **opts):
+    """The data rule: load, check, write train.npz / test.npz / manifest.json atomically.
+    `opts`: image_size, resize, test_fraction, skip_bad_images (config.yaml, dataset)."""
+    train, test, classes, digest = load(source, train_per_class, test_per_class, seed, **opts)
     for split, out in ((train, train_npz), (test, test_npz)):
         with atomic_path(out) as tmp:
             np.savez(tmp, x=split.x, y=split.y)
+    skipped = train.skipped + test.skipped
+    if skipped:
+        log.warning("skipped %d undecodable image(s), e.g. %s", len(skipped), skipped[0])
     manifest = {
         "source": str(source),
         "source_sha256": digest,
         "classes": classes,
         "image_shape": list(train.x.shape[1:]),
+        "image_size_setting": opts.get("image_size"),
+        "resize": opts.get("resize", "crop"),
         "train_per_class_limit": train_per_class,
         "test_per_class_limit": test_per_class,
         "seed": seed,
+        "skipped_images": {"count": len(skipped), "files": skipped[:20]},
         "counts": {
             "train": {c: int((train.y == i).sum()) for i, c in enumerate(classes)},
             "test": {c: int((test.y == i).sum()) for i, c in enumerate(classes)},

@@ -169,6 +169,7 @@ def evaluate_tflite(
         "top1": top1,
         "top3": topk_accuracy(scores, y, 3),
         "test_images": int(len(y)),
+        "input_px": int(x.shape[1]),
         "file_bytes": os.path.getsize(tflite),
         "gzip_bytes": os.path.getsize(check_file(gz)),
         **{k: keras_stats[k] for k in SPARSITY_KEYS},

@@ -88,8 +88,6 @@ def fit_resumable(
     import tensorflow as tf
     import tf_keras
 
-    from .io import atomic_path
-
     x, y = train_xy
     model.compile(
         optimizer=optimizer,
@@ -115,8 +113,7 @@ def fit_resumable(
             callbacks=callbacks,
             verbose=0,
         )
-    with atomic_path(history_csv) as tmp:
-        _write_history(tmp, rows)
+    write_history(history_csv, rows)
     return rows
 
 
@@ -235,6 +232,14 @@ def save_model(model, model_out, resume_dir):
     with atomic_path(model_out) as tmp:
         model.save(tmp, save_format="h5", include_optimizer=False)
     shutil.rmtree(resume_dir, ignore_errors=True)
+
+
+def write_history(path, rows):
+    """The per-epoch history CSV, atomically."""
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        _write_history(tmp, rows)
 
 
 def _write_history(path, rows):

@@ -29,20 +29,167 @@ def scale_inputs_tf(x, scaling: str):
     return x / 127.5 - 1.0 if scaling == "tf" else x
 
 
-def build(arch_cfg: dict, num_classes: int, input_shape, batchnorm_momentum=None):
+class ModelError(ValueError):
+    """A model cannot be built as configured: names the architecture setting and the fix."""
+
+
+# The classifier put on a pretrained base (`weights:`): dropout, then a new softmax layer.
+HEAD_LAYERS = ("head_dropout", "predictions")
+
+
+def builder_function(name: str):
+    """keras.applications' function, or pqgrid's own (architectures.py)."""
+    from . import architectures
+
+    if BUILDERS[name].get("source") == "pqgrid":
+        return architectures.BUILDERS[name]
     import tf_keras
 
-    builder = getattr(tf_keras.applications, arch_cfg["builder"])
-    model = builder(
-        input_shape=tuple(input_shape),
-        weights=None,  # from scratch: ImageNet weights do not fit 32x32 (thesis §3.3)
-        classes=num_classes,
-        include_top=True,
-        classifier_activation="softmax",
-        **builder_kwargs(arch_cfg),
-    )
+    return getattr(tf_keras.applications, name)
+
+
+def build(arch_cfg: dict, num_classes: int, input_shape, batchnorm_momentum=None):
+    """The configured architecture for `num_classes` classes at `input_shape`: from scratch
+    (the thesis, §3.3: ImageNet weights do not fit 32x32), or with `weights:` (imagenet or an
+    .h5 file) as a pretrained base under a new classifier (HEAD_LAYERS)."""
+    import tf_keras
+
+    name = arch_cfg["builder"]
+    fn = builder_function(name)
+    kwargs = dict(builder_kwargs(arch_cfg))
+    own = BUILDERS[name].get("source") == "pqgrid"
+    stem = arch_cfg.get("stem", "imagenet")
+    if own:
+        kwargs["stem"] = stem
+    weights = arch_cfg.get("weights")
+    if weights is None:
+        model = fn(
+            input_shape=tuple(input_shape),
+            weights=None,
+            classes=num_classes,
+            include_top=True,
+            classifier_activation="softmax",
+            **kwargs,
+        )
+    else:
+        base = _pretrained_base(fn, name, weights, input_shape, kwargs)
+        x = tf_keras.layers.Dropout(0.2, name=HEAD_LAYERS[0])(base.output)
+        out = tf_keras.layers.Dense(num_classes, activation="softmax", name=HEAD_LAYERS[1])(x)
+        model = tf_keras.Model(base.input, out, name=base.name)
+    if stem == "cifar" and not own:
+        model = cifar_stem(model)
     set_batchnorm_momentum(model, batchnorm_momentum)
     return model
+
+
+def _pretrained_base(fn, name, weights, input_shape, kwargs):
+    common = dict(input_shape=tuple(input_shape), include_top=False, pooling="avg", **kwargs)
+    if weights != "imagenet":
+        base = fn(weights=None, **common)
+        load_weights_file(base, weights)
+        return base
+    try:
+        return fn(weights="imagenet", **common)
+    except ValueError as e:  # keras.applications: no ImageNet weights for this alpha/size
+        raise ModelError(
+            f"{name} weights: imagenet: {str(e).splitlines()[0]} (choose a setting with "
+            "ImageNet weights or give weights: <path to .h5>)"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - any download failure means the same to a user
+        raise ModelError(
+            f"{name} weights: imagenet: could not download the ImageNet weights ({type(e).__name__}; offline?); "
+            "copy the file keras names into ~/.keras/models/ or give weights: <path to .h5>"
+        ) from None
+
+
+def saved_weight_shapes(path) -> dict:
+    """{layer name: [weight shapes]} of an .h5 written by save_weights() or save()."""
+    import h5py
+
+    check_file(path)
+    try:
+        with h5py.File(path, "r") as f:
+            g = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+            out = {}
+            for raw in g.attrs["layer_names"]:
+                layer = raw.decode() if isinstance(raw, bytes) else raw
+                names = [n.decode() if isinstance(n, bytes) else n for n in g[layer].attrs["weight_names"]]
+                out[layer] = [tuple(g[layer][n].shape) for n in names]
+            return out
+    except (OSError, KeyError, ValueError) as e:
+        raise damaged(path, e) from None
+
+
+def load_weights_file(model, path) -> int:
+    """Load an .h5's weights into `model` by layer name after checking that every layer of
+    `model` that has weights is in the file with the same shapes (the file may hold more,
+    e.g. another classifier). Raises ModelError naming the first mismatch. Returns the number
+    of layers loaded."""
+    saved = saved_weight_shapes(path)
+    n = 0
+    for layer in model.layers:
+        want = [tuple(w.shape) for w in layer.weights]
+        if not want:
+            continue
+        if layer.name not in saved:
+            raise ModelError(
+                f"weights {path}: has no layer {layer.name!r} of {model.name}; the file was saved from "
+                "another architecture (give a file saved from the same builder and settings)"
+            )
+        if saved[layer.name] != want:
+            raise ModelError(
+                f"weights {path}: layer {layer.name!r} has shapes {saved[layer.name]} in the file but "
+                f"{want} in {model.name}; the file was saved with another width, alpha or builder"
+            )
+        n += 1
+    model.load_weights(str(path), by_name=True)
+    return n
+
+
+def cifar_stem(model):
+    """The same network with the stride of its first two stride-2 convolutions (the stem and
+    the first downsampling block) set to 1, so a 32x32 input keeps 4x more resolution in every
+    later layer: the last feature map of a MobileNet at 32 px grows from 1x1 to 4x4, at ~16x
+    the multiply-adds (README, "Input size and stem"). Weights are kept (strides do not change
+    any shape of a weight)."""
+    import tf_keras
+
+    config = model.get_config()
+    by_name = {layer["name"]: layer for layer in config["layers"]}
+    changed = 0
+    for layer in config["layers"]:
+        cfg = layer["config"]
+        if layer["class_name"] in ("Conv2D", "DepthwiseConv2D") and tuple(cfg.get("strides", (1, 1))) == (2, 2):
+            cfg["strides"] = (1, 1)
+            if cfg.get("padding") == "valid":  # keras pads a stride-2 conv by hand (ZeroPadding2D)
+                cfg["padding"] = "same"
+                source = by_name.get(layer["inbound_nodes"][0][0][0])
+                if source and source["class_name"] == "ZeroPadding2D":
+                    source["config"]["padding"] = ((0, 0), (0, 0))
+            changed += 1
+            if changed == 2:
+                break
+    rebuilt = tf_keras.Model.from_config(config)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def multiply_adds(model) -> int:
+    """Multiply-accumulates of one image through the Conv2D/DepthwiseConv2D/Dense layers (the
+    compute a stem setting or input size changes; pooling and activations left out)."""
+    import tf_keras
+
+    total = 0
+    for layer in all_layers(model):
+        if isinstance(layer, tf_keras.layers.DepthwiseConv2D):
+            out = layer.output_shape
+            total += int(np.prod(out[1:])) * int(np.prod(layer.kernel_size))
+        elif isinstance(layer, tf_keras.layers.Conv2D):
+            out = layer.output_shape
+            total += int(np.prod(out[1:])) * int(np.prod(layer.kernel_size)) * int(layer.input_shape[-1])
+        elif isinstance(layer, tf_keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return total
 
 
 def set_batchnorm_momentum(model, momentum):
@@ -152,4 +299,16 @@ def _ratio(a, b):
     return a / b if b else 0.0
 
 
-__all__ = ["BUILDERS", "all_layers", "build", "load_keras", "parameter_stats", "scale_inputs", "scale_inputs_tf"]
+__all__ = [
+    "BUILDERS",
+    "ModelError",
+    "all_layers",
+    "build",
+    "cifar_stem",
+    "load_weights_file",
+    "multiply_adds",
+    "load_keras",
+    "parameter_stats",
+    "scale_inputs",
+    "scale_inputs_tf",
+]

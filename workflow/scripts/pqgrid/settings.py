@@ -19,6 +19,8 @@ __all__ = [
     "training_settings",
 ]
 
+# config.yaml's training.transfer (pretrained starts), for configs written without it.
+TRANSFER_DEFAULTS = {"head_epochs": 5, "fine_tune": True, "fine_tune_learning_rate": 1.0e-5}
 # Fine-tuning validates like training did and keeps training's BatchNorm setting.
 FROM_TRAINING = ("validation", "holdout_fraction", "batchnorm_momentum")
 
@@ -26,7 +28,10 @@ FROM_TRAINING = ("validation", "holdout_fraction", "batchnorm_momentum")
 def training_settings(config: dict, arch: str) -> dict:
     """Global training settings with the architecture's overrides applied."""
     merged = copy.deepcopy(config["training"])
-    merged.update(config["architectures"][arch].get("training", {}))
+    own = config["architectures"][arch].get("training", {})
+    merged.update(own)
+    # transfer is merged key by key: an architecture may change head_epochs alone
+    merged["transfer"] = {**TRANSFER_DEFAULTS, **config["training"].get("transfer", {}), **own.get("transfer", {})}
     return merged
 
 

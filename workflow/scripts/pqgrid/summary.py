@@ -6,6 +6,7 @@ import logging
 
 import pandas as pd
 
+from .config import arch_label
 from .io import atomic_path, damaged, read_csv, read_json, write_text
 from .registry import LONG_TABLES
 from .sanity import collapsed
@@ -42,6 +43,7 @@ EVAL_KEYS = (
 CELL_KEYS = ("arch", "seed", "sparsity", "quant")
 COLUMNS = [
     *CELL_KEYS,
+    *("label", "input_px"),
     *("top1", "top3", "keras_top1_test", "keras_top1_train", "keras_top3_train", "keras_top3_test"),
     *("file_bytes", "gzip_bytes", "gzip_ratio", *SPARSITY_KEYS, *TFLITE_KEYS, *OPTIONAL_KEYS),
     *("input_dtype", "output_dtype", "test_images", "worst_class", "worst_class_top1"),
@@ -99,6 +101,9 @@ def _row(e: dict, keras: dict, classes: pd.DataFrame) -> dict:
     parent = keras.get((c["arch"], str(c["seed"]), "0"), {}).get("top1_test", float("nan"))
     return {
         **{key: c[key] for key in CELL_KEYS},
+        # older metrics JSONs lack input_px: the thesis' 32 px
+        "label": arch_label(e["settings"]["architecture"], e.get("input_px", 32)),
+        "input_px": e.get("input_px", 32),
         **{key: e[key] for key in EVAL_KEYS},
         **{key: e.get(key) for key in (*TFLITE_KEYS, *OPTIONAL_KEYS)},
         "keras_top1_train": k["top1_train"],
