@@ -9,6 +9,9 @@ P2  training images/s: the train rule's tf.data pipeline vs plain model.fit on i
     arrays, same architecture and batch. Goal >= 1.0x.
 P3  `snakemake -n all` on the full default grid (goal <= 5 s) and with 10 seeds (<= 20 s).
 P4  no-op rerun of a finished smoke grid (goal <= 5 s).
+P5  input size: photos made square once in the data stage (pqgrid) vs decoded and resized
+    on the fly in every epoch (tf.data), 2000 variable-size photos at 224 px: time of one
+    epoch's input pipeline and the memory each keeps. Decides data.smk's design.
 Results of the last measurement are in benchmarks/README.md."""
 
 from __future__ import annotations
@@ -165,8 +168,53 @@ def p4(tmp: Path):
     print(f"P4 smoke grid: full build {build:.1f}s, no-op rerun {noop:.2f}s (goal <= 5s), ratio {build / noop:.0f}x")
 
 
+def p5(tmp: Path, n_per_class=200, size=224, epochs=3):
+    import numpy as np
+    import tensorflow as tf
+    from pqgrid import data, fit
+
+    files = data.synthetic_photos(per_class=n_per_class, num_classes=10, seed=0)
+    names = sorted(files)
+    labels = np.array([int(n.split("/")[1][5:]) for n in names])
+    encoded = sum(len(b) for b in files.values())
+    t = time.perf_counter()
+    train, _, _, _ = data.load("synthetic-photos", n_per_class, 1, image_size=size, test_fraction=0.01)
+    once_prepare = time.perf_counter() - t
+
+    def epoch_once(e):
+        ds = fit.epoch_batches(train.x, train.y, 64, 0, e, e + 1, "tf", 10)
+        return sum(1 for _ in ds)
+
+    def epoch_fly(e):
+        def load(b, y):
+            img = tf.io.decode_image(b, channels=3, expand_animations=False)
+            side = tf.cast(tf.reduce_min(tf.shape(img)[:2]), tf.float32)
+            hw = tf.cast(tf.math.round(tf.cast(tf.shape(img)[:2], tf.float32) * size / side), tf.int32)
+            img = tf.image.resize_with_crop_or_pad(tf.image.resize(img, hw), size, size)
+            return img / 127.5 - 1.0, tf.one_hot(y, 10)
+
+        ds = tf.data.Dataset.from_tensor_slices(([files[n] for n in names], labels)).shuffle(len(names), seed=e)
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(64).prefetch(tf.data.AUTOTUNE)
+        return sum(1 for _ in ds)
+
+    times = {}
+    for name, fn in (("once", epoch_once), ("on the fly", epoch_fly)):
+        fn(0)  # warm-up (graph tracing)
+        t = time.perf_counter()
+        for e in range(1, epochs + 1):
+            fn(e)
+        times[name] = (time.perf_counter() - t) / epochs
+    print(
+        f"P5 {len(names)} photos -> {size}px: resize once {once_prepare:.1f}s in the data stage, then "
+        f"{times['once']:.2f}s per epoch, keeps {train.x.nbytes / 1e6:.0f} MB (uint8); on the fly "
+        f"{times['on the fly']:.2f}s per epoch, keeps {encoded / 1e6:.0f} MB (encoded); per-epoch ratio "
+        f"{times['on the fly'] / times['once']:.1f}x; once pays off after "
+        f"{once_prepare / max(times['on the fly'] - times['once'], 1e-9):.1f} epochs"
+    )
+
+
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["p1", "p2", "p3", "p4"]
+    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5"]
     for name in which:
         with tempfile.TemporaryDirectory() as tmp:
             globals()[name](Path(tmp))

@@ -277,3 +277,19 @@ def test_cifar_truncated_meta_is_named(tmp_path):
     meta = d / "batches.meta"
     meta.write_bytes(meta.read_bytes()[:20])
     _expect("batches.meta: not a readable CIFAR-10 batches.meta", d, tmp_path)
+
+
+def test_synthetic_photos_go_through_the_folder_reader():
+    """`synthetic-photos`: variable-size JPEG, grey and RGBA PNG, unsplit, made square."""
+    files = data.synthetic_photos(per_class=10, num_classes=3, seed=0)
+    import io
+
+    from PIL import Image
+
+    dims = {Image.open(io.BytesIO(b)).size for b in files.values()}
+    modes = {Image.open(io.BytesIO(b)).mode for b in files.values()}
+    assert len(dims) > 20 and {"RGB", "L", "RGBA"} <= modes
+    train, test, classes, digest = data.load("synthetic-photos", 8, 2, synthetic_classes=3, image_size=40)
+    assert classes == ["class0", "class1", "class2"]
+    assert train.x.shape == (24, 40, 40, 3) and test.x.shape == (6, 40, 40, 3)
+    assert digest == data.load("synthetic-photos", 8, 2, synthetic_classes=3, image_size=40)[3]

@@ -257,3 +257,20 @@ def test_a_damaged_intermediate_file_stops_its_reader_with_one_line(smoke_run):
     finally:
         target.write_bytes(good)
         snakemake(smoke_run, "--cores", "1", "results/tables/summary.csv", *SMOKE)
+
+
+def test_an_architecture_with_its_own_input_size_reads_its_own_data(tmp_path):
+    """input_size: the data stage runs once more at that size (results/data/40px/), and every
+    job of that architecture - and only of it - reads it."""
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "size.yaml").write_text("architectures:\n  v3small_tiny: {builder: MobileNetV3Small, alpha: 0.75, minimalistic: true, input_size: 40}\n")
+    proc = snakemake(wf, "-n", "all", *SMOKE, "size.yaml", "--printshellcmds")
+    assert "results/data/40px/train.npz" in proc.stdout
+    assert re.search(r"rule prepare_data_resized:\n\s+output: results/data/40px/train.npz", proc.stdout)
+    checked = 0
+    for b in proc.stdout.split("\n\n"):
+        if "rule train_model:" in b or "rule convert_tflite:" in b:
+            wanted = "results/data/40px/" if "v3small_tiny" in b else "results/data/train.npz"
+            assert wanted in b, b
+            checked += 1
+    assert checked >= 4

@@ -69,7 +69,7 @@ BUILDERS = {
 ARCH_RESERVED = {"builder", "training", "pruning", "qat", "input_size", "stem", "weights"}
 STEMS = ("imagenet", "cifar")
 
-DATASET_SOURCES = ("keras", "synthetic")  # plus a path (folder, tar, CIFAR python batches)
+DATASET_SOURCES = ("keras", "synthetic", "synthetic-photos")  # plus a path (folder, tar, CIFAR python batches)
 
 
 class ConfigError(ValueError):

@@ -58,29 +58,66 @@ def synthetic(train_per_class=100, test_per_class=20, num_classes=10, size=32, s
     image draws its phase, contrast, brightness and pixel noise at random. Tiny CNNs trained
     from scratch reach >= 90 % test top-1 on them within the smoke preset's budget (tested),
     so a pruned or quantized cell that breaks shows up as lost accuracy."""
-    import colorsys
-
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     classes = [f"class{c}" for c in range(num_classes)]
-    colours = np.array([colorsys.hsv_to_rgb(c / num_classes, 0.9, 1.0) for c in range(num_classes)])
+    colours = _hues(num_classes)
 
     def make(n_per_class):
         xs, ys = [], []
         for c in range(num_classes):
-            angle = np.pi * c / num_classes
-            freq = 2 + (c % 3)
             for _ in range(n_per_class):
-                phase = rng.uniform(0, 2 * np.pi)
-                contrast = rng.uniform(0.25, 0.45)
-                wave = np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
-                img = rng.uniform(0.35, 0.55) + contrast * (wave[..., None] + 0.6) * colours[c]
-                img = img + rng.normal(0, 0.08, (size, size, 3))
-                xs.append(np.clip(img * 255, 0, 255).astype(np.uint8))
+                xs.append(_stripes(rng, c, num_classes, colours, size, size))
                 ys.append(c)
         return Split(np.stack(xs), np.asarray(ys, dtype=np.int64))
 
     return make(train_per_class), make(test_per_class), classes
+
+
+def _hues(num_classes):
+    import colorsys
+
+    return np.array([colorsys.hsv_to_rgb(c / num_classes, 0.9, 1.0) for c in range(num_classes)])
+
+
+def _stripes(rng, c, num_classes, colours, h, w):
+    """One image of class c: its hue, orientation and frequency; random phase, contrast,
+    brightness and pixel noise."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = yy / h, xx / w
+    angle = np.pi * c / num_classes
+    freq = 2 + (c % 3)
+    phase = rng.uniform(0, 2 * np.pi)
+    contrast = rng.uniform(0.25, 0.45)
+    wave = np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
+    img = rng.uniform(0.35, 0.55) + contrast * (wave[..., None] + 0.6) * colours[c]
+    img = img + rng.normal(0, 0.08, (h, w, 3))
+    return np.clip(img * 255, 0, 255).astype(np.uint8)
+
+
+def synthetic_photos(per_class=60, num_classes=10, seed=0) -> dict:
+    """An unsplit photo folder in memory, {"photos/<class>/<file>": bytes}: the synthetic
+    classes at random sizes (48..160 px a side, any aspect ratio) as JPEG, with grey PNGs and
+    RGBA PNGs among them. Read through the same code as a folder on disk (`synthetic-photos`:
+    the seed-003 preset and tests, where no photo collection can be shipped)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    colours = _hues(num_classes)
+    files = {}
+    for c in range(num_classes):
+        for i in range(per_class):
+            h, w = (int(v) for v in rng.integers(48, 161, 2))
+            im = Image.fromarray(_stripes(rng, c, num_classes, colours, h, w))
+            buf = io.BytesIO()
+            if i % 5 == 4:
+                im.convert("L").save(buf, "PNG")
+            elif i % 7 == 6:
+                im.convert("RGBA").save(buf, "PNG")
+            else:
+                im.save(buf, "JPEG", quality=85)
+            ext = "png" if i % 5 == 4 or i % 7 == 6 else "jpg"
+            files[f"photos/class{c}/{i:04d}.{ext}"] = buf.getvalue()
+    return files
 
 
 # ---------------------------------------------------------------- keras
@@ -320,6 +357,13 @@ def load(source: str, train_per_class=None, test_per_class=None, seed=0, synthet
         train, test, classes = synthetic(train_per_class or 100, test_per_class or 20, synthetic_classes, seed=seed)
         digest = _array_digest(train, test)
         return resize_split(train, size, mode), resize_split(test, size, mode), classes, digest
+    if source == "synthetic-photos":
+        files = synthetic_photos((train_per_class or 48) + (test_per_class or 12), synthetic_classes, seed)
+        train, test, classes = _image_folders(_index_folder(files), files.__getitem__, train_per_class, test_per_class, seed, opts)
+        h = hashlib.sha256()
+        for name in sorted(files):
+            h.update(name.encode() + files[name])
+        return _check(train, test, classes, source) + (h.hexdigest(),)
     if source == "keras":
         train, test, classes = keras_cifar10()
         digest = _array_digest(train, test)

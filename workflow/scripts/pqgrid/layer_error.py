@@ -47,10 +47,7 @@ def layer_error(*, model_h5, train_npz, test_npz, out_csv, arch_cfg, calibration
         for img in probe:
             yield [img[None]]
 
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter_for(model, "int8", rep), debug_dataset=debug_dataset
-    )
-    debugger.run()
+    debugger = _run_debugger(tf, converter_for(model, "int8", rep), debug_dataset)
     buf = io.StringIO()
     debugger.layer_statistics_dump(buf)
     buf.seek(0)
@@ -65,6 +62,37 @@ def layer_error(*, model_h5, train_npz, test_npz, out_csv, arch_cfg, calibration
         ", ".join(f"{r.layer} ({r.op}) {r.rmse_over_scale:.2f}" for r in worst.itertuples()),
     )
     return table
+
+
+def _run_debugger(tf, converter, debug_dataset):
+    """QuantizationDebugger.run(). Its interpreters get LiteRT's default XNNPACK delegate, which
+    refuses some NumericVerify debug models (SqueezeNet's: "failed to create XNNPACK runtime");
+    then the same model runs on the reference kernels (the int8 spec the debugger checks
+    against). Models XNNPACK takes keep the numbers of earlier rounds."""
+    from tensorflow.lite.tools.optimize.debugging.python import debugger as dbg
+
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset)
+    try:
+        debugger.run()
+        return debugger
+    except RuntimeError as e:
+        if "XNNPACK" not in str(e):
+            raise
+        log.info("XNNPACK refused the debug model (%s); running it on the reference kernels", str(e)[:80])
+    plain = dbg._interpreter.Interpreter
+    reference = dbg._interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+    class ReferenceKernels(plain):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, experimental_op_resolver_type=reference, **kwargs)
+
+    dbg._interpreter.Interpreter = ReferenceKernels
+    try:
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset)
+        debugger.run()
+    finally:
+        dbg._interpreter.Interpreter = plain
+    return debugger
 
 
 def error_table(stats: pd.DataFrame) -> pd.DataFrame:

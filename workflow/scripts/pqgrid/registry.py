@@ -80,6 +80,11 @@ ENTRIES = (
         "table_remedies",
         "Remedies for int8 loss: fp32 vs int8 PTQ vs int16x8 vs QAT top-1 (and PQAT sparsity), thesis' int8 beside",
     ),
+    _table(
+        "table_widths",
+        "Width and input size per device (the MobileNet/Caltech-101 study's table): top-1, latency, size in fp32 and int8",
+        ("summary", "bench"),
+    ),
     _figure(
         "fig_4_1_quantization_change",
         "device",

@@ -213,6 +213,31 @@ def table_remedies(summary, bench, per_class, thesis):
     return out
 
 
+def table_widths(summary, bench, per_class, thesis):
+    """The MobileNet study's table (seed 003): per device and architecture - width (alpha) and
+    input size readable in `label` - top-1 in fp32 and int8, latency and file size of the
+    unpruned models. Power is not measured by any device type yet: no column for it."""
+    s = summary[is_unpruned(summary) & summary.quant.isin(["fp32", "int8"])].copy()
+    if s.empty:
+        return pd.DataFrame(columns=["device", "arch", "label", "input_px", "params"])
+    s["file_mb"] = s.file_bytes / MB
+    if bench.empty:
+        s = s.assign(device="(no device)", latency_us=np.nan)
+    else:
+        s = s.merge(bench[[*CELL, "device", "latency_us"]], on=CELL, how="inner")
+    s["latency_ms"] = s.latency_us / 1000
+    wide = s.pivot_table(
+        index=["device", "arch", "label", "input_px", "params", "seed"],
+        columns="quant",
+        values=["top1", "latency_ms", "file_mb"],
+        dropna=False,
+    )
+    wide.columns = [f"{quant}_{value}" for value, quant in wide.columns]
+    wide = wide.reset_index()
+    values = [c for c in wide.columns if c.startswith(("fp32_", "int8_"))]
+    return mean_std(wide, ["device", "arch", "label", "input_px", "params"], sorted(values))
+
+
 TABLES = {
     "table_4_1_training": table_4_1_training,
     "table_4_2_fp32_device": table_4_2_fp32_device,
@@ -223,4 +248,5 @@ TABLES = {
     "table_4_7_minimalistic_fp32": table_4_7_minimalistic_fp32,
     "table_4_8_minimalistic_int8": table_4_8_minimalistic_int8,
     "table_remedies": table_remedies,
+    "table_widths": table_widths,
 }
