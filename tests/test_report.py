@@ -48,6 +48,8 @@ def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005, minimalistic=False):
                 seed=seed,
                 sparsity=sp,
                 quant=q,
+                label=f"{arch} 32px",
+                input_px=32,
                 top1=top1,
                 top3=top1 + 0.2,
                 keras_top1_test=acc,
@@ -216,6 +218,19 @@ def test_tables_mean_std_over_seeds_and_thesis_columns(tmp_path):
     assert "±" in md.top1.iloc[0]
     for name, fn in tables.TABLES.items():
         assert not fn(s, b, pc, {}).empty, name
+
+
+def test_table_widths_one_row_per_device_and_width():
+    s, b, pc = fabricated(seeds=(0, 1))
+    t = tables.table_widths(s, b, pc, {})
+    devices = b.device.nunique()
+    assert len(t) == devices * s.arch.nunique()
+    row = t[t.arch == "mobilenet"].iloc[0]
+    assert row.label == "mobilenet 32px" and row.input_px == 32 and row.n_seeds == 2
+    assert row.fp32_top1 == pytest.approx(0.7305) and row.int8_top1 == pytest.approx(0.7255)
+    assert row.int8_file_mb < row.fp32_file_mb and row.fp32_latency_ms > 0
+    no_device = tables.table_widths(s, b.iloc[0:0], pc, {})
+    assert set(no_device.device) == {"(no device)"} and no_device.fp32_latency_ms.isna().all()
 
 
 def test_welch_t_and_per_class_changes():

@@ -263,7 +263,9 @@ def test_an_architecture_with_its_own_input_size_reads_its_own_data(tmp_path):
     """input_size: the data stage runs once more at that size (results/data/40px/), and every
     job of that architecture - and only of it - reads it."""
     wf = copy_workflow(tmp_path / "wf")
-    (wf / "size.yaml").write_text("architectures:\n  v3small_tiny: {builder: MobileNetV3Small, alpha: 0.75, minimalistic: true, input_size: 40}\n")
+    (wf / "size.yaml").write_text(
+        "architectures:\n  v3small_tiny: {builder: MobileNetV3Small, alpha: 0.75, minimalistic: true, input_size: 40}\n"
+    )
     proc = snakemake(wf, "-n", "all", *SMOKE, "size.yaml", "--printshellcmds")
     assert "results/data/40px/train.npz" in proc.stdout
     assert re.search(r"rule prepare_data_resized:\n\s+output: results/data/40px/train.npz", proc.stdout)

@@ -359,7 +359,9 @@ def load(source: str, train_per_class=None, test_per_class=None, seed=0, synthet
         return resize_split(train, size, mode), resize_split(test, size, mode), classes, digest
     if source == "synthetic-photos":
         files = synthetic_photos((train_per_class or 48) + (test_per_class or 12), synthetic_classes, seed)
-        train, test, classes = _image_folders(_index_folder(files), files.__getitem__, train_per_class, test_per_class, seed, opts)
+        train, test, classes = _image_folders(
+            _index_folder(files), files.__getitem__, train_per_class, test_per_class, seed, opts
+        )
         h = hashlib.sha256()
         for name in sorted(files):
             h.update(name.encode() + files[name])

@@ -230,12 +230,11 @@ def table_widths(summary, bench, per_class, thesis):
         index=["device", "arch", "label", "input_px", "params", "seed"],
         columns="quant",
         values=["top1", "latency_ms", "file_mb"],
-        dropna=False,
     )
     wide.columns = [f"{quant}_{value}" for value, quant in wide.columns]
-    wide = wide.reset_index()
-    values = [c for c in wide.columns if c.startswith(("fp32_", "int8_"))]
-    return mean_std(wide, ["device", "arch", "label", "input_px", "params"], sorted(values))
+    values = [f"{q}_{v}" for q in ("fp32", "int8") for v in ("top1", "latency_ms", "file_mb")]
+    wide = wide.reindex(columns=values).reset_index()  # a column even where nothing was measured
+    return mean_std(wide, ["device", "arch", "label", "input_px", "params"], values)
 
 
 TABLES = {
