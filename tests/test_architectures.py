@@ -277,3 +277,26 @@ def test_layer_error_runs_for_squeezenet(tiny_data, tmp_path):
     df = pd.read_csv(out)
     assert {"CONV_2D", "CONCATENATION", "MAX_POOL_2D"} <= set(df.op)
     assert np.isfinite(df["rmse_over_scale"]).all()
+
+
+def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))  # no cached copy
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
+        pytest.skip("internet reachable: the download would succeed")
+    except OSError:
+        pass
+    from pqgrid.models import ModelError, build
+    from pqgrid.tfsetup import tensorflow
+
+    tensorflow(2, 0)
+    with pytest.raises(
+        ModelError,
+        match=r"MobileNet weights: imagenet: could not download .*offline\?.*~/.keras/models/ or give weights: <path to .h5>",
+    ) as e:
+        build({"builder": "MobileNet", "alpha": 0.5, "weights": "imagenet"}, 10, (96, 96, 3))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ModelError, match=r"MobileNet weights: imagenet: .*alpha"):
+        build({"builder": "MobileNet", "alpha": 0.3, "weights": "imagenet"}, 10, (96, 96, 3))

@@ -276,3 +276,12 @@ def test_an_architecture_with_its_own_input_size_reads_its_own_data(tmp_path):
             assert wanted in b, b
             checked += 1
     assert checked >= 4
+
+
+def test_a_weights_file_is_an_input_of_training(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "w.h5").write_bytes(b"placeholder: the dry run only plans")
+    (wf / "pre.yaml").write_text("architectures:\n  mobilenet_tiny: {builder: MobileNet, alpha: 0.25, weights: w.h5}\n")
+    proc = snakemake(wf, "-n", "all", *SMOKE, "pre.yaml")
+    block = next(b for b in proc.stdout.split("\n\n") if "rule train_model:" in b and "mobilenet_tiny" in b)
+    assert re.search(r"input: .*\bw\.h5\b", block), block

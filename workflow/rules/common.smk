@@ -120,6 +120,12 @@ def convert_source(wildcards):
     return keras_model(wildcards)
 
 
+def weights_file(wildcards):
+    """A pretrained start from a file is an input: replacing the file retrains."""
+    weights = config["architectures"][wildcards.arch].get("weights")
+    return {"weights": weights} if weights and weights != "imagenet" else {}
+
+
 def qat_inputs(wildcards):
     """A qat cell's evaluation also reads the QAT Keras model's metrics."""
     if split_quant(wildcards.quant)[0] == QAT_MODE:

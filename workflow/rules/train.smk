@@ -1,6 +1,8 @@
 rule train_model:
-    """Train one architecture from scratch (thesis §3.3); resumes after a kill."""
+    """Train one architecture from scratch (thesis §3.3), or from `weights:` with a new
+    classifier; resumes after a kill."""
     input:
+        unpack(weights_file),
         train=data_file("train"),
         test=data_file("test"),
         manifest=data_file("manifest"),
