@@ -293,3 +293,14 @@ def test_synthetic_photos_go_through_the_folder_reader():
     assert classes == ["class0", "class1", "class2"]
     assert train.x.shape == (24, 40, 40, 3) and test.x.shape == (6, 40, 40, 3)
     assert digest == data.load("synthetic-photos", 8, 2, synthetic_classes=3, image_size=40)[3]
+
+
+def test_tiff_loads_and_hidden_resource_forks_are_ignored(tmp_path):
+    from PIL import Image
+
+    photos = write_photos(tmp_path / "photos", per_class=4)
+    Image.new("RGB", (50, 30), (9, 9, 9)).save(photos / "ant" / "scan.tiff")
+    (photos / "bee" / "._img000.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS copy leftovers
+    train, test, classes, _ = data.load(str(photos), image_size=32, test_fraction=0.25)
+    assert len(train.y) + len(test.y) == 13 and classes == ["ant", "bee", "cow"]
+    assert not any("._" in n for n in train.names + test.names)

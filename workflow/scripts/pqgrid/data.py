@@ -36,7 +36,16 @@ CIFAR10_CLASSES = [
     "ship",
     "truck",
 ]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".webp"}
+# Photo and bitmap formats Pillow decodes without extra software (its registry also lists
+# stub formats - HDF5, GRIB, EPS - that need a handler or Ghostscript: left out).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES |= {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico"}
+
+
+def is_image(path: str) -> bool:
+    """An image file by its ending; hidden files (macOS' ._name.jpg resource forks) are not."""
+    p = PurePosixPath(path)
+    return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
 
 
 class DataError(ValueError):
@@ -192,7 +201,7 @@ def _index_folder(rel_paths):
     Either <root>/train/<class>/* and <root>/test/<class>/* (split as given), or
     <root>/<class>/* (returned as {"all": ...}; `_split_unsplit` makes train/test).
     Accepts wrapping folders (cifar10/train/..., 101_ObjectCategories/<class>/...)."""
-    images = [p for p in rel_paths if PurePosixPath(p).suffix.lower() in IMAGE_SUFFIXES]
+    images = [p for p in rel_paths if is_image(p)]
     tree = {}
     for p in images:
         parts = PurePosixPath(p).parts
