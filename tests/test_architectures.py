@@ -173,6 +173,8 @@ def test_weights_file_loads_into_its_builder_and_is_refused_by_another(tmp_path,
         model.get_layer("fire9_expand3x3").kernel.numpy(), donor.get_layer("fire9_expand3x3").kernel.numpy()
     )
     assert model.output_shape == (None, 10)
+    bare = build({"builder": "SqueezeNet11", "weights": str(tmp_path / "sq11.h5")}, 10, (32, 32, 3), load_weights=False)
+    assert [w.shape for w in bare.weights] == [w.shape for w in model.weights]  # mixed precision copies into it
     with pytest.raises(ModelError, match=r"layer 'conv1' has shapes .* the file was saved with another"):
         build({"builder": "SqueezeNet10", "weights": str(tmp_path / "sq11.h5")}, 10, (32, 32, 3))
     with pytest.raises(ModelError, match=r"has no layer 'stem_conv'"):

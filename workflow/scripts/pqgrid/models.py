@@ -48,10 +48,11 @@ def builder_function(name: str):
     return getattr(tf_keras.applications, name)
 
 
-def build(arch_cfg: dict, num_classes: int, input_shape, batchnorm_momentum=None):
+def build(arch_cfg: dict, num_classes: int, input_shape, batchnorm_momentum=None, load_weights=True):
     """The configured architecture for `num_classes` classes at `input_shape`: from scratch
     (the thesis, §3.3: ImageNet weights do not fit 32x32), or with `weights:` (imagenet or an
-    .h5 file) as a pretrained base under a new classifier (HEAD_LAYERS)."""
+    .h5 file) as a pretrained base under a new classifier (HEAD_LAYERS). `load_weights=False`
+    gives the same architecture without reading any weights (to copy weights into)."""
     import tf_keras
 
     name = arch_cfg["builder"]
@@ -72,7 +73,7 @@ def build(arch_cfg: dict, num_classes: int, input_shape, batchnorm_momentum=None
             **kwargs,
         )
     else:
-        base = _pretrained_base(fn, name, weights, input_shape, kwargs)
+        base = _pretrained_base(fn, name, weights if load_weights else None, input_shape, kwargs)
         x = tf_keras.layers.Dropout(0.2, name=HEAD_LAYERS[0])(base.output)
         out = tf_keras.layers.Dense(num_classes, activation="softmax", name=HEAD_LAYERS[1])(x)
         model = tf_keras.Model(base.input, out, name=base.name)
@@ -86,7 +87,8 @@ def _pretrained_base(fn, name, weights, input_shape, kwargs):
     common = dict(input_shape=tuple(input_shape), include_top=False, pooling="avg", **kwargs)
     if weights != "imagenet":
         base = fn(weights=None, **common)
-        load_weights_file(base, weights)
+        if weights is not None:
+            load_weights_file(base, weights)
         return base
     try:
         return fn(weights="imagenet", **common)

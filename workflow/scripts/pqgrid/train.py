@@ -70,7 +70,7 @@ def train_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_c
     if mixed:  # saved models are float32: rebuild under the float32 policy, copy weights
         tf_keras.mixed_precision.set_global_policy("float32")
         weights = model.get_weights()
-        model = models.build({**arch_cfg, "weights": None}, num_classes, x.shape[1:], settings["batchnorm_momentum"])
+        model = models.build(arch_cfg, num_classes, x.shape[1:], settings["batchnorm_momentum"], load_weights=False)
         model.set_weights(weights)
     fit.save_model(model, model_out, resume_dirs[-1])
     for d in resume_dirs:
