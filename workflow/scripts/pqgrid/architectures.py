@@ -83,13 +83,20 @@ def _ceil_pool(x, name, stride):
     return tf_keras.layers.MaxPooling2D(3, strides=2, name=name)(x)
 
 
+# torchvision's initialisation (kaiming_uniform_ = he_uniform; the classifier conv from
+# N(0, 0.01); biases 0). Keras' default glorot_uniform left the ReLU after the classifier
+# conv dead within the first epoch on CIFAR-10 (top-1 10 %, measured): SqueezeNet has no
+# BatchNorm to rescue it.
+_CONV = {"kernel_initializer": "he_uniform", "bias_initializer": "zeros"}
+
+
 def _fire(x, squeeze, expand, name):
     import tf_keras
 
     L = tf_keras.layers
-    s = L.Conv2D(squeeze, 1, activation="relu", name=f"{name}_squeeze")(x)
-    e1 = L.Conv2D(expand, 1, activation="relu", name=f"{name}_expand1x1")(s)
-    e3 = L.Conv2D(expand, 3, padding="same", activation="relu", name=f"{name}_expand3x3")(s)
+    s = L.Conv2D(squeeze, 1, activation="relu", name=f"{name}_squeeze", **_CONV)(x)
+    e1 = L.Conv2D(expand, 1, activation="relu", name=f"{name}_expand1x1", **_CONV)(s)
+    e3 = L.Conv2D(expand, 3, padding="same", activation="relu", name=f"{name}_expand3x3", **_CONV)(s)
     return L.Concatenate(name=f"{name}_concat")([e1, e3])
 
 
@@ -107,7 +114,8 @@ def squeezenet(
 ):
     """SqueezeNet 1.0 or 1.1. The classifier is SqueezeNet's: dropout, 1x1 conv to `classes`,
     ReLU, global average pooling (no Dense layer). `stem: cifar` sets the stem conv's
-    stride and the first max pool's stride to 1."""
+    stride and the first max pool's stride to 1. Train it at a low learning rate (RMSprop
+    1e-4: at 1e-3 and 3e-4 its classifier's ReLU died in the first epoch on CIFAR-10)."""
     import tf_keras
 
     L = tf_keras.layers
@@ -116,7 +124,7 @@ def squeezenet(
     name = f"squeezenet{version.replace('.', '')}"
     inputs = L.Input(shape=tuple(input_shape))
     filters, kernel = spec["stem"]
-    x = L.Conv2D(filters, kernel, strides=1 if cifar else 2, activation="relu", name="conv1")(inputs)
+    x = L.Conv2D(filters, kernel, strides=1 if cifar else 2, activation="relu", name="conv1", **_CONV)(inputs)
     pools = 0
     fires = 1
     for step in spec["plan"]:
@@ -128,7 +136,8 @@ def squeezenet(
             x = _fire(x, *step, name=f"fire{fires}")
     if include_top:
         x = L.Dropout(dropout, name="drop9")(x)
-        x = L.Conv2D(classes, 1, activation="relu", name="conv10")(x)
+        classifier_init = tf_keras.initializers.RandomNormal(0.0, 0.01)
+        x = L.Conv2D(classes, 1, activation="relu", kernel_initializer=classifier_init, name="conv10")(x)
         x = L.GlobalAveragePooling2D(name="avgpool10")(x)
         x = L.Activation(classifier_activation, name="predictions")(x)
     elif pooling == "avg":

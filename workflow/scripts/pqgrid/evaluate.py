@@ -216,7 +216,8 @@ def _scores(tflite, x, arch_cfg, batch_size, threads):
     except RuntimeError as e:  # e.g. XNNPACK cannot prepare a sparse-encoded int8 kernel
         raise RuntimeError(
             f"{tflite}: the LiteRT interpreter cannot run this model ({str(e).splitlines()[0][:200]}); "
-            "the cell is left out - a dense mode of the same model (without _sparse) usually runs"
+            "the cell is left out - seen with sparse-encoded int8 kernels (a mode without _sparse runs) and "
+            "with a model whose output never varied in calibration (its Keras model at chance: see its top-1)"
         ) from None
     dt = time.perf_counter() - t0
     log.info("evaluated %d images in %.2fs (%.0f img/s, %d threads)", len(x), dt, len(x) / dt, threads)
