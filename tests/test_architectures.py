@@ -162,6 +162,7 @@ def test_cifar_stem_keeps_resolution_weights_and_costs_16x():
 def test_weights_file_loads_into_its_builder_and_is_refused_by_another(tmp_path, tiny_data):
     """A file saved from SqueezeNet11 (any classifier) starts a new 10-class model with the
     same base weights; SqueezeNet10 and EfficientNetLite0 refuse it naming the layer."""
+    from pqgrid.io import DamagedFile
     from pqgrid.models import ModelError, build
     from pqgrid.tfsetup import tensorflow
 
@@ -179,6 +180,10 @@ def test_weights_file_loads_into_its_builder_and_is_refused_by_another(tmp_path,
         build({"builder": "SqueezeNet10", "weights": str(tmp_path / "sq11.h5")}, 10, (32, 32, 3))
     with pytest.raises(ModelError, match=r"has no layer 'stem_conv'"):
         build({"builder": "EfficientNetLite0", "weights": str(tmp_path / "sq11.h5")}, 10, (32, 32, 3))
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes((tmp_path / "sq11.h5").read_bytes()[:2000])  # a download cut short
+    with pytest.raises(DamagedFile, match=r"cut.h5"):
+        build({"builder": "SqueezeNet11", "weights": str(cut)}, 10, (32, 32, 3))
 
 
 def test_pretrained_start_trains_head_then_fine_tunes(tmp_path, tiny_data):
