@@ -70,10 +70,14 @@ def interpreter(path, threads=1):
         raise damaged(path, e) from None
 
 
-def predict_tflite(path, x_float: np.ndarray, batch_size=256, threads=1) -> np.ndarray:
+def predict_tflite(path, x_float: np.ndarray, batch_size=256, threads=1, scaling=None) -> np.ndarray:
     """Scores for every image, `batch_size` images per invoke. The last batch is padded so
     the interpreter is resized once, not per batch. int8 inputs/outputs are (de)quantized
-    with the tensor's own scale and zero point."""
+    with the tensor's own scale and zero point. With `scaling` ("tf"/"raw"), `x_float` is
+    the uint8 images and each batch is scaled on its own: a float copy of a 224 px test set
+    would need 4x its uint8 size."""
+    from .models import scale_inputs
+
     it = interpreter(path, threads)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     n = len(x_float)
@@ -85,6 +89,8 @@ def predict_tflite(path, x_float: np.ndarray, batch_size=256, threads=1) -> np.n
     scores = []
     for start in range(0, n, b):
         chunk = x_float[start : start + b]
+        if scaling is not None:
+            chunk = scale_inputs(chunk, scaling)
         real = len(chunk)
         if real < b:
             chunk = np.concatenate([chunk, np.zeros((b - real, *chunk.shape[1:]), chunk.dtype)])
@@ -208,11 +214,10 @@ def _qat_metrics(qat_json, top1) -> dict:
 
 def _scores(tflite, x, arch_cfg, batch_size, threads):
     """Class scores of the test images through the LiteRT interpreter, timed in the log."""
-    from .models import scale_inputs
 
     t0 = time.perf_counter()
     try:
-        scores = predict_tflite(tflite, scale_inputs(x, input_scaling(arch_cfg)), batch_size, threads)
+        scores = predict_tflite(tflite, x, batch_size, threads, scaling=input_scaling(arch_cfg))
     except RuntimeError as e:  # e.g. XNNPACK cannot prepare a sparse-encoded int8 kernel
         raise RuntimeError(
             f"{tflite}: the LiteRT interpreter cannot run this model ({str(e).splitlines()[0][:200]}); "
@@ -247,7 +252,7 @@ def evaluate_keras(*, model_h5, train_npz, test_npz, manifest, out_json, arch_cf
     out = {"cell": cell, "model_sha256": sha256_file(model_h5), **models.parameter_stats(model)}
     for split, path in (("train", train_npz), ("test", test_npz)):
         x, y = data_mod.load_npz(path)
-        probs = model.predict(models.scale_inputs(x, scaling), batch_size=256, verbose=0)
+        probs = models.predict_keras(model, x, scaling)
         out[f"top1_{split}"] = topk_accuracy(probs, y, 1)
         out[f"top3_{split}"] = topk_accuracy(probs, y, 3)
     out["manifest_sha256"] = sha256_file(manifest)

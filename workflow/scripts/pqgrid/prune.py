@@ -135,7 +135,7 @@ def _takes_m_by_n(layer, tf_keras) -> bool:
 
 def _top1(model, xy, scaling):
     x, y = xy
-    probs = model.predict(models.scale_inputs(x, scaling), batch_size=256, verbose=0)
+    probs = models.predict_keras(model, x, scaling)
     return float((probs.argmax(axis=1) == y).mean())
 
 

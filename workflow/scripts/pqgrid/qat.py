@@ -324,7 +324,7 @@ def qat_model(
         extra_callbacks=[keep_zeros_callback(masks)] if masks else [],
     )
     xt, yt = data.load_npz(test_npz)
-    probs = model.predict(models.scale_inputs(xt, scaling), batch_size=256, verbose=0)
+    probs = models.predict_keras(model, xt, scaling)
     top1 = float((probs.argmax(axis=1) == yt).mean())
     log.info("QAT Keras model: test top-1 %.4f", top1)
     write_json(
