@@ -237,7 +237,7 @@ def _config(**arch):
             {"builder": "SqueezeNet12"},
             r"architectures.a.builder: unknown builder 'SqueezeNet12'; choose one of .*SqueezeNet11",
         ),
-        ({"alpha": 0.5}, r"architectures.a.alpha: unknown key \(SqueezeNet11 takes: dropout\)"),
+        ({"alpha": 0.5}, r"architectures.a.alpha: unknown key \(SqueezeNet11 takes: classifier_relu, dropout\)"),
         (
             {"builder": "EfficientNetLite0", "alpha": 0.5},
             r"architectures.a.alpha: unknown key \(EfficientNetLite0 takes: drop_connect_rate\)",

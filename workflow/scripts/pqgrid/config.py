@@ -45,6 +45,7 @@ _V3 = {"alpha": _ALPHA, "minimalistic": {"type": "boolean"}, "dropout_rate": _RA
 # (written here; no ImageNet weights, `weights:` takes an .h5 file for them).
 _KERAS = {"min_size": 32, "source": "keras"}
 _OWN = {"source": "pqgrid", "input": "tf", "qat": True}
+_SQUEEZE = {"dropout": _RATE, "classifier_relu": {"type": "boolean"}}
 BUILDERS = {
     "MobileNet": {
         "kwargs": {"alpha": _ALPHA, "depth_multiplier": {"type": "integer", "minimum": 1}, "dropout": _RATE},
@@ -57,8 +58,8 @@ BUILDERS = {
     "MobileNetV3Small": {"kwargs": _V3, "input": "raw", "qat": True, **_KERAS},
     **{f"EfficientNetB{i}": {"kwargs": {}, "input": "raw", "qat": True, **_KERAS} for i in range(8)},
     **{f"EfficientNetV2B{i}": {"kwargs": {}, "input": "raw", "qat": False, **_KERAS} for i in range(4)},
-    "SqueezeNet10": {"kwargs": {"dropout": _RATE}, "min_size": 21, **_OWN},
-    "SqueezeNet11": {"kwargs": {"dropout": _RATE}, "min_size": 17, **_OWN},
+    "SqueezeNet10": {"kwargs": _SQUEEZE, "min_size": 21, **_OWN},
+    "SqueezeNet11": {"kwargs": _SQUEEZE, "min_size": 17, **_OWN},
     **{f"EfficientNetLite{i}": {"kwargs": {"drop_connect_rate": _RATE}, "min_size": 32, **_OWN} for i in range(5)},
 }
 
