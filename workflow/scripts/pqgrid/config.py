@@ -30,7 +30,7 @@ def split_quant(mode: str):
     return mode, False
 
 
-# keras.applications builders pqgrid knows, with the keyword arguments a user may set and the
+# Builders pqgrid knows (keras.applications and its own), with the keyword arguments a user may set and the
 # input scaling the builder's own `preprocess_input` expects:
 #   "tf"  -> x / 127.5 - 1 (done by pqgrid before the model, in training, calibration and eval)
 #   "raw" -> 0..255 floats, the model rescales inside itself (MobileNetV3, EfficientNet)

@@ -1,4 +1,5 @@
-"""Build keras.applications models and give each its expected input scaling."""
+"""Build the configured models (keras.applications or architectures.py), load pretrained
+weights, and give each its expected input scaling."""
 
 from __future__ import annotations
 
