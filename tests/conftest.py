@@ -49,6 +49,22 @@ def write_cifar_batches(root: Path, per_batch=6):
     return root
 
 
+def synthetic_npz(d: Path, train_per_class: int, test_per_class: int) -> Path:
+    """The data stage's train.npz / test.npz / manifest.json of the synthetic source in `d`."""
+    from pqgrid import data
+
+    data.prepare(
+        source="synthetic",
+        train_npz=d / "train.npz",
+        test_npz=d / "test.npz",
+        manifest_path=d / "manifest.json",
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        seed=0,
+    )
+    return d
+
+
 def make_tar(src: Path, dst: Path, arcname: str):
     with tarfile.open(dst, "w:gz") as tar:
         tar.add(src, arcname=arcname)

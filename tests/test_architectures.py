@@ -3,6 +3,7 @@ weights from a file: real TensorFlow, tfmot, the converter and LiteRT on tiny da
 
 import numpy as np
 import pytest
+from conftest import synthetic_npz
 from pqgrid import data
 from pqgrid.config import QUANT_MODES, ConfigError, arch_label, check_config
 
@@ -23,17 +24,7 @@ FULL = ["SqueezeNet10", "SqueezeNet11", "EfficientNetLite0"]
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("adata")
-    data.prepare(
-        source="synthetic",
-        train_npz=d / "train.npz",
-        test_npz=d / "test.npz",
-        manifest_path=d / "manifest.json",
-        train_per_class=6,
-        test_per_class=2,
-        seed=0,
-    )
-    return d
+    return synthetic_npz(tmp_path_factory.mktemp("adata"), 6, 2)
 
 
 @pytest.mark.parametrize("builder", ["SqueezeNet10", "SqueezeNet11", *(f"EfficientNetLite{i}" for i in range(5))])
@@ -311,17 +302,7 @@ def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path, monkeypatc
 
 @pytest.fixture(scope="module")
 def learn_data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("learn")
-    data.prepare(
-        source="synthetic",
-        train_per_class=60,
-        test_per_class=20,
-        seed=0,
-        train_npz=d / "train.npz",
-        test_npz=d / "test.npz",
-        manifest_path=d / "manifest.json",
-    )
-    return d
+    return synthetic_npz(tmp_path_factory.mktemp("learn"), 60, 20)
 
 
 @pytest.mark.parametrize(("builder", "rate"), [("SqueezeNet11", 1e-4), ("EfficientNetLite0", 1e-3)])

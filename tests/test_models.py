@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, kill_after_epochs, stage_command
+from conftest import ROOT, kill_after_epochs, stage_command, synthetic_npz
 from pqgrid import data
 from pqgrid.config import QUANT_MODES
 
@@ -28,17 +28,7 @@ TRAIN = {
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    data.prepare(
-        source="synthetic",
-        train_npz=d / "train.npz",
-        test_npz=d / "test.npz",
-        manifest_path=d / "manifest.json",
-        train_per_class=20,
-        test_per_class=5,
-        seed=0,
-    )
-    return d
+    return synthetic_npz(tmp_path_factory.mktemp("data"), 20, 5)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import kill_after_epochs, stage_command
+from conftest import kill_after_epochs, stage_command, synthetic_npz
 from pqgrid import data
 
 # One of each family, small enough for CI: hard-swish + squeeze-excite (V3 full), swish +
@@ -32,17 +32,7 @@ QAT = {
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("qdata")
-    data.prepare(
-        source="synthetic",
-        train_npz=d / "train.npz",
-        test_npz=d / "test.npz",
-        manifest_path=d / "manifest.json",
-        train_per_class=6,
-        test_per_class=2,
-        seed=0,
-    )
-    return d
+    return synthetic_npz(tmp_path_factory.mktemp("qdata"), 6, 2)
 
 
 def _build(arch_cfg, path):

@@ -146,13 +146,7 @@ def squeezenet(
             x = L.ReLU(name="conv10_relu")(x)
         x = L.GlobalAveragePooling2D(name="avgpool10")(x)
         x = L.Activation(classifier_activation, name="predictions")(x)
-    elif pooling == "avg":
-        x = L.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = L.GlobalMaxPooling2D(name="max_pool")(x)
-    model = tf_keras.Model(inputs, x, name=name)
-    _load_weights(model, weights)
-    return model
+    return _finish(inputs, x, name, include_top, pooling, weights)
 
 
 def SqueezeNet10(**kwargs):
@@ -265,13 +259,7 @@ def efficientnet_lite(
         x = L.GlobalAveragePooling2D(name="avg_pool")(x)
         x = L.Dropout(dropout, name="top_dropout")(x)
         x = L.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    elif pooling == "avg":
-        x = L.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = L.GlobalMaxPooling2D(name="max_pool")(x)
-    model = tf_keras.Model(inputs, x, name=f"efficientnet_lite{variant}")
-    _load_weights(model, weights)
-    return model
+    return _finish(inputs, x, f"efficientnet_lite{variant}", include_top, pooling, weights)
 
 
 def _lite(variant):
@@ -287,6 +275,20 @@ BUILDERS = {
     "SqueezeNet11": SqueezeNet11,
     **{f"EfficientNetLite{v}": _lite(v) for v in range(5)},
 }
+
+
+def _finish(inputs, x, name, include_top, pooling, weights):
+    """As keras.applications: without the top, `pooling` avg/max pools the feature map; then
+    the model is made and `weights` loaded."""
+    import tf_keras
+
+    if not include_top and pooling == "avg":
+        x = tf_keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif not include_top and pooling == "max":
+        x = tf_keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    model = tf_keras.Model(inputs, x, name=name)
+    _load_weights(model, weights)
+    return model
 
 
 def _load_weights(model, weights):
