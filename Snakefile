@@ -6,10 +6,12 @@
 #     qat_{sparsity}.h5 (+ .json: the QAT Keras model's top-1)
 #   tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite(.gz)
 #   eval/{arch}/seed{seed}/s{sparsity}_{quant}.json, .per_class.csv, keras_s{sparsity}.json,
-#     s{sparsity}.layer_error.csv (per-op int8 error)
+#     s{sparsity}.layer_error.csv (per-op int8 error), *.predictions.npz (label per test image)
+#   pie/{arch}/pie.csv, pie_images.csv, pie_per_class.csv (what compression forgets)
 #   bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json
-#   tables/summary.csv, summary.md, per_class.csv, bench.csv, layer_error.csv, table_*.csv/.md
-#   figures/{figure}.png, findings.md/.csv
+#   tables/summary.csv, summary.md, per_class.csv, bench.csv, layer_error.csv, pie.csv,
+#     pie_per_class.csv, table_*.csv/.md
+#   figures/{figure}.png, pie_gallery_{arch}.png, findings.md/.csv
 # logs/ and benchmarks/results/ mirror these paths (one log and one Snakemake benchmark
 # file per job).
 
@@ -50,6 +52,7 @@ include: "workflow/rules/qat.smk"
 include: "workflow/rules/convert.smk"
 include: "workflow/rules/layer_error.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/pie.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/report.smk"
@@ -60,6 +63,9 @@ localrules:
     all,
     collect_bench,
     collect_layer_error,
+    collect_pie,
+    pie,
+    pie_gallery,
     summarize_grid,
     make_table,
     plot_figure,

@@ -158,6 +158,18 @@ def test_every_claim_holds_and_does_not_hold(no):
     assert broken.loc[no, "verdict"] == "does not hold", broken.loc[no].to_dict()
 
 
+def test_a_claim_holds_only_when_its_interval_clears_the_threshold():
+    """Claim 6 (30 % pruning improves top-1): +1 pp in each of three seeds holds; +1, +1 and
+    -2 pp do not - the interval reaches below 0; with one seed its value decides."""
+    s, b, pc = fabricated(seeds=(0, 1, 2))
+    f = findings.findings(s, b, pc, ARCHS).set_index("no")
+    assert f.loc[6, "verdict"] == "holds" and "3 seeds" in f.loc[6, "measured"]
+    s = _set(s, {"sparsity": 30, "seed": 2}, top1=lambda x: x - 0.03)
+    f = findings.findings(s, b, pc, ARCHS).set_index("no")
+    assert f.loc[6, "verdict"] == "does not hold" and "[" in f.loc[6, "measured"]
+    assert "1 seed" in findings.findings(*fabricated(), ARCHS).set_index("no").loc[6, "measured"]
+
+
 def test_findings_that_do_not_hold():
     s, b, pc = fabricated(gzip_92=False, int8_delta=0.05)
     f = findings.findings(s, b, pc, ARCHS).set_index("no")
@@ -295,6 +307,7 @@ def test_every_figure_renders(tmp_path, with_bench, monkeypatch):
         "per_class": pc,
         "bench": b if with_bench else pd.DataFrame(columns=b.columns),
         "layer_error": fabricated_layer_error(),
+        "pie": fabricated_pie(),
     }
     names = registry.figure_names(list(s.arch.unique()), ["pi4"])
     for name in names:
@@ -303,7 +316,30 @@ def test_every_figure_renders(tmp_path, with_bench, monkeypatch):
         assert out.stat().st_size > 2000, name
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     expected = [] if with_bench else ["Accuracy vs latency on pi4"]
-    assert len(names) == 11 + 2 * 5 + 1 and placeholders == expected
+    assert len(names) == 12 + 2 * 5 + 1 and placeholders == expected
+
+
+def fabricated_pie():
+    """pie.csv of two architectures, computed by pie.analyse from random populations."""
+    from pqgrid import pie
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+
+    def model(flip):
+        labels = np.where(rng.random(300) < flip, rng.integers(0, 3, 300), y)
+        return {"label": labels, "confidence": np.ones(300), "true": y, "test_sha256": "t"}
+
+    frames = []
+    for arch in ("mobilenet", "efficientnet_b0"):
+        ref = [model(0.2) for _ in range(3)]
+        variants = {
+            (str(sp), q): [(s, model(0.2 + sp / 300 + (0.05 if q == "int8" else 0))) for s in range(3)]
+            for sp in (0, 30, 60, 90)
+            for q in ("fp32", "int8")
+        }
+        frames.append(pie.analyse(ref, [0, 1, 2], variants, CLASSES)[0].assign(arch=arch))
+    return pd.concat(frames, ignore_index=True)
 
 
 def fabricated_layer_error():

@@ -15,6 +15,12 @@ from pqgrid.config import cells as grid_cells
 
 GRID = grid(config)
 DEVICES = list(config.get("devices") or {})
+# The forgetting analysis' settings, schema defaults filled in for configs without the block.
+FORGETTING = {
+    "fdr": 0.05,
+    "gallery_tiles": 16,
+    **config["report"].get("forgetting", {}),
+}
 FIGURES = registry.figure_names(GRID["arch"], DEVICES)
 # One benchmark job per device at a time within this Snakemake instance (the device lock
 # covers other instances); `--resources bench_<device>=N` overrides it.
@@ -84,7 +90,37 @@ def report_targets():
         [rules.make_table.output.csv.format(table=t) for t in registry.TABLES]
         + [rules.plot_figure.output.png.format(figure=f) for f in FIGURES]
         + [rules.check_findings.output.md]
+        + [rules.collect_pie.output.csv]
+        + expand(rules.pie_gallery.output.png, arch=GRID["arch"])
     )
+
+
+def pie_cells(wildcards):
+    """The architecture's cells (seed, sparsity, quant), in the order of `pie_variants`."""
+    return [
+        {k: c[k] for k in ("seed", "sparsity", "quant")}
+        for c in cells()
+        if c["arch"] == wildcards.arch
+    ]
+
+
+def pie_variants(wildcards):
+    """Per-image predictions of every cell of the architecture: the compressed populations."""
+    return [
+        rules.evaluate_tflite.output.predictions.format(arch=wildcards.arch, **c)
+        for c in pie_cells(wildcards)
+    ]
+
+
+def pie_reference(wildcards):
+    """Per-image predictions of the trained Keras models, one per seed: the uncompressed
+    population."""
+    return [
+        rules.evaluate_keras.output.predictions.format(
+            arch=wildcards.arch, seed=s, sparsity="0"
+        )
+        for s in GRID["seed"]
+    ]
 
 
 # ---------------------------------------------------------------- input functions
@@ -140,6 +176,8 @@ def long_tables(names):
         "per_class": rules.summarize_grid.output.per_class,
         "bench": rules.collect_bench.output.csv,
         "layer_error": rules.collect_layer_error.output.csv,
+        "pie": rules.collect_pie.output.csv,
+        "pie_per_class": rules.collect_pie.output.per_class,
     }
     return {n: paths[n] for n in names}
 
@@ -156,7 +194,10 @@ def report_inputs(wildcards):
 
 
 def findings_inputs(wildcards):
-    return long_tables(["summary", "per_class"] + (["bench"] if DEVICES else []))
+    return long_tables(
+        ["summary", "per_class", "pie", "pie_per_class"]
+        + (["bench"] if DEVICES else [])
+    )
 
 
 # ---------------------------------------------------------------- params functions

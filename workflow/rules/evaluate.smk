@@ -1,5 +1,6 @@
 rule evaluate_keras:
-    """Top-1/top-3 on train and test of a Keras model and its parameter statistics."""
+    """Top-1/top-3 on train and test of a Keras model, its parameter statistics and its
+    per-image test predictions."""
     input:
         model=keras_model,
         train=data_file("train"),
@@ -7,6 +8,7 @@ rule evaluate_keras:
         manifest=data_file("manifest"),
     output:
         metrics="results/eval/{arch}/seed{seed}/keras_s{sparsity}.json",
+        predictions="results/eval/{arch}/seed{seed}/keras_s{sparsity}.predictions.npz",
     log:
         "logs/eval/{arch}/seed{seed}/keras_s{sparsity}.log",
     benchmark:
@@ -22,7 +24,8 @@ rule evaluate_keras:
 
 
 rule evaluate_tflite:
-    """Accuracy overall and per class of one .tflite through the LiteRT interpreter."""
+    """Accuracy overall and per class of one .tflite through the LiteRT interpreter, and its
+    per-image predictions."""
     input:
         unpack(qat_inputs),
         tflite=rules.convert_tflite.output.tflite,
@@ -34,6 +37,7 @@ rule evaluate_tflite:
         metrics="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.json",
         per_class="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.per_class.csv",
         layers="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.layers.csv",
+        predictions="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.predictions.npz",
     log:
         "logs/eval/{arch}/seed{seed}/s{sparsity}_{quant}.log",
     benchmark:

@@ -9,6 +9,7 @@ run_script(
     test_npz=snakemake.input.test,
     manifest=snakemake.input.manifest,
     out_json=snakemake.output.metrics,
+    out_predictions=snakemake.output.predictions,
     arch_cfg=snakemake.params.arch,
     cell=snakemake.params.cell,
     threads=snakemake.threads,

@@ -13,6 +13,7 @@ run_script(
     out_json=snakemake.output.metrics,
     out_csv=snakemake.output.per_class,
     out_layers=snakemake.output.layers,
+    out_predictions=snakemake.output.predictions,
     arch_cfg=snakemake.params.arch,
     cell=snakemake.params.cell,
     settings=snakemake.params.settings,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,39 @@ def per_class_table(y_true, y_pred, classes) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- per-image predictions
+PREDICTION_KEYS = ("label", "confidence", "true", "test_sha256")
+
+
+def write_predictions(path, scores: np.ndarray, y: np.ndarray, test_npz) -> None:
+    """One model's answer for every test image, in the test set's order: predicted class
+    (`label`), its score (`confidence`: the softmax probability for pqgrid's models), the
+    true class, and the sha256 of the test set they belong to. The forgetting analysis
+    (pie.py) compares these across seed populations; the hash stops it from comparing
+    predictions on different test sets."""
+
+    with atomic_path(path) as tmp:
+        np.savez(
+            tmp,
+            label=np.argmax(scores, axis=1).astype(np.int16),
+            confidence=np.max(scores, axis=1).astype(np.float32),
+            true=np.asarray(y, dtype=np.int16),
+            test_sha256=np.array(sha256_file(test_npz)),
+        )
+
+
+def read_predictions(path) -> dict:
+    """A predictions file as a dict; a damaged or foreign file fails naming it."""
+    check_file(path)
+    try:
+        with np.load(path) as f:
+            out = {k: f[k] for k in PREDICTION_KEYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise damaged(path, e) from None
+    out["test_sha256"] = str(out["test_sha256"])
+    return out
 
 
 def confusion_matrix(y_true, y_pred, n) -> np.ndarray:
@@ -148,6 +182,7 @@ def evaluate_tflite(
     batch_size=256,
     threads=1,
     qat_json=None,
+    out_predictions=None,
 ):
     """Metrics of one grid cell: accuracy overall and per class, confusion matrix, sizes,
     parameter statistics (from the .h5 and read back from the .tflite), and provenance.
@@ -193,6 +228,8 @@ def evaluate_tflite(
         "settings": settings,
         "versions": versions(),
     }
+    if out_predictions:
+        write_predictions(out_predictions, scores, y, test_npz)
     with atomic_path(out_csv) as tmp:
         per_class.to_csv(tmp, index=False)
     with atomic_path(out_layers) as tmp:
@@ -241,8 +278,12 @@ def _pattern_check(layers, m_by_n) -> dict:
     }
 
 
-def evaluate_keras(*, model_h5, train_npz, test_npz, manifest, out_json, arch_cfg, cell, threads=None):
-    """Top-1/top-3 on train and test of a Keras model (thesis Table 4.1) + parameter stats."""
+def evaluate_keras(
+    *, model_h5, train_npz, test_npz, manifest, out_json, arch_cfg, cell, threads=None, out_predictions=None
+):
+    """Top-1/top-3 on train and test of a Keras model (thesis Table 4.1) + parameter stats,
+    and its per-image test predictions (the uncompressed population of the forgetting
+    analysis)."""
     from . import models
     from .tfsetup import tensorflow
 
@@ -255,6 +296,8 @@ def evaluate_keras(*, model_h5, train_npz, test_npz, manifest, out_json, arch_cf
         probs = models.predict_keras(model, x, scaling)
         out[f"top1_{split}"] = topk_accuracy(probs, y, 1)
         out[f"top3_{split}"] = topk_accuracy(probs, y, 3)
+        if split == "test" and out_predictions:
+            write_predictions(out_predictions, probs, y, test_npz)
     out["manifest_sha256"] = sha256_file(manifest)
     out["versions"] = versions()
     write_json(out_json, out)

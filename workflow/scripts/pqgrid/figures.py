@@ -18,10 +18,13 @@ import seaborn as sns  # noqa: E402
 
 from . import registry  # noqa: E402
 from .io import atomic_path  # noqa: E402
-from .stats import CELL, MB, is_unpruned, pareto_front, per_class_changes, sparsity_number  # noqa: E402
+from .stats import CELL, MB, is_unpruned, pareto_front, per_class_changes, sparsity_number, t_interval  # noqa: E402
 from .summary import read_long_tables  # noqa: E402
 
 FIGURES = {}  # registry name -> drawing function
+# Error bars of a mean over seeds: its 95 % Student-t interval (stats.t_interval), the same
+# interval the tables print; none with one seed.
+ERRORBAR = t_interval
 
 
 def figure(name):
@@ -59,7 +62,7 @@ def _prep(summary):
 
 
 def _lines(s, x, y, hue, ax, xlabel, ylabel, title):
-    sns.lineplot(data=s, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False, errorbar="sd", ax=ax)
+    sns.lineplot(data=s, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False, errorbar=ERRORBAR, ax=ax)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(title="architecture", fontsize=8)
 
@@ -144,7 +147,7 @@ def _vs_sparsity(t, settings, quant, y, ylabel, title, archs=None):
             kind="line",
             markers=True,
             dashes=False,
-            errorbar="sd",
+            errorbar=ERRORBAR,
             height=4,
         )
         g.set_axis_labels(xlabel, ylabel)
@@ -222,40 +225,45 @@ def fig_4_11(t, st):
 
 # ---------------------------------------------------------------- 4.6 - 4.8 families
 def _per_class(t, settings, arch, variants, title):
-    pc = t["per_class"]
-    d = per_class_changes(pc, arch, ("0", "fp32"), variants, settings.get("alpha", 0.05))
+    alpha = settings.get("alpha", 0.05)
+    d = per_class_changes(t["per_class"], arch, ("0", "fp32"), variants, alpha)
     if d.empty:
         return placeholder(title, f"no per-class results for {arch}", settings)
     fig, ax = plt.subplots(figsize=settings.get("size", (8, 4.8)))
-    sns.barplot(data=d, x="class", y="delta_pp", hue="variant", ax=ax)
+    sns.barplot(data=d, x="class", y="delta_pp", hue="variant", ax=ax, errorbar=None)
     ax.axhline(0, color="0.3", lw=0.8)
     ax.set(xlabel="class", ylabel="Δ top-1 vs unpruned fp32 (percentage points)", title=title)
     ax.tick_params(axis="x", rotation=30)
-    n = int(d.n_seeds.max())
-    if n >= 2:  # mark classes whose change is significant across seeds (Welch's t-test)
-        hues = list(dict.fromkeys(d.variant))
-        for patch_group, v in zip(ax.containers, hues, strict=True):
-            sub = d[d.variant == v].reset_index(drop=True)
-            for bar, sig in zip(patch_group, sub.significant, strict=True):
-                if sig:
-                    ax.annotate(
-                        "*",
-                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center",
-                        va="bottom" if bar.get_height() >= 0 else "top",
-                        fontsize=12,
-                    )
-        ax.text(
-            0.01,
-            0.01,
-            f"* p < {settings.get('alpha', 0.05)} (Welch's t-test over {n} seeds)",
-            transform=ax.transAxes,
-            fontsize=8,
-        )
+    n = int(d.n_seeds.min())
+    hues = list(dict.fromkeys(d.variant))
+    for bars, v in zip(list(ax.containers), hues, strict=True):  # a copy: errorbar() adds containers
+        sub = d[d.variant == v].reset_index(drop=True)
+        xs = [bar.get_x() + bar.get_width() / 2 for bar in bars]
+        if n >= 2:  # Welch's 95 % interval of each class' change
+            ax.errorbar(
+                xs,
+                sub.delta_pp,
+                yerr=[sub.delta_pp - sub.delta_ci_low_pp, sub.delta_ci_high_pp - sub.delta_pp],
+                fmt="none",
+                ecolor="0.2",
+                elinewidth=0.8,
+                capsize=2,
+            )
+        for x, r in zip(xs, sub.itertuples(), strict=True):
+            if r.significant:
+                top = r.delta_ci_high_pp if r.delta_pp >= 0 else r.delta_ci_low_pp
+                ax.annotate("*", (x, top), ha="center", va="bottom" if r.delta_pp >= 0 else "top", fontsize=12)
+    note = (
+        f"bars: mean over {n} seeds, whiskers: Welch's 95 % interval; * class hit harder or softer than the "
+        f"model (Welch's t-test of class - overall top-1, Benjamini-Hochberg q < {alpha})"
+        if n >= 2
+        else "1 seed: no interval, no test"
+    )
+    ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7, wrap=True)
     overall = d.groupby("variant").overall_delta_pp.first()
     ax.legend(
         title="variant (overall Δ)",
-        labels=[f"{v} ({overall[v]:+.1f} pp)" for v in dict.fromkeys(d.variant)],
+        labels=[f"{v} ({overall[v]:+.1f} pp)" for v in hues],
         handles=ax.get_legend_handles_labels()[0],
         fontsize=8,
     )
@@ -285,9 +293,9 @@ def quant_modes(t, settings):
     s = t["summary"]
     s = s[is_unpruned(s)].assign(top1_pct=lambda x: 100 * x.top1, file_mb=lambda x: x.file_bytes / MB)
     fig, axes = plt.subplots(1, 2, figsize=settings.get("size", (11, 4.5)))
-    sns.barplot(data=s, x="quant", y="top1_pct", hue="arch", ax=axes[0], errorbar="sd")
+    sns.barplot(data=s, x="quant", y="top1_pct", hue="arch", ax=axes[0], errorbar=ERRORBAR)
     axes[0].set(xlabel="quantization mode", ylabel="test top-1 (%)", title="Accuracy")
-    sns.barplot(data=s, x="quant", y="file_mb", hue="arch", ax=axes[1], errorbar="sd")
+    sns.barplot(data=s, x="quant", y="file_mb", hue="arch", ax=axes[1], errorbar=ERRORBAR)
     axes[1].set(xlabel="quantization mode", ylabel=".tflite size (MB)", title="File size")
     for ax in axes:
         ax.legend(fontsize=8, title="architecture")
@@ -366,6 +374,77 @@ def layer_error_worst(t, settings):
     fig.suptitle("Where int8 hurts: largest per-op error, unpruned models")
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- what compression forgets
+@figure("pie_rate")
+def pie_rate(t, settings):
+    """PIE rate (% of the test set) against target sparsity, one line per quantization mode
+    and one panel per architecture; a population statistic, so no error bars: the legend
+    gives the population size."""
+    p = t["pie"].copy()
+    p["sparsity_pct"] = sparsity_number(p.sparsity)
+    p["pie_pct"] = 100 * p.pie_rate
+    n = int(p.n_models.min())
+    g = sns.relplot(
+        data=p,
+        x="sparsity_pct",
+        y="pie_pct",
+        hue="quant",
+        style="quant",
+        col="arch",
+        kind="line",
+        markers=True,
+        dashes=False,
+        errorbar=None,
+        height=3.8,
+        col_wrap=min(3, p.arch.nunique()),
+    )
+    g.set_axis_labels("target sparsity (%)", "PIEs (% of test images)")
+    g.figure.suptitle(
+        f"Test images a compressed population answers differently (modal label, {n} models per population)", y=1.03
+    )
+    return g.figure
+
+
+def gallery_figure(x, tiles: pd.DataFrame, title: str, cols=8):
+    """Test images `x[index]` (uint8 RGB, row 0 at the top) with their caption: true class,
+    modal label before -> after and how many of the population's models agree."""
+    rows = max(1, -(-len(tiles) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, tiles.itertuples(), strict=False):
+        ax.imshow(x[r.index], interpolation="nearest")  # uint8 RGB as stored: no rescaling, origin top-left
+        ax.set_title(
+            f"#{r.index} true: {r.true_class}\n{r.modal_before} ({r.agree_before}/{r.n_models_before}) → "
+            f"{r.modal_after} ({r.agree_after}/{r.n_models_after})\n{r.variant}",
+            fontsize=7,
+        )
+    if tiles.empty:
+        axes.flat[0].text(0, 0.5, "no PIEs: every compressed population gives the same modal labels", fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def pie_gallery(*, arch, images_csv, test_npz, manifest, tiles, out_png):
+    """Stage `pie_gallery`: the most-forgotten test images of one architecture."""
+    from .data import load_npz
+    from .io import read_csv
+    from .pie import most_forgotten
+
+    x, _ = load_npz(test_npz)
+    chosen = most_forgotten(read_csv(images_csv), int(tiles))
+    fig = gallery_figure(
+        x,
+        chosen,
+        f"{arch}: most-forgotten test images (modal label of the uncompressed population → the compressed one's, "
+        "models agreeing; variant that forgot it most)",
+    )
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(fig)
 
 
 def render(name, tables: dict, settings: dict, out_png):

@@ -5,7 +5,12 @@ and the cells it needs. Claims name architectures by what they are (builder and
 `minimalistic`, see `Run.archs`), never by config names: renaming `mobilenet` to `mn1` in
 config.yaml changes no verdict. A claim about accuracy never uses a collapsed cell (at chance
 while its trained model is not, summary.csv `collapsed`): a broken model is a defect, not a
-measurement of the method. Adding a claim = adding one function with `@claim(...)`."""
+measurement of the method. Adding a claim = adding one function with `@claim(...)`.
+
+Intervals: a claim about a change of top-1 uses, per architecture, the 95 % Student-t
+interval of the per-seed differences (paired: the cells of one seed share their trained
+model), and holds only when the whole interval clears the threshold. With one seed there is
+no interval; the point value decides and the text says "1 seed"."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import pandas as pd
 
 from .config import split_quant
 from .io import atomic_path, write_text
-from .stats import CELL, is_unpruned, sparsity_number
+from .stats import CELL, is_unpruned, sparsity_number, t_interval
 from .summary import read_long_tables
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
@@ -59,6 +64,8 @@ class Run:
     bench: pd.DataFrame
     per_class: pd.DataFrame
     architectures: dict = field(default_factory=dict)  # config name -> {builder: ..., ...}
+    pie: pd.DataFrame = field(default_factory=pd.DataFrame)  # results/tables/pie.csv
+    pie_per_class: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __post_init__(self):
         self.broken = collapsed_cells(self.summary)
@@ -110,6 +117,39 @@ def _int8_pairs(run, accuracy=False):
     return fp, i8, both
 
 
+def paired_delta(run, a, b) -> pd.DataFrame:
+    """Per architecture: top-1 of cells `b` minus cells `a` (each a (sparsity, quant)), in pp,
+    paired by seed: mean, 95 % t-interval (lo, hi) and n seeds. Collapsed cells left out."""
+    s = run.acc_summary.assign(sp=lambda x: x.sparsity.astype(str))
+
+    def top1(cell):
+        sel = s[(s.sp == str(cell[0])) & (s.quant == cell[1])]
+        return sel.groupby(["arch", "seed"]).top1.mean()
+
+    d = (100 * (top1(b) - top1(a))).dropna()
+    rows = {}
+    for arch, v in d.groupby(level="arch", sort=False):
+        lo, hi = t_interval(v.values)
+        rows[arch] = {"mean": float(v.mean()), "lo": lo, "hi": hi, "n": len(v)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "lo", "hi", "n"])
+
+
+def _pp(r) -> str:
+    """'+0.4 pp [-0.1, +0.9], 5 seeds' or '+0.4 pp (1 seed)'."""
+    if r["n"] >= 2:
+        return f"{r['mean']:+.1f} pp [{r['lo']:+.1f}, {r['hi']:+.1f}], {int(r['n'])} seeds"
+    return f"{r['mean']:+.1f} pp (1 seed)"
+
+
+def _low(r) -> float:
+    """Lower end of the interval; the value itself with one seed."""
+    return r["lo"] if r["n"] >= 2 else r["mean"]
+
+
+def _high(r) -> float:
+    return r["hi"] if r["n"] >= 2 else r["mean"]
+
+
 # ---------------------------------------------------------------- the claims
 @claim(1, "int8 PTQ shrinks .tflite files by about 70 %", "every architecture 60-80 %", "fp32 and int8 at sparsity 0")
 def _int8_size(run):
@@ -121,20 +161,19 @@ def _int8_size(run):
 @claim(
     2,
     "int8 changes top-1 by < 2 pp for MobileNet, V2 and B0; MobileNetV3Large loses much more",
-    "|Δ| < 2 pp for the three; V3Large loss > 2x their largest |Δ| (when run)",
+    "95 % interval of Δ inside ±2 pp for the three; V3Large's interval below -2x their largest |Δ| (when run)",
     "fp32 and int8 at sparsity 0 of MobileNet, MobileNetV2 or EfficientNetB0",
     about_accuracy=True,
 )
 def _int8_accuracy(run):
-    fp, i8, both = _int8_pairs(run, accuracy=True)
-    d = 100 * (i8.loc[both, "top1"] - fp.loc[both, "top1"])
+    d = paired_delta(run, ("0", "fp32"), ("0", "int8"))
     small = [a for b in ("MobileNet", "MobileNetV2", "EfficientNetB0") for a in run.archs(b) if a in d.index]
     if not small:
         raise NotMeasured("needs MobileNet, MobileNetV2 or EfficientNetB0 in fp32 and int8")
     large = [a for a in run.archs("MobileNetV3Large") if a in d.index]
-    worst_small = max(abs(d[a]) for a in small)
-    ok = all(abs(d[a]) < 2 for a in small) and all(d[a] < -2 * worst_small for a in large)
-    return "; ".join(f"{a} {v:+.1f} pp" for a, v in d.items()), ok
+    worst_small = max(max(abs(_low(d.loc[a])), abs(_high(d.loc[a]))) for a in small)
+    ok = worst_small < 2 and all(_high(d.loc[a]) < -2 * worst_small for a in large)
+    return "; ".join(f"{a} {_pp(r)}" for a, r in d.iterrows()), ok
 
 
 def _spread(values):
@@ -213,18 +252,15 @@ def _exact_sparsity_short(run):
 @claim(
     6,
     "30 % pruning improves top-1 for every architecture",
-    "Δ top-1 > 0 for all",
+    "95 % interval of Δ top-1 above 0 for all",
     "fp32 cells at 0 and 30 %",
     about_accuracy=True,
 )
 def _prune30_improves(run):
-    uns, fp = run.unstructured(accuracy=True), run.unpruned("fp32", accuracy=True)
-    f30 = uns[(uns.sp == 30) & (uns.quant == "fp32")].groupby("arch").top1.mean()
-    f30 = f30[f30.index.isin(fp.index)]
-    if f30.empty:
+    d = paired_delta(run, ("0", "fp32"), ("30", "fp32"))
+    if d.empty:
         raise NotMeasured("no 30 % cells")
-    d = 100 * (f30 - fp.loc[f30.index, "top1"])
-    return "; ".join(f"{a} {v:+.1f} pp" for a, v in d.items()), bool((d > 0).all())
+    return "; ".join(f"{a} {_pp(r)}" for a, r in d.iterrows()), bool(all(_low(r) > 0 for _, r in d.iterrows()))
 
 
 @claim(
@@ -356,18 +392,17 @@ def _minimalistic(run):
 
 # ---------------------------------------------------------------- pqgrid's remedies (not in the thesis)
 def _remedy_vs_fp32(run, mode):
-    """Δ top-1 (pp) of `mode` vs fp32 per architecture (unpruned), and a function giving each
-    architecture's measured text with int8 PTQ's Δ beside (what the remedy is compared with)."""
-    fp, r = run.unpruned("fp32", accuracy=True), run.unpruned(mode, accuracy=True)
-    both = fp.index.intersection(r.index)
-    if not len(both):
+    """Δ top-1 (paired_delta) of `mode` vs fp32 per architecture (unpruned), and a function
+    giving each architecture's measured text with int8 PTQ's Δ beside (what the remedy is
+    compared with)."""
+    d = paired_delta(run, ("0", "fp32"), ("0", mode))
+    if d.empty:
         raise NotMeasured(f"needs fp32 and {mode} cells at sparsity 0")
-    d = 100 * (r.loc[both, "top1"] - fp.loc[both, "top1"])
-    i8 = run.unpruned("int8", accuracy=True)
+    i8 = paired_delta(run, ("0", "fp32"), ("0", "int8"))
 
     def text(a):
-        beside = f" (int8 PTQ {100 * (i8.loc[a, 'top1'] - fp.loc[a, 'top1']):+.1f} pp)" if a in i8.index else ""
-        return f"{a} {mode} {d[a]:+.1f} pp{beside}"
+        beside = f" (int8 PTQ {i8.loc[a, 'mean']:+.1f} pp)" if a in i8.index else ""
+        return f"{a} {mode} {_pp(d.loc[a])}{beside}"
 
     return d, text
 
@@ -375,13 +410,13 @@ def _remedy_vs_fp32(run, mode):
 @claim(
     12,
     "QAT brings int8 top-1 within 1 pp of fp32 for every architecture",
-    "qat .tflite top-1 >= fp32 top-1 - 1 pp, every architecture (unpruned)",
+    "95 % interval of qat - fp32 top-1 above -1 pp, every architecture (unpruned)",
     "fp32 and qat cells at sparsity 0",
     about_accuracy=True,
 )
 def _qat_recovers(run):
     d, text = _remedy_vs_fp32(run, "qat")
-    return "; ".join(map(text, d.index)), bool((d >= -1).all())
+    return "; ".join(map(text, d.index)), all(_low(r) >= -1 for _, r in d.iterrows())
 
 
 @claim(
@@ -406,7 +441,7 @@ def _pqat_keeps_zeros(run):
 @claim(
     14,
     "int16x8 recovers what int8 loses on MobileNetV3",
-    "int16x8 top-1 >= fp32 top-1 - 1 pp for every MobileNetV3 (full or minimalistic, unpruned)",
+    "95 % interval of int16x8 - fp32 top-1 above -1 pp for every MobileNetV3 (full or minimalistic, unpruned)",
     "fp32 and int16x8 cells of a MobileNetV3 at sparsity 0",
     about_accuracy=True,
 )
@@ -416,13 +451,130 @@ def _int16x8_v3(run):
     v3 = [a for a in v3 if a in d.index]
     if not v3:
         raise NotMeasured("no MobileNetV3 with fp32 and int16x8 cells")
-    return "; ".join(map(text, v3)), bool((d[v3] >= -1).all())
+    return "; ".join(map(text, v3)), all(_low(d.loc[a]) >= -1 for a in v3)
+
+
+# ---------------------------------------------------------------- what compression forgets (Hooker et al.)
+def _populations(run) -> pd.DataFrame:
+    """pie.csv rows of compressed variants (the fp32 conversion of the unpruned model is
+    not a compression), from populations of at least 2 models."""
+    p = run.pie
+    if p is None or p.empty:
+        raise NotMeasured("no PIE table")
+    p = p[~((p.sparsity.astype(str) == "0") & (p.quant == "fp32"))]
+    if p.empty or p.n_models.min() < 2:
+        raise NotMeasured("needs populations of at least 2 seeds")
+    return p
+
+
+@claim(
+    15,
+    "PIEs are a small fraction of the test set",
+    "PIE rate < 10 % for every compressed variant",
+    "a population of >= 2 seeds and compressed cells",
+    about_accuracy=True,
+)
+def _pies_few(run):
+    p = _populations(run)
+    worst = p.loc[p.pie_rate.idxmax()]
+    text = f"{len(p)} variants, PIE rate {100 * p.pie_rate.min():.1f}-{100 * p.pie_rate.max():.1f} % " + (
+        f"(highest: {worst.arch} {worst.variant}, {int(worst.pies)} of {int(worst.test_images)} images, "
+        f"{int(worst.n_models)} models per population)"
+    )
+    return text, bool((p.pie_rate < 0.10).all())
+
+
+@claim(
+    16,
+    "the uncompressed population is less accurate on PIEs than on the rest (PIEs are harder)",
+    "95 % interval of (top-1 on PIEs - top-1 on the rest) per uncompressed model below 0, every variant with PIEs",
+    "a population of >= 2 seeds and compressed cells with PIEs",
+    about_accuracy=True,
+)
+def _pies_harder(run):
+    p = _populations(run)
+    p = p[p.pies > 0]
+    if p.empty:
+        raise NotMeasured("no variant has PIEs")
+    parts = [
+        f"{r.arch} {r.variant}: {100 * r.uncompressed_top1_on_pies:.1f} vs {100 * r.uncompressed_top1_on_rest:.1f} % "
+        f"[{r.uncompressed_pies_minus_rest_ci_low_pp:+.1f}, {r.uncompressed_pies_minus_rest_ci_high_pp:+.1f} pp]"
+        for r in p.itertuples()
+    ]
+    return "; ".join(parts), bool((p.uncompressed_pies_minus_rest_ci_high_pp < 0).all())
+
+
+@claim(
+    17,
+    "quantization creates fewer PIEs than pruning at the same top-1 drop",
+    "each unpruned quantized variant's PIE rate below the pruning curve's at its Δ top-1 "
+    "(fp32 PIE rate vs Δ top-1 over the sparsities, linearly interpolated)",
+    "a population of >= 2 seeds with fp32 cells at several sparsities and a quantized mode at 0",
+    about_accuracy=True,
+)
+def _quantization_fewer_pies(run):
+    p = run.pie
+    _populations(run)
+    parts, ok = [], True
+    for arch, g in p.groupby("arch", sort=False):
+        prune = g[g.quant == "fp32"].assign(sp=lambda x: sparsity_number(x.sparsity)).sort_values("top1_delta_pp")
+        quant = g[(g.sparsity.astype(str) == "0") & (g.quant != "fp32")]
+        if len(prune) < 2 or quant.empty:
+            continue
+        for r in quant.itertuples():
+            # np.interp needs increasing x: the drop grows as top1_delta_pp falls
+            at = float(np.interp(-r.top1_delta_pp, -prune.top1_delta_pp.values[::-1], prune.pie_rate.values[::-1]))
+            ok = ok and r.pie_rate < at
+            parts.append(
+                f"{arch} {r.quant}: {100 * r.pie_rate:.2f} % PIEs at {r.top1_delta_pp:+.1f} pp vs pruning "
+                f"{100 * at:.2f} %"
+            )
+    if not parts:
+        raise NotMeasured("needs fp32 cells at two or more sparsities and a quantized mode at sparsity 0")
+    return "; ".join(parts), ok
+
+
+@claim(
+    18,
+    "a few classes carry a significant share of the change",
+    "every variant with |Δ top-1| > 1 pp has 1 to 30 % of its classes significantly hit harder or softer than "
+    "the model (Welch's t-test, Benjamini-Hochberg)",
+    "a population of >= 2 seeds and a variant that changed top-1 by more than 1 pp",
+    about_accuracy=True,
+)
+def _few_classes(run):
+    _populations(run)
+    pc = run.pie_per_class
+    if pc is None or pc.empty:
+        raise NotMeasured("no per-class table of the populations")
+    pc = pc[pc.overall_delta_pp.abs() > 1]
+    if pc.empty:
+        raise NotMeasured("no variant changed top-1 by more than 1 pp")
+    parts, ok = [], True
+    for (arch, variant), g in pc.groupby(["arch", "variant"], sort=False):
+        sig = g[g.significant.astype(str).str.lower() == "true"]
+        share = len(sig) / len(g)
+        carried = sig.excess_pp.abs().sum() / g.excess_pp.abs().sum() if g.excess_pp.abs().sum() else 0.0
+        ok = ok and 0 < share <= 0.3
+        names = ", ".join(sig["class"].astype(str)) or "none"
+        parts.append(
+            f"{arch} {variant} ({g.overall_delta_pp.iloc[0]:+.1f} pp): {len(sig)}/{len(g)} classes ({names}), "
+            f"{100 * carried:.0f} % of the excess change"
+        )
+    return "; ".join(parts), ok
 
 
 # ---------------------------------------------------------------- verdicts and the stage
-def findings(summary, bench, per_class, architectures) -> pd.DataFrame:
+def findings(summary, bench, per_class, architectures, pie=None, pie_per_class=None) -> pd.DataFrame:
     """Each claim, what this run measured, and a verdict with its threshold."""
-    run = Run(summary, bench, per_class, architectures)
+    run = Run(
+        summary,
+        bench,
+        per_class,
+        architectures,
+        pie if pie is not None else pd.DataFrame(),
+        pie_per_class if pie_per_class is not None else pd.DataFrame(),
+    )
     rows = []
     for c in sorted(CLAIMS, key=lambda c: c.no):
         try:
@@ -440,7 +592,8 @@ def findings(summary, bench, per_class, architectures) -> pd.DataFrame:
 
 def findings_markdown(df: pd.DataFrame, context: str, broken: pd.DataFrame | None = None) -> str:
     lines = [
-        "# Findings: the thesis' claims (1-11) and pqgrid's remedies (12-14) checked against this run",
+        "# Findings: the thesis' claims (1-11), pqgrid's remedies (12-14) and what compressed models forget "
+        "(15-18, Hooker et al. 2019) checked against this run",
         "",
         context,
         "",
@@ -461,7 +614,7 @@ def findings_markdown(df: pd.DataFrame, context: str, broken: pd.DataFrame | Non
 def check_findings(*, inputs, architectures, context, out_md, out_csv):
     t = read_long_tables(inputs)
     per_class = t["per_class"] if t["per_class"] is not None else pd.DataFrame()
-    df = findings(t["summary"], t["bench"], per_class, architectures)
+    df = findings(t["summary"], t["bench"], per_class, architectures, t.get("pie"), t.get("pie_per_class"))
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
     write_text(out_md, findings_markdown(df, context, collapsed_cells(t["summary"])))

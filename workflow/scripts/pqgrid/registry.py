@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # results/tables/<name>.csv
-LONG_TABLES = ("summary", "per_class", "bench", "layer_error")
+LONG_TABLES = ("summary", "per_class", "bench", "layer_error", "pie", "pie_per_class")
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,13 @@ ENTRIES = (
         "Where int8 hurts: the ops with the largest int8 error (rmse in quantization steps), unpruned models",
         ("layer_error",),
         settings=("top_layers",),
+    ),
+    _figure(
+        "pie_rate",
+        "forgetting",
+        "PIE rate vs sparsity per quantization mode: test images whose modal label over the compressed seed "
+        "population differs from the uncompressed population's (Hooker et al. 2019)",
+        ("pie",),
     ),
     _figure("quant_modes", "accuracy", "All quantization modes side by side: top-1 and gzip size (unpruned)"),
     _figure(

@@ -1,7 +1,10 @@
-"""Statistics over the long tables: per-class changes with Welch's t-test across seeds
-(Hooker et al. 2020), Pareto fronts, and the numeric view of the sparsity axis."""
+"""Statistics over the long tables: 95 % intervals on means over seeds, per-class changes
+with Welch's t-test across seed populations and Benjamini-Hochberg correction (Hooker et al.
+2019), Pareto fronts, and the numeric view of the sparsity axis."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,35 @@ def sparsity_number(s):
     return pd.to_numeric(s.astype(str).str.replace("2of4|2:4", "50", regex=True), errors="coerce")
 
 
+# ---------------------------------------------------------------- intervals and tests
+# Every mean over seeds carries a 95 % Student-t interval (mean ± t(0.975, n-1) · s/√n): with
+# 2-10 seeds a bootstrap has too few distinct resamples to be trusted, and the t-interval is
+# what Welch's test (below) already assumes. Differences of two seed populations use Welch's
+# interval (unequal variances, Welch-Satterthwaite degrees of freedom), from scipy.
+CONFIDENCE = 0.95
+
+
+def t_interval(values, confidence=CONFIDENCE) -> tuple[float, float]:
+    """Student-t interval for the mean of `values` (NaN dropped); (nan, nan) below 2 values."""
+    from scipy import stats
+
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    m, sem = float(v.mean()), float(stats.sem(v))
+    if sem == 0:
+        return m, m
+    lo, hi = stats.t.interval(confidence, len(v) - 1, loc=m, scale=sem)
+    return float(lo), float(hi)
+
+
+def ci_halfwidth(values, confidence=CONFIDENCE) -> float:
+    """Half the width of `t_interval` (the `± x` of a table); NaN below 2 values."""
+    lo, hi = t_interval(values, confidence)
+    return (hi - lo) / 2
+
+
 def welch_t(a, b):
     """Welch's t-test (unequal variances) p-value; NaN with fewer than 2 values per side."""
     from scipy import stats
@@ -31,38 +63,109 @@ def welch_t(a, b):
         return float("nan")
     if np.var(a, ddof=1) == 0 and np.var(b, ddof=1) == 0:
         return 0.0 if np.mean(a) != np.mean(b) else 1.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # near-identical seeds: scipy warns of precision loss, p is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def welch_interval(a, b, confidence=CONFIDENCE) -> tuple[float, float]:
+    """Interval for mean(b) - mean(a) by Welch's t (scipy's `confidence_interval`);
+    (nan, nan) with fewer than 2 values per side."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        return float("nan"), float("nan")
+    if np.var(a, ddof=1) == 0 and np.var(b, ddof=1) == 0:
+        d = float(np.mean(b) - np.mean(a))
+        return d, d
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
+def bh_adjust(p_values) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values; scipy's false_discovery_control);
+    NaN stays NaN and does not count as a test.
+
+    Why BH: one variant tests every class at once (10 for CIFAR-10, 102 for Caltech-101).
+    Uncorrected, 1 class in 20 is "significant" by chance; Bonferroni (family-wise error)
+    with 5-30 seeds flags almost nothing. BH bounds the expected share of false alarms among
+    the flagged classes at alpha - a list of classes to look at, which is the question."""
+    from scipy import stats
+
+    p = np.asarray(p_values, float)
+    q = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        q[ok] = stats.false_discovery_control(p[ok], method="bh")
+    return q
+
+
+def class_accuracies(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Per model (seed) and class: `accuracy`, and the model's overall top-1 `overall`
+    (correct / support over all classes; the mean of the classes where no counts are given)
+    beside it."""
+    pc = per_class.copy()
+    if {"correct", "support"} <= set(pc.columns):
+        totals = pc.groupby("seed")[["correct", "support"]].transform("sum")
+        pc["overall"] = totals.correct / totals.support
+    else:
+        pc["overall"] = pc.groupby("seed").accuracy.transform("mean")
+    return pc
+
+
+def class_changes(base: pd.DataFrame, variant: pd.DataFrame, alpha=0.05) -> pd.DataFrame:
+    """Per class, a compressed seed population against the uncompressed one (Hooker et al.
+    2019). `base` and `variant`: rows (seed, class, correct, support, accuracy).
+
+    delta_pp: change of the class' top-1 (mean over seeds) with Welch's 95 % interval;
+    excess_pp: that change minus the change of overall top-1, tested per model
+    (class top-1 - overall top-1, base vs variant) with Welch's t-test - Hooker's question:
+    is the class hit harder than the model as a whole? q_value: BH over the classes;
+    significant: q < alpha."""
+    b, v = class_accuracies(base), class_accuracies(variant)
+    overall = 100 * (v.groupby("seed").overall.first().mean() - b.groupby("seed").overall.first().mean())
+    rows = []
+    for cls in dict.fromkeys(b["class"]):
+        x, y = b[b["class"] == cls], v[v["class"] == cls]
+        lo, hi = welch_interval(x.accuracy, y.accuracy)
+        delta = 100 * (y.accuracy.mean() - x.accuracy.mean())
+        rows.append(
+            {
+                "class": cls,
+                "delta_pp": delta,
+                "delta_ci_low_pp": 100 * lo,
+                "delta_ci_high_pp": 100 * hi,
+                "overall_delta_pp": overall,
+                "excess_pp": delta - overall,
+                "p_value": welch_t(x.accuracy - x.overall, y.accuracy - y.overall),
+                "n_seeds": int(y.seed.nunique()),
+                "n_seeds_base": int(x.seed.nunique()),
+            }
+        )
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["q_value"] = bh_adjust(out.p_value)
+    out["significant"] = out.q_value < alpha
+    return out
 
 
 def per_class_changes(per_class, arch, base, variants, alpha=0.05):
-    """Per class: change in percentage points of each variant (sparsity, quant) against the
-    base cell, mean over seeds, with Welch's p-value across seeds (Hooker et al. 2020)."""
+    """`class_changes` of each variant (sparsity, quant) of `arch` against its base cell,
+    from the long per-class table; one frame with a `variant` column ("s90 fp32")."""
     pc = per_class[per_class.arch == arch].copy()
     pc["sparsity"] = pc.sparsity.astype(str)
     b = pc[(pc.sparsity == base[0]) & (pc.quant == base[1])]
-    rows = []
+    frames = []
     for sp, q in variants:
         v = pc[(pc.sparsity == sp) & (pc.quant == q)]
         if v.empty or b.empty:
             continue
-        for cls in b["class"].unique():
-            x, y = b[b["class"] == cls].accuracy.values, v[v["class"] == cls].accuracy.values
-            p = welch_t(x, y)
-            rows.append(
-                {
-                    "variant": f"s{sp} {q}",
-                    "class": cls,
-                    "delta_pp": 100 * (y.mean() - x.mean()),
-                    "p_value": p,
-                    "significant": bool(p < alpha) if p == p else False,
-                    "n_seeds": len(y),
-                }
-            )
-        overall = 100 * (v.accuracy.mean() - b.accuracy.mean())
-        for r in rows:
-            if r["variant"] == f"s{sp} {q}":
-                r["overall_delta_pp"] = overall
-    return pd.DataFrame(rows)
+        frames.append(class_changes(b, v, alpha).assign(variant=f"s{sp} {q}", sparsity=sp, quant=q))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def pareto_front(df, x, y):

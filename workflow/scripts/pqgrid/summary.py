@@ -143,6 +143,16 @@ def collect_bench(*, bench_jsons, out_csv):
         load_bench(bench_jsons).to_csv(tmp, index=False)
 
 
+def concat_csvs(*, pairs):
+    """For each (input CSVs, output CSV): the inputs stacked into one long table (their
+    columns united; an input without rows adds none)."""
+    for inputs, out in pairs:
+        frames = [read_csv(p) for p in inputs]
+        df = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
+
+
 def load_bench(paths) -> pd.DataFrame:
     """bench.csv: one row per cell and device, from the benchmark JSONs."""
     rows = []

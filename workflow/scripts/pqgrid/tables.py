@@ -1,5 +1,6 @@
-"""Stage `make_table`: the thesis' tables (4.1-4.8) for this run, mean and standard
-deviation over seeds, with the thesis' published numbers beside (`thesis_*` columns).
+"""Stage `make_table`: the thesis' tables (4.1-4.8) for this run, mean over seeds with its
+95 % t-interval (`<col>_ci95`, the half-width), standard deviation (`<col>_std`) and
+`n_seeds`, with the thesis' published numbers beside (`thesis_*` columns).
 Every table is a function `(summary, bench, per_class, thesis) -> DataFrame` named in
 registry.py, so tests feed them small frames."""
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path, write_text
-from .stats import CELL, MB, is_unpruned
+from .stats import CELL, MB, ci_halfwidth, is_unpruned
 from .summary import read_long_tables, to_markdown
 
 
@@ -22,7 +23,8 @@ def make_table(*, name, inputs, thesis_dir, out_csv, out_md):
     df = TABLES[name](summary, t["bench"], per_class, thesis_tables(thesis_dir))
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
-    write_text(out_md, f"# {name}\n\n" + to_markdown(fmt_pm(df)))
+    note = "Mean over seeds; `± x`: half-width of the 95 % Student-t interval (n_seeds >= 2).\n\n"
+    write_text(out_md, f"# {name}\n\n{note}" + to_markdown(fmt_pm(df)))
 
 
 def thesis_tables(folder) -> dict:
@@ -34,26 +36,29 @@ def thesis_tables(folder) -> dict:
 
 
 def mean_std(df: pd.DataFrame, keys, values) -> pd.DataFrame:
-    """Mean over seeds, plus `<col>_std` and `n_seeds`."""
+    """Mean over seeds, plus `<col>_ci95` (half-width of the 95 % t-interval), `<col>_std`
+    and `n_seeds`."""
     g = df.groupby(keys, sort=False)
     mean = g[values].mean()
+    ci = g[values].agg(ci_halfwidth).add_suffix("_ci95")
     std = g[values].std(ddof=1).add_suffix("_std")
-    out = pd.concat([mean, std], axis=1)
+    out = pd.concat([mean, ci, std], axis=1)
     out["n_seeds"] = g.size()
     return out.reset_index()
 
 
 def fmt_pm(df: pd.DataFrame, digits=4) -> pd.DataFrame:
-    """For Markdown: `value ± std` where several seeds were run."""
+    """For Markdown: `value ± half-width of its 95 % t-interval` where several seeds were
+    run (`n_seeds` stays a column)."""
     out = pd.DataFrame(index=df.index)
     for c in df.columns:
-        if c.endswith("_std") or c == "n_seeds":
+        if c.endswith(("_std", "_ci95")):
             continue
-        std = df.get(f"{c}_std")
-        if std is not None and pd.api.types.is_numeric_dtype(df[c]) and std.notna().any():
+        ci = df.get(f"{c}_ci95")
+        if ci is not None and pd.api.types.is_numeric_dtype(df[c]) and ci.notna().any():
             out[c] = [
                 f"{v:.{digits}g} ± {s:.2g}" if pd.notna(s) else f"{v:.{digits}g}"
-                for v, s in zip(df[c], std, strict=True)
+                for v, s in zip(df[c], ci, strict=True)
             ]
         else:
             out[c] = df[c]
@@ -136,7 +141,7 @@ def table_4_5_pruned_fp32(summary, bench, per_class, thesis):
             "latency_us",
         ],
     )
-    out = out.rename(columns={"zero_fraction": "exact_sparsity", "zero_fraction_std": "exact_sparsity_std"})
+    out = out.rename(columns=lambda c: c.replace("zero_fraction", "exact_sparsity"))
     t = thesis.get("table_4_5_pruned_fp32_on_pi4")
     if t is not None:
         t = t.rename(columns={"architecture": "arch"}).assign(target_sparsity=lambda x: x.target_sparsity.astype(str))
@@ -148,8 +153,8 @@ def table_4_5_pruned_fp32(summary, bench, per_class, thesis):
 
 
 def table_4_6_per_class(summary, bench, per_class, thesis):
-    """Per-class top-1 (mean over seeds): one column per arch x (fp32 at each sparsity,
-    and each quantization mode unpruned)."""
+    """Per-class top-1 (mean over seeds, `_ci95` columns with its 95 % t-interval): one
+    column per arch x (fp32 at each sparsity, and each quantization mode unpruned)."""
     if per_class.empty:
         return pd.DataFrame(columns=["class"])
     pc = per_class.copy()
@@ -157,7 +162,11 @@ def table_4_6_per_class(summary, bench, per_class, thesis):
     keep = (pc.quant == "fp32") | (pc.sparsity == "0")
     pc = pc[keep]
     pc["column"] = np.where(pc.quant == "fp32", pc.arch + "_s" + pc.sparsity, pc.arch + "_" + pc.quant)
-    wide = pc.groupby(["class", "column"]).accuracy.mean().unstack("column").reset_index()
+    g = pc.groupby(["class", "column"], sort=False).accuracy
+    wide = g.mean().unstack("column")
+    ci = g.agg(ci_halfwidth).unstack("column").add_suffix("_ci95")
+    wide = pd.concat([wide, ci], axis=1).reset_index()
+    wide["n_seeds"] = pc.seed.nunique() if "seed" in pc else 1
     t = thesis.get("table_4_6_per_class_top1")
     if t is not None:  # the thesis' per-class top-1 beside the same columns of this run
         wide = wide.merge(t.add_prefix("thesis_").rename(columns={"thesis_class": "class"}), on="class", how="left")

@@ -1,0 +1,11 @@
+from pqgrid.io import run_script
+from pqgrid.summary import concat_csvs
+
+run_script(
+    snakemake.log[0],
+    concat_csvs,
+    pairs=[
+        (snakemake.input.summary, snakemake.output.csv),
+        (snakemake.input.per_class, snakemake.output.per_class),
+    ],
+)
