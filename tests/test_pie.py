@@ -93,6 +93,10 @@ def test_t_interval_and_welch_interval_against_hand_computation():
     assert (lo, hi) == pytest.approx((3 - 1.963243, 3 + 1.963243), abs=1e-5)
     assert stats.ci_halfwidth([1, 2, 3, 4, 5]) == pytest.approx(1.963243, abs=1e-5)
     assert np.isnan(stats.t_interval([1.0])[0]) and stats.t_interval([2, 2, 2]) == (2, 2)
+    from scipy.stats import ttest_1samp  # scipy's own interval, another code path
+
+    v = [0.61, 0.58, 0.66, 0.59, 0.63, 0.60]
+    assert stats.t_interval(v) == pytest.approx(tuple(ttest_1samp(v, 0).confidence_interval(0.95)))
     # Welch: a = [1,2,3] (var 1), b = [2,4,6,8] (var 6.667); se = sqrt(1/3 + 6.667/4) = 1.41421;
     # Welch-Satterthwaite df = 2^2 / ((1/3)^2/2 + (1.6667)^2/3) = 4.0755; t(0.975, 4.0755) = 2.75628
     lo, hi = stats.welch_interval([1, 2, 3], [2, 4, 6, 8])

@@ -118,6 +118,41 @@ def test_smoke_remedies_qat_pqat_int16x8_and_layer_error(smoke_run):
     assert (res / "figures" / "layer_error_worst.png").stat().st_size > 2000
 
 
+def test_predictions_agree_with_the_per_class_csv_and_feed_the_forgetting_analysis(smoke_run):
+    """Every cell's per-image predictions give its per-class counts and top-1; the Keras
+    model's give its test top-1; the PIE stage turns them into tables and a gallery."""
+    import numpy as np
+    from pqgrid.evaluate import read_predictions
+
+    res = smoke_run / "results"
+    s = pd.read_csv(res / "tables" / "summary.csv")
+    test_sha = None
+    for r in s.itertuples():
+        cell = res / "eval" / r.arch / f"seed{r.seed}" / f"s{r.sparsity}_{r.quant}"
+        p = read_predictions(f"{cell}.predictions.npz")
+        test_sha = test_sha or p["test_sha256"]
+        assert p["test_sha256"] == test_sha and len(p["label"]) == 500
+        assert (p["label"] == p["true"]).mean() == pytest.approx(r.top1, abs=1e-9)
+        pc = pd.read_csv(f"{cell}.per_class.csv")
+        assert pc.correct.tolist() == [int(((p["label"] == i) & (p["true"] == i)).sum()) for i in range(len(pc))]
+        assert ((p["confidence"] > 0) & (p["confidence"] <= 1.0001)).all()
+        k = read_predictions(res / "eval" / r.arch / f"seed{r.seed}" / f"keras_s{r.sparsity}.predictions.npz")
+        assert (k["label"] == k["true"]).mean() == pytest.approx(r.keras_top1_test, abs=1e-9)
+        assert np.array_equal(k["true"], p["true"])
+    pie = pd.read_csv(res / "tables" / "pie.csv").set_index(["arch", "variant"])
+    assert len(pie) == len(s) and (pie.n_models == 1).all()
+    # the fp32 conversion is no compression: (almost) every answer of the Keras model kept
+    assert (pie.xs("s0 fp32", level="variant").pie_rate <= 0.01).all()
+    images = pd.read_csv(res / "pie" / "mobilenet_tiny" / "pie_images.csv")
+    assert len(images) == pie.loc["mobilenet_tiny"].pies.sum()
+    assert set(pd.read_csv(res / "tables" / "pie_per_class.csv").arch) == {"mobilenet_tiny", "v3small_tiny"}
+    for arch in ("mobilenet_tiny", "v3small_tiny"):
+        assert (res / "figures" / f"pie_gallery_{arch}.png").stat().st_size > 2000
+    assert (res / "figures" / "pie_rate.png").stat().st_size > 2000
+    findings = pd.read_csv(res / "findings.csv").set_index("no")
+    assert findings.loc[15, "verdict"] == "not measured"  # one seed is not a population
+
+
 def test_console_is_quiet_and_logs_hold_the_noise(smoke_run):
     """TensorFlow's start-up notices go to each job's log, not the terminal."""
     console = (smoke_run / "console.txt").read_text()

@@ -76,20 +76,23 @@ def _quant_change(t, settings, archs=None, title=""):
     if s.empty:
         return placeholder(title, "no matching architectures in this run", settings)
     metrics = {"file_bytes": "size", "top1": "top-1", "top3": "top-3"}
-    m = s.groupby(["arch", "quant"])[list(metrics)].mean()
+    # Per seed: each quantized cell against the fp32 cell of the same trained model; the bars
+    # are the mean over seeds with its 95 % t-interval.
+    m = s.groupby(["arch", "seed", "quant"])[list(metrics)].mean()
     if b is not None and not b.empty:
         dev = settings.get("device") or b.device.iloc[0]
-        bb = b[(b.device == dev) & is_unpruned(b)].groupby(["arch", "quant"])[["ram_delta_mb", "latency_us"]].mean()
-        m = m.join(bb)
+        bb = b[(b.device == dev) & is_unpruned(b)].groupby(["arch", "seed", "quant"])[["ram_delta_mb", "latency_us"]]
+        m = m.join(bb.mean())
         metrics.update({"ram_delta_mb": f"RAM delta ({dev})", "latency_us": f"latency ({dev})"})
     rows = []
-    for (arch, q), r in m.iterrows():
-        if q == "fp32" or (arch, "fp32") not in m.index:
+    for (arch, seed, q), r in m.iterrows():
+        if q == "fp32" or (arch, seed, "fp32") not in m.index:
             continue
-        base = m.loc[(arch, "fp32")]
+        base = m.loc[(arch, seed, "fp32")]
         for k, label in metrics.items():
             if k in r and pd.notna(r[k]) and base[k]:
-                rows.append({"arch": arch, "mode": q, "metric": label, "change_pct": 100 * (r[k] - base[k]) / base[k]})
+                change = 100 * (r[k] - base[k]) / base[k]
+                rows.append({"arch": arch, "seed": seed, "mode": q, "metric": label, "change_pct": change})
     d = pd.DataFrame(rows)
     if d.empty:
         return placeholder(title, "needs fp32 and at least one quantized mode", settings)
@@ -102,6 +105,7 @@ def _quant_change(t, settings, archs=None, title=""):
         hue="arch",
         col="mode",
         kind="bar",
+        errorbar=ERRORBAR,
         height=3.6,
         aspect=1.4,
         col_wrap=min(2, len(modes)),
@@ -111,8 +115,14 @@ def _quant_change(t, settings, archs=None, title=""):
     for ax in g.axes.flat:
         ax.axhline(0, color="0.3", lw=0.8)
         ax.tick_params(axis="x", rotation=20)
-    g.figure.suptitle(title, y=1.03)
+    g.figure.suptitle(f"{title}{_seeds_note(d)}", y=1.03)
     return g.figure
+
+
+def _seeds_note(d) -> str:
+    """' - mean of 3 seeds, 95 % t-interval' for a title; '' with one seed."""
+    n = d.seed.nunique() if "seed" in d else 1
+    return f" - mean of {n} seeds, 95 % t-interval" if n > 1 else ""
 
 
 @figure("fig_4_1_quantization_change")
@@ -134,6 +144,7 @@ def _vs_sparsity(t, settings, quant, y, ylabel, title, archs=None):
         s = s[s.arch.isin(archs)]
     if s.empty:
         return placeholder(title, "no matching cells", settings)
+    title += _seeds_note(s)
     x = settings.get("x", "exact_sparsity_pct" if y == "top1_pct" else "sparsity_pct")
     xlabel = "exact sparsity (% of all parameters are zero)" if x == "exact_sparsity_pct" else "target sparsity (%)"
     if isinstance(quant, list):
@@ -299,11 +310,11 @@ def quant_modes(t, settings):
     axes[1].set(xlabel="quantization mode", ylabel=".tflite size (MB)", title="File size")
     for ax in axes:
         ax.legend(fontsize=8, title="architecture")
-    fig.suptitle("Quantization modes, unpruned models")
+    fig.suptitle(f"Quantization modes, unpruned models{_seeds_note(s)}")
     return fig
 
 
-def _pareto(d, x, xlabel, title, settings):
+def _pareto(d, x, xlabel, title, settings, n_seeds=1):
     d = d.copy()
     d["top1_pct"] = 100 * d.top1
     d["front"] = pareto_front(d, x, "top1_pct")
@@ -327,16 +338,19 @@ def _pareto(d, x, xlabel, title, settings):
         if labelled >= settings.get("label_top", 12):
             break
     ax.set_xscale(settings.get("xscale", "log"))
-    ax.set(xlabel=xlabel, ylabel="test top-1 (%)", title=title)
+    ax.set(
+        xlabel=xlabel, ylabel="test top-1 (%)", title=title + (f" (means of {n_seeds} seeds)" if n_seeds > 1 else "")
+    )
     ax.legend(fontsize=7, ncol=2)
     return fig
 
 
 @figure("pareto_gzip")
 def pareto_gzip(t, settings):
+    n = t["summary"].seed.nunique()
     s = t["summary"].groupby(CELL[:1] + CELL[2:], as_index=False)[["top1", "gzip_bytes"]].mean()
     s["gzip_mb"] = s.gzip_bytes / MB
-    return _pareto(s, "gzip_mb", "gzip -9 size (MB, log)", "Accuracy vs compressed size: every cell", settings)
+    return _pareto(s, "gzip_mb", "gzip -9 size (MB, log)", "Accuracy vs compressed size: every cell", settings, n)
 
 
 @figure("pareto_latency_")
@@ -346,8 +360,9 @@ def pareto_latency(t, settings, device):
     if b is None or b.empty or device not in set(b.device):
         return placeholder(title, f"no benchmark results for device {device!r}", settings)
     d = t["summary"].merge(b[b.device == device][[*CELL, "latency_us"]], on=CELL)
+    n = d.seed.nunique()
     d = d.groupby(["arch", "sparsity", "quant"], as_index=False)[["top1", "latency_us"]].mean()
-    return _pareto(d, "latency_us", f"mean latency on {device} (µs, log)", title, settings)
+    return _pareto(d, "latency_us", f"mean latency on {device} (µs, log)", title, settings, n)
 
 
 @figure("layer_error_worst")
@@ -361,17 +376,24 @@ def layer_error_worst(t, settings):
     k = int(settings.get("top_layers", 5))
     mean = le.groupby(["arch", "layer", "op"], as_index=False)["rmse_over_scale"].mean()
     worst = mean.sort_values("rmse_over_scale", ascending=False).groupby("arch").head(k)
-    worst = worst.assign(label=worst.layer.str.slice(0, 40) + " (" + worst.op + ")")
+    # every seed's value of the chosen ops: the bar is their mean, the whisker its interval
+    worst = le.merge(worst[["arch", "layer", "op"]], on=["arch", "layer", "op"])
+    worst = worst.assign(label=worst.layer.str.slice(0, 40) + " (" + worst.op + ")").sort_values(
+        "rmse_over_scale", ascending=False
+    )
     archs = list(dict.fromkeys(worst.arch))
     fig, axes = plt.subplots(
         len(archs), 1, figsize=settings.get("size", (8, 1.0 + 0.45 * k * len(archs))), squeeze=False
     )
     for ax, arch in zip(axes[:, 0], archs, strict=True):
         d = worst[worst.arch == arch]
-        sns.barplot(data=d, y="label", x="rmse_over_scale", ax=ax, color=sns.color_palette()[0])
+        order = d.groupby("label", sort=False).rmse_over_scale.mean().sort_values(ascending=False).index
+        sns.barplot(
+            data=d, y="label", x="rmse_over_scale", ax=ax, color=sns.color_palette()[0], errorbar=ERRORBAR, order=order
+        )
         ax.axvline(0.29, color="0.4", ls="--", lw=0.8)  # rounding alone: 1/sqrt(12) steps
         ax.set(title=arch, xlabel="rmse / scale (quantization steps; dashed: rounding alone)", ylabel="")
-    fig.suptitle("Where int8 hurts: largest per-op error, unpruned models")
+    fig.suptitle(f"Where int8 hurts: largest per-op error, unpruned models{_seeds_note(le)}")
     fig.tight_layout()
     return fig
 
