@@ -270,7 +270,7 @@ def _per_class(t, settings, arch, variants, title):
         if n >= 2
         else "1 seed: no interval, no test"
     )
-    ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7, wrap=True)
+    ax.text(0, -0.3, note, transform=ax.transAxes, fontsize=7, wrap=True, va="top")  # below the class names
     overall = d.groupby("variant").overall_delta_pp.first()
     ax.legend(
         title="variant (overall Δ)",
