@@ -215,7 +215,9 @@ def test_two_clean_runs_give_identical_metrics(smoke_run, tmp_path):
     int8; a third of the smoke run's time - the QAT path's determinism is tested in
     test_qat.py) writes byte-identical metrics and predictions."""
     other = copy_workflow(tmp_path / "again")
-    (other / "one_arch.yaml").write_text("grid_architectures: [mobilenet_tiny]\nquantization:\n  modes: [fp32, int8]\n  subsets: null\n")
+    (other / "one_arch.yaml").write_text(
+        "grid_architectures: [mobilenet_tiny]\nquantization:\n  modes: [fp32, int8]\n  subsets: null\n"
+    )
     snakemake(other, "--cores", "2", "all", *SMOKE, "one_arch.yaml")
     a = sorted((smoke_run / "results" / "eval" / "mobilenet_tiny").rglob("*.json"))
     a += sorted((smoke_run / "results" / "eval" / "mobilenet_tiny").rglob("*.predictions.npz"))
