@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .data import load_manifest
-from .evaluate import read_predictions
+from .evaluate import per_class_table, read_predictions
 from .io import atomic_path
 from .stats import class_changes, t_interval, welch_interval
 
@@ -60,23 +60,12 @@ def _stack(predictions: list[dict], names: list[str], test_sha256: str, y: np.nd
 
 
 def _per_class_frame(labels: np.ndarray, seeds: list, y: np.ndarray, classes: list) -> pd.DataFrame:
-    """Long per-class table (seed, class, correct, support, accuracy) of a population."""
-    rows = []
-    for seed, pred in zip(seeds, labels, strict=True):
-        for i, c in enumerate(classes):
-            mask = y == i
-            support = int(mask.sum())
-            correct = int((pred[mask] == i).sum())
-            rows.append(
-                {
-                    "seed": seed,
-                    "class": c,
-                    "correct": correct,
-                    "support": support,
-                    "accuracy": correct / max(support, 1),
-                }
-            )
-    return pd.DataFrame(rows)
+    """Long per-class table (seed, class, support, correct, accuracy) of a population: the
+    evaluation's own per-class table, once per model."""
+    return pd.concat(
+        [per_class_table(y, pred, classes).assign(seed=seed) for seed, pred in zip(seeds, labels, strict=True)],
+        ignore_index=True,
+    )
 
 
 def analyse(reference: list[dict], ref_seeds: list, variants: dict, classes: list, alpha=0.05):
