@@ -241,3 +241,19 @@ def test_per_figure_settings_are_typed_and_named():
         bad["report"]["figures"]["per_figure"][figure] = values
         with pytest.raises(ConfigError, match=message):
             check_config(bad, SCHEMA)
+
+
+def test_forgetting_settings_are_checked():
+    ok = cfg()
+    ok["report"]["forgetting"] = {"fdr": 0.1, "gallery_tiles": 8}
+    check_config(ok, SCHEMA)
+    for values, message in (
+        ({"fdr": 2}, r"report.forgetting.fdr: 2 is out of range"),
+        ({"fdr": 0}, r"report.forgetting.fdr: 0 is out of range"),
+        ({"gallery_tiles": 0}, r"report.forgetting.gallery_tiles: 0 is out of range"),
+        ({"tiles": 3}, r"report.forgetting.tiles: unknown key \(allowed: fdr, gallery_tiles\)"),
+    ):
+        bad = cfg()
+        bad["report"]["forgetting"] = values
+        with pytest.raises(ConfigError, match=message):
+            check_config(bad, SCHEMA)
