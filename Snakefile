@@ -8,7 +8,8 @@
 #   eval/{arch}/seed{seed}/s{sparsity}_{quant}.json, .per_class.csv, keras_s{sparsity}.json,
 #     s{sparsity}.layer_error.csv (per-op int8 error), *.predictions.npz (label per test image)
 #   pie/{arch}/pie.csv, pie_images.csv, pie_per_class.csv (what compression forgets)
-#   bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json
+#   bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json (latency, memory), energy/... (power,
+#     energy per inference), device_eval/... (.json, .per_class.csv, .predictions.npz: on-device accuracy)
 #   tables/summary.csv, summary.md, per_class.csv, bench.csv, layer_error.csv, pie.csv,
 #     pie_per_class.csv, table_*.csv/.md
 #   figures/{figure}.png, pie_gallery_{arch}.png, findings.md/.csv
@@ -78,4 +79,6 @@ rule all:
         rules.summarize_grid.output,
         rules.collect_layer_error.output if layer_error_models() else [],
         bench_targets(),
+        energy_targets(),
+        device_accuracy_targets(),
         report_targets(),

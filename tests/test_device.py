@@ -1,6 +1,7 @@
 """Device benchmarks through a real sshd on loopback and the local harness; no mocks."""
 
 import json
+import os
 import stat
 import subprocess
 import threading
@@ -237,3 +238,285 @@ def test_cpu_model_on_x86_and_arm():
     assert cpu_model(CPUINFO_PI4) == "Raspberry Pi 4 Model B Rev 1.4"
     assert cpu_model(CPUINFO_ARM64_BARE) is None
     assert cpu_model(CPUINFO_ARM64_BARE, "Architecture: aarch64\nModel name:  Neoverse-N1\n") == "Neoverse-N1"
+
+
+# ---------------------------------------------------------------- parsers, with provenance
+def _fixture(name):
+    """A parser fixture (tests/fixtures/README.md quotes the source format it follows)."""
+    return (FIXTURES / name).read_text()
+
+
+def test_parse_all_same_count_line():
+    """Stat::OutputToStream prints `count=N curr=C(all same)` when every run took the same time."""
+    r = parse_benchmark_model(_fixture("benchmark_model_all_same.txt"))
+    assert r["count"] == 50 and r["avg_us"] == r["min_us"] == r["max_us"] == 57 and r["std_us"] == 0
+    assert r["p50_us"] == 57 and r["ram_delta_mb"] == 0.375 and r["init_us"] == 412
+
+
+def test_parse_op_profile_csv():
+    from pqgrid.device_harness import parse_op_profile
+
+    rows = parse_op_profile(_fixture("benchmark_model_op_profile.csv"))
+    assert [r["node_type"] for r in rows] == ["CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"]
+    assert rows[0]["avg_ms"] == 0.398 and rows[0]["percent"] == 41.2 and rows[-1]["cdf_percent"] == 100
+    assert rows[1]["name"] == "[conv_dw_1/depthwise\tbn]" and rows[0]["times_called"] == 1
+    # the newer layout with a `start` column maps by its header
+    newer = "============================== Run Order ==============================\n"
+    newer += "node type, start, first, avg_ms, %, cdf%, mem KB, times called, name\nADD, 0.01, 0.02, 0.03, 5%, 5%, 0, 1, [a]\n"
+    assert parse_op_profile(newer) == [
+        {
+            "node_type": "ADD",
+            "start_ms": 0.01,
+            "first_ms": 0.02,
+            "avg_ms": 0.03,
+            "percent": 5.0,
+            "cdf_percent": 5.0,
+            "mem_kb": 0.0,
+            "times_called": 1.0,
+            "name": "[a]",
+        }
+    ]
+
+
+def test_parse_litert_tool_format_and_its_errors():
+    from pqgrid.device_harness import parse_litert_tool
+
+    r = parse_litert_tool(_fixture("benchmark_litert_model.txt"))
+    assert r["count"] == 50 and r["avg_us"] == pytest.approx(1570) and r["p50_us"] == pytest.approx(1550)
+    assert r["init_us"] == pytest.approx(12340) and r["p95_us"] == pytest.approx(1710) and r["fully_accelerated"]
+    with pytest.raises(ValueError, match="no 'Inference \\(avg\\)' line"):
+        parse_litert_tool("Model initialization:  1.00 ms\n")
+
+
+def test_op_profile_is_stored_with_a_benchmark_model_stand_in(sshd, tiny_tflite, tmp_path):
+    """A stand-in `benchmark_model` writes the profile where --op_profiling_output_file says,
+    as the real one does; the JSON carries it per op."""
+    fake = tmp_path / "benchmark_model_profiling"
+    fake.write_text(
+        '#!/bin/sh\nfor a in "$@"; do case $a in --op_profiling_output_file=*) cp %s "${a#*=}";; esac; done\ncat %s\n'
+        % (FIXTURES / "benchmark_model_op_profile.csv", FIXTURES / "benchmark_model_litert.txt")
+    )
+    fake.chmod(0o755)
+    r = benchmark(
+        tflite=tiny_tflite,
+        out_json=tmp_path / "p.json",
+        name="loopback",
+        cfg=sshd.device(benchmark_model=str(fake), op_profiling=True),
+        cell=CELL,
+    )
+    assert (
+        r["tool"] == "benchmark_model"
+        and len(r["op_profile"]) == 5
+        and r["op_profile"][3]["node_type"] == "FULLY_CONNECTED"
+    )
+
+
+def test_google_benchmark_tool_real_run_on_local(tiny_tflite, tmp_path):
+    """Google's benchmark_litert_model (shipped in the LiteRT wheel), run for real and parsed."""
+    r = benchmark(
+        tflite=tiny_tflite,
+        out_json=tmp_path / "g.json",
+        name="local",
+        cfg={"type": "local", "tool": "benchmark_litert_model", "num_runs": 20, "remote_dir": str(tmp_path / "lock")},
+        cell=CELL,
+    )
+    assert r["tool"] == "benchmark_litert_model" and r["count"] == 20 and "BENCHMARK RESULTS" in r["raw_output_tail"]
+    assert 0 < r["min_us"] <= r["p50_us"] <= r["max_us"] and r["process_peak_rss_mb"] > 10
+
+
+# ---------------------------------------------------------------- energy
+def _energy(tflite, tmp_path, power, name="local", cfg=None):
+    from pqgrid.device import measure_energy
+
+    cfg = cfg or {"type": "local", "remote_dir": str(tmp_path / "lock")}
+    return measure_energy(
+        tflite=tflite, out_json=tmp_path / "e.json", name=name, cfg={**cfg, "power": power}, cell=CELL
+    )
+
+
+def test_energy_arithmetic():
+    from pqgrid.device import energy_fields
+
+    e = energy_fields("rapl", load_w=6.0, inferences=1000, load_s=2.0, idle_w=2.0)
+    assert e["energy_mj_per_inference"] == pytest.approx(12.0) and e["energy_net_mj_per_inference"] == pytest.approx(
+        8.0
+    )
+    fixed = energy_fields("fixed (stated, not measured)", load_w=3.5, inferences=100, load_s=1.0)
+    assert fixed["energy_mj_per_inference"] == pytest.approx(35.0) and "power_idle_w" not in fixed
+    assert "energy_net_mj_per_inference" not in fixed
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_energy_from_a_fixture_power_meter_printing_known_samples(tiny_tflite, tmp_path, where):
+    """FIXTURE power meter (`printf` of known readings, standing in for a USB meter): no figure
+    from it is ever reported. Idle and load are the mean of the samples in their windows."""
+    meter = "printf 'bus 5.1 V, 0.5 A, 2.5 W\\n'; printf 'power: 3.5W\\n'"  # one-shot, re-run
+    r = _energy(
+        tiny_tflite,
+        tmp_path,
+        {"command": meter, "where": where, "interval_seconds": 0.05, "idle_seconds": 0.6, "load_seconds": 0.6},
+    )
+    assert r["power_idle_w"] == pytest.approx(3.0, abs=0.51) and r["power_load_w"] == pytest.approx(3.0, abs=0.51)
+    assert r["idle_samples"] >= 2 and r["load_samples"] >= 2 and r["energy_method"] == f"command on the {where}"
+    assert r["energy_mj_per_inference"] == pytest.approx(r["power_load_w"] * r["load_s"] / r["inferences"] * 1e3)
+    net = (r["power_load_w"] - r["power_idle_w"]) * r["load_s"] / r["inferences"] * 1e3
+    assert r["energy_net_mj_per_inference"] == pytest.approx(net)
+    assert json.loads((tmp_path / "e.json").read_text())["inferences"] == r["inferences"] > 0
+
+
+def test_energy_with_a_pattern_and_a_stated_wattage(tiny_tflite, tmp_path):
+    r = _energy(tiny_tflite, tmp_path, {"command": "echo '4000 mW (12 C)'", "pattern": "([0-9.]+) mW", "scale": 0.001,
+                                        "interval_seconds": 0.05, "idle_seconds": 0.3, "load_seconds": 0.3})  # fmt: skip
+    assert r["power_idle_w"] == pytest.approx(4.0) and r["power_load_w"] == pytest.approx(4.0)
+    r = _energy(tiny_tflite, tmp_path, {"watts": 3.5, "load_seconds": 0.3})
+    assert r["energy_method"] == "fixed (stated, not measured)" and r["power_load_w"] == 3.5
+    assert "power_idle_w" not in r and "energy_net_mj_per_inference" not in r
+
+
+def test_rapl_counter_wraps_and_an_unreadable_zone_is_one_line(tiny_tflite, tmp_path):
+    from pqgrid.device import DeviceError
+    from pqgrid.device_harness import PowerError, Rapl
+
+    zone = tmp_path / "fixture-rapl-zone"  # FIXTURE files standing in for /sys/class/powercap
+    zone.mkdir()
+    (zone / "max_energy_range_uj").write_text("10000000\n")
+    (zone / "energy_uj").write_text("9000000\n")
+    rapl = Rapl(str(zone))
+    assert rapl.watts((0.0, 9_000_000), (1.0, 1_000_000)) == pytest.approx(2.0)  # wrapped past 10 J
+    assert rapl.watts((0.0, 1_000_000), (2.0, 5_000_000)) == pytest.approx(2.0)
+    (zone / "energy_uj").write_text("not a number\n")
+    with pytest.raises(PowerError, match="cannot read RAPL file .*energy_uj"):
+        Rapl(str(zone))
+    with pytest.raises(DeviceError, match=r"device local: power: cannot read RAPL file .*/nope/max_energy_range_uj") as e:
+        _energy(tiny_tflite, tmp_path, {"rapl": str(tmp_path / "nope"), "idle_seconds": 0.1, "load_seconds": 0.1})
+    assert "\n" not in str(e.value) and not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.parametrize(
+    "command, where, message",
+    [
+        ("exit 3", "host", "the power command failed \\(exit 3\\)"),
+        ("echo no reading here", "host", "printed no number"),
+        ("echo no reading here", "device", "printed no number"),
+        ("echo broken >&2; exit 1", "device", "failed \\(exit 1\\): broken"),
+    ],
+)
+def test_a_failing_power_command_is_one_line_and_writes_nothing(tiny_tflite, tmp_path, command, where, message):
+    from pqgrid.device import DeviceError
+
+    with pytest.raises(DeviceError, match=message) as e:
+        _energy(
+            tiny_tflite,
+            tmp_path,
+            {"command": command, "where": where, "interval_seconds": 0.05, "idle_seconds": 0.3, "load_seconds": 0.3},
+        )
+    assert str(e.value).startswith("device local: power: ") and "\n" not in str(e.value)
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_energy_over_ssh_with_the_meter_on_the_host(sshd, tiny_tflite, tmp_path):
+    """FIXTURE meter on the host, harness on the (loopback) board: the phase markers stream
+    back over SSH and cut the host's samples."""
+    r = _energy(tiny_tflite, tmp_path, {"command": "echo 2.0", "interval_seconds": 0.05, "idle_seconds": 0.5, "load_seconds": 0.5},
+                name="loopback", cfg=sshd.device())  # fmt: skip
+    assert r["power_idle_w"] == r["power_load_w"] == 2.0 and r["energy_net_mj_per_inference"] == 0
+
+
+# ---------------------------------------------------------------- fair timings
+def test_cool_down_and_throttling_flags_with_a_fake_vcgencmd(tiny_tflite, tmp_path, monkeypatch):
+    """FIXTURE `vcgencmd` (standing in for a Raspberry Pi's firmware tool) and a FIXTURE
+    temperature file: a hot board is waited for, then measured and flagged; a throttled
+    bit set during the run flags the timing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    state = tmp_path / "throttled"
+    (bin_dir / "vcgencmd").write_text(f"#!/bin/sh\necho throttled=$(cat {state})\n")
+    (bin_dir / "vcgencmd").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    sensor = tmp_path / "fixture-temp"
+
+    def run(temp_mc, bits, timeout=0.5):
+        sensor.write_text(f"{temp_mc}\n")
+        state.write_text(bits)
+        cooldown = {"max_temp_c": 60, "timeout_seconds": timeout, "sensor": str(sensor)}
+        cfg = {"type": "local", "num_runs": 5, "remote_dir": str(tmp_path / "lock"), "cooldown": cooldown}
+        return benchmark(tflite=tiny_tflite, out_json=tmp_path / "c.json", name="local", cfg=cfg, cell=CELL)
+
+    cool = run(45000, "0x0")
+    assert cool["cooldown_timed_out"] is False and cool["cooldown_wait_s"] < 1 and cool["throttled"] is False
+    assert cool["state_before"]["temperature_c"] == 45.0 and cool["state_before"]["throttled_bits"] == 0
+    hot = run(85000, "0x20002", timeout=0.1)  # throttled now and since boot
+    assert hot["cooldown_timed_out"] is True and hot["cooldown_start_c"] == 85.0 and hot["throttled"] is True
+    past = run(45000, "0x20000")  # throttled before this run only (sticky bit, unchanged)
+    assert past["throttled"] is False
+
+
+def test_throttled_bits():
+    from pqgrid.device_harness import throttled
+
+    def s(bits):
+        return {"throttled_bits": bits}
+
+    assert throttled(s(0), s(0)) is False and throttled(s(0), s(0x4)) is True
+    assert throttled(s(0x40000), s(0x40000)) is False and throttled(s(0), s(0x40000)) is True
+    assert throttled(s(None), s(0)) is None
+
+
+# ---------------------------------------------------------------- accuracy on the device
+def _host_eval(tflite, tmp_path, n=40):
+    """A small test set and the host's evaluation of it (as evaluate_tflite writes them)."""
+    import numpy as np
+    from pqgrid.evaluate import predict_tflite, topk_accuracy, write_predictions
+
+    rng = np.random.default_rng(1)
+    test = tmp_path / "test.npz"
+    x, y = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
+    np.savez(test, x=x, y=y)
+    scores = predict_tflite(tflite, x, 16, 1, "tf")
+    (tmp_path / "host.json").write_text(json.dumps({"top1": topk_accuracy(scores, y, 1)}))
+    write_predictions(tmp_path / "host.npz", scores, y, test)
+    return test, scores
+
+
+def _device_accuracy(tflite, tmp_path, name, cfg, test):
+    from pqgrid.device import device_accuracy
+
+    out = tmp_path / name
+    out.mkdir(exist_ok=True)
+    return device_accuracy(
+        tflite=tflite, test_npz=test, host_json=tmp_path / "host.json", host_predictions=tmp_path / "host.npz",
+        out_json=out / "d.json", out_predictions=out / "d.npz", out_per_class=out / "d.csv", name=name, cfg=cfg,
+        cell=CELL, scaling="tf", batch_size=16, classes=[f"c{i}" for i in range(10)],
+    )  # fmt: skip
+
+
+def test_accuracy_on_the_device_equals_the_host_and_ships_the_test_set_once(sshd, tiny_tflite, tmp_path):
+    import numpy as np
+    from pqgrid.evaluate import read_predictions
+
+    test, host_scores = _host_eval(tiny_tflite, tmp_path)
+    for name, cfg in (("local", {"type": "local", "remote_dir": str(tmp_path / "lock")}), ("loopback", sshd.device())):
+        r = _device_accuracy(tiny_tflite, tmp_path, name, cfg, test)
+        assert r["top1_host_diff_pp"] == 0 and r["answers_differing_from_host"] == 0 and r["test_images"] == 40
+        p = read_predictions(tmp_path / name / "d.npz")
+        assert (p["label"] == np.argmax(host_scores, 1)).all()
+        assert (p["confidence"] == np.max(host_scores, 1).astype(np.float32)).all()
+    cached = list((Path(sshd.device()["remote_dir"]) / "data").iterdir())
+    assert len(cached) == 1 and cached[0].stat().st_size == test.stat().st_size
+    mtime = cached[0].stat().st_mtime_ns
+    _device_accuracy(tiny_tflite, tmp_path, "loopback", sshd.device(), test)
+    assert cached[0].stat().st_mtime_ns == mtime, "the cached test set is not uploaded again"
+
+
+def test_a_device_without_room_for_the_test_set_is_one_line(sshd, tiny_tflite, tmp_path):
+    from pqgrid.device import DeviceError
+
+    test, _ = _host_eval(tiny_tflite, tmp_path)
+    remote = tmp_path / "full-remote"
+    remote.mkdir()
+    (remote / "data").write_text("a file where the cache folder should be: every write below it fails")
+    with pytest.raises(
+        DeviceError, match=r"device loopback: cannot write the test set \(0\.\d MB\) to .*check free disk space"
+    ) as e:
+        _device_accuracy(tiny_tflite, tmp_path, "loopback", sshd.device(remote_dir=str(remote)), test)
+    assert "\n" not in str(e.value) and not (tmp_path / "loopback" / "d.json").exists()

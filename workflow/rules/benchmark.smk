@@ -1,15 +1,20 @@
+# The device stage: latency, energy and on-device accuracy of each cell on each device
+# (local or SSH), three rules with three outputs so that one failing never costs another's
+# result. All hold the device: the harness locks it (flock in its remote_dir, so also across
+# workflow instances and cluster jobs), and the resource `bench_<device>` keeps one
+# instance from queueing many jobs on one board.
+
 # Compute nodes rarely reach the boards in the lab: measure from the submitting host.
 if config.get("benchmark_on_submit_host", True):
 
     localrules:
         benchmark_on_device,
+        energy_on_device,
+        accuracy_on_device,
 
 
 rule benchmark_on_device:
-    """Latency and peak memory of one .tflite on one configured device (local or SSH).
-    One measurement per device at a time: the harness locks the device itself (flock in
-    its remote_dir, so also across workflow instances and cluster jobs), and the resource
-    `bench_<device>` keeps one instance from queueing many jobs on one board."""
+    """Latency and peak memory of one .tflite on one configured device."""
     input:
         tflite=rules.convert_tflite.output.tflite,
     output:
@@ -24,7 +29,57 @@ rule benchmark_on_device:
     resources:
         **{f"bench_{name}": device_slot(name) for name in DEVICES},
     params:
-        device=device_params,
+        device=device_params("latency"),
         cell=cell,
     script:
         "../scripts/benchmark_on_device.py"
+
+
+rule energy_on_device:
+    """Power idle and under load, and energy per inference, of one .tflite on a device
+    with a `power` source."""
+    input:
+        tflite=rules.convert_tflite.output.tflite,
+    output:
+        energy="results/energy/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json",
+    log:
+        "logs/energy/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.log",
+    conda:
+        "../../envs/device.yaml"
+    threads: device_threads
+    resources:
+        **{f"bench_{name}": device_slot(name) for name in DEVICES},
+    params:
+        device=device_params("energy"),
+        cell=cell,
+    script:
+        "../scripts/energy_on_device.py"
+
+
+rule accuracy_on_device:
+    """The cell's test set through the device's interpreter: top-1/top-3, per class and
+    per image, beside the host's evaluation (devices with `accuracy: true`)."""
+    input:
+        tflite=rules.convert_tflite.output.tflite,
+        test=data_file("test"),
+        manifest=data_file("manifest"),
+        host=rules.evaluate_tflite.output.metrics,
+        host_predictions=rules.evaluate_tflite.output.predictions,
+    output:
+        metrics="results/device_eval/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json",
+        per_class="results/device_eval/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.per_class.csv",
+        predictions="results/device_eval/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.predictions.npz",
+    log:
+        "logs/device_eval/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.log",
+    conda:
+        "../../envs/device.yaml"
+    threads: device_threads
+    resources:
+        **{f"bench_{name}": device_slot(name) for name in DEVICES},
+    params:
+        device=device_params("accuracy"),
+        arch=arch_params,
+        batch_size=config["evaluation"]["batch_size"],
+        cell=cell,
+    script:
+        "../scripts/accuracy_on_device.py"

@@ -15,6 +15,8 @@ from pqgrid.config import cells as grid_cells
 
 GRID = grid(config)
 DEVICES = list(config.get("devices") or {})
+ENERGY_DEVICES = settings.devices_with(config, "power")
+ACCURACY_DEVICES = settings.devices_with(config, "accuracy")
 # The forgetting analysis' settings, schema defaults filled in for configs without the block.
 FORGETTING = {
     "fdr": 0.05,
@@ -66,6 +68,24 @@ def bench_targets():
     return [
         rules.benchmark_on_device.output.bench.format(device=d, **c)
         for d in DEVICES
+        for c in cells()
+    ]
+
+
+def energy_targets():
+    """Every cell on every device with a `power` source."""
+    return [
+        rules.energy_on_device.output.energy.format(device=d, **c)
+        for d in ENERGY_DEVICES
+        for c in cells()
+    ]
+
+
+def device_accuracy_targets():
+    """Every cell on every device with `accuracy: true`."""
+    return [
+        rules.accuracy_on_device.output.metrics.format(device=d, **c)
+        for d in ACCURACY_DEVICES
         for c in cells()
     ]
 
@@ -233,8 +253,9 @@ def cell_settings(wildcards):
     )
 
 
-def device_params(wildcards):
-    return config["devices"][wildcards.device]
+def device_params(stage):
+    """The device's settings that `stage` (latency, energy, accuracy) reads."""
+    return lambda wildcards: settings.device_settings(config, wildcards.device, stage)
 
 
 def device_slot(name):

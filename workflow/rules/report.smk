@@ -1,7 +1,10 @@
 rule collect_bench:
-    """All device measurements as one long table (results/tables/bench.csv)."""
+    """All device measurements as one long table (results/tables/bench.csv): latency and
+    memory, with energy and on-device accuracy where measured."""
     input:
         bench=bench_targets(),
+        energy=energy_targets(),
+        device_eval=device_accuracy_targets(),
     output:
         csv="results/tables/bench.csv",
     log:

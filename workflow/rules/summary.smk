@@ -4,6 +4,7 @@ rule summarize_grid:
         metrics=for_cells(rules.evaluate_tflite.output.metrics),
         per_class=for_cells(rules.evaluate_tflite.output.per_class),
         keras=for_models(rules.evaluate_keras.output.metrics),
+        device_eval=device_accuracy_targets(),
     output:
         csv="results/tables/summary.csv",
         md="results/tables/summary.md",

@@ -1,4 +1,11 @@
 from pqgrid.io import run_script
 from pqgrid.summary import collect_bench
 
-run_script(snakemake.log[0], collect_bench, bench_jsons=snakemake.input.bench, out_csv=snakemake.output.csv)
+run_script(
+    snakemake.log[0],
+    collect_bench,
+    bench_jsons=snakemake.input.bench,
+    energy_jsons=snakemake.input.energy,
+    device_eval_jsons=snakemake.input.device_eval,
+    out_csv=snakemake.output.csv,
+)

@@ -338,6 +338,41 @@ def _check_devices(config: dict) -> None:
             raise ConfigError(f"devices.{name}: use letters, digits, '_' and '-' only in device names")
         if dev.get("type") == "ssh" and not dev.get("host"):
             raise ConfigError(f"devices.{name}.host: an ssh device needs a host (name, address or ~/.ssh/config alias)")
+        if dev.get("tool") == "benchmark_model" and not dev.get("benchmark_model"):
+            raise ConfigError(
+                f"devices.{name}.benchmark_model: tool benchmark_model needs the binary's path on the device"
+            )
+        if (
+            dev.get("op_profiling")
+            and (dev.get("tool") or ("benchmark_model" if dev.get("benchmark_model") else "harness"))
+            != "benchmark_model"
+        ):
+            raise ConfigError(
+                f"devices.{name}.op_profiling: only benchmark_model profiles ops; set benchmark_model: <path> or remove op_profiling"
+            )
+        _check_power(name, dev.get("power"))
+
+
+def _check_power(name: str, power) -> None:
+    """A device's power source: exactly one of command, rapl, watts."""
+    if not power:
+        return
+    sources = [k for k in ("command", "rapl", "watts") if power.get(k) is not None]
+    if len(sources) != 1:
+        got = " and ".join(sources) if sources else "none"
+        raise ConfigError(
+            f"devices.{name}.power: give exactly one source - command (prints watts), rapl (a powercap zone) or watts (stated) - not {got}"
+        )
+    if "where" in power and sources != ["command"]:
+        raise ConfigError(f"devices.{name}.power.where: only a power command runs somewhere; remove `where`")
+    if power.get("pattern"):
+        try:
+            if re.compile(power["pattern"]).groups < 1:
+                raise ConfigError(
+                    f"devices.{name}.power.pattern: needs one group around the watt value, e.g. '([0-9.]+) W'"
+                )
+        except re.error as e:
+            raise ConfigError(f"devices.{name}.power.pattern: invalid regex ({e})") from None
 
 
 def _check_figures(config: dict) -> None:

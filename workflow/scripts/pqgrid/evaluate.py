@@ -105,39 +105,12 @@ def interpreter(path, threads=1):
 
 
 def predict_tflite(path, x_float: np.ndarray, batch_size=256, threads=1, scaling=None) -> np.ndarray:
-    """Scores for every image, `batch_size` images per invoke. The last batch is padded so
-    the interpreter is resized once, not per batch. int8 inputs/outputs are (de)quantized
-    with the tensor's own scale and zero point. With `scaling` ("tf"/"raw"), `x_float` is
-    the uint8 images and each batch is scaled on its own: a float copy of a 224 px test set
-    would need 4x its uint8 size."""
-    from .models import scale_inputs
+    """Scores for every image through the LiteRT interpreter: device_harness.predict_scores,
+    the same code a device runs for on-device accuracy, so host and board differ only by
+    what their kernels compute."""
+    from .device_harness import predict_scores
 
-    it = interpreter(path, threads)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    n = len(x_float)
-    b = min(batch_size, n)
-    it.resize_tensor_input(inp["index"], [b, *x_float.shape[1:]])
-    it.allocate_tensors()
-    in_scale, in_zero = inp["quantization"]
-    out_scale, out_zero = out["quantization"]
-    scores = []
-    for start in range(0, n, b):
-        chunk = x_float[start : start + b]
-        if scaling is not None:
-            chunk = scale_inputs(chunk, scaling)
-        real = len(chunk)
-        if real < b:
-            chunk = np.concatenate([chunk, np.zeros((b - real, *chunk.shape[1:]), chunk.dtype)])
-        if inp["dtype"] != np.float32:
-            info = np.iinfo(inp["dtype"])
-            chunk = np.clip(np.round(chunk / in_scale + in_zero), info.min, info.max)
-        it.set_tensor(inp["index"], chunk.astype(inp["dtype"]))
-        it.invoke()
-        res = it.get_tensor(out["index"])[:real]
-        if out["dtype"] != np.float32:
-            res = (res.astype(np.float32) - out_zero) * out_scale
-        scores.append(res)
-    return np.concatenate(scores)
+    return predict_scores(interpreter(path, threads), x_float, batch_size, scaling)
 
 
 def io_dtypes(path) -> dict:

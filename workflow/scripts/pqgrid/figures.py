@@ -365,6 +365,38 @@ def pareto_latency(t, settings, device):
     return _pareto(d, "latency_us", f"mean latency on {device} (µs, log)", title, settings, n)
 
 
+@figure("energy_vs_top1")
+def energy_vs_top1(t, settings):
+    """Energy per inference (mJ) against test top-1, one panel per device that measured
+    power; the panel's title names how power was known (a stated wattage is no measurement)."""
+    b = t.get("bench")
+    title = "Energy per inference vs accuracy"
+    if b is None or b.empty or "energy_mj_per_inference" not in b or b.energy_mj_per_inference.isna().all():
+        return placeholder(title, "no device with a power source (devices.<name>.power)", settings)
+    d = t["summary"].merge(b[b.energy_mj_per_inference.notna()], on=CELL)
+    devices = list(dict.fromkeys(d.device))
+    fig, axes = plt.subplots(
+        1, len(devices), figsize=settings.get("size", (6 * len(devices), 5)), squeeze=False, sharey=True
+    )
+    for ax, device in zip(axes[0], devices, strict=True):
+        dd = d[d.device == device]
+        method = dd.energy_method.iloc[0]
+        dd = dd.groupby(["arch", "sparsity", "quant"], as_index=False)[["energy_mj_per_inference", "top1"]].mean()
+        dd["top1_pct"] = 100 * dd.top1
+        sns.scatterplot(data=dd, x="energy_mj_per_inference", y="top1_pct", hue="arch", style="quant", s=45, ax=ax)
+        ax.set_xscale(settings.get("xscale", "log"))
+        ax.set(
+            title=f"{device}: power by {method}",
+            xlabel="energy per inference (mJ, log)",
+            ylabel="test top-1 (%)",
+        )
+        ax.legend(fontsize=7)
+    n = d.seed.nunique()
+    fig.suptitle(title + (f" - means of {n} seeds" if n > 1 else ""))
+    fig.tight_layout()
+    return fig
+
+
 @figure("layer_error_worst")
 def layer_error_worst(t, settings):
     """The `top_layers` ops with the largest int8 error per architecture (unpruned models,

@@ -567,6 +567,32 @@ def _few_classes(run):
     return "; ".join(parts), ok
 
 
+@claim(
+    19,
+    "a deployed model is as accurate on the device as on the host",
+    "on-device top-1 equals the host's top-1 within 0.1 pp in every cell measured on a device",
+    "a device with `accuracy: true`",
+)
+def _device_accuracy(run):
+    b = run.bench
+    if b.empty or "top1_host_diff_pp" not in b or b.top1_host_diff_pp.isna().all():
+        raise NotMeasured("no device evaluated the test set")
+    d = b[b.top1_host_diff_pp.notna()]
+    off = d[d.top1_host_diff_pp.abs() > 0.1]
+    per_device = ", ".join(
+        f"{dev}: {len(g)} cells, largest |Δ| {g.top1_host_diff_pp.abs().max():.2f} pp, "
+        f"{int(g.answers_differing_from_host.sum())} answers differ"
+        for dev, g in d.groupby("device", sort=False)
+    )
+    if off.empty:
+        return per_device, True
+    cells = "; ".join(
+        f"{r.device} {r.arch} seed{r.seed} s{r.sparsity} {r.quant} {r.top1_host_diff_pp:+.2f} pp"
+        for r in off.itertuples()
+    )
+    return f"{per_device}; off by more than 0.1 pp: {cells}", False
+
+
 # ---------------------------------------------------------------- verdicts and the stage
 def findings(summary, bench, per_class, architectures, pie=None, pie_per_class=None) -> pd.DataFrame:
     """Each claim, what this run measured, and a verdict with its threshold."""
@@ -596,7 +622,7 @@ def findings(summary, bench, per_class, architectures, pie=None, pie_per_class=N
 def findings_markdown(df: pd.DataFrame, context: str, broken: pd.DataFrame | None = None) -> str:
     lines = [
         "# Findings: the thesis' claims (1-11), pqgrid's remedies (12-14) and what compressed models forget "
-        "(15-18, Hooker et al. 2019) checked against this run",
+        "(15-18, Hooker et al. 2019) and the device (19) checked against this run",
         "",
         context,
         "",

@@ -8,19 +8,10 @@ import math
 import numpy as np
 
 from .config import BUILDERS, builder_kwargs
+
+# uint8 images -> what the model takes: defined in device_harness (the device runs it too).
+from .device_harness import scale_inputs
 from .io import check_file, damaged
-
-
-def scale_inputs(x, scaling: str) -> np.ndarray:
-    """uint8 images -> what the model takes (numpy; `scale_inputs_tf` is the same in TF).
-    'tf': MobileNet/MobileNetV2 `preprocess_input` (x/127.5 - 1), done outside the model.
-    'raw': MobileNetV3/EfficientNet rescale inside the model and take 0..255 floats."""
-    x = np.asarray(x, dtype=np.float32)
-    if scaling == "tf":
-        return x / 127.5 - 1.0
-    if scaling == "raw":
-        return x
-    raise ValueError(f"unknown input scaling {scaling!r}")
 
 
 def predict_keras(model, x, scaling: str, batch_size=256) -> np.ndarray:

@@ -85,6 +85,11 @@ ENTRIES = (
         "Width and input size per device (the MobileNet/Caltech-101 study's table): top-1, latency, size in fp32 and int8",
         ("summary", "bench"),
     ),
+    _table(
+        "table_devices",
+        "Boards side by side: latency, memory, power, energy per inference, host vs on-device top-1, throttling",
+        ("summary", "bench"),
+    ),
     _figure(
         "fig_4_1_quantization_change",
         "device",
@@ -128,6 +133,13 @@ ENTRIES = (
         "PIE rate vs sparsity per quantization mode: test images whose modal label over the compressed seed "
         "population differs from the uncompressed population's (Hooker et al. 2019)",
         ("pie",),
+    ),
+    _figure(
+        "energy_vs_top1",
+        "device",
+        "Energy per inference vs test top-1, one panel per device with a power source (how power was known in the title)",
+        ("summary", "bench"),
+        settings=("xscale",),
     ),
     _figure("quant_modes", "accuracy", "All quantization modes side by side: top-1 and gzip size (unpruned)"),
     _figure(

@@ -11,6 +11,8 @@ from .config import PATTERNS, QAT_MODE, grid, input_scaling, schedule_for, spars
 __all__ = [
     "cell",
     "cell_settings",
+    "device_settings",
+    "devices_with",
     "figure_settings",
     "findings_context",
     "pruning_settings",
@@ -109,3 +111,22 @@ def findings_context(config: dict, devices: list) -> str:
         f"epochs: {config['training']['epochs']}; pruning.depthwise: "
         f"{config['pruning'].get('depthwise', True)} (false reproduces tfmot's default)."
     )
+
+
+# What each device stage does not read: changing it does not rerun that stage's jobs
+# (turning on `accuracy` does not retime every cell).
+DEVICE_KEYS_UNUSED = {
+    "latency": ("accuracy", "power"),
+    "energy": ("accuracy", "num_runs", "tool", "benchmark_model", "op_profiling"),
+    "accuracy": ("power", "cooldown", "num_runs", "warmup_runs", "tool", "benchmark_model", "op_profiling"),
+}
+
+
+def device_settings(config: dict, name: str, stage: str) -> dict:
+    """A device's settings as one device stage (latency, energy, accuracy) reads them."""
+    return {k: v for k, v in config["devices"][name].items() if k not in DEVICE_KEYS_UNUSED[stage]}
+
+
+def devices_with(config: dict, key: str) -> list:
+    """The devices that set `key` (power: energy is measured; accuracy: on-device accuracy)."""
+    return [name for name, dev in (config.get("devices") or {}).items() if dev.get(key)]

@@ -26,8 +26,15 @@ SPARSITY_KEYS = (
 )
 BENCH_COLUMNS = [
     *("arch", "seed", "sparsity", "quant", "device", "latency_us", "latency_std_us", "p50_us"),
-    *("ram_delta_mb", "process_peak_rss_mb", "tool", "threads", "cpu_model"),
+    *("ram_delta_mb", "process_peak_rss_mb", "tool", "threads", "cpu_model", "throttled", "cooldown_timed_out"),
 ]
+# From the energy JSONs (devices with a `power` source; empty elsewhere, never 0).
+ENERGY_COLUMNS = [
+    *("energy_method", "power_idle_w", "power_load_w"),
+    *("energy_mj_per_inference", "energy_net_mj_per_inference", "energy_throttled"),
+]
+# From the on-device accuracy JSONs (devices with `accuracy: true`).
+DEVICE_EVAL_COLUMNS = ["top1_device", "top3_device", "top1_host", "top1_host_diff_pp", "answers_differing_from_host"]
 # What the .tflite's own weights say (read back by tflite_weights.py); absent for some modes.
 TFLITE_KEYS = (
     *("tflite_kernel_sparsity", "tflite_conv_dense_sparsity", "tflite_depthwise_sparsity"),
@@ -51,8 +58,12 @@ COLUMNS = [
 ]
 
 
-def summarize(*, eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_per_class=None) -> pd.DataFrame:
-    """Stage `summarize_grid`: one row per cell (summary.csv/.md) and one per cell and class."""
+def summarize(
+    *, eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_per_class=None, device_eval_jsons=()
+) -> pd.DataFrame:
+    """Stage `summarize_grid`: one row per cell (summary.csv/.md) and one per cell and class.
+    Where devices measured accuracy, each adds `top1_on_<device>` and `top1_diff_pp_<device>`
+    (on-device minus host top-1, percentage points)."""
     keras = {}
     for p in keras_jsons:
         k = read_json(p)
@@ -65,7 +76,8 @@ def summarize(*, eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_p
             raise damaged(pc, f"{classes.support.sum()} of {e['test_images']} test images")
         long.append(classes.assign(**{k: e["cell"][k] for k in CELL_KEYS}))
         rows.append(_row(e, keras, classes))
-    df = pd.DataFrame(rows, columns=COLUMNS).sort_values(["arch", "seed", "sparsity", "quant"], key=_natural)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = _with_device_accuracy(df, device_eval_jsons).sort_values(["arch", "seed", "sparsity", "quant"], key=_natural)
     for r in df[df["collapsed"]].itertuples():
         log.warning(
             "%s seed%s s%s %s collapsed to chance: top-1 %.3f (chance %.3f) while its trained model scores %.3f",
@@ -87,6 +99,29 @@ def summarize(*, eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_p
         with atomic_path(out_per_class) as tmp:
             pcs.to_csv(tmp, index=False)
     return df
+
+
+def _with_device_accuracy(df, device_eval_jsons) -> pd.DataFrame:
+    if not device_eval_jsons:
+        return df
+    rows = [_device_eval_row(read_json(p)) for p in device_eval_jsons]
+    wide = pd.DataFrame(rows).pivot(
+        index=list(CELL_KEYS), columns="device", values=["top1_device", "top1_host_diff_pp"]
+    )
+    wide.columns = [("top1_on_" if v == "top1_device" else "top1_diff_pp_") + d for v, d in wide.columns]
+    return df.merge(wide.reset_index(), on=list(CELL_KEYS), how="left")
+
+
+def _device_eval_row(d: dict) -> dict:
+    return {
+        **d["cell"],
+        "device": d["device_name"],
+        "top1_device": d["top1"],
+        "top3_device": d["top3"],
+        "top1_host": d["host_top1"],
+        "top1_host_diff_pp": d["top1_host_diff_pp"],
+        "answers_differing_from_host": d["answers_differing_from_host"],
+    }
 
 
 def _model_key(cell) -> tuple:
@@ -137,10 +172,31 @@ def to_markdown(df: pd.DataFrame, floatfmt=".4f") -> str:
     return "\n".join(lines) + "\n"
 
 
-def collect_bench(*, bench_jsons, out_csv):
-    """Stage `collect_bench`: all device measurements as one long table."""
+def collect_bench(*, bench_jsons, out_csv, energy_jsons=(), device_eval_jsons=()):
+    """Stage `collect_bench`: all device measurements as one long table, one row per cell
+    and device: latency and memory, energy and on-device accuracy where measured."""
+    df = load_bench(bench_jsons)
+    key = [*CELL_KEYS, "device"]
+    extra = [
+        (pd.DataFrame([_energy_row(read_json(p)) for p in energy_jsons]), ENERGY_COLUMNS),
+        (pd.DataFrame([_device_eval_row(read_json(p)) for p in device_eval_jsons]), DEVICE_EVAL_COLUMNS),
+    ]
+    for part, columns in extra:
+        if len(part):
+            df = df.merge(part[[*key, *columns]], on=key, how="left")
+        else:
+            df = df.assign(**{c: pd.NA for c in columns})
     with atomic_path(out_csv) as tmp:
-        load_bench(bench_jsons).to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False)
+
+
+def _energy_row(e: dict) -> dict:
+    return {
+        **e["cell"],
+        "device": e["device_name"],
+        **{c: e.get(c) for c in ENERGY_COLUMNS},
+        "energy_throttled": e.get("throttled"),
+    }
 
 
 def concat_csvs(*, pairs):
@@ -170,6 +226,8 @@ def load_bench(paths) -> pd.DataFrame:
                 "tool": b["tool"],
                 "threads": b.get("threads"),
                 "cpu_model": (b.get("device") or {}).get("cpu_model"),
+                "throttled": b.get("throttled"),
+                "cooldown_timed_out": b.get("cooldown_timed_out"),
             }
         )
     return pd.DataFrame(rows, columns=BENCH_COLUMNS)

@@ -225,7 +225,7 @@ def table_remedies(summary, bench, per_class, thesis):
 def table_widths(summary, bench, per_class, thesis):
     """The MobileNet study's table (seed 003): per device and architecture - width (alpha) and
     input size readable in `label` - top-1 in fp32 and int8, latency and file size of the
-    unpruned models. Power is not measured by any device type yet: no column for it."""
+    unpruned models. Power and energy per device: table_devices."""
     s = summary[is_unpruned(summary) & summary.quant.isin(["fp32", "int8"])].copy()
     if s.empty:
         return pd.DataFrame(columns=["device", "arch", "label", "input_px", "params"])
@@ -246,6 +246,32 @@ def table_widths(summary, bench, per_class, thesis):
     return mean_std(wide, ["device", "arch", "label", "input_px", "params"], values)
 
 
+DEVICE_VALUES = [
+    *("latency_ms", "ram_delta_mb", "power_idle_w", "power_load_w", "energy_mj_per_inference"),
+    *("energy_net_mj_per_inference", "top1", "top1_device", "top1_host_diff_pp", "throttled_share"),
+]
+
+
+def table_devices(summary, bench, per_class, thesis):
+    """Boards side by side (the MobileNet study's device comparison, seed 003): per device and
+    cell - latency, memory, power idle and under load, energy per inference (with how power
+    was known), host and on-device top-1 and their difference, and the share of seeds whose
+    timing ran while the board throttled. Empty where a device did not measure it."""
+    keys = ["device", "cpu_model", "arch", "label", "sparsity", "quant", "energy_method"]
+    if bench.empty or summary.empty:
+        return pd.DataFrame(columns=[*keys, *DEVICE_VALUES])
+    s = summary[[*CELL, "label", "top1"]].merge(bench, on=CELL, how="inner")
+    s = s.assign(
+        latency_ms=s.latency_us / 1000,
+        throttled_share=s.throttled.map({True: 1.0, False: 0.0, "True": 1.0, "False": 0.0}),
+        energy_method=s.energy_method.fillna("not measured"),
+        cpu_model=s.cpu_model.fillna(""),
+    )
+    s = s.reindex(columns=[*keys, "seed", *DEVICE_VALUES])
+    s[DEVICE_VALUES] = s[DEVICE_VALUES].apply(pd.to_numeric, errors="coerce")
+    return mean_std(s, keys, DEVICE_VALUES)
+
+
 TABLES = {
     "table_4_1_training": table_4_1_training,
     "table_4_2_fp32_device": table_4_2_fp32_device,
@@ -257,4 +283,5 @@ TABLES = {
     "table_4_8_minimalistic_int8": table_4_8_minimalistic_int8,
     "table_remedies": table_remedies,
     "table_widths": table_widths,
+    "table_devices": table_devices,
 }

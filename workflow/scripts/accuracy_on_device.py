@@ -1,0 +1,22 @@
+from pqgrid.config import input_scaling
+from pqgrid.data import load_manifest
+from pqgrid.device import device_accuracy
+from pqgrid.io import run_script
+
+run_script(
+    snakemake.log[0],
+    device_accuracy,
+    tflite=snakemake.input.tflite,
+    test_npz=snakemake.input.test,
+    host_json=snakemake.input.host,
+    host_predictions=snakemake.input.host_predictions,
+    out_json=snakemake.output.metrics,
+    out_per_class=snakemake.output.per_class,
+    out_predictions=snakemake.output.predictions,
+    name=snakemake.wildcards.device,
+    cfg=snakemake.params.device,
+    cell=snakemake.params.cell,
+    scaling=input_scaling(snakemake.params.arch),
+    batch_size=snakemake.params.batch_size,
+    classes=load_manifest(snakemake.input.manifest)["classes"],
+)
