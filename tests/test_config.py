@@ -56,6 +56,50 @@ def cfg(**changes):
         ({"quantization__modes": ["int8_sparse", "int7_sparse"]}, r"unknown mode 'int7_sparse'"),
         ({"devices": {"pi": {"type": "ssh", "password": "x"}}}, r"devices.pi.password: passwords are not accepted"),
         ({"devices": {"pi": {"type": "ssh"}}}, r"devices.pi.host: an ssh device needs a host"),
+        (
+            {"devices": {"pi": {"type": "local", "power": {"command": "m", "watts": 3}}}},
+            r"devices.pi.power: give exactly one source .* not command and watts",
+        ),
+        (
+            {"devices": {"pi": {"type": "local", "power": {"idle_seconds": 5}}}},
+            r"devices.pi.power: give exactly one source .* not none",
+        ),
+        (
+            {"devices": {"pi": {"type": "local", "power": {"rapl": "/sys/x", "where": "device"}}}},
+            r"devices.pi.power.where: only a power command runs somewhere",
+        ),
+        (
+            {"devices": {"pi": {"type": "local", "power": {"command": "m", "pattern": "[0-9.]+ W"}}}},
+            r"devices.pi.power.pattern: needs one group",
+        ),
+        (
+            {"devices": {"pi": {"type": "local", "power": {"watts": 0}}}},
+            r"devices.pi.power.watts: 0 is out of range",
+        ),
+        (
+            {"devices": {"pi": {"type": "local", "power": {"command": "m", "where": "board"}}}},
+            r"devices.pi.power.where: 'board' is not allowed \(choose one of host, device\)",
+        ),
+        (
+            {"devices": {"pi": {"type": "local", "cooldown": {"timeout_seconds": 60}}}},
+            r"devices.pi.cooldown.*max_temp_c",
+        ),
+        (
+            {"devices": {"pi": {"type": "local", "tool": "benchmark_model"}}},
+            r"devices.pi.benchmark_model: tool benchmark_model needs",
+        ),
+        (
+            {"devices": {"pi": {"type": "local", "op_profiling": True}}},
+            r"devices.pi.op_profiling: only benchmark_model profiles ops",
+        ),
+        (
+            {"devices": {"pi": {"type": "local", "tool": "tflite_bench"}}},
+            r"devices.pi.tool: 'tflite_bench' is not allowed \(choose one of harness, benchmark_model, benchmark_litert_model\)",
+        ),
+        (
+            {"devices": {"pi": {"type": "local", "accuracy": "yes"}}},
+            r"devices.pi.accuracy: 'yes' is not boolean",
+        ),
         ({"dataset__source": "/no/such/cifar.tar.gz"}, r"dataset.source: '/no/such/cifar.tar.gz' does not exist"),
         ({"quantization__qat__epochs": 0}, r"quantization.qat.epochs: 0 is out of range \(must be >= 1\)"),
         ({"architectures__mobilenet__qat": {"epochs": -1}}, r"architectures.mobilenet.qat.epochs: -1 is out of range"),
@@ -99,6 +143,23 @@ def test_default_config_passes_and_expands():
         check_config(c, SCHEMA)
     g = grid(BASE)
     assert len(g["arch"]) == 7 and g["sparsity"] == ["0", "30", "60", "90"] and len(g["quant"]) == 7
+
+
+def test_device_settings_per_stage_and_which_devices_measure_what():
+    from pqgrid.settings import device_settings, devices_with
+
+    c = copy.deepcopy(BASE)
+    pi = {"type": "ssh", "host": "pi4", "accuracy": True, "num_runs": 80, "cooldown": {"max_temp_c": 55}}
+    pi["power"] = {"command": "usb-meter --watts", "where": "host", "pattern": "([0-9.]+) W"}
+    c["devices"] = {"local": {"type": "local"}, "pi4": pi, "plug": {"type": "local", "power": {"watts": 3.5}}}
+    check_config(c, SCHEMA)
+    assert devices_with(c, "power") == ["pi4", "plug"] and devices_with(c, "accuracy") == ["pi4"]
+    # a stage's params hold only what it reads: turning on accuracy does not retime every cell
+    assert "accuracy" not in device_settings(c, "pi4", "latency") and "power" not in device_settings(
+        c, "pi4", "latency"
+    )
+    assert "num_runs" not in device_settings(c, "pi4", "energy") and device_settings(c, "pi4", "energy")["power"]
+    assert set(device_settings(c, "pi4", "accuracy")) == {"type", "host", "accuracy"}
 
 
 def test_subsets_run_a_mode_on_part_of_the_grid():

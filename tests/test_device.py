@@ -387,7 +387,9 @@ def test_rapl_counter_wraps_and_an_unreadable_zone_is_one_line(tiny_tflite, tmp_
     (zone / "energy_uj").write_text("not a number\n")
     with pytest.raises(PowerError, match="cannot read RAPL file .*energy_uj"):
         Rapl(str(zone))
-    with pytest.raises(DeviceError, match=r"device local: power: cannot read RAPL file .*/nope/max_energy_range_uj") as e:
+    with pytest.raises(
+        DeviceError, match=r"device local: power: cannot read RAPL file .*/nope/max_energy_range_uj"
+    ) as e:
         _energy(tiny_tflite, tmp_path, {"rapl": str(tmp_path / "nope"), "idle_seconds": 0.1, "load_seconds": 0.1})
     assert "\n" not in str(e.value) and not (tmp_path / "e.json").exists()
 

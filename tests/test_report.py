@@ -88,6 +88,14 @@ def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005, minimalistic=False):
                 device="pi4",
                 latency_us=lat * (0.6 if q == "int8" else 1.0) * (1 + 0.01 * (sp % 7)),
                 ram_delta_mb=16 * (0.5 if q == "int8" else 1),
+                throttled=False,
+                energy_method="command on the host",
+                power_idle_w=2.7,
+                power_load_w=4.0,
+                energy_mj_per_inference=4.0 * lat * (0.6 if q == "int8" else 1.0) / 1000,
+                top1_device=top1,
+                top1_host_diff_pp=0.0,
+                answers_differing_from_host=0,
             )
         )
     return pd.DataFrame(rows), pd.DataFrame(bench), pd.DataFrame(pcs)
@@ -111,6 +119,12 @@ def test_findings_verdicts_known_in_advance():
     assert f.loc[13, "verdict"] == "holds"  # 0.1 pp fewer zeros after PQAT
     assert f.loc[14, "verdict"] == "holds"  # int16x8 -0.2 pp on both MobileNetV3
     assert "int8 PTQ -20.0 pp" in f.loc[12, "measured"]
+    assert (
+        f.loc[19, "verdict"] == "holds"
+        and "pi4: 48 cells, largest |Δ| 0.00 pp, 0 answers differ" in f.loc[19, "measured"]
+    )
+    no_device_eval = findings.findings(s, b.drop(columns=["top1_host_diff_pp"]), pc, ARCHS).set_index("no")
+    assert no_device_eval.loc[19, "verdict"] == "not measured"
 
 
 def _set(df, where, **values):
@@ -145,6 +159,11 @@ BREAK = {
     14: lambda s, b, pc: (
         _set(s, {"quant": "int16x8", "arch": "mobilenet_v3_small_min"}, top1=lambda x: x - 0.02),
         b,
+        pc,
+    ),
+    19: lambda s, b, pc: (
+        s,
+        _set(b, {"arch": "mobilenet", "sparsity": 60, "quant": "int8"}, top1_host_diff_pp=-0.3),
         pc,
     ),
 }
@@ -255,6 +274,22 @@ def test_welch_t_and_per_class_changes():
     assert bird.delta_pp < -10 and bird.n_seeds == 3
 
 
+def test_table_devices_puts_boards_side_by_side():
+    s, b, pc = fabricated(seeds=(0, 1))
+    other = b.assign(device="local", energy_method=np.nan, power_idle_w=np.nan, power_load_w=np.nan)
+    other = other.assign(energy_mj_per_inference=np.nan, latency_us=b.latency_us / 10, throttled=True)
+    t = tables.table_devices(s, pd.concat([b, other], ignore_index=True), pc, {})
+    assert len(t) == 2 * len(s[s.seed == 0]) and (t.n_seeds == 2).all()
+    pi = t[(t.device == "pi4") & (t.arch == "mobilenet") & (t.sparsity == 0) & (t.quant == "fp32")].iloc[0]
+    assert pi.latency_ms == pytest.approx(11.8) and pi.power_load_w == 4.0 and pi.power_idle_w == 2.7
+    assert pi.energy_mj_per_inference == pytest.approx(47.2) and pi.throttled_share == 0
+    assert pi.top1_device == pi.top1 and pi.energy_method == "command on the host"
+    local = t[t.device == "local"]
+    assert (local.energy_method == "not measured").all() and local.power_load_w.isna().all()
+    assert (local.throttled_share == 1).all()
+    assert tables.table_devices(s, pd.DataFrame(columns=b.columns), pc, {}).empty
+
+
 def test_pareto_front():
     df = pd.DataFrame({"size": [1, 2, 3, 2.5], "acc": [50, 60, 55, 70]})
     assert stats.pareto_front(df, "size", "acc").tolist() == [True, True, False, True]
@@ -315,8 +350,8 @@ def test_every_figure_renders(tmp_path, with_bench, monkeypatch):
         figures.render(name, tables, {"dpi": 40}, out)
         assert out.stat().st_size > 2000, name
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    expected = [] if with_bench else ["Accuracy vs latency on pi4"]
-    assert len(names) == 12 + 2 * 5 + 1 and placeholders == expected
+    expected = [] if with_bench else ["Energy per inference vs accuracy", "Accuracy vs latency on pi4"]
+    assert len(names) == 13 + 2 * 5 + 1 and placeholders == expected
 
 
 def fabricated_pie():

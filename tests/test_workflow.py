@@ -249,6 +249,56 @@ def test_without_devices_device_figures_are_left_out_or_placeholders(smoke_run):
     assert "benchmark_on_device" not in names and "pareto_latency_local" not in out
 
 
+def test_a_grid_on_two_devices_local_and_loopback(smoke_run, sshd, tmp_path):
+    """The smoke grid on two devices at once: `local` with on-device accuracy and a FIXTURE
+    power meter (`echo`, standing in for a USB meter; no figure from it is reported), and a
+    real loopback sshd with on-device accuracy. Only the device stage and what reads it run;
+    every cell's on-device answers equal the host evaluation's exactly, image by image."""
+    import shutil
+
+    import numpy as np
+    import yaml
+
+    wf = tmp_path / "wf"
+    shutil.copytree(smoke_run, wf, symlinks=True)  # copies keep their mtimes: nothing upstream is stale
+    meter = {"command": "echo 2.5 W", "interval_seconds": 0.1, "idle_seconds": 0.3, "load_seconds": 0.3}
+    devices = {
+        "local": {"type": "local", "threads": 1, "accuracy": True, "power": meter},
+        "loopback": {**sshd.device(), "accuracy": True},
+    }
+    (wf / "two-devices.yaml").write_text(yaml.safe_dump({"devices": devices}))
+    proc = snakemake(wf, "--cores", "2", "all", "--configfile", "presets/smoke.yaml", "two-devices.yaml")
+    ran = re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M)
+    for upstream in ("train_model", "convert_tflite", "evaluate_tflite"):
+        assert upstream not in ran
+    assert ran.count("benchmark_on_device") == 12, "local's timings stay: accuracy and power are not latency settings"
+    assert ran.count("accuracy_on_device") == 24 and ran.count("energy_on_device") == 12
+    res = wf / "results"
+    bench = pd.read_csv(res / "tables" / "bench.csv")
+    summary = pd.read_csv(res / "tables" / "summary.csv")
+    assert len(bench) == 24 and set(bench.device) == {"local", "loopback"}
+    merged = bench.merge(
+        summary[["arch", "seed", "sparsity", "quant", "top1"]], on=["arch", "seed", "sparsity", "quant"]
+    )
+    assert (merged.top1_device == merged.top1).all() and (merged.top1_host_diff_pp == 0).all()
+    assert (merged.answers_differing_from_host == 0).all()
+    assert (summary.top1_on_local == summary.top1).all() and (summary.top1_diff_pp_loopback == 0).all()
+    for r in bench.itertuples():
+        name = f"{r.arch}/seed{r.seed}/s{r.sparsity}_{r.quant}.predictions.npz"
+        with np.load(res / "eval" / name) as host, np.load(res / "device_eval" / r.device / name) as dev:
+            assert (host["label"] == dev["label"]).all() and (host["confidence"] == dev["confidence"]).all(), name
+    local, loop = bench[bench.device == "local"], bench[bench.device == "loopback"]
+    assert (local.energy_method == "command on the host").all() and (local.power_load_w == 2.5).all()
+    assert (local.energy_mj_per_inference > 0).all() and loop.energy_mj_per_inference.isna().all()
+    table = pd.read_csv(res / "tables" / "table_devices.csv")
+    assert set(table.device) == {"local", "loopback"} and len(table) == 24
+    assert set(table[table.device == "loopback"].energy_method) == {"not measured"}
+    findings = pd.read_csv(res / "findings.csv").set_index("no")
+    assert findings.loc[19, "verdict"] == "holds" and "loopback: 12 cells" in findings.loc[19, "measured"]
+    assert (res / "figures" / "energy_vs_top1.png").stat().st_size > 10_000
+    assert (res / "figures" / "pareto_latency_loopback.png").is_file()
+
+
 def test_report_html_renders_with_figures(smoke_run, tmp_path):
     import shutil
     import subprocess

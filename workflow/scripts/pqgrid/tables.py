@@ -13,7 +13,7 @@ import pandas as pd
 
 from .io import atomic_path, write_text
 from .stats import CELL, MB, ci_halfwidth, is_unpruned
-from .summary import read_long_tables, to_markdown
+from .summary import BENCH_COLUMNS, DEVICE_EVAL_COLUMNS, ENERGY_COLUMNS, read_long_tables, to_markdown
 
 
 def make_table(*, name, inputs, thesis_dir, out_csv, out_md):
@@ -260,12 +260,14 @@ def table_devices(summary, bench, per_class, thesis):
     keys = ["device", "cpu_model", "arch", "label", "sparsity", "quant", "energy_method"]
     if bench.empty or summary.empty:
         return pd.DataFrame(columns=[*keys, *DEVICE_VALUES])
-    s = summary[[*CELL, "label", "top1"]].merge(bench, on=CELL, how="inner")
+    # a bench table from before a column existed (or without energy/accuracy) still reads
+    columns = list(dict.fromkeys([*bench.columns, *BENCH_COLUMNS, *ENERGY_COLUMNS, *DEVICE_EVAL_COLUMNS]))
+    s = summary[[*CELL, "label", "top1"]].merge(bench.reindex(columns=columns), on=CELL, how="inner")
     s = s.assign(
         latency_ms=s.latency_us / 1000,
         throttled_share=s.throttled.map({True: 1.0, False: 0.0, "True": 1.0, "False": 0.0}),
-        energy_method=s.energy_method.fillna("not measured"),
-        cpu_model=s.cpu_model.fillna(""),
+        energy_method=s.energy_method.astype(object).fillna("not measured"),
+        cpu_model=s.cpu_model.astype(object).fillna(""),
     )
     s = s.reindex(columns=[*keys, "seed", *DEVICE_VALUES])
     s[DEVICE_VALUES] = s[DEVICE_VALUES].apply(pd.to_numeric, errors="coerce")
