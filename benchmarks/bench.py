@@ -1,6 +1,6 @@
 """pqgrid speed benchmarks. Each prints a ratio against a baseline measured in the same run.
 
-  .venv/bin/python benchmarks/bench.py            # all four
+  .venv/bin/python benchmarks/bench.py            # all
   .venv/bin/python benchmarks/bench.py p1 p3      # some
 
 P1  test-set evaluation: pqgrid (batched invokes, explicit threads) vs the thesis method
@@ -12,6 +12,11 @@ P4  no-op rerun of a finished smoke grid (goal <= 5 s).
 P5  input size: photos made square once in the data stage (pqgrid) vs decoded and resized
     on the fly in every epoch (tf.data), 2000 variable-size photos at 224 px: time of one
     epoch's input pipeline and the memory each keeps. Decides data.smk's design.
+P6  timings cross-checked: pqgrid's harness vs Google's benchmark_litert_model (the LiteRT
+    wheel's own tool, CompiledModel API), same .tflite, same threads and runs, interleaved
+    3 times on `local`; ratio of medians per model. Goal: within 15 %. Models: the .tflite
+    files named by P6_MODELS (a glob), else MobileNet and MobileNetV3Small at 96 px in fp32
+    and int8 (untrained: latency does not depend on the weights).
 Results of the last measurement are in benchmarks/README.md."""
 
 from __future__ import annotations
@@ -213,8 +218,51 @@ def p5(tmp: Path, n_per_class=200, size=224, epochs=3):
     )
 
 
+def _p6_models(tmp: Path) -> list:
+    import glob
+    import os
+
+    if os.environ.get("P6_MODELS"):
+        return sorted(Path(p) for p in glob.glob(os.environ["P6_MODELS"]))
+    from pqgrid.convert import converter_for
+    from pqgrid.models import build
+    from pqgrid.tfsetup import tensorflow
+
+    tensorflow(2, 0)
+    import numpy as np
+
+    rep = np.random.default_rng(0).random((8, 96, 96, 3), dtype=np.float32)
+    out = []
+    for builder in ("MobileNet", "MobileNetV3Small"):
+        model = build({"builder": builder}, 10, (96, 96, 3), 0.9)
+        for mode in ("fp32", "int8"):
+            path = tmp / f"{builder}_96px_{mode}.tflite"
+            path.write_bytes(converter_for(model, mode, rep).convert())
+            out.append(path)
+    return out
+
+
+def p6(tmp: Path, runs=100, rounds=3):
+    import statistics
+
+    from pqgrid.device import benchmark
+
+    models = _p6_models(tmp)
+    cell = {"arch": "bench", "seed": 0, "sparsity": 0, "quant": "fp32"}
+    print("P6 model | harness median of avg_us | benchmark_litert_model | ratio tool/harness")
+    for m in models:
+        times = {"harness": [], "benchmark_litert_model": []}
+        for _ in range(rounds):  # interleaved, so drift of the machine hits both alike
+            for tool in times:
+                cfg = {"type": "local", "tool": tool, "num_runs": runs, "remote_dir": str(tmp / "lock")}
+                r = benchmark(tflite=m, out_json=tmp / "b.json", name="local", cfg=cfg, cell=cell)
+                times[tool].append(r["avg_us"])
+        h, g = (statistics.median(times[t]) for t in times)
+        print(f"P6 {m.name} | {h:.0f} us | {g:.0f} us | {g / h:.2f}x")
+
+
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5"]
+    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6"]
     for name in which:
         with tempfile.TemporaryDirectory() as tmp:
             globals()[name](Path(tmp))

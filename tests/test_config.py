@@ -318,3 +318,15 @@ def test_forgetting_settings_are_checked():
         bad["report"]["forgetting"] = values
         with pytest.raises(ConfigError, match=message):
             check_config(bad, SCHEMA)
+
+
+def test_the_readme_raspberry_pi_example_is_a_valid_config():
+    """The `devices:` block printed under "Adding a Raspberry Pi" passes the checks as printed."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Adding a Raspberry Pi") :]
+    block = section[section.index("```yaml") + 7 : section.index("```", section.index("```yaml") + 7)]
+    devices = yaml.safe_load(block)["devices"]
+    c = copy.deepcopy(BASE)
+    c["devices"] = devices
+    check_config(c, SCHEMA)
+    assert devices["pi4"]["accuracy"] and devices["pi4"]["power"]["where"] == "host" and devices["pi4"]["cooldown"]

@@ -522,3 +522,14 @@ def test_a_device_without_room_for_the_test_set_is_one_line(sshd, tiny_tflite, t
     ) as e:
         _device_accuracy(tiny_tflite, tmp_path, "loopback", sshd.device(remote_dir=str(remote)), test)
     assert "\n" not in str(e.value) and not (tmp_path / "loopback" / "d.json").exists()
+
+
+def test_local_timeout_kills_a_silent_harness(tiny_tflite, tmp_path):
+    """The local watchdog fires also while nothing is printed (a hung benchmark_model)."""
+    slow = tmp_path / "slow"
+    slow.write_text("#!/bin/sh\nsleep 30\n")
+    slow.chmod(0o755)
+    cfg = {"type": "local", "benchmark_model": str(slow), "timeout": 2, "remote_dir": str(tmp_path / "lock")}
+    with pytest.raises(DeviceError, match="device local: timed out after 2s"):
+        benchmark(tflite=tiny_tflite, out_json=tmp_path / "t.json", name="local", cfg=cfg, cell=CELL)
+    assert not (tmp_path / "t.json").exists() and not list((tmp_path / "lock").glob("job-*"))

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -153,35 +154,34 @@ class LocalSession:
         shutil.copyfile(remote, local)
 
     def run(self, args, on_line=None):
-        """Run the harness; `on_line(line)` sees each stdout line as it arrives."""
+        """Run the harness; `on_line(line)` sees each stdout line as it arrives. A watchdog
+        kills it after `timeout` seconds, also while it prints nothing."""
         cmd = [self.python, str(HARNESS), *args]
-        try:
-            with tempfile.TemporaryFile(mode="w+") as err:
+        with tempfile.TemporaryFile(mode="w+") as err:
+            try:
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
-                lines = []
-                deadline = time.time() + self.cfg["timeout"]
-                try:
-                    for line in proc.stdout:
-                        lines.append(line)
-                        if on_line:
-                            on_line(line)
-                        if time.time() > deadline:
-                            raise subprocess.TimeoutExpired(cmd, self.cfg["timeout"])
-                    proc.wait(timeout=max(1, deadline - time.time()))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                    raise
-                err.seek(0)
-                return "".join(lines), err.read(), proc.returncode
-        except subprocess.TimeoutExpired:
-            raise DeviceError(
-                f"device {self.name}: timed out after {self.cfg['timeout']}s; raise `timeout` or check the load"
-            ) from None
-        except FileNotFoundError:
-            raise DeviceError(
-                f"device {self.name}: python {self.python!r} not found; check `python` in its config"
-            ) from None
+            except FileNotFoundError:
+                raise DeviceError(
+                    f"device {self.name}: python {self.python!r} not found; check `python` in its config"
+                ) from None
+            fired = threading.Event()
+            watchdog = threading.Timer(self.cfg["timeout"], lambda: (fired.set(), proc.kill()))
+            watchdog.start()
+            lines = []
+            try:
+                for line in proc.stdout:
+                    lines.append(line)
+                    if on_line:
+                        on_line(line)
+                proc.wait()
+            finally:
+                watchdog.cancel()
+            if fired.is_set():
+                raise DeviceError(
+                    f"device {self.name}: timed out after {self.cfg['timeout']}s; raise `timeout` or check the load"
+                )
+            err.seek(0)
+            return "".join(lines), err.read(), proc.returncode
 
     def close(self):
         shutil.rmtree(self.job, ignore_errors=True)

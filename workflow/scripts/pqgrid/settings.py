@@ -123,8 +123,11 @@ DEVICE_KEYS_UNUSED = {
 
 
 def device_settings(config: dict, name: str, stage: str) -> dict:
-    """A device's settings as one device stage (latency, energy, accuracy) reads them."""
-    return {k: v for k, v in config["devices"][name].items() if k not in DEVICE_KEYS_UNUSED[stage]}
+    """A device's settings as one device stage (latency, energy, accuracy) reads them, keys
+    sorted: Snakemake compares params by their text, and a --configfile overlay may list
+    the same settings in another order."""
+    dev = config["devices"][name]
+    return {k: dev[k] for k in sorted(dev) if k not in DEVICE_KEYS_UNUSED[stage]}
 
 
 def devices_with(config: dict, key: str) -> list:
