@@ -243,6 +243,7 @@ def _p6_models(tmp: Path) -> list:
 
 
 def p6(tmp: Path, runs=100, rounds=3):
+    import os
     import statistics
 
     from pqgrid.device import benchmark
@@ -258,7 +259,8 @@ def p6(tmp: Path, runs=100, rounds=3):
                 r = benchmark(tflite=m, out_json=tmp / "b.json", name="local", cfg=cfg, cell=cell)
                 times[tool].append(r["avg_us"])
         h, g = (statistics.median(times[t]) for t in times)
-        print(f"P6 {m.name} | {h:.0f} us | {g:.0f} us | {g / h:.2f}x")
+        name = "/".join(m.parts[-3:]) if os.environ.get("P6_MODELS") else m.name  # {arch}/seed{s}/{cell}
+        print(f"P6 {name} | {h:.0f} us | {g:.0f} us | {g / h:.2f}x")
 
 
 if __name__ == "__main__":
