@@ -14,6 +14,7 @@ DOCS = [
     "profiles/slurm/README.md",
     *map(str, ROOT.glob("presets/*.yaml")),
 ]
+LOOPBACK_OVERLAY = "/tmp/loopback/loopback.yaml"
 PATTERN = re.compile(r"(?:\.venv/bin/)?snakemake [^`\n|#)]*")
 
 
@@ -44,8 +45,15 @@ def workdir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("cmd, doc", printed_commands())
-def test_printed_command_runs(workdir, cmd, doc):
+def test_printed_command_runs(workdir, cmd, doc, request):
     args = shlex.split(cmd)[1:]
+    if LOOPBACK_OVERLAY in args:  # what `tests/loopback_device.py /tmp/loopback --accuracy` writes
+        import yaml
+
+        overlay = workdir / "loopback.yaml"
+        device = request.getfixturevalue("sshd").device(accuracy=True)
+        overlay.write_text(yaml.safe_dump({"devices": {"loopback": device}}))
+        args = [str(overlay) if a == LOOPBACK_OVERLAY else a for a in args]
     if not {"--unlock", "--version"} & set(args):
         args.append("-n")
     proc = snakemake(workdir, *args, check=False, timeout=300)
