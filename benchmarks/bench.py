@@ -17,6 +17,19 @@ P6  timings cross-checked: pqgrid's harness vs Google's benchmark_litert_model (
     3 times on `local`; ratio of medians per model. Goal: within 15 %. Models: the .tflite
     files named by P6_MODELS (a glob), else MobileNet and MobileNetV3Small at 96 px in fp32
     and int8 (untrained: latency does not depend on the weights).
+P7  conversion of all five post-training modes of one model (fp32, fp16, dynamic, int8,
+    int8_full) against the fp32 conversion alone in a fresh process (the baseline; goal for
+    all modes <= 2x it): (a) one process per mode, as the convert rule runs today; (b) one
+    process, TensorFlow imported and the .h5 loaded once, a converter per mode. The model:
+    P7_MODEL (an .h5 from a run), else a MobileNet trained for 0 epochs at 32 px.
+
+  .venv/bin/python benchmarks/bench.py split RUN_DIR [LOG]
+
+splits the wall time of a finished run (the folder Snakemake ran in) into model fitting (the
+epochs' seconds in the history CSVs), the rest of the training/pruning/QAT jobs, conversion,
+evaluation, device jobs, report and data, and prints wall time / fitting time. Job times come
+from Snakemake's per-job benchmark files where a rule writes one, else from the start and
+finish stamps of the run's log (LOG, default: the log under .snakemake/log with most jobs).
 Results of the last measurement are in benchmarks/README.md."""
 
 from __future__ import annotations
@@ -263,8 +276,146 @@ def p6(tmp: Path, runs=100, rounds=3):
         print(f"P6 {name} | {h:.0f} us | {g:.0f} us | {g / h:.2f}x")
 
 
+_P7_CONVERT = """
+import sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, {scripts!r})
+from pqgrid.tfsetup import tensorflow
+tensorflow(1, 0)
+from pqgrid.convert import calibration_images, converter_for
+from pqgrid.models import load_keras, scale_inputs
+model = load_keras({h5!r})
+rep = scale_inputs(calibration_images({train!r}, 200, 0), "tf")
+for mode in {modes!r}:
+    t = time.perf_counter()
+    converter_for(model, mode, rep).convert()
+    print("P7-MODE", mode, time.perf_counter() - t, flush=True)
+print("P7-TOTAL", time.perf_counter() - t0)
+"""
+
+
+def p7(tmp: Path):
+    import os
+
+    modes = ["fp32", "fp16", "dynamic", "int8", "int8_full"]
+    d = _data(tmp, 50, 10)
+    h5 = os.environ.get("P7_MODEL")
+    if not h5:
+        from pqgrid.models import build
+        from pqgrid.tfsetup import tensorflow
+
+        tensorflow(2, 0)
+        h5 = str(tmp / "mobilenet.h5")
+        build({"builder": "MobileNet"}, 10, (32, 32, 3), 0.9).save(h5)
+
+    def run(ms):
+        code = _P7_CONVERT.format(
+            scripts=str(ROOT / "workflow" / "scripts"), h5=h5, train=str(d / "train.npz"), modes=ms
+        )
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        return time.perf_counter() - t, out
+
+    fp32, _ = run(["fp32"])
+    separate = {m: run([m])[0] for m in modes}
+    together, out = run(modes)
+    per_mode = {line.split()[1]: float(line.split()[2]) for line in out.splitlines() if line.startswith("P7-MODE")}
+    print(f"P7 {Path(h5).name}: fp32 alone in a fresh process {fp32:.1f}s (baseline)")
+    print(f"P7 (a) one process per mode: {sum(separate.values()):.1f}s = {sum(separate.values()) / fp32:.1f}x "
+          + ", ".join(f"{m} {t:.1f}s" for m, t in separate.items()))  # fmt: skip
+    print(f"P7 (b) one process, model loaded once: {together:.1f}s = {together / fp32:.1f}x; converter time "
+          + ", ".join(f"{m} {t:.1f}s" for m, t in per_mode.items()))  # fmt: skip
+
+
+# Rule -> part of the split (the rest of a fitting rule's job is "fitting jobs, other").
+SPLIT_PARTS = {
+    "prepare_data": "data",
+    "train_model": "fitting jobs",
+    "prune_model": "fitting jobs",
+    "qat_model": "fitting jobs",
+    "convert_tflite": "conversion",
+    "gzip_tflite": "conversion",
+    "evaluate_tflite": "evaluation",
+    "evaluate_keras": "evaluation",
+    "layer_error": "evaluation",
+    "benchmark_on_device": "device",
+    "energy_on_device": "device",
+    "accuracy_on_device": "device",
+}
+
+
+def parse_snakemake_log(path: Path) -> list:
+    """Every finished job of a Snakemake log: rule, seconds (start to finish stamp), its
+    benchmark file if the rule writes one."""
+    import datetime as dt
+    import re
+
+    jobs, stamp, current = {}, None, None
+    finished = []
+    for line in path.read_text().splitlines():
+        m = re.match(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", line)
+        if m:
+            stamp = dt.datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
+            continue
+        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        if m:
+            current = {"rule": m.group(1), "start": stamp, "benchmark": None}
+            continue
+        m = re.match(r"^\s+jobid: (\d+)$", line)
+        if m and current is not None:
+            jobs[m.group(1)] = current
+            continue
+        m = re.match(r"^\s+benchmark: (\S+)$", line)
+        if m and current is not None:
+            current["benchmark"] = m.group(1)
+            continue
+        m = re.match(r"^Finished jobid: (\d+)", line)
+        if m and m.group(1) in jobs:
+            job = jobs.pop(m.group(1))
+            finished.append({**job, "seconds": (stamp - job["start"]).total_seconds(), "end": stamp})
+    return finished
+
+
+def split_run(run_dir: Path, log: Path | None = None) -> dict:
+    """Seconds per part of a finished run, its wall time and its fitting time."""
+    import csv
+
+    run_dir = Path(run_dir)
+    if log is None:
+        logs = sorted((run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
+        log = max(logs, key=lambda p: p.read_text().count("Finished jobid"))
+    jobs = [j for j in parse_snakemake_log(Path(log)) if j["rule"] != "all"]
+    parts = dict.fromkeys(["fitting", "fitting jobs", "conversion", "evaluation", "device", "report", "data"], 0.0)
+    for j in jobs:
+        seconds = j["seconds"]
+        tsv = run_dir / j["benchmark"] if j["benchmark"] else None
+        if tsv and tsv.is_file():  # Snakemake's own measurement, 10 ms resolution
+            with open(tsv) as fh:
+                seconds = float(next(csv.DictReader(fh, delimiter="\t"))["s"])
+        parts[SPLIT_PARTS.get(j["rule"], "report")] += seconds
+    fitting = 0.0
+    for history in (run_dir / "results" / "models").glob("*/seed*/*.history.csv"):
+        with open(history) as fh:
+            fitting += sum(float(r["seconds"]) for r in csv.DictReader(fh))
+    parts["fitting"] = fitting
+    parts["fitting jobs, other"] = parts.pop("fitting jobs") - fitting  # load, build, save, BN recalibration
+    wall = (max(j["end"] for j in jobs) - min(j["start"] for j in jobs)).total_seconds()
+    return {"parts": parts, "wall": wall, "fitting": fitting, "jobs": len(jobs), "log": str(log)}
+
+
+def split(run_dir, log=None):
+    r = split_run(Path(run_dir), Path(log) if log else None)
+    print(f"split of {run_dir} ({r['jobs']} jobs, {r['log']}): job-seconds per part (jobs may overlap)")
+    for part, seconds in r["parts"].items():
+        print(f"  {part:20s} {seconds:8.0f} s  {seconds / r['fitting']:5.2f}x fitting")
+    print(f"wall time {r['wall']:.0f} s, fitting {r['fitting']:.0f} s: overhead ratio {r['wall'] / r['fitting']:.2f}x")
+
+
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6"]
+    if sys.argv[1:2] == ["split"]:
+        split(*sys.argv[2:4])
+        sys.exit(0)
+    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6", "p7"]
     for name in which:
         with tempfile.TemporaryDirectory() as tmp:
             globals()[name](Path(tmp))
