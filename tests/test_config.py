@@ -85,6 +85,10 @@ def cfg(**changes):
             r"devices.pi.cooldown.*max_temp_c",
         ),
         (
+            {"devices": {"pi": {"type": "local", "power": {"command": ""}}}},
+            r"devices.pi.power.command: '' should be non-empty",
+        ),
+        (
             {"devices": {"pi": {"type": "local", "tool": "benchmark_model"}}},
             r"devices.pi.benchmark_model: tool benchmark_model needs",
         ),
