@@ -22,6 +22,10 @@ P7  conversion of all five post-training modes of one model (fp32, fp16, dynamic
     all modes <= 2x it): (a) one process per mode, as the convert rule runs today; (b) one
     process, TensorFlow imported and the .h5 loaded once, a converter per mode. The model:
     P7_MODEL (an .h5 from a run), else a MobileNet trained for 0 epochs at 32 px.
+P8  the cost of op determinism (`tf.config.experimental.enable_op_determinism()`, which
+    pqgrid turns on for bit-identical reruns): images/s of plain model.fit, MobileNet at
+    32 px, batch 64, 5000 images, in fresh processes with and without it, alternated twice;
+    ratio of the medians of each process' best epoch.
 
   .venv/bin/python benchmarks/bench.py split RUN_DIR [LOG]
 
@@ -327,6 +331,52 @@ def p7(tmp: Path):
           + ", ".join(f"{m} {t:.1f}s" for m, t in per_mode.items()))  # fmt: skip
 
 
+_P8_FIT = """
+import os, sys, time
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+sys.path.insert(0, {scripts!r})
+import numpy as np
+import tensorflow as tf
+import tf_keras
+tf.config.threading.set_intra_op_parallelism_threads(2)
+tf_keras.utils.set_random_seed(0)
+if {deterministic!r}:
+    tf.config.experimental.enable_op_determinism()
+from pqgrid import data
+from pqgrid.models import build, scale_inputs
+x, y = data.load_npz({train!r})
+model = build({{"builder": "MobileNet"}}, 10, x.shape[1:], 0.9)
+model.compile(tf_keras.optimizers.RMSprop(1e-3, momentum=0.9), "categorical_crossentropy")
+times = []
+class T(tf_keras.callbacks.Callback):
+    def on_epoch_begin(self, e, logs=None):
+        self.t = time.perf_counter()
+    def on_epoch_end(self, e, logs=None):
+        times.append(time.perf_counter() - self.t)
+model.fit(scale_inputs(x, "tf"), tf_keras.utils.to_categorical(y, 10), batch_size=64, epochs=3, callbacks=[T()], verbose=0)
+print("P8-IMGS", len(x) / min(times[1:]))
+"""
+
+
+def p8(tmp: Path, rounds=2):
+    import statistics
+
+    d = _data(tmp, 500, 10)
+    rates = {True: [], False: []}
+    for _ in range(rounds):
+        for deterministic in (True, False):
+            code = _P8_FIT.format(
+                scripts=str(ROOT / "workflow" / "scripts"), train=str(d / "train.npz"), deterministic=deterministic
+            )
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            rates[deterministic].append(float(out.split("P8-IMGS")[1].split()[0]))
+    det, free = statistics.median(rates[True]), statistics.median(rates[False])
+    print(
+        f"P8 MobileNet 32 px, batch 64: with op determinism {det:.0f} img/s, without {free:.0f} img/s; "
+        f"determinism costs {100 * (1 - det / free):.1f} % (ratio {det / free:.2f}x; runs {rates})"
+    )
+
+
 # Rule -> part of the split (the rest of a fitting rule's job is "fitting jobs, other").
 SPLIT_PARTS = {
     "prepare_data": "data",
@@ -415,7 +465,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["split"]:
         split(*sys.argv[2:4])
         sys.exit(0)
-    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6", "p7"]
+    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"]
     for name in which:
         with tempfile.TemporaryDirectory() as tmp:
             globals()[name](Path(tmp))

@@ -334,3 +334,20 @@ def test_the_readme_raspberry_pi_example_is_a_valid_config():
     c["devices"] = devices
     check_config(c, SCHEMA)
     assert devices["pi4"]["accuracy"] and devices["pi4"]["power"]["where"] == "host" and devices["pi4"]["cooldown"]
+
+
+def test_training_deterministic_reaches_pruning_and_qat_only_where_set():
+    from pqgrid.settings import pruning_settings, qat_settings, training_settings
+
+    c = copy.deepcopy(BASE)
+    check_config(c, SCHEMA)
+    assert "deterministic" not in pruning_settings(c, "mobilenet", 30)  # unset: params of old results unchanged
+    c["training"]["deterministic"] = False
+    check_config(c, SCHEMA)
+    assert training_settings(c, "mobilenet")["deterministic"] is False
+    assert (
+        pruning_settings(c, "mobilenet", 30)["deterministic"] is False
+        and qat_settings(c, "mobilenet", 0)["deterministic"] is False
+    )
+    c["architectures"]["mobilenet"]["training"] = {"deterministic": True}
+    assert pruning_settings(c, "mobilenet", 30)["deterministic"] is True

@@ -483,3 +483,21 @@ def test_gpu_path_mixed_precision_and_xla_run_on_cpu(small_data, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "DTYPES ['float32']" in proc.stdout
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_op_determinism_follows_the_training_setting(deterministic):
+    """tfsetup.tensorflow turns TensorFlow's op determinism on unless training.deterministic
+    is false (a fresh process each: the switch is process-wide)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, 'workflow/scripts')\n"
+        "from pqgrid.tfsetup import tensorflow\n"
+        f"tensorflow(1, 0, {deterministic})\n"
+        "from tensorflow.python.framework import config\n"
+        "print('DETERMINISTIC', config.is_op_determinism_enabled())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert f"DETERMINISTIC {deterministic}" in out

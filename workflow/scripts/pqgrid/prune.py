@@ -22,7 +22,7 @@ def prune_model(
     strip the wrappers, re-estimate BatchNorm statistics and save the pruned .h5."""
     from .tfsetup import tensorflow
 
-    tensorflow(threads, seed)
+    tensorflow(threads, seed, settings.get("deterministic", True))
     import tensorflow_model_optimization as tfmot
 
     man = data.load_manifest(manifest)

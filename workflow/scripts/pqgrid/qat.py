@@ -282,7 +282,7 @@ def qat_model(
     model's test top-1, the rewrite check and the kernel zeros before QAT."""
     from .tfsetup import tensorflow
 
-    tensorflow(threads, seed)
+    tensorflow(threads, seed, settings.get("deterministic", True))
     man = data.load_manifest(manifest)
     (x, y), val = fit.train_val(train_npz, test_npz, settings, seed)
     num_classes = len(man["classes"])

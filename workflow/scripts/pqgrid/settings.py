@@ -53,6 +53,8 @@ def pruning_settings(config: dict, arch: str, sparsity) -> dict:
     train = training_settings(config, arch)
     for key in FROM_TRAINING:
         merged[key] = train[key]
+    if "deterministic" in train:  # only where set: existing results keep their params
+        merged["deterministic"] = train["deterministic"]
     return merged
 
 
@@ -64,6 +66,8 @@ def qat_settings(config: dict, arch: str, sparsity) -> dict:
     train = training_settings(config, arch)
     for key in FROM_TRAINING:
         merged[key] = train[key]
+    if "deterministic" in train:  # only where set: existing results keep their params
+        merged["deterministic"] = train["deterministic"]
     merged["preserve_sparsity"] = sparsity not in (0, "0")
     return merged
 

@@ -7,7 +7,7 @@ import contextlib
 import os
 
 
-def tensorflow(threads: int | None = None, seed: int | None = None):
+def tensorflow(threads: int | None = None, seed: int | None = None, deterministic: bool = True):
     # tfmot does not support Keras 3: tf.keras must resolve to tf_keras. Must be set before
     # TensorFlow is imported anywhere in the process.
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -25,8 +25,10 @@ def tensorflow(threads: int | None = None, seed: int | None = None):
             tf.config.experimental.set_memory_growth(gpu, True)
     if seed is not None:
         tf_keras.utils.set_random_seed(int(seed))
-        # Bitwise-repeatable kernels on CPU: two clean runs give identical metrics.
-        tf.config.experimental.enable_op_determinism()
+        # Bitwise-repeatable kernels: two clean runs give identical metrics
+        # (training.deterministic: false trades that for speed; its cost: benchmarks/README, P8).
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
         # Dropout and other random layers draw from a tf.random.Generator whose state is
         # a variable, so a checkpoint restores it and a resumed run draws what an
         # uninterrupted one would have.

@@ -16,7 +16,7 @@ log = logging.getLogger("pqgrid")
 def train_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_cfg, settings, seed, threads=None):
     from .tfsetup import accelerated, tensorflow
 
-    tf, tf_keras = tensorflow(threads, seed)
+    tf, tf_keras = tensorflow(threads, seed, settings.get("deterministic", True))
     man = data.load_manifest(manifest)
     (x, y), val = fit.train_val(train_npz, test_npz, settings, seed)
     num_classes = len(man["classes"])
