@@ -71,23 +71,39 @@ def test_batchnorm_momentum_knob():
     assert {la.momentum for la in default.layers if isinstance(la, tf_keras.layers.BatchNormalization)} == {0.999}
 
 
+def _convert_args(small_data, out, mode):
+    return dict(
+        train_npz=small_data / "train.npz", out_tflite=out, arch_cfg=TINY, mode=mode, calibration_samples=20, seed=0
+    )
+
+
 @pytest.fixture(scope="module")
 def tflites(trained, small_data, tmp_path_factory):
-    from pqgrid.convert import convert_tflite
+    """Every mode as the workflow makes it: the converter on the Keras model, or derived from
+    the fp32 .tflite (pqgrid/convert.py)."""
+    from pqgrid.config import derives_from_fp32
+    from pqgrid.convert import convert_cell
 
     out = tmp_path_factory.mktemp("tflite")
     paths = {}
-    for mode in QUANT_MODES:
+    for mode in QUANT_MODES:  # fp32 first: the derived modes start from it
         paths[mode] = out / f"{mode}.tflite"
-        convert_tflite(
-            model_h5=trained,
-            train_npz=small_data / "train.npz",
-            out_tflite=paths[mode],
-            arch_cfg=TINY,
-            mode=mode,
-            calibration_samples=20,
-            seed=0,
+        convert_cell(
+            source=paths["fp32"] if derives_from_fp32(mode) else trained, **_convert_args(small_data, paths[mode], mode)
         )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def converter_tflites(trained, small_data, tmp_path_factory):
+    """The derived modes made the old way, TFLiteConverter on the Keras model: the reference."""
+    from pqgrid.config import DERIVED_FROM_FP32
+    from pqgrid.convert import convert_tflite
+
+    out = tmp_path_factory.mktemp("converter")
+    paths = {m: out / f"{m}.tflite" for m in DERIVED_FROM_FP32}
+    for mode, path in paths.items():
+        convert_tflite(model_h5=trained, **_convert_args(small_data, path, mode))
     return paths
 
 
@@ -368,17 +384,15 @@ def pruned50(trained, small_data, tmp_path_factory):
 
 
 def _convert(h5, small_data, path, mode):
-    from pqgrid.convert import convert_tflite
+    """`mode` as the workflow makes it (derived modes from an fp32 .tflite of `h5`)."""
+    from pqgrid.config import derives_from_fp32
+    from pqgrid.convert import convert_cell
 
-    convert_tflite(
-        model_h5=h5,
-        train_npz=small_data / "train.npz",
-        out_tflite=path,
-        arch_cfg=TINY,
-        mode=mode,
-        calibration_samples=20,
-        seed=0,
-    )
+    source = h5
+    if derives_from_fp32(mode):
+        source = path.with_name(f"{path.stem}.source_fp32.tflite")
+        convert_cell(source=h5, **_convert_args(small_data, source, "fp32"))
+    convert_cell(source=source, **_convert_args(small_data, path, mode))
     return path
 
 
@@ -386,7 +400,7 @@ def test_tflite_readback_equals_h5_and_zeros_survive_int8(pruned50, small_data, 
     from pqgrid.tflite_weights import kernel_sparsity, read_kernels
 
     h5, stats = pruned50
-    for mode in ("fp32", "int8", "int8_full", "fp16"):
+    for mode in ("fp32", "int8", "int8_full", "fp16", "dynamic"):
         ks = kernel_sparsity(read_kernels(_convert(h5, small_data, tmp_path / f"{mode}.tflite", mode)))
         assert ks["tflite_conv_dense_sparsity"] == pytest.approx(stats["conv_dense_sparsity"], abs=1e-9), mode
         assert ks["tflite_depthwise_sparsity"] == pytest.approx(stats["depthwise_sparsity"], abs=1e-9), mode
@@ -501,3 +515,98 @@ def test_op_determinism_follows_the_training_setting(deterministic):
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert f"DETERMINISTIC {deterministic}" in out
+
+
+@pytest.mark.parametrize("mode", ["int8", "int8_full"])
+def test_int8_derived_from_fp32_tflite_is_the_converters_file(tflites, converter_tflites, mode):
+    """The workflow derives int8/int8_full from the fp32 .tflite (pqgrid/convert.py); that must
+    be the very file the converter writes from the Keras model, byte for byte."""
+    assert tflites[mode].read_bytes() == converter_tflites[mode].read_bytes()
+
+
+def _tensors(path):
+    """name -> (type, constant bytes) of a .tflite's first subgraph, and its op names."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = flatbuffer_utils.read_model(str(path))
+    graph = model.subgraphs[0]
+    ops = sorted(
+        op_names[
+            max(
+                model.operatorCodes[o.opcodeIndex].builtinCode, model.operatorCodes[o.opcodeIndex].deprecatedBuiltinCode
+            )
+        ]
+        for o in graph.operators
+    )
+    consts = {}
+    for t in graph.tensors:
+        data = model.buffers[t.buffer].data
+        if data is not None and len(data):
+            consts[t.name.decode()] = (t.type, bytes(data))
+    return ops, consts
+
+
+def test_dynamic_from_ai_edge_quantizer_matches_the_converter(tflites, converter_tflites, small_data):
+    """Same ops, same int8 weight tensors; a weight may differ by one step (rounding of
+    ties), in a tiny share of elements; the same answers."""
+    from pqgrid.evaluate import predict_tflite
+    from pqgrid.models import scale_inputs
+
+    ops, consts = _tensors(tflites["dynamic"])
+    ref_ops, ref_consts = _tensors(converter_tflites["dynamic"])
+    assert ops == ref_ops
+    int8 = 9  # TensorType.INT8
+    assert {n for n, (t, _) in consts.items() if t == int8} == {n for n, (t, _) in ref_consts.items() if t == int8}
+    differing = total = 0
+    for name, (kind, blob) in consts.items():
+        if kind == int8:
+            d = np.frombuffer(blob, np.int8).astype(int) - np.frombuffer(ref_consts[name][1], np.int8).astype(int)
+            assert np.abs(d).max() <= 1, name
+            differing, total = differing + int((d != 0).sum()), total + d.size
+    assert total and differing / total < 1e-3, (differing, total)
+    x = scale_inputs(data.load_npz(small_data / "test.npz")[0], "tf")
+    ours = predict_tflite(tflites["dynamic"], x).argmax(1)
+    theirs = predict_tflite(converter_tflites["dynamic"], x).argmax(1)
+    assert (ours == theirs).mean() >= 0.98
+
+
+def test_fp16_from_ai_edge_quantizer_has_the_converters_float16_weights(tflites, converter_tflites, small_data):
+    """Every float16 tensor of ours is the converter's, bit for bit (the converter also
+    casts biases, which we keep in float32); the scores agree to float16 precision."""
+    from pqgrid.evaluate import predict_tflite
+    from pqgrid.models import scale_inputs
+
+    float16 = 1  # TensorType.FLOAT16
+    _, consts = _tensors(tflites["fp16"])
+    _, ref_consts = _tensors(converter_tflites["fp16"])
+    ours = {blob for kind, blob in consts.values() if kind == float16}
+    assert ours and ours <= {blob for kind, blob in ref_consts.values() if kind == float16}
+    x = scale_inputs(data.load_npz(small_data / "test.npz")[0], "tf")
+    np.testing.assert_allclose(
+        predict_tflite(tflites["fp16"], x),
+        predict_tflite(converter_tflites["fp16"], x),
+        atol=2e-3,
+    )
+
+
+@pytest.mark.parametrize("mode", ["int8", "dynamic"])
+def test_derivation_refuses_a_damaged_fp32_tflite(small_data, tmp_path, mode):
+    from pqgrid.convert import derive_from_fp32
+    from pqgrid.io import DamagedFile
+
+    bad = tmp_path / "s0_fp32.tflite"
+    bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)
+    out = tmp_path / "s0_int8.tflite"
+    with pytest.raises(DamagedFile, match="s0_fp32.tflite"):
+        derive_from_fp32(
+            fp32_tflite=bad,
+            train_npz=small_data / "train.npz",
+            out_tflite=out,
+            arch_cfg=TINY,
+            mode=mode,
+            calibration_samples=20,
+            seed=0,
+        )
+    assert not out.exists()

@@ -10,7 +10,14 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from pqgrid import registry, settings
-from pqgrid.config import INT8_PTQ, QAT_MODE, grid, input_size, split_quant
+from pqgrid.config import (
+    INT8_PTQ,
+    QAT_MODE,
+    derives_from_fp32,
+    grid,
+    input_size,
+    split_quant,
+)
 from pqgrid.config import cells as grid_cells
 
 GRID = grid(config)
@@ -169,8 +176,13 @@ def keras_model(wildcards):
 
 
 def convert_source(wildcards):
-    """What a cell's .tflite is converted from: its Keras model, or for `qat` the
-    quantization-aware fine-tuned copy of it."""
+    """What a cell's .tflite is converted from: its Keras model, for `qat` the
+    quantization-aware fine-tuned copy of it, for the modes derived from fp32
+    (config.DERIVED_FROM_FP32) the cell's fp32 .tflite: the model is converted once."""
+    if derives_from_fp32(wildcards.quant):
+        return rules.convert_tflite.output.tflite.format(
+            **{**wildcards, "quant": "fp32"}
+        )
     if split_quant(wildcards.quant)[0] == QAT_MODE:
         return rules.qat_model.output.model.format(**wildcards)
     return keras_model(wildcards)

@@ -1,8 +1,9 @@
 rule convert_tflite:
     """Convert one Keras model (for qat: its QAT copy) to .tflite in one quantization mode
-    (thesis §3.4)."""
+    (thesis §3.4); int8, int8_full, dynamic and fp16 from the cell's fp32 .tflite
+    (pqgrid/convert.py)."""
     input:
-        model=convert_source,
+        source=convert_source,
         train=data_file("train"),
     output:
         tflite="results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite",
@@ -12,7 +13,10 @@ rule convert_tflite:
         "benchmarks/results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tsv"
     conda:
         "../../envs/train.yaml"
-    # The converter's graph passes are single-threaded; calibration is short.
+    # The converter's graph passes are single-threaded; calibration is short. Peak memory
+    # measured ~1.0 GB (MobileNet, V3Small at 32 px: max_rss of the benchmark files); 3000
+    # leaves room for larger inputs, and with --resources mem_mb=N Snakemake runs only as
+    # many conversions at once as fit.
     threads: 1
     resources:
         mem_mb=3000,

@@ -1,10 +1,10 @@
-from pqgrid.convert import convert_tflite
+from pqgrid.convert import convert_cell
 from pqgrid.io import run_script
 
 run_script(
     snakemake.log[0],
-    convert_tflite,
-    model_h5=snakemake.input.model,
+    convert_cell,
+    source=snakemake.input.source,
     train_npz=snakemake.input.train,
     out_tflite=snakemake.output.tflite,
     arch_cfg=snakemake.params.arch,

@@ -15,12 +15,20 @@ QUANT_MODES = ("fp32", "dynamic", "fp16", "int8", "int8_full", "int16x8", "qat")
 INT8_PTQ = ("int8", "int8_full")
 # Modes whose conversion calibrates on training images (a representative dataset).
 CALIBRATED_MODES = ("int8", "int8_full", "int16x8", "qat")
+# Modes made from the fp32 .tflite of the same cell instead of converting the Keras model
+# again (pqgrid/convert.py says how and what differs). The sparse variants stay on the
+# converter: it sparsifies after quantizing, a path not checked against it here.
+DERIVED_FROM_FP32 = ("int8", "int8_full", "dynamic", "fp16")
 # The mode whose .tflite comes from a quantization-aware fine-tuned model (pqgrid/qat.py).
 QAT_MODE = "qat"
 # Any mode + this suffix also stores pruned tensors in TFLite's sparse format
 # (Optimize.EXPERIMENTAL_SPARSITY), e.g. "int8_sparse": a separate grid value, so raw and
 # gzip sizes with and without sparse encoding sit side by side in one summary.
 SPARSE_SUFFIX = "_sparse"
+
+
+def derives_from_fp32(mode: str) -> bool:
+    return mode in DERIVED_FROM_FP32
 
 
 def split_quant(mode: str):

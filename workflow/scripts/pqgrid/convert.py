@@ -1,15 +1,25 @@
-"""Keras .h5 -> .tflite in one quantization mode (thesis §3.4 used `int8`), and its gzip."""
+"""Keras .h5 -> .tflite in one quantization mode (thesis §3.4 used `int8`), and its gzip.
+
+fp32, the sparse variants, int16x8 and qat run TensorFlow's converter on the Keras model.
+The other modes are derived from the cell's fp32 .tflite (DERIVED_FROM_FP32), so a model is
+loaded, traced and converted once, not once per mode (benchmarks/README, P7):
+- int8 / int8_full: the converter makes exactly that float flatbuffer before it calibrates
+  and quantizes, so its own calibrator and MLIR quantizer run on it give the same bytes
+  (tests/test_models.py compares them);
+- dynamic / fp16: Google's ai-edge-quantizer on the fp32 .tflite, without TensorFlow (what
+  differs from the converter's file: WEIGHT_ONLY_RECIPES)."""
 
 from __future__ import annotations
 
 import gzip
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 
 from . import data as data_mod
-from .io import atomic_path, check_file
+from .io import atomic_path, check_file, damaged
 
 log = logging.getLogger("pqgrid")
 
@@ -75,8 +85,128 @@ def converter_for(model, mode: str, representative=None):
     return conv
 
 
+def convert_cell(*, source, **kwargs):
+    """Stage `convert_tflite`: `source` is the cell's Keras model, or for DERIVED_FROM_FP32
+    modes its fp32 .tflite."""
+    from .config import derives_from_fp32
+
+    if derives_from_fp32(kwargs["mode"]):
+        return derive_from_fp32(fp32_tflite=source, **kwargs)
+    return convert_tflite(model_h5=source, **kwargs)
+
+
+def derive_from_fp32(*, fp32_tflite, train_npz, out_tflite, arch_cfg, mode, calibration_samples, seed, threads=None):
+    """A DERIVED_FROM_FP32 mode from the cell's fp32 .tflite, written atomically."""
+    from .config import DERIVED_FROM_FP32, derives_from_fp32, input_scaling
+    from .models import scale_inputs
+
+    if not derives_from_fp32(mode):
+        raise ValueError(f"{mode} is not derived from the fp32 .tflite (only {', '.join(DERIVED_FROM_FP32)})")
+    check_file(fp32_tflite)
+    if mode in WEIGHT_ONLY_RECIPES:
+        flat = quantize_weights(fp32_tflite, mode)
+    else:
+        images = scale_inputs(calibration_images(train_npz, calibration_samples, seed), input_scaling(arch_cfg))
+        flat = quantize_like_converter(fp32_tflite, mode, images, threads=threads, seed=seed)
+    with atomic_path(out_tflite) as tmp:
+        tmp.write_bytes(flat)
+    log.info("wrote %s (%d bytes, mode %s, derived from %s)", out_tflite, len(flat), mode, fp32_tflite)
+
+
+# fp16 and dynamic with Google's ai-edge-quantizer (no TensorFlow import: ~1 s instead of a
+# converter run). Checked against the converter (tests/test_models.py, benchmarks/README P7):
+# dynamic has the same ops and scales, a handful of int8 weights per million differ by one
+# step (rounding of ties); fp16 has the same float16 weights, and keeps biases in float32
+# where the converter casts them too (+0.2 % file size, never less accurate).
+WEIGHT_ONLY_RECIPES = ("dynamic", "fp16")
+
+
+def quantize_weights(fp32_tflite, mode: str) -> bytes:
+    from ai_edge_quantizer import quantizer, recipe, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    if mode == "dynamic":
+        # "legacy": like the converter, only tensors of >= 1024 elements are quantized
+        wanted = recipe.dynamic_legacy_wi8_afp32()
+    else:
+        manager = recipe_manager.RecipeManager()
+        manager.add_weight_only_config(
+            regex=".*",
+            operation_name=recipe.TFLOperationName.ALL_SUPPORTED,
+            num_bits=16,
+            algorithm_key=AlgorithmName.FLOAT_CASTING,
+        )
+        wanted = manager.get_quantization_recipe()
+    try:
+        job = quantizer.Quantizer(str(fp32_tflite))
+        job.load_quantization_recipe(wanted)
+        return bytes(job.quantize(enable_progress_report=False).quantized_model)
+    except Exception as e:  # noqa: BLE001 - a damaged flatbuffer fails anywhere inside
+        raise damaged(fp32_tflite, e) from None
+
+
+def quantize_like_converter(fp32_tflite, mode: str, images, threads=None, seed=None) -> bytes:
+    """int8 / int8_full: what TFLiteConverter.convert() does after its float conversion
+    (lite.py: _optimize_tflite_model -> _quantize with the MLIR quantizer, buffer
+    de-duplication, then _convert_and_export_metrics' conversion metadata), called on the
+    same float model with the same calibration images. These are TensorFlow's private
+    helpers: an upgrade that changes them fails the byte-for-byte test against the
+    converter; it cannot silently change results."""
+    from .tfsetup import tensorflow
+
+    tf, _ = tensorflow(threads, seed)
+    from tensorflow.lite.python import conversion_metadata_schema_py_generated as meta_fb
+    from tensorflow.lite.python import convert as tfl_convert
+    from tensorflow.lite.python import util as tfl_util
+    from tensorflow.lite.python.optimize import calibrator as tfl_calibrator
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    try:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(Path(fp32_tflite).read_bytes()))
+    except Exception as e:  # noqa: BLE001 - flatbuffers raises anything on damaged bytes
+        raise damaged(fp32_tflite, e) from None
+    # The fp32 file carries its conversion metadata; the converter's float model has none
+    # yet (it is added last), so take it out and put it back updated at the end.
+    metadata = None
+    kept = []
+    for entry in model.metadata or []:
+        if entry.name.decode() == tfl_util.CONVERSION_METADATA_FIELD_NAME:
+            raw = bytes(model.buffers[entry.buffer].data)
+            metadata = meta_fb.ConversionMetadataT.InitFromObj(meta_fb.ConversionMetadata.GetRootAs(raw, 0))
+            model.buffers[entry.buffer].data = None
+        else:
+            kept.append(entry)
+    if metadata is None:
+        raise damaged(fp32_tflite, "no conversion metadata: not a file written by TFLiteConverter")
+    model.metadata = kept
+    float_model = tfl_calibrator.add_intermediate_tensors(flatbuffer_utils.convert_object_to_bytearray(model))
+
+    def representative():
+        for img in images:
+            yield [img[None].astype(np.float32)]
+
+    calibrated = tfl_calibrator.Calibrator(float_model).calibrate(representative)
+    io_type = tf.int8 if mode == "int8_full" else tf.float32
+    flat = tfl_convert.mlir_quantize(
+        calibrated,
+        False,  # per-channel, as the converter's default
+        input_data_type=io_type,
+        output_data_type=io_type,
+        enable_variable_quantization=False,
+        disable_per_channel_for_dense_layers=False,
+        debug_options_str=tfl_convert.build_conversion_flags().debug_options.SerializeToString(),
+    )
+    model = flatbuffer_utils.convert_bytearray_to_object(tfl_convert.deduplicate_readonly_buffers(flat))
+    metadata.options.modelOptimizationModes = [
+        meta_fb.ModelOptimizationMode.PTQ_FULL_INTEGER,
+        *tfl_util.get_sparsity_modes(model),
+    ]
+    metadata.environment.modelHash = tfl_util.get_model_hash(model)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tfl_util.populate_conversion_metadata(model, metadata)))
+
+
 def convert_tflite(*, model_h5, train_npz, out_tflite, arch_cfg, mode, calibration_samples, seed, threads=None):
-    """Stage `convert_tflite`: one Keras model to one .tflite in one mode."""
+    """One Keras model to one .tflite in one mode through TFLiteConverter."""
     from .tfsetup import tensorflow
 
     tensorflow(threads, seed)
