@@ -261,6 +261,7 @@ def test_readable_labels_for_widths_sizes_and_stems():
 def test_layer_error_runs_for_squeezenet(tiny_data, tmp_path):
     """XNNPACK refuses SqueezeNet's NumericVerify debug model; the reference kernels run it."""
     import pandas as pd
+    from pqgrid.convert import convert_tflite
     from pqgrid.layer_error import layer_error
     from pqgrid.models import build
     from pqgrid.tfsetup import tensorflow
@@ -270,7 +271,17 @@ def test_layer_error_runs_for_squeezenet(tiny_data, tmp_path):
     build(arch, 10, (32, 32, 3)).save(tmp_path / "m.h5", save_format="h5")
     out = tmp_path / "le.csv"
     common = dict(train_npz=tiny_data / "train.npz", test_npz=tiny_data / "test.npz", arch_cfg=arch)
-    layer_error(model_h5=tmp_path / "m.h5", out_csv=out, calibration_samples=10, samples=4, seed=0, threads=2, **common)
+    fp32 = tmp_path / "fp32.tflite"
+    convert_tflite(
+        model_h5=tmp_path / "m.h5",
+        out_tflite=fp32,
+        mode="fp32",
+        calibration_samples=10,
+        seed=0,
+        train_npz=tiny_data / "train.npz",
+        arch_cfg=arch,
+    )
+    layer_error(fp32_tflite=fp32, out_csv=out, calibration_samples=10, samples=4, seed=0, threads=2, **common)
     df = pd.read_csv(out)
     assert {"CONV_2D", "CONCATENATION", "MAX_POOL_2D"} <= set(df.op)
     assert np.isfinite(df["rmse_over_scale"]).all()

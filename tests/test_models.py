@@ -610,3 +610,36 @@ def test_derivation_refuses_a_damaged_fp32_tflite(small_data, tmp_path, mode):
             seed=0,
         )
     assert not out.exists()
+
+
+def test_layer_error_from_fp32_tflite_equals_the_debugger_on_the_converter(tflites, trained, small_data, tmp_path):
+    """layer_error builds the NumericVerify model from the fp32 .tflite; the debugger given a
+    converter (its documented use) must find the very same statistics."""
+    import io
+
+    import pandas as pd
+    import tensorflow as tf
+    from pqgrid.convert import calibration_images, converter_for
+    from pqgrid.layer_error import error_table, layer_error
+    from pqgrid.models import load_keras, scale_inputs
+
+    ours = layer_error(
+        fp32_tflite=tflites["fp32"],
+        train_npz=small_data / "train.npz",
+        test_npz=small_data / "test.npz",
+        out_csv=tmp_path / "le.csv",
+        arch_cfg=TINY,
+        calibration_samples=20,
+        samples=8,
+        seed=0,
+    )
+    rep = scale_inputs(calibration_images(small_data / "train.npz", 20, 0), "tf")
+    probe = scale_inputs(calibration_images(small_data / "test.npz", 8, 0), "tf")
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter_for(load_keras(trained), "int8", rep), debug_dataset=lambda: ([img[None]] for img in probe)
+    )
+    debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    buf.seek(0)
+    pd.testing.assert_frame_equal(ours, error_table(pd.read_csv(buf)))

@@ -184,7 +184,7 @@ def test_layer_error_lists_every_quantized_op(tiny_data, tmp_path):
     src = _build(arch, tmp_path / "m.h5")
     out = tmp_path / "le.csv"
     layer_error(
-        model_h5=src,
+        fp32_tflite=_convert(src, tiny_data, tmp_path / "fp32.tflite", arch, "fp32"),
         train_npz=tiny_data / "train.npz",
         test_npz=tiny_data / "test.npz",
         out_csv=out,

@@ -1,8 +1,9 @@
 rule layer_error:
-    """Per-op int8 quantization error of one Keras model (QuantizationDebugger): the CSV
-    behind every int8 and int8_full cell of that model."""
+    """Per-op int8 quantization error of one model, from its fp32 .tflite
+    (QuantizationDebugger): the CSV behind every int8 and int8_full cell of that model.
+    """
     input:
-        model=keras_model,
+        fp32=lambda wc: rules.convert_tflite.output.tflite.format(**wc, quant="fp32"),
         train=data_file("train"),
         test=data_file("test"),
     output:

@@ -4,7 +4,7 @@ from pqgrid.layer_error import layer_error
 run_script(
     snakemake.log[0],
     layer_error,
-    model_h5=snakemake.input.model,
+    fp32_tflite=snakemake.input.fp32,
     train_npz=snakemake.input.train,
     test_npz=snakemake.input.test,
     out_csv=snakemake.output.csv,

@@ -158,15 +158,44 @@ def quantize_like_converter(fp32_tflite, mode: str, images, threads=None, seed=N
     from tensorflow.lite.python import conversion_metadata_schema_py_generated as meta_fb
     from tensorflow.lite.python import convert as tfl_convert
     from tensorflow.lite.python import util as tfl_util
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    calibrated, metadata = calibrate_fp32(fp32_tflite, images)
+    io_type = tf.int8 if mode == "int8_full" else tf.float32
+    flat = tfl_convert.mlir_quantize(
+        calibrated,
+        False,  # per-channel, as the converter's default
+        input_data_type=io_type,
+        output_data_type=io_type,
+        enable_variable_quantization=False,
+        disable_per_channel_for_dense_layers=False,
+        debug_options_str=tfl_convert.build_conversion_flags().debug_options.SerializeToString(),
+    )
+    model = flatbuffer_utils.convert_bytearray_to_object(tfl_convert.deduplicate_readonly_buffers(flat))
+    metadata.options.modelOptimizationModes = [
+        meta_fb.ModelOptimizationMode.PTQ_FULL_INTEGER,
+        *tfl_util.get_sparsity_modes(model),
+    ]
+    metadata.environment.modelHash = tfl_util.get_model_hash(model)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tfl_util.populate_conversion_metadata(model, metadata)))
+
+
+def calibrate_fp32(fp32_tflite, images):
+    """The fp32 .tflite with the min/max of every tensor over `images` recorded (the
+    converter's `_experimental_calibrate_only` result), and the file's conversion metadata.
+    TensorFlow must be imported (pqgrid.tfsetup) before."""
+    from tensorflow.lite.python import conversion_metadata_schema_py_generated as meta_fb
+    from tensorflow.lite.python import util as tfl_util
     from tensorflow.lite.python.optimize import calibrator as tfl_calibrator
     from tensorflow.lite.tools import flatbuffer_utils
 
+    check_file(fp32_tflite)
     try:
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(Path(fp32_tflite).read_bytes()))
     except Exception as e:  # noqa: BLE001 - flatbuffers raises anything on damaged bytes
         raise damaged(fp32_tflite, e) from None
     # The fp32 file carries its conversion metadata; the converter's float model has none
-    # yet (it is added last), so take it out and put it back updated at the end.
+    # yet (it is added last), so take it out (quantize_like_converter puts it back updated).
     metadata = None
     kept = []
     for entry in model.metadata or []:
@@ -185,24 +214,7 @@ def quantize_like_converter(fp32_tflite, mode: str, images, threads=None, seed=N
         for img in images:
             yield [img[None].astype(np.float32)]
 
-    calibrated = tfl_calibrator.Calibrator(float_model).calibrate(representative)
-    io_type = tf.int8 if mode == "int8_full" else tf.float32
-    flat = tfl_convert.mlir_quantize(
-        calibrated,
-        False,  # per-channel, as the converter's default
-        input_data_type=io_type,
-        output_data_type=io_type,
-        enable_variable_quantization=False,
-        disable_per_channel_for_dense_layers=False,
-        debug_options_str=tfl_convert.build_conversion_flags().debug_options.SerializeToString(),
-    )
-    model = flatbuffer_utils.convert_bytearray_to_object(tfl_convert.deduplicate_readonly_buffers(flat))
-    metadata.options.modelOptimizationModes = [
-        meta_fb.ModelOptimizationMode.PTQ_FULL_INTEGER,
-        *tfl_util.get_sparsity_modes(model),
-    ]
-    metadata.environment.modelHash = tfl_util.get_model_hash(model)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(tfl_util.populate_conversion_metadata(model, metadata)))
+    return tfl_calibrator.Calibrator(float_model).calibrate(representative), metadata
 
 
 def convert_tflite(*, model_h5, train_npz, out_tflite, arch_cfg, mode, calibration_samples, seed, threads=None):

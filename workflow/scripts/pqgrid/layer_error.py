@@ -1,9 +1,11 @@
 """Stage `layer_error`: where int8 post-training quantization hurts, layer by layer.
 
-TensorFlow's `tf.lite.experimental.QuantizationDebugger` converts the model with the same
-settings as the `int8` cell (same calibration images), runs test images through a model in
+TensorFlow's `tf.lite.experimental.QuantizationDebugger` runs test images through a model in
 which every quantized op is followed by a NumericVerify op comparing it with its float twin,
-and averages the error per op. As in its official tutorial (which uses MobileNetV3-Small),
+and averages the error per op. That model is built the way the debugger builds it from a
+converter (calibrate-only conversion, then the MLIR quantizer with numeric verification), but
+from the cell's fp32 .tflite and the int8 cell's calibration images (pqgrid/convert.py:
+calibrate_fp32): no second conversion of the Keras model. As in its official tutorial (which uses MobileNetV3-Small),
 the error is put on the tensor's own scale: rmse/scale = sqrt(mean squared error) / scale,
 i.e. the error in quantization steps (~0.29 is rounding alone; far above it, the range is
 too wide for 256 steps). One CSV per Keras model serves both int8 and int8_full: they
@@ -29,25 +31,33 @@ COLUMNS = [
 ]
 
 
-def layer_error(*, model_h5, train_npz, test_npz, out_csv, arch_cfg, calibration_samples, samples, seed, threads=None):
-    """Per-op int8 error of one Keras model, worst first, as `out_csv`."""
+def layer_error(
+    *, fp32_tflite, train_npz, test_npz, out_csv, arch_cfg, calibration_samples, samples, seed, threads=None
+):
+    """Per-op int8 error of one model (its fp32 .tflite), worst first, as `out_csv`."""
     from .tfsetup import tensorflow
 
     tf, _ = tensorflow(threads, seed)
+    from tensorflow.lite.python import convert as tfl_convert
+
     from .config import input_scaling
-    from .convert import calibration_images, converter_for
-    from .models import load_keras, scale_inputs
+    from .convert import calibrate_fp32, calibration_images
+    from .models import scale_inputs
 
     scaling = input_scaling(arch_cfg)
-    model = load_keras(model_h5)
     rep = scale_inputs(calibration_images(train_npz, calibration_samples, seed), scaling)
     probe = scale_inputs(calibration_images(test_npz, samples, seed), scaling)
+    calibrated, _ = calibrate_fp32(fp32_tflite, rep)
+    # QuantizationDebugger._get_quantized_model(is_debug=True) with its default options
+    debug_model = tfl_convert.mlir_quantize(
+        calibrated, disable_per_channel=False, fully_quantize=False, enable_numeric_verify=True
+    )
 
     def debug_dataset():
         for img in probe:
             yield [img[None]]
 
-    debugger = _run_debugger(tf, converter_for(model, "int8", rep), debug_dataset)
+    debugger = _run_debugger(tf, debug_model, debug_dataset)
     buf = io.StringIO()
     debugger.layer_statistics_dump(buf)
     buf.seek(0)
@@ -64,14 +74,16 @@ def layer_error(*, model_h5, train_npz, test_npz, out_csv, arch_cfg, calibration
     return table
 
 
-def _run_debugger(tf, converter, debug_dataset):
+def _run_debugger(tf, debug_model, debug_dataset):
     """QuantizationDebugger.run(). Its interpreters get LiteRT's default XNNPACK delegate, which
     refuses some NumericVerify debug models (SqueezeNet's: "failed to create XNNPACK runtime");
     then the same model runs on the reference kernels (the int8 spec the debugger checks
     against). Models XNNPACK takes keep the numbers of earlier rounds."""
     from tensorflow.lite.tools.optimize.debugging.python import debugger as dbg
 
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=debug_model, debug_dataset=debug_dataset
+    )
     try:
         debugger.run()
         return debugger
@@ -88,7 +100,9 @@ def _run_debugger(tf, converter, debug_dataset):
 
     dbg._interpreter.Interpreter = ReferenceKernels
     try:
-        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            quant_debug_model_content=debug_model, debug_dataset=debug_dataset
+        )
         debugger.run()
     finally:
         dbg._interpreter.Interpreter = plain
