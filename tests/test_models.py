@@ -600,15 +600,7 @@ def test_derivation_refuses_a_damaged_fp32_tflite(small_data, tmp_path, mode):
     bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)
     out = tmp_path / "s0_int8.tflite"
     with pytest.raises(DamagedFile, match="s0_fp32.tflite"):
-        derive_from_fp32(
-            fp32_tflite=bad,
-            train_npz=small_data / "train.npz",
-            out_tflite=out,
-            arch_cfg=TINY,
-            mode=mode,
-            calibration_samples=20,
-            seed=0,
-        )
+        derive_from_fp32(fp32_tflite=bad, **_convert_args(small_data, out, mode))
     assert not out.exists()
 
 
