@@ -102,7 +102,6 @@ def derive_from_fp32(*, fp32_tflite, train_npz, out_tflite, arch_cfg, mode, cali
 
     if not derives_from_fp32(mode):
         raise ValueError(f"{mode} is not derived from the fp32 .tflite (only {', '.join(DERIVED_FROM_FP32)})")
-    check_file(fp32_tflite)
     if mode in WEIGHT_ONLY_RECIPES:
         flat = quantize_weights(fp32_tflite, mode)
     else:
@@ -137,6 +136,7 @@ def quantize_weights(fp32_tflite, mode: str) -> bytes:
             algorithm_key=AlgorithmName.FLOAT_CASTING,
         )
         wanted = manager.get_quantization_recipe()
+    check_file(fp32_tflite)  # the int8 path checks it in calibrate_fp32
     try:
         job = quantizer.Quantizer(str(fp32_tflite))
         job.load_quantization_recipe(wanted)
