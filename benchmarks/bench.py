@@ -147,7 +147,7 @@ def _fit_rates(tmp, train, variant, epochs, deterministic=True, arch="MobileNet"
     return [float(v) for v in out.split("FIT-IMGS")[1].split()]
 
 
-def p2(tmp: Path, arch="MobileNet", epochs=4, rounds=3):
+def p2(tmp: Path, arch="MobileNet", epochs=5, rounds=5):
     """Train rule vs plain model.fit, alternated in fresh processes (the order and the
     process' history do not favour either); median images/s over all epochs after the first."""
     import shutil

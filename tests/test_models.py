@@ -296,6 +296,29 @@ def test_batchnorm_recalibration_matches_the_data_at_the_final_weights():
     assert {bn.momentum for bn in bns} == {0.9}  # restored
 
 
+def test_batchnorm_recalibration_averages_the_batches_equally():
+    """Over several batches (the last one smaller), each BatchNorm's moving mean is the plain
+    average of the seeded batches' own means, whatever the layer's momentum."""
+    from pqgrid.tfsetup import tensorflow
+
+    tf, _ = tensorflow(2, 0)
+    from pqgrid.models import all_layers, build, recalibrate_batchnorm, scale_inputs
+
+    model = build({"builder": "MobileNet", "alpha": 0.25}, 10, (32, 32, 3), 0.99)
+    x = np.random.default_rng(1).integers(0, 255, (48, 32, 32, 3)).astype(np.uint8)
+    first = next(layer for layer in all_layers(model) if isinstance(layer, tf.keras.layers.BatchNormalization))
+    assert recalibrate_batchnorm(model, x, batch_size=20, batches=5, scaling="tf", seed=3) > 0
+    feat = tf.keras.Model(model.inputs, first.input)
+    order = np.random.default_rng(3).permutation(48)
+    means = [
+        feat(tf.constant(scale_inputs(x[order[i : i + 20]], "tf"))).numpy().mean(axis=(0, 1, 2)) for i in (0, 20, 40)
+    ]
+    assert np.allclose(first.moving_mean.numpy(), np.mean(means, axis=0), atol=1e-5)
+    overall = feat(tf.constant(scale_inputs(x, "tf"))).numpy().mean(axis=(0, 1, 2))
+    assert not np.allclose(first.moving_mean.numpy(), overall, atol=1e-5)  # not the pooled mean
+    assert first.momentum == 0.99
+
+
 def _train_cmd(small_data, out, epochs, settings=None, then=""):
     """train_model in a fresh Python (kill -9, process-global policies), then `then`."""
     settings = settings or dict(TRAIN, epochs=epochs)

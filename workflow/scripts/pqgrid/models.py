@@ -221,10 +221,17 @@ def recalibrate_batchnorm(model, x, *, batch_size, batches, scaling, seed=0):
     Pruning changes the weights under the BatchNorm layers in jumps (tfmot's last mask update
     comes on the last fine-tuning step), while the moving statistics are an average over
     earlier, denser weights; inference then normalises with the wrong statistics. As in
-    PyTorch's `torch.optim.swa_utils.update_bn`, the statistics become a cumulative average:
-    batch i enters with weight 1/i (momentum 1 - 1/i), so the result does not depend on the
-    layer's momentum. Dropout is switched off meanwhile (EfficientNet's stochastic depth
-    would bias the statistics). Returns the number of BatchNorm layers."""
+    PyTorch's `torch.optim.swa_utils.update_bn`, the statistics become the plain average
+    over the batches, so the result does not depend on the layer's momentum. Dropout is
+    switched off meanwhile (EfficientNet's stochastic depth would bias the statistics).
+    Returns the number of BatchNorm layers.
+
+    How: in training mode a BatchNorm layer normalises with the batch's own statistics, so
+    each batch's statistics do not depend on the moving ones. With momentum 0 the layer's
+    fused update stores exactly those (mean, Bessel-corrected variance); one traced
+    function runs a batch and reads them, and the average is taken in float64. (Until
+    round 7 this ran eagerly with momentum 1 - 1/i, a float32 running average of the same
+    values: ~3x slower, moving statistics equal to ~1e-6 relative.)"""
     import tensorflow as tf
     import tf_keras
 
@@ -237,14 +244,28 @@ def recalibrate_batchnorm(model, x, *, batch_size, batches, scaling, seed=0):
         return 0
     saved = [(layer, layer.momentum) for layer in bns], [(layer, layer.rate) for layer in drops]
     order = np.random.default_rng(seed).permutation(len(x))
+    stats = [(layer.moving_mean, layer.moving_variance) for layer in bns]
+
+    @tf.function(reduce_retracing=True)
+    def batch_statistics(images):
+        model(images, training=True)
+        return [tf.identity(v) for pair in stats for v in pair]
+
     try:
         for layer in drops:
             layer.rate = 0.0
-        for i in range(min(int(batches), math.ceil(len(x) / batch_size))):
-            for layer in bns:
-                layer.momentum = 1.0 - 1.0 / (i + 1)
+        for layer in bns:
+            layer.momentum = 0.0  # a Python float: keeps the fused update
+        n = min(int(batches), math.ceil(len(x) / batch_size))
+        total = None
+        for i in range(n):
             idx = order[i * batch_size : (i + 1) * batch_size]
-            model(tf.constant(scale_inputs(x[idx], scaling)), training=True)
+            values = [
+                v.numpy().astype(np.float64) for v in batch_statistics(tf.constant(scale_inputs(x[idx], scaling)))
+            ]
+            total = values if total is None else [t + v for t, v in zip(total, values, strict=True)]
+        for var, value in zip((v for pair in stats for v in pair), total, strict=True):
+            var.assign((value / n).astype(var.dtype.as_numpy_dtype))
     finally:
         for layer, m in saved[0]:
             layer.momentum = m
