@@ -244,12 +244,13 @@ def recalibrate_batchnorm(model, x, *, batch_size, batches, scaling, seed=0):
         return 0
     saved = [(layer, layer.momentum) for layer in bns], [(layer, layer.rate) for layer in drops]
     order = np.random.default_rng(seed).permutation(len(x))
-    stats = [(layer.moving_mean, layer.moving_variance) for layer in bns]
+    moving = [v for layer in bns for v in (layer.moving_mean, layer.moving_variance)]
+    sums = [np.zeros(v.shape, np.float64) for v in moving]
 
     @tf.function(reduce_retracing=True)
     def batch_statistics(images):
         model(images, training=True)
-        return [tf.identity(v) for pair in stats for v in pair]
+        return [tf.identity(v) for v in moving]
 
     try:
         for layer in drops:
@@ -257,15 +258,12 @@ def recalibrate_batchnorm(model, x, *, batch_size, batches, scaling, seed=0):
         for layer in bns:
             layer.momentum = 0.0  # a Python float: keeps the fused update
         n = min(int(batches), math.ceil(len(x) / batch_size))
-        total = None
         for i in range(n):
             idx = order[i * batch_size : (i + 1) * batch_size]
-            values = [
-                v.numpy().astype(np.float64) for v in batch_statistics(tf.constant(scale_inputs(x[idx], scaling)))
-            ]
-            total = values if total is None else [t + v for t, v in zip(total, values, strict=True)]
-        for var, value in zip((v for pair in stats for v in pair), total, strict=True):
-            var.assign((value / n).astype(var.dtype.as_numpy_dtype))
+            for total, value in zip(sums, batch_statistics(tf.constant(scale_inputs(x[idx], scaling))), strict=True):
+                total += value.numpy()
+        for var, total in zip(moving, sums, strict=True):
+            var.assign((total / n).astype(var.dtype.as_numpy_dtype))
     finally:
         for layer, m in saved[0]:
             layer.momentum = m
