@@ -95,9 +95,9 @@ def test_trains_prunes_and_converts_in_every_mode(builder, tiny_data, tmp_path):
         tfl = tmp_path / f"{mode}.tflite"
         args = dict(train_npz=tiny_data / "train.npz", arch_cfg=arch, mode=mode, calibration_samples=10, seed=0)
         convert_cell(source=tmp_path / "fp32.tflite" if derives_from_fp32(mode) else src, out_tflite=tfl, **args)
-        if mode == "int8":  # derived: the converter's own bytes, for every builder's ops
-            convert_tflite(model_h5=src, out_tflite=tmp_path / "converter_int8.tflite", **args)
-            assert tfl.read_bytes() == (tmp_path / "converter_int8.tflite").read_bytes()
+        if mode in ("int8", "int16x8"):  # derived: the converter's own bytes, for every builder's ops
+            convert_tflite(model_h5=src, out_tflite=tmp_path / f"converter_{mode}.tflite", **args)
+            assert tfl.read_bytes() == (tmp_path / f"converter_{mode}.tflite").read_bytes(), mode
         scores = predict_tflite(tfl, xs, batch_size=8)
         assert scores.shape == (len(x), 10) and np.isfinite(scores).all(), mode
         if mode in ("int8_full", "qat"):
@@ -349,7 +349,8 @@ def test_new_builders_learn(builder, rate, learn_data, tmp_path):
 # Normalization (EfficientNet).
 @pytest.mark.parametrize("builder", ["MobileNetV3Small", "EfficientNetB0"])
 def test_derived_modes_for_the_thesis_builders(builder, tiny_data, tmp_path):
-    """The thesis' keras.applications models: int8 derived from the fp32 .tflite is the converter's file byte for byte; dynamic and fp16
+    """The thesis' keras.applications models: int8 and int16x8 (V3: HARD_SWISH stays float)
+    derived from the fp32 .tflite are the converter's files byte for byte; dynamic and fp16
     from ai-edge-quantizer run and give the fp32 file's answers."""
     from pqgrid.config import input_scaling
     from pqgrid.convert import convert_cell, convert_tflite
@@ -364,9 +365,10 @@ def test_derived_modes_for_the_thesis_builders(builder, tiny_data, tmp_path):
     args = dict(train_npz=tiny_data / "train.npz", arch_cfg=arch, calibration_samples=10, seed=0)
     fp32 = tmp_path / "fp32.tflite"
     convert_cell(source=h5, out_tflite=fp32, mode="fp32", **args)
-    convert_cell(source=fp32, out_tflite=tmp_path / "int8.tflite", mode="int8", **args)
-    convert_tflite(model_h5=h5, out_tflite=tmp_path / "ref.tflite", mode="int8", **args)
-    assert (tmp_path / "int8.tflite").read_bytes() == (tmp_path / "ref.tflite").read_bytes()
+    for mode in ("int8", "int16x8"):
+        convert_cell(source=fp32, out_tflite=tmp_path / f"{mode}.tflite", mode=mode, **args)
+        convert_tflite(model_h5=h5, out_tflite=tmp_path / f"ref_{mode}.tflite", mode=mode, **args)
+        assert (tmp_path / f"{mode}.tflite").read_bytes() == (tmp_path / f"ref_{mode}.tflite").read_bytes(), mode
     x, _ = data.load_npz(tiny_data / "test.npz")
     xs = scale_inputs(x, input_scaling(arch))
     reference = predict_tflite(fp32, xs, batch_size=8)

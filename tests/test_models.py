@@ -540,10 +540,10 @@ def test_op_determinism_follows_the_training_setting(deterministic):
     assert f"DETERMINISTIC {deterministic}" in out
 
 
-@pytest.mark.parametrize("mode", ["int8", "int8_full"])
-def test_int8_derived_from_fp32_tflite_is_the_converters_file(tflites, converter_tflites, mode):
-    """The workflow derives int8/int8_full from the fp32 .tflite (pqgrid/convert.py); that must
-    be the very file the converter writes from the Keras model, byte for byte."""
+@pytest.mark.parametrize("mode", ["int8", "int8_full", "int16x8"])
+def test_calibrated_mode_derived_from_fp32_tflite_is_the_converters_file(tflites, converter_tflites, mode):
+    """The workflow derives int8/int8_full/int16x8 from the fp32 .tflite (pqgrid/convert.py);
+    that must be the very file the converter writes from the Keras model, byte for byte."""
     assert tflites[mode].read_bytes() == converter_tflites[mode].read_bytes()
 
 

@@ -1,6 +1,6 @@
 rule convert_tflite:
     """Convert one Keras model (for qat: its QAT copy) to .tflite in one quantization mode
-    (thesis §3.4); int8, int8_full, dynamic and fp16 from the cell's fp32 .tflite
+    (thesis §3.4); int8, int8_full, int16x8, dynamic and fp16 from the cell's fp32 .tflite
     (pqgrid/convert.py)."""
     input:
         source=convert_source,

@@ -18,7 +18,7 @@ CALIBRATED_MODES = ("int8", "int8_full", "int16x8", "qat")
 # Modes made from the fp32 .tflite of the same cell instead of converting the Keras model
 # again (pqgrid/convert.py says how and what differs). The sparse variants stay on the
 # converter: it sparsifies after quantizing, a path not checked against it here.
-DERIVED_FROM_FP32 = ("int8", "int8_full", "dynamic", "fp16")
+DERIVED_FROM_FP32 = ("int8", "int8_full", "int16x8", "dynamic", "fp16")
 # The mode whose .tflite comes from a quantization-aware fine-tuned model (pqgrid/qat.py).
 QAT_MODE = "qat"
 # Any mode + this suffix also stores pruned tensors in TFLite's sparse format

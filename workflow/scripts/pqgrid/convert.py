@@ -1,11 +1,11 @@
 """Keras .h5 -> .tflite in one quantization mode (thesis §3.4 used `int8`), and its gzip.
 
-fp32, the sparse variants, int16x8 and qat run TensorFlow's converter on the Keras model.
+fp32, the sparse variants and qat run TensorFlow's converter on the Keras model.
 The other modes are derived from the cell's fp32 .tflite (DERIVED_FROM_FP32), so a model is
 loaded, traced and converted once, not once per mode (benchmarks/README, P7):
-- int8 / int8_full: the converter makes exactly that float flatbuffer before it calibrates
-  and quantizes, so its own calibrator and MLIR quantizer run on it give the same bytes
-  (tests/test_models.py compares them);
+- int8 / int8_full / int16x8: the converter makes exactly that float flatbuffer before it
+  calibrates and quantizes, so its own calibrator and quantizers run on it give the same
+  bytes (tests/test_models.py compares them);
 - dynamic / fp16: Google's ai-edge-quantizer on the fp32 .tflite, without TensorFlow (what
   differs from the converter's file: WEIGHT_ONLY_RECIPES)."""
 
@@ -146,36 +146,51 @@ def quantize_weights(fp32_tflite, mode: str) -> bytes:
 
 
 def quantize_like_converter(fp32_tflite, mode: str, images, threads=None, seed=None) -> bytes:
-    """int8 / int8_full: what TFLiteConverter.convert() does after its float conversion
-    (lite.py: _optimize_tflite_model -> _quantize with the MLIR quantizer, buffer
-    de-duplication, then _convert_and_export_metrics' conversion metadata), called on the
-    same float model with the same calibration images. These are TensorFlow's private
-    helpers: an upgrade that changes them fails the byte-for-byte test against the
-    converter; it cannot silently change results."""
+    """int8 / int8_full / int16x8: what TFLiteConverter.convert() does after its float
+    conversion (lite.py: _optimize_tflite_model -> _quantize, buffer de-duplication, then
+    _convert_and_export_metrics' conversion metadata), called on the same float model with
+    the same calibration images. These are TensorFlow's private helpers: an upgrade that
+    changes them fails the byte-for-byte test against the converter; it cannot silently
+    change results."""
     from .tfsetup import tensorflow
 
     tf, _ = tensorflow(threads, seed)
     from tensorflow.lite.python import conversion_metadata_schema_py_generated as meta_fb
     from tensorflow.lite.python import convert as tfl_convert
     from tensorflow.lite.python import util as tfl_util
+    from tensorflow.lite.python.optimize import calibrator as tfl_calibrator
     from tensorflow.lite.tools import flatbuffer_utils
 
-    calibrated, metadata = calibrate_fp32(fp32_tflite, images)
-    io_type = tf.int8 if mode == "int8_full" else tf.float32
-    flat = tfl_convert.mlir_quantize(
-        calibrated,
-        False,  # per-channel, as the converter's default
-        input_data_type=io_type,
-        output_data_type=io_type,
-        enable_variable_quantization=False,
-        disable_per_channel_for_dense_layers=False,
-        debug_options_str=tfl_convert.build_conversion_flags().debug_options.SerializeToString(),
-    )
+    float_model, metadata = float_model_of(fp32_tflite)
+    calibrator = tfl_calibrator.Calibrator(float_model)
+    if mode == "int16x8":
+        # lite.py sends int16 activations to the calibrator's own quantizer (its MLIR one is
+        # int8 only): float fallback allowed (TFLITE_BUILTINS in converter_for), int64 bias.
+        flat = calibrator.calibrate_and_quantize(
+            _representative(images),
+            tf.float32,
+            tf.float32,
+            True,  # allow_float
+            tf.int16,
+            tf.int64,
+            disable_per_channel=False,
+            disable_per_channel_quantization_for_dense_layers=False,
+        )
+        optimization = meta_fb.ModelOptimizationMode.PTQ_INT16
+    else:
+        io_type = tf.int8 if mode == "int8_full" else tf.float32
+        flat = tfl_convert.mlir_quantize(
+            calibrator.calibrate(_representative(images)),
+            False,  # per-channel, as the converter's default
+            input_data_type=io_type,
+            output_data_type=io_type,
+            enable_variable_quantization=False,
+            disable_per_channel_for_dense_layers=False,
+            debug_options_str=tfl_convert.build_conversion_flags().debug_options.SerializeToString(),
+        )
+        optimization = meta_fb.ModelOptimizationMode.PTQ_FULL_INTEGER
     model = flatbuffer_utils.convert_bytearray_to_object(tfl_convert.deduplicate_readonly_buffers(flat))
-    metadata.options.modelOptimizationModes = [
-        meta_fb.ModelOptimizationMode.PTQ_FULL_INTEGER,
-        *tfl_util.get_sparsity_modes(model),
-    ]
+    metadata.options.modelOptimizationModes = [optimization, *tfl_util.get_sparsity_modes(model)]
     metadata.environment.modelHash = tfl_util.get_model_hash(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tfl_util.populate_conversion_metadata(model, metadata)))
 
@@ -184,6 +199,15 @@ def calibrate_fp32(fp32_tflite, images):
     """The fp32 .tflite with the min/max of every tensor over `images` recorded (the
     converter's `_experimental_calibrate_only` result), and the file's conversion metadata.
     TensorFlow must be imported (pqgrid.tfsetup) before."""
+    from tensorflow.lite.python.optimize import calibrator as tfl_calibrator
+
+    float_model, metadata = float_model_of(fp32_tflite)
+    return tfl_calibrator.Calibrator(float_model).calibrate(_representative(images)), metadata
+
+
+def float_model_of(fp32_tflite):
+    """The float model the converter quantizes, rebuilt from the fp32 .tflite (ready for its
+    calibrator), and the file's conversion metadata."""
     from tensorflow.lite.python import conversion_metadata_schema_py_generated as meta_fb
     from tensorflow.lite.python import util as tfl_util
     from tensorflow.lite.python.optimize import calibrator as tfl_calibrator
@@ -195,26 +219,33 @@ def calibrate_fp32(fp32_tflite, images):
     except Exception as e:  # noqa: BLE001 - flatbuffers raises anything on damaged bytes
         raise damaged(fp32_tflite, e) from None
     # The fp32 file carries its conversion metadata; the converter's float model has none
-    # yet (it is added last), so take it out (quantize_like_converter puts it back updated).
+    # yet (it is appended last, buffer included), so take both out (quantize_like_converter
+    # puts it back updated). The int16x8 quantizer keeps unused buffers: a left-over empty
+    # one would make its file 8 bytes longer than the converter's.
     metadata = None
     kept = []
     for entry in model.metadata or []:
         if entry.name.decode() == tfl_util.CONVERSION_METADATA_FIELD_NAME:
             raw = bytes(model.buffers[entry.buffer].data)
             metadata = meta_fb.ConversionMetadataT.InitFromObj(meta_fb.ConversionMetadata.GetRootAs(raw, 0))
-            model.buffers[entry.buffer].data = None
+            if entry.buffer == len(model.buffers) - 1:
+                model.buffers.pop()
+            else:
+                model.buffers[entry.buffer].data = None
         else:
             kept.append(entry)
     if metadata is None:
         raise damaged(fp32_tflite, "no conversion metadata: not a file written by TFLiteConverter")
     model.metadata = kept
-    float_model = tfl_calibrator.add_intermediate_tensors(flatbuffer_utils.convert_object_to_bytearray(model))
+    return tfl_calibrator.add_intermediate_tensors(flatbuffer_utils.convert_object_to_bytearray(model)), metadata
 
-    def representative():
+
+def _representative(images):
+    def batches():
         for img in images:
             yield [img[None].astype(np.float32)]
 
-    return tfl_calibrator.Calibrator(float_model).calibrate(representative), metadata
+    return batches
 
 
 def convert_tflite(*, model_h5, train_npz, out_tflite, arch_cfg, mode, calibration_samples, seed, threads=None):
