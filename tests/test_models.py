@@ -658,3 +658,18 @@ def test_layer_error_from_fp32_tflite_equals_the_debugger_on_the_converter(tflit
     debugger.layer_statistics_dump(buf)
     buf.seek(0)
     pd.testing.assert_frame_equal(ours, error_table(pd.read_csv(buf)))
+
+
+def test_input_pipelines_do_not_autotune():
+    """tf.data's autotuning thread made every fit end with an idle wait of up to a minute
+    (fit.without_autotune); training and validation pipelines must keep it off."""
+    from pqgrid.fit import PREFETCH_BATCHES, epoch_batches, eval_batches
+    from pqgrid.tfsetup import tensorflow
+
+    tensorflow(1, 0)
+    x = np.zeros((10, 8, 8, 3), np.uint8)
+    y = np.arange(10) % 2
+    for ds in (epoch_batches(x, y, 4, 0, 0, 2, "tf", 2), eval_batches(x, y, 4, "tf", 2)):
+        assert ds.options().autotune.enabled is False
+        assert sum(1 for _ in ds) in (3, 6)  # still every batch: 3 per pass
+    assert PREFETCH_BATCHES >= 2

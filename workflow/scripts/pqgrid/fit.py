@@ -45,12 +45,12 @@ def epoch_batches(x, y, batch_size, seed, first_epoch, last_epoch, scaling, num_
         images.set_shape([None, *x.shape[1:]])
         return scale_inputs_tf(images, scaling), tf.one_hot(tf.gather(ys, idx), num_classes)
 
-    return (
+    return without_autotune(
         tf.data.Dataset.range(first_epoch, last_epoch)
         .flat_map(one_epoch)
         # one map thread: on few cores parallel input threads steal time from the model (P2)
         .map(gather, num_parallel_calls=1, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
+        .prefetch(PREFETCH_BATCHES)
     )
 
 
@@ -60,7 +60,26 @@ def eval_batches(x, y, batch_size, scaling, num_classes):
     from .models import scale_inputs_tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
-    return ds.map(lambda a, b: (scale_inputs_tf(a, scaling), tf.one_hot(b, num_classes))).prefetch(tf.data.AUTOTUNE)
+    return without_autotune(
+        ds.map(lambda a, b: (scale_inputs_tf(a, scaling), tf.one_hot(b, num_classes))).prefetch(PREFETCH_BATCHES)
+    )
+
+
+# Batches made ahead of the model: one in use, one ready (the map runs on one thread anyway).
+PREFETCH_BATCHES = 2
+
+
+def without_autotune(ds):
+    """`ds` with tf.data's autotuning off. Its optimisation thread sleeps for a period that
+    doubles up to 60 s, and deleting the iterator waits for that sleep to end (seen with gdb:
+    RootDataset::Iterator::~Iterator waits on Model::OptimizeLoop): every fit ended with an
+    idle wait of 0-55 s, ~1/8 of the laptop preset's wall time in round 8 (benchmarks/README,
+    "end-of-fit wait"). Nothing here needs autotuning: one map thread, a fixed prefetch."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def fingerprint(*parts) -> str:
