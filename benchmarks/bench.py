@@ -6,7 +6,7 @@
 P1  test-set evaluation: pqgrid (batched invokes, explicit threads) vs the thesis method
     (LiteRT Interpreter, one image per invoke), same MobileNet int8 .tflite. Goal >= 4x.
 P2  training images/s: the train rule's tf.data pipeline vs plain model.fit on in-memory
-    arrays, same architecture and batch. Goal >= 1.0x.
+    arrays, same architecture, batch and threads (config.yaml's training.threads). Goal >= 1.0x.
 P3  `snakemake -n all` on the full default grid (goal <= 5 s) and with 10 seeds (<= 20 s).
 P4  no-op rerun of a finished smoke grid (goal <= 5 s).
 P5  input size: photos made square once in the data stage (pqgrid) vs decoded and resized
@@ -26,11 +26,19 @@ P8  the cost of op determinism (`tf.config.experimental.enable_op_determinism()`
     pqgrid turns on for bit-identical reruns): images/s of plain model.fit, MobileNet at
     32 px, batch 64, 5000 images, in fresh processes with and without it, alternated twice;
     ratio of the medians of each process' best epoch.
+P9  threads of a fitting job (decides config.yaml's training.threads): images/s of one
+    2-thread plain model.fit against two 1-thread ones running at once (their sum), 3000
+    images, batch 64, MobileNet, MobileNetV3Small, MobileNetV3Large, EfficientNetB0 (P9_ARCHS,
+    comma-separated, chooses); best epoch after the first of each process.
 
   .venv/bin/python benchmarks/bench.py split RUN_DIR [LOG]
 
-splits the wall time of a finished run (the folder Snakemake ran in) into model fitting (the
-epochs' seconds in the history CSVs), the rest of the training/pruning/QAT jobs, conversion,
+splits the wall time of a finished run (the folder Snakemake ran in) into model fitting and
+the rest. Fitting is the epochs' core-seconds over the run's cores: each history CSV's epoch
+seconds times its job's threads, over `--cores` (both from the log): the wall time the epochs
+alone would take with every core busy. With 2-thread jobs on 2 cores it is the plain sum of
+epoch seconds; with 1-thread jobs two at a time it halves it (each epoch counts once, at its
+share of the machine). The rest: the rest of the training/pruning/QAT jobs, conversion,
 evaluation, device jobs, report and data, and prints wall time / fitting time. Job times come
 from Snakemake's per-job benchmark files where a rule writes one, else from the start and
 finish stamps of the run's log (LOG, default: the log under .snakemake/log with most jobs).
@@ -38,6 +46,7 @@ Results of the last measurement are in benchmarks/README.md."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -107,7 +116,7 @@ _FIT_CHILD = """
 import os, sys, time
 sys.path.insert(0, {scripts!r})
 from pqgrid.tfsetup import tensorflow
-tf, tf_keras = tensorflow(2, 0, {deterministic!r})
+tf, tf_keras = tensorflow({threads!r}, 0, {deterministic!r})
 from pqgrid import data, fit
 from pqgrid.models import build, scale_inputs
 x, y = data.load_npz({train!r})
@@ -131,9 +140,8 @@ print("FIT-IMGS", " ".join(str(len(x) / t) for t in times[1:]))
 """
 
 
-def _fit_rates(tmp, train, variant, epochs, deterministic=True, arch="MobileNet"):
-    """Images/s of each epoch after the first, of one _FIT_CHILD run."""
-    code = _FIT_CHILD.format(
+def _fit_code(tmp, train, variant, epochs, deterministic=True, arch="MobileNet", threads=2):
+    return _FIT_CHILD.format(
         scripts=str(ROOT / "workflow" / "scripts"),
         train=str(train),
         arch=arch,
@@ -142,9 +150,24 @@ def _fit_rates(tmp, train, variant, epochs, deterministic=True, arch="MobileNet"
         deterministic=deterministic,
         resume=str(tmp / "resume"),
         history=str(tmp / "history.csv"),
+        threads=threads,
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return [float(v) for v in out.split("FIT-IMGS")[1].split()]
+
+
+def _rates_of(stdout):
+    return [float(v) for v in stdout.split("FIT-IMGS")[1].split()]
+
+
+def _fit_rates(tmp, train, variant, epochs, deterministic=True, arch="MobileNet", threads=2):
+    """Images/s of each epoch after the first, of one _FIT_CHILD run."""
+    code = _fit_code(tmp, train, variant, epochs, deterministic, arch, threads)
+    return _rates_of(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def _default_threads():
+    import yaml
+
+    return yaml.safe_load((ROOT / "config.yaml").read_text())["training"]["threads"]
 
 
 def p2(tmp: Path, arch="MobileNet", epochs=5, rounds=5):
@@ -154,15 +177,16 @@ def p2(tmp: Path, arch="MobileNet", epochs=5, rounds=5):
     import statistics
 
     d = _data(tmp, 500, 10)
+    threads = _default_threads()
     rates = {"plain": [], "rule": []}
     for _ in range(rounds):
         for variant in ("plain", "rule"):
             shutil.rmtree(tmp / "resume", ignore_errors=True)
             (tmp / "history.csv").unlink(missing_ok=True)
-            rates[variant] += _fit_rates(tmp, d / "train.npz", variant, epochs, arch=arch)
+            rates[variant] += _fit_rates(tmp, d / "train.npz", variant, epochs, arch=arch, threads=threads)
     base, ours = statistics.median(rates["plain"]), statistics.median(rates["rule"])
     print(
-        f"P2 train {arch}, 5000 images, batch 64, {rounds} alternated fresh runs x {epochs - 1} epochs: "
+        f"P2 train {arch}, 5000 images, batch 64, {threads} thread(s), {rounds} alternated fresh runs x {epochs - 1} epochs: "
         f"plain model.fit {base:.0f} img/s ({min(rates['plain']):.0f}-{max(rates['plain']):.0f}), "
         f"train rule {ours:.0f} img/s ({min(rates['rule']):.0f}-{max(rates['rule']):.0f}), "
         f"ratio {ours / base:.2f}x (goal >= 1.0x)"
@@ -391,6 +415,25 @@ def p8(tmp: Path, rounds=2):
     )
 
 
+def p9(tmp: Path, epochs=3):
+    import os
+
+    d = _data(tmp, 300, 10)
+    archs = os.environ.get("P9_ARCHS", "MobileNet,MobileNetV3Small,MobileNetV3Large,EfficientNetB0").split(",")
+    for arch in archs:
+        one = max(_fit_rates(tmp, d / "train.npz", "plain", epochs, arch=arch, threads=2))
+        code = _fit_code(tmp, d / "train.npz", "plain", epochs, arch=arch, threads=1)
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            for _ in range(2)
+        ]
+        pair = [max(_rates_of(p.communicate()[0])) for p in procs]
+        print(
+            f"P9 {arch} 32 px, batch 64, 3000 images: one 2-thread fit {one:.0f} img/s; two 1-thread fits at once "
+            f"{pair[0]:.0f} + {pair[1]:.0f} = {sum(pair):.0f} img/s; ratio {sum(pair) / one:.2f}x"
+        )
+
+
 # Rule -> part of the split (the rest of a fitting rule's job is "fitting jobs, other").
 SPLIT_PARTS = {
     "prepare_data": "data",
@@ -433,6 +476,10 @@ def parse_snakemake_log(path: Path) -> list:
         if m and current is not None:
             current["benchmark"] = m.group(1)
             continue
+        m = re.match(r"^\s+(output|threads): (.+)$", line)
+        if m and current is not None:
+            current[m.group(1)] = m.group(2)
+            continue
         m = re.match(r"^Finished jobid: (\d+)", line)
         if m and m.group(1) in jobs:
             job = jobs.pop(m.group(1))
@@ -449,6 +496,14 @@ def split_run(run_dir: Path, log: Path | None = None) -> dict:
         logs = sorted((run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
         log = max(logs, key=lambda p: p.read_text().count("Finished jobid"))
     jobs = [j for j in parse_snakemake_log(Path(log)) if j["rule"] != "all"]
+    # cluster executors print no cores: then each epoch counts whole
+    m = re.search(r"^Provided cores: (\d+)$", Path(log).read_text(), re.M)
+    cores = int(m.group(1)) if m else None
+    threads_of = {}  # history CSV -> threads of the job that wrote it
+    for j in jobs:
+        for out in j.get("output", "").split(", "):
+            if out.endswith(".history.csv"):
+                threads_of[out] = int(j.get("threads", 1))
     parts = dict.fromkeys(["fitting", "fitting jobs", "conversion", "evaluation", "device", "report", "data"], 0.0)
     for j in jobs:
         seconds = j["seconds"]
@@ -458,13 +513,25 @@ def split_run(run_dir: Path, log: Path | None = None) -> dict:
                 seconds = float(next(csv.DictReader(fh, delimiter="\t"))["s"])
         parts[SPLIT_PARTS.get(j["rule"], "report")] += seconds
     fitting = 0.0
+    epochs = 0.0  # plain sum of epoch seconds
     for history in (run_dir / "results" / "models").glob("*/seed*/*.history.csv"):
         with open(history) as fh:
-            fitting += sum(float(r["seconds"]) for r in csv.DictReader(fh))
+            seconds = sum(float(r["seconds"]) for r in csv.DictReader(fh))
+        epochs += seconds
+        fitting += seconds * threads_of.get(str(history.relative_to(run_dir)), 1) / cores if cores else seconds
     parts["fitting"] = fitting
-    parts["fitting jobs, other"] = parts.pop("fitting jobs") - fitting  # load, build, save, BN recalibration
+    # load, build, save, BN recalibration: in job-seconds, like the other parts
+    parts["fitting jobs, other"] = parts.pop("fitting jobs") - epochs
     wall = (max(j["end"] for j in jobs) - min(j["start"] for j in jobs)).total_seconds()
-    return {"parts": parts, "wall": wall, "fitting": fitting, "jobs": len(jobs), "log": str(log)}
+    return {
+        "parts": parts,
+        "wall": wall,
+        "fitting": fitting,
+        "epochs": epochs,
+        "cores": cores,
+        "jobs": len(jobs),
+        "log": str(log),
+    }
 
 
 def split(run_dir, log=None):
@@ -472,14 +539,17 @@ def split(run_dir, log=None):
     print(f"split of {run_dir} ({r['jobs']} jobs, {r['log']}): job-seconds per part (jobs may overlap)")
     for part, seconds in r["parts"].items():
         print(f"  {part:20s} {seconds:8.0f} s  {seconds / r['fitting']:5.2f}x fitting")
-    print(f"wall time {r['wall']:.0f} s, fitting {r['fitting']:.0f} s: overhead ratio {r['wall'] / r['fitting']:.2f}x")
+    print(
+        f"wall time {r['wall']:.0f} s, fitting {r['fitting']:.0f} s ({r['epochs']:.0f} epoch-seconds, "
+        f"{r['cores']} cores): overhead ratio {r['wall'] / r['fitting']:.2f}x"
+    )
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["split"]:
         split(*sys.argv[2:4])
         sys.exit(0)
-    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"]
+    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"]
     for name in which:
         with tempfile.TemporaryDirectory() as tmp:
             globals()[name](Path(tmp))

@@ -106,6 +106,7 @@ def cfg(**changes):
         ),
         ({"dataset__source": "/no/such/cifar.tar.gz"}, r"dataset.source: '/no/such/cifar.tar.gz' does not exist"),
         ({"quantization__qat__epochs": 0}, r"quantization.qat.epochs: 0 is out of range \(must be >= 1\)"),
+        ({"training__threads": 0}, r"training.threads: 0 is out of range \(must be >= 1\)"),
         ({"architectures__mobilenet__qat": {"epochs": -1}}, r"architectures.mobilenet.qat.epochs: -1 is out of range"),
         ({"quantization__modes": ["fp32", "int16x4"]}, r"quantization.modes: unknown mode 'int16x4'"),
         (
@@ -290,6 +291,39 @@ def test_dry_run_default_grid_counts(workflow_dir):
     assert counts["gzip_tflite"] == 196
     assert counts["evaluate_tflite"] == 196
     assert counts["evaluate_keras"] == 28
+
+
+def _threads_per_rule(stdout):
+    """{rule: set of thread counts} of a dry run's jobs (Snakemake prints `threads:` only above 1)."""
+    out = {}
+    for block in re.split(r"^(?=(?:local)?rule \w+:$)", stdout, flags=re.M):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            t = re.search(r"^\s+threads: (\d+)$", block, re.M)
+            out.setdefault(m.group(1), set()).add(int(t.group(1)) if t else 1)
+    return out
+
+
+def test_fitting_jobs_take_training_threads(workflow_dir):
+    """Training, pruning and QAT jobs run on `training.threads` (default 1: two fits at once
+    on two cores, benchmarks/README P9), an architecture may override it, and it is part of
+    the settings their params carry (a change re-fits: float rounding depends on it)."""
+    fitting = ("train_model", "prune_model", "qat_model")
+    default = _threads_per_rule(snakemake(workflow_dir, "-n", "all", "--cores", "4").stdout)
+    assert all(default[r] == {1} for r in fitting) and default["evaluate_keras"] == {2}
+    (workflow_dir / "threads.yaml").write_text(
+        "training: {threads: 3}\narchitectures:\n  mobilenet: {builder: MobileNet, training: {threads: 2}}\n"
+    )
+    proc = snakemake(workflow_dir, "-n", "all", "--cores", "4", "--configfile", "threads.yaml")
+    threads = _threads_per_rule(proc.stdout)
+    assert all(threads[r] == {2, 3} for r in fitting)
+    c = cfg(training__threads=3)
+    c["architectures"]["mobilenet"]["training"] = {"threads": 2}
+    assert training_settings(c, "mobilenet")["threads"] == 2
+    assert pruning_settings(c, "mobilenet", 60)["threads"] == 2
+    from pqgrid.settings import qat_settings
+
+    assert qat_settings(c, "mobilenet_v2", 0)["threads"] == 3
 
 
 def test_per_figure_settings_are_typed_and_named():

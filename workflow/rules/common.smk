@@ -241,6 +241,11 @@ def train_params(wildcards):
     return settings.training_settings(config, wildcards.arch)
 
 
+def fit_threads(wildcards):
+    """Threads of a training, pruning or QAT job: the architecture's `training.threads`."""
+    return train_params(wildcards)["threads"]
+
+
 def prune_params(wildcards):
     return settings.pruning_settings(
         config, wildcards.arch, settings.sparsity_value(wildcards.sparsity)

@@ -14,7 +14,7 @@ rule prune_model:
         "benchmarks/results/models/{arch}/seed{seed}/pruned_{sparsity}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: fit_threads
     resources:
         mem_mb=4000,
         runtime=300,

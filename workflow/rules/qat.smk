@@ -16,7 +16,7 @@ rule qat_model:
         "benchmarks/results/models/{arch}/seed{seed}/qat_{sparsity}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: fit_threads
     resources:
         mem_mb=4000,
         runtime=300,

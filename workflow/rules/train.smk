@@ -15,8 +15,7 @@ rule train_model:
         "benchmarks/results/models/{arch}/seed{seed}/trained.tsv"
     conda:
         "../../envs/train.yaml"
-    # TF's intra-op pool: more threads than cores only adds contention.
-    threads: 2
+    threads: fit_threads
     resources:
         mem_mb=4000,
         runtime=600,

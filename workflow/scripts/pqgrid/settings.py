@@ -24,7 +24,7 @@ __all__ = [
 # config.yaml's training.transfer (pretrained starts), for configs written without it.
 TRANSFER_DEFAULTS = {"head_epochs": 5, "fine_tune": True, "fine_tune_learning_rate": 1.0e-5}
 # Fine-tuning validates like training did and keeps training's BatchNorm setting.
-FROM_TRAINING = ("validation", "holdout_fraction", "batchnorm_momentum")
+FROM_TRAINING = ("validation", "holdout_fraction", "batchnorm_momentum", "threads")
 
 
 def training_settings(config: dict, arch: str) -> dict:
