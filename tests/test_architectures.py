@@ -97,7 +97,7 @@ def test_trains_prunes_and_converts_in_every_mode(builder, tiny_data, tmp_path):
         convert_cell(source=tmp_path / "fp32.tflite" if derives_from_fp32(mode) else src, out_tflite=tfl, **args)
         if mode == "int8":  # derived: the converter's own bytes, for every builder's ops (int16x8:
             # compared below for the thesis' builders, whose HARD_SWISH stays float)
-            convert_tflite(model_h5=src, out_tflite=tmp_path / f"converter_{mode}.tflite", **args)
+            convert_tflite(model_h5=src, out_tflite=tmp_path / f"converter_{mode}.tflite", stock=True, **args)
             assert tfl.read_bytes() == (tmp_path / f"converter_{mode}.tflite").read_bytes(), mode
         scores = predict_tflite(tfl, xs, batch_size=8)
         assert scores.shape == (len(x), 10) and np.isfinite(scores).all(), mode
@@ -370,7 +370,7 @@ def test_derived_modes_for_the_thesis_builders(builder, tiny_data, tmp_path):
     convert_cell(source=h5, out_tflite=fp32, mode="fp32", **args)
     for mode in ("int8", "int16x8"):
         convert_cell(source=fp32, out_tflite=tmp_path / f"{mode}.tflite", mode=mode, **args)
-        convert_tflite(model_h5=h5, out_tflite=tmp_path / f"ref_{mode}.tflite", mode=mode, **args)
+        convert_tflite(model_h5=h5, out_tflite=tmp_path / f"ref_{mode}.tflite", mode=mode, stock=True, **args)
         assert (tmp_path / f"{mode}.tflite").read_bytes() == (tmp_path / f"ref_{mode}.tflite").read_bytes(), mode
     x, _ = data.load_npz(tiny_data / "test.npz")
     xs = scale_inputs(x, input_scaling(arch))

@@ -96,14 +96,15 @@ def tflites(trained, small_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def converter_tflites(trained, small_data, tmp_path_factory):
-    """The derived modes made the old way, TFLiteConverter on the Keras model: the reference."""
+    """The reference: TFLiteConverter on the Keras model as TensorFlow ships it (its own
+    SavedModel step), for the modes derived from fp32 and for the converter's own ones."""
     from pqgrid.config import DERIVED_FROM_FP32
     from pqgrid.convert import convert_tflite
 
     out = tmp_path_factory.mktemp("converter")
-    paths = {m: out / f"{m}.tflite" for m in DERIVED_FROM_FP32}
+    paths = {m: out / f"{m}.tflite" for m in (*DERIVED_FROM_FP32, "fp32", "qat")}
     for mode, path in paths.items():
-        convert_tflite(model_h5=trained, **_convert_args(small_data, path, mode))
+        convert_tflite(model_h5=trained, stock=True, **_convert_args(small_data, path, mode))
     return paths
 
 
@@ -540,11 +541,30 @@ def test_op_determinism_follows_the_training_setting(deterministic):
     assert f"DETERMINISTIC {deterministic}" in out
 
 
-@pytest.mark.parametrize("mode", ["int8", "int8_full", "int16x8"])
-def test_calibrated_mode_derived_from_fp32_tflite_is_the_converters_file(tflites, converter_tflites, mode):
-    """The workflow derives int8/int8_full/int16x8 from the fp32 .tflite (pqgrid/convert.py);
-    that must be the very file the converter writes from the Keras model, byte for byte."""
+@pytest.mark.parametrize("mode", ["fp32", "qat", "int8", "int8_full", "int16x8"])
+def test_workflow_file_is_the_stock_converters_file(tflites, converter_tflites, mode):
+    """fp32 and qat go through the converter with a lean SavedModel step, int8/int8_full/
+    int16x8 are derived from the fp32 .tflite (pqgrid/convert.py); each must be the very file
+    the converter as shipped writes from the Keras model, byte for byte."""
     assert tflites[mode].read_bytes() == converter_tflites[mode].read_bytes()
+
+
+def test_conversion_takes_the_lean_savedmodel_step(caplog):
+    """converter_for replaces the converter's Keras -> SavedModel step by a lean one (2-2.5x
+    faster, benchmarks/README); if that step failed it would fall back silently to the
+    converter's own - same bytes, so the byte test above cannot see it. This one can."""
+    import logging
+
+    from pqgrid.convert import converter_for
+    from pqgrid.models import build
+    from pqgrid.tfsetup import tensorflow
+
+    tensorflow(2, 0)
+    conv = converter_for(build(TINY, 10, (32, 32, 3), 0.9), "fp32")
+    assert conv._convert_keras_to_saved_model.__func__.__name__ == "save_and_load"
+    with caplog.at_level(logging.WARNING, logger="pqgrid"):
+        assert conv.convert()[4:8] == b"TFL3"
+    assert not [r for r in caplog.records if "lean SavedModel step failed" in r.getMessage()]
 
 
 def _tensors(path):

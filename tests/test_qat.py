@@ -64,7 +64,7 @@ def _qat(src, tiny_data, out, arch_cfg, **settings):
     return out
 
 
-def _convert(h5, tiny_data, out, arch_cfg, mode):
+def _convert(h5, tiny_data, out, arch_cfg, mode, stock=False):
     from pqgrid.convert import convert_tflite
 
     convert_tflite(
@@ -75,6 +75,7 @@ def _convert(h5, tiny_data, out, arch_cfg, mode):
         mode=mode,
         calibration_samples=10,
         seed=0,
+        stock=stock,
     )
     return out
 
@@ -99,6 +100,9 @@ def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
     assert len(hist) == 1 and np.isfinite(hist["loss"]).all()
     tfl = _convert(qat_h5, tiny_data, tmp_path / "qat.tflite", arch, "qat")
     assert io_dtypes(tfl) == {"input_dtype": "int8", "output_dtype": "int8"}
+    # the lean SavedModel step (convert.converter_for) gives the shipped converter's bytes
+    stock = _convert(qat_h5, tiny_data, tmp_path / "stock.tflite", arch, "qat", stock=True)
+    assert tfl.read_bytes() == stock.read_bytes()
     x, _ = data.load_npz(tiny_data / "test.npz")
     from pqgrid.config import input_scaling
     from pqgrid.models import scale_inputs
