@@ -73,6 +73,30 @@ localrules:
     check_findings,
 
 
+# Warm starts (pqgrid/warm.py): one process imports TensorFlow for the run's jobs to fork
+# from. Local runs only (cluster jobs run on other hosts); not in dry runs (no hooks).
+WARM = {}
+
+
+onstart:
+    if config["warm_start"] and workflow.local_exec and not workflow.remote_exec:
+        from pqgrid.warm import start_server
+
+        WARM["server"] = start_server(".snakemake/log/pqgrid-warm.log")
+
+
+onsuccess:
+    from pqgrid.warm import stop_server
+
+    stop_server(WARM.get("server"))
+
+
+onerror:
+    from pqgrid.warm import stop_server
+
+    stop_server(WARM.get("server"))
+
+
 rule all:
     default_target: True
     input:

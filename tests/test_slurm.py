@@ -72,10 +72,10 @@ def test_smoke_grid_through_slurm(cluster, tmp_path):
     assert kinds.count("rule_train_model") == 1, "the training job was a SLURM job"
     groups = [k for k in kinds if k.startswith("group_cell")]
     # int8 is derived from the fp32 .tflite, so Snakemake joins the connected group: one job
-    # per model holds its cells' convert -> gzip -> evaluate
-    assert len(groups) == 2, "each model's convert -> gzip -> evaluate jobs were one group job"
+    # per model holds its cells' convert (+ gzip) -> evaluate
+    assert len(groups) == 2, "each model's convert (+ gzip) -> evaluate jobs were one group job"
     assert "rule_benchmark_on_device" not in kinds, "benchmarks stay on the submitting host"
-    ungrouped = len(submitted) - len(groups) + 3 * 4
+    ungrouped = len(submitted) - len(groups) + 2 * 4
     print(
         f"\nSLURM smoke run: {len(submitted)} sbatch submissions ({len(groups)} group jobs; "
         f"{ungrouped} without grouping), {took:.0f}s"

@@ -1,12 +1,15 @@
 rule convert_tflite:
     """Convert one Keras model (for qat: its QAT copy) to .tflite in one quantization mode
     (thesis §3.4); int8, int8_full, int16x8, dynamic and fp16 from the cell's fp32 .tflite
-    (pqgrid/convert.py)."""
+    (pqgrid/convert.py). The job also writes the file's gzip -9 copy, the compressed size as
+    the thesis measured it: a job of its own cost ~2 s of Snakemake and process start for
+    0.1 s of gzip, 96 times in the laptop preset (benchmarks/README, round 11)."""
     input:
         source=convert_source,
         train=data_file("train"),
     output:
         tflite="results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite",
+        gz="results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite.gz",
     log:
         "logs/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.log",
     benchmark:
@@ -25,17 +28,3 @@ rule convert_tflite:
         calibration_samples=config["quantization"]["calibration_samples"],
     script:
         "../scripts/convert_tflite.py"
-
-
-rule gzip_tflite:
-    """Compressed size as the thesis measured it (gzip -9)."""
-    input:
-        tflite=rules.convert_tflite.output.tflite,
-    output:
-        gz="results/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.tflite.gz",
-    log:
-        "logs/tflite/{arch}/seed{seed}/s{sparsity}_{quant}.gzip.log",
-    conda:
-        "../../envs/train.yaml"
-    script:
-        "../scripts/gzip_tflite.py"

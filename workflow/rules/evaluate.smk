@@ -15,7 +15,10 @@ rule evaluate_keras:
         "benchmarks/results/eval/{arch}/seed{seed}/keras_s{sparsity}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    # One thread: on 2 booked threads it used 0.88 cores (cpu_time of the benchmark files,
+    # laptop preset, round 10), and a booked idle core is one a fitting job cannot use;
+    # with --cores N, N evaluations run at once instead.
+    threads: 1
     # Peak measured 0.8 GB (laptop preset: 15k training images at 32 px, scored in float32);
     # the budget leaves room for the full 50k. Counts against --resources mem_mb=N.
     resources:
@@ -33,7 +36,7 @@ rule evaluate_tflite:
     input:
         unpack(qat_inputs),
         tflite=rules.convert_tflite.output.tflite,
-        gz=rules.gzip_tflite.output.gz,
+        gz=rules.convert_tflite.output.gz,
         test=data_file("test"),
         manifest=data_file("manifest"),
         keras=rules.evaluate_keras.output.metrics,

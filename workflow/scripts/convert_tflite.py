@@ -4,9 +4,11 @@ from pqgrid.io import run_script
 run_script(
     snakemake.log[0],
     convert_cell,
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
     source=snakemake.input.source,
     train_npz=snakemake.input.train,
     out_tflite=snakemake.output.tflite,
+    out_gz=snakemake.output.gz,
     arch_cfg=snakemake.params.arch,
     mode=snakemake.wildcards.quant,
     calibration_samples=snakemake.params.calibration_samples,

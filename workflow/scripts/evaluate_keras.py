@@ -4,6 +4,7 @@ from pqgrid.io import run_script
 run_script(
     snakemake.log[0],
     evaluate_keras,
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
     model_h5=snakemake.input.model,
     train_npz=snakemake.input.train,
     test_npz=snakemake.input.test,

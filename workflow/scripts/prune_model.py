@@ -4,6 +4,7 @@ from pqgrid.prune import prune_model
 run_script(
     snakemake.log[0],
     prune_model,
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
     trained_h5=snakemake.input.model,
     arch_cfg=snakemake.params.arch,
     settings=snakemake.params.pruning,

@@ -4,6 +4,7 @@ from pqgrid.qat import qat_model
 run_script(
     snakemake.log[0],
     qat_model,
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
     source_h5=snakemake.input.model,
     arch_cfg=snakemake.params.arch,
     settings=snakemake.params.qat,

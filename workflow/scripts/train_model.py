@@ -4,6 +4,7 @@ from pqgrid.train import train_model
 run_script(
     snakemake.log[0],
     train_model,
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
     train_npz=snakemake.input.train,
     test_npz=snakemake.input.test,
     manifest=snakemake.input.manifest,

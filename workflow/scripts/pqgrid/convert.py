@@ -140,14 +140,17 @@ def converter_for(model, mode: str, representative=None, stock: bool = False):
     return conv
 
 
-def convert_cell(*, source, **kwargs):
+def convert_cell(*, source, out_gz=None, **kwargs):
     """Stage `convert_tflite`: `source` is the cell's Keras model, or for DERIVED_FROM_FP32
-    modes its fp32 .tflite."""
+    modes its fp32 .tflite; with `out_gz`, the new file's gzip -9 copy too."""
     from .config import derives_from_fp32
 
     if derives_from_fp32(kwargs["mode"]):
-        return derive_from_fp32(fp32_tflite=source, **kwargs)
-    return convert_tflite(model_h5=source, **kwargs)
+        derive_from_fp32(fp32_tflite=source, **kwargs)
+    else:
+        convert_tflite(model_h5=source, **kwargs)
+    if out_gz is not None:
+        gzip_tflite(tflite=kwargs["out_tflite"], out_gz=out_gz)
 
 
 def derive_from_fp32(*, fp32_tflite, train_npz, out_tflite, arch_cfg, mode, calibration_samples, seed, threads=None):
@@ -331,8 +334,8 @@ def convert_tflite(
 
 
 def gzip_tflite(*, tflite, out_gz, level=9):
-    """Stage `gzip_tflite`: gzip -9 as the thesis measured compressed size; mtime 0 so the
-    bytes are repeatable."""
+    """gzip -9, the compressed size as the thesis measured it (the `convert_tflite` job's
+    second output); mtime 0 so the bytes are repeatable."""
     check_file(tflite)  # a 0-byte .tflite must not become a 20-byte .gz
     with (
         atomic_path(out_gz) as tmp,

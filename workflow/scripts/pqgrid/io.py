@@ -135,13 +135,24 @@ def setup_logging(log_path=None) -> logging.Logger:
     return logging.getLogger("pqgrid")
 
 
-def run_script(log_path, fn, *args, **kwargs):
+def run_script(log_path, fn, *args, warm=False, **kwargs):
     """Run a rule's one function with stderr and logging sent to its log; a failure ends
     the job with the one-line message on the terminal, where Snakemake shows it.
+
+    `warm`: a job that needs TensorFlow runs in a child of the run's warm server when there
+    is one (pqgrid/warm.py: the same result without importing TensorFlow again), else here.
 
     stderr is redirected at the file-descriptor level, not only `sys.stderr`: TensorFlow's
     C++ start-up noise (CUDA probing, oneDNN and absl notices) writes to fd 2 directly and
     belongs in the job's log, not between Snakemake's progress lines."""
+    if warm and not args:
+        from .warm import run_warm
+
+        status = run_warm(log_path, fn, kwargs)
+        if status is not None:
+            if status:
+                raise SystemExit(status)
+            return None
     log = setup_logging(log_path)
     terminal = os.fdopen(os.dup(2), "w", buffering=1)
     # pqgrid's own warnings (a model collapsed to chance, ...) also reach the terminal, one

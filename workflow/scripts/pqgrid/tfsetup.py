@@ -7,11 +7,16 @@ import contextlib
 import os
 
 
-def tensorflow(threads: int | None = None, seed: int | None = None, deterministic: bool = True):
+def environment() -> None:
+    """The variables TensorFlow must see when it is imported (also the warm server's)."""
     # tfmot does not support Keras 3: tf.keras must resolve to tf_keras. Must be set before
     # TensorFlow is imported anywhere in the process.
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def tensorflow(threads: int | None = None, seed: int | None = None, deterministic: bool = True):
+    environment()
     import tensorflow as tf
     import tf_keras
 
