@@ -189,6 +189,31 @@ def test_no_server_runs_cold(small_data, tmp_path):
     status, err = convert(small_data, tmp_path, tmp_path / "no-such-socket", "fp32", tmp_path / "missing.h5")
     assert status == 1 and "missing.h5" in err
     assert "warm start" not in (tmp_path / "fp32.log").read_text()
+    # a server that failed to start: its pid file names an ended process; no wait
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    (tmp_path / "pid").write_text(str(ended.pid))
+    t0 = time.time()
+    status, err = convert(small_data, tmp_path, tmp_path / "s", "fp32", tmp_path / "missing.h5")
+    assert status == 1 and "missing.h5" in err and time.time() - t0 < 50
+
+
+def test_a_job_waits_for_a_starting_server(small_data, tmp_path):
+    """The run's first jobs start while the server still imports TensorFlow: they wait
+    for it and run warm (start_server writes the pid file before the server listens)."""
+    sock = tmp_path / "s"
+    env = dict(os.environ, PYTHONPATH=str(SCRIPTS), **dict.fromkeys(THREAD_ENV, "1"))
+    proc = subprocess.Popen([sys.executable, "-m", "pqgrid.warm", str(sock), str(os.getpid())], env=env)
+    (tmp_path / "pid").write_text(str(proc.pid))
+    try:
+        assert not sock.exists()
+        (tmp_path / "fp32.tflite").write_bytes(b"")
+        status, err = convert(small_data, tmp_path, sock, "int8", tmp_path / "fp32.tflite")
+        assert status == 1 and "DamagedFile" in err
+        assert "warm start: forked" in (tmp_path / "int8.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_the_server_ends_with_the_run_that_started_it(tmp_path):

@@ -105,7 +105,7 @@ def start_server(log_path) -> Path | None:
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log:
-        subprocess.Popen(
+        server = subprocess.Popen(
             [sys.executable, "-m", "pqgrid.warm", str(sock), str(os.getpid())],
             env=env,
             stdin=subprocess.DEVNULL,
@@ -113,6 +113,8 @@ def start_server(log_path) -> Path | None:
             stderr=log,
             start_new_session=True,  # Ctrl-C reaches the jobs, which end their children
         )
+    # while the server imports, jobs wait for it (wait_for_server) rather than start cold
+    (directory / "pid").write_text(str(server.pid))
     os.environ[SOCKET_ENV] = str(sock)
     return directory
 
@@ -174,6 +176,28 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):  # an exited child nobody reaped yet
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def wait_for_server(sock_path, timeout: float = 60.0) -> bool:
+    """True once the server listens. A job that starts while the server still imports
+    (the run's first jobs) waits for it: importing TensorFlow itself would take as long,
+    on a core the server's import needs. False, at once, when no server is starting (no
+    pid file, or its process has ended: a failed start) and after `timeout`."""
+    import time
+
+    sock = Path(sock_path)
+    deadline = time.monotonic() + timeout
+    while not sock.exists():
+        try:
+            pid = int(sock.with_name("pid").read_text())
+        except (OSError, ValueError):
+            return False
+        if not _alive(pid) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
     return True
 
 
@@ -251,7 +275,7 @@ def run_warm(log_path, fn, kwargs: dict) -> int | None:
     from .tfsetup import environment
 
     path = os.environ.get(SOCKET_ENV)
-    if not path or not os.path.exists(path):
+    if not path or not wait_for_server(path):
         return None
     environment()  # as the job would set it before importing TensorFlow (and the server did)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
