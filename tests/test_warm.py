@@ -13,20 +13,9 @@ import psutil
 import pytest
 from conftest import ROOT, synthetic_npz
 from pqgrid.warm import SOCKET_ENV, THREAD_ENV
+from test_models import TINY, TRAIN  # the tiny model and short schedule of the model tests
 
 SCRIPTS = ROOT / "workflow" / "scripts"
-TINY = {"builder": "MobileNet", "alpha": 0.25}
-TRAIN = {
-    "epochs": 2,
-    "batch_size": 32,
-    "learning_rate": 1e-3,
-    "final_learning_rate": 0.0,
-    "momentum": 0.9,
-    "early_stopping_patience": None,
-    "validation": "test",
-    "holdout_fraction": 0.1,
-    "batchnorm_momentum": 0.9,
-}
 
 
 def start(sock: Path, watch_pid: int) -> subprocess.Popen:
