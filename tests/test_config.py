@@ -107,6 +107,7 @@ def cfg(**changes):
         ({"dataset__source": "/no/such/cifar.tar.gz"}, r"dataset.source: '/no/such/cifar.tar.gz' does not exist"),
         ({"quantization__qat__epochs": 0}, r"quantization.qat.epochs: 0 is out of range \(must be >= 1\)"),
         ({"training__threads": 0}, r"training.threads: 0 is out of range \(must be >= 1\)"),
+        ({"warm_start": "false"}, r"warm_start: 'false' is not boolean"),
         ({"architectures__mobilenet__qat": {"epochs": -1}}, r"architectures.mobilenet.qat.epochs: -1 is out of range"),
         ({"quantization__modes": ["fp32", "int16x4"]}, r"quantization.modes: unknown mode 'int16x4'"),
         (
