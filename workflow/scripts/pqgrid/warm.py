@@ -1,8 +1,8 @@
 """Warm starts: jobs that need TensorFlow fork from one process that imported it once.
 
 `import tensorflow` (+ tf_keras, tfmot) costs ~5 s of a core in every job that needs it:
-on the laptop preset ~110 jobs (fitting, conversion, Keras evaluation, per-layer error),
-about as much core-time as the whole conversion stage (benchmarks/README, issue 16). With
+on the laptop preset 152 of 391 jobs (fitting, conversion, Keras evaluation, per-layer
+error), ≥ 800 core-seconds of imports (benchmarks/README, issue 16). With
 `warm_start: true` (config.yaml) the Snakefile starts one server per local run
 (`start_server`) that imports them once and waits on a Unix socket in a private (0700)
 directory. A job's script then calls `run_script(..., warm=True)`: its process connects,
@@ -19,7 +19,8 @@ What makes it safe:
 - Anything TensorFlow reads when it is imported (TF_*, CUDA*, XLA*, the BLAS/OpenMP thread
   variables Snakemake sets per job) must equal the server's; otherwise the child declines
   and the job runs cold, in its own process, as without warm starts. So does every job when
-  the server is not (yet) listening: it binds only after its imports.
+  there is no server or its start failed; a job that starts while the server still imports
+  waits for it (`wait_for_server`: the server listens only after its imports).
 - A job killed by Snakemake (Ctrl-C, --keep-going cancellations) closes its socket; the
   child notices and exits at once. The server exits when the Snakemake process that started
   it is gone, and at the end of a run (onsuccess/onerror).
@@ -149,7 +150,6 @@ def serve(sock_path, watch_pid: int) -> None:
     server.bind(tmp)
     server.listen(64)
     os.replace(tmp, sock_path)  # appears only once it listens
-    Path(sock_path).with_name("pid").write_text(str(os.getpid()))
     server.settimeout(1.0)
     print(f"pqgrid warm server {os.getpid()}: listening on {sock_path}", flush=True)
     try:
