@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -67,13 +68,14 @@ def job(module, function, log, sock=None, extra_env=None, wait=True, **kwargs):
     return proc
 
 
-def train(small_data, out: Path, sock, epochs=2, wait=True):
+def train(small_data, out: Path, sock, epochs=2, wait=True, extra_env=None):
     d = small_data
     return job(
         "train",
         "train_model",
         out / "train.log",
         sock,
+        extra_env,
         wait=wait,
         train_npz=str(d / "train.npz"),
         test_npz=str(d / "test.npz"),
@@ -87,12 +89,13 @@ def train(small_data, out: Path, sock, epochs=2, wait=True):
     )
 
 
-def convert(small_data, out: Path, sock, mode, source):
+def convert(small_data, out: Path, sock, mode, source, extra_env=None):
     return job(
         "convert",
         "convert_cell",
         out / f"{mode}.log",
         sock,
+        extra_env,
         source=str(source),
         train_npz=str(small_data / "train.npz"),
         out_tflite=str(out / f"{mode}.tflite"),
@@ -111,20 +114,74 @@ def test_warm_jobs_write_the_bytes_of_cold_jobs(server, small_data, tmp_path):
     for kind in ("cold", "warm"):
         out = tmp_path / kind
         out.mkdir()
-        assert train(small_data, out, sock if kind == "warm" else None)[0] == 0
+        # each kind's own TMPDIR: a job leaves nothing there (a forked child skips atexit,
+        # where TensorFlow's autograph removes its generated files)
+        job_tmp = tmp_path / f"{kind}-tmp"
+        job_tmp.mkdir()
+        env = {"TMPDIR": str(job_tmp)}
+        assert train(small_data, out, sock if kind == "warm" else None, extra_env=env)[0] == 0
         for mode in ("fp32", "int8"):
             source = out / ("trained.h5" if mode == "fp32" else "fp32.tflite")
-            assert convert(small_data, out, sock if kind == "warm" else None, mode, source)[0] == 0
+            assert convert(small_data, out, sock if kind == "warm" else None, mode, source, extra_env=env)[0] == 0
+        assert evaluate(small_data, out, sock if kind == "warm" else None, extra_env=env) == (0, 0)
+        assert sorted(p.name for p in job_tmp.iterdir()) == [], f"{kind} jobs left temporary files"
         runs[kind] = out
-        logs = [(out / name).read_text() for name in ("train.log", "fp32.log", "int8.log")]
+        logs = [(out / f"{name}.log").read_text() for name in ("train", "fp32", "int8", "keras", "eval")]
         assert all(("warm start: forked" in text) == (kind == "warm") for text in logs)
-    for name in ("trained.h5", "hist.csv", "fp32.tflite", "fp32.tflite.gz", "int8.tflite", "int8.tflite.gz"):
+    for name in ("trained.h5", "hist.csv", "fp32.tflite", "fp32.tflite.gz", "int8.tflite", "int8.tflite.gz",
+                 "keras.json", "eval.json", "eval.csv", "layers.csv"):  # fmt: skip
         cold, warm = (runs[k] / name for k in ("cold", "warm"))
         if name == "hist.csv":  # epoch seconds differ; losses and accuracies must not
             cold, warm = (pd.read_csv(p).drop(columns="seconds") for p in (cold, warm))
             pd.testing.assert_frame_equal(cold, warm, check_exact=True)
         else:
             assert cold.read_bytes() == warm.read_bytes(), name
+    for name in ("keras.npz", "eval.npz"):  # a zip's bytes hold its write time; the arrays must be equal
+        with np.load(runs["cold"] / name) as cold, np.load(runs["warm"] / name) as warm:
+            assert all(np.array_equal(cold[k], warm[k]) for k in cold.files), name
+
+
+def evaluate(small_data, out: Path, sock, extra_env=None):
+    """The Keras evaluation of trained.h5 and the LiteRT evaluation of int8.tflite: exit statuses."""
+    d = small_data
+    cell = {"arch": "tiny", "seed": 0, "sparsity": 0, "quant": "int8"}
+    keras = job(
+        "evaluate",
+        "evaluate_keras",
+        out / "keras.log",
+        sock,
+        extra_env,
+        model_h5=str(out / "trained.h5"),
+        train_npz=str(d / "train.npz"),
+        test_npz=str(d / "test.npz"),
+        manifest=str(d / "manifest.json"),
+        out_json=str(out / "keras.json"),
+        out_predictions=str(out / "keras.npz"),
+        arch_cfg=TINY,
+        cell=cell,
+        threads=1,
+    )
+    litert = job(
+        "evaluate",
+        "evaluate_tflite",
+        out / "eval.log",
+        sock,
+        extra_env,
+        tflite=str(out / "int8.tflite"),
+        gz=str(out / "int8.tflite.gz"),
+        test_npz=str(d / "test.npz"),
+        manifest=str(d / "manifest.json"),
+        keras_json=str(out / "keras.json"),
+        out_json=str(out / "eval.json"),
+        out_csv=str(out / "eval.csv"),
+        out_layers=str(out / "layers.csv"),
+        out_predictions=str(out / "eval.npz"),
+        arch_cfg=TINY,
+        cell=cell,
+        settings={},
+        threads=1,
+    )
+    return keras[0], litert[0]
 
 
 def test_a_failing_warm_job_fails_with_its_one_line(server, small_data, tmp_path):

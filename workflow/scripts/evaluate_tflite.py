@@ -4,6 +4,7 @@ from pqgrid.io import run_script
 run_script(
     snakemake.log[0],
     evaluate_tflite,
+    warm=True,  # fork from the run's warm server (pqgrid/warm.py): numpy, pandas, LiteRT imported
     tflite=snakemake.input.tflite,
     gz=snakemake.input.gz,
     test_npz=snakemake.input.test,
