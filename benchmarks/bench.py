@@ -32,6 +32,10 @@ P9  threads of a fitting job (decides config.yaml's training.threads): images/s 
     2-thread plain model.fit against two 1-thread ones running at once (their sum), 3000
     images, batch 64, MobileNet, MobileNetV3Small, MobileNetV3Large, EfficientNetB0 (P9_ARCHS,
     comma-separated, chooses); best epoch after the first of each process.
+P10 steps per call of Keras' traced training function (decided that pqgrid keeps Keras'
+    default): plain model.fit with 1 step per call against 32 (`compile(steps_per_execution=32)`,
+    a loop inside the graph), MobileNet and MobileNetV3Small, 32 px, 3000 images, 1 thread,
+    alternated fresh processes; ratio of the median images/s of the epochs after the first.
 
   .venv/bin/python benchmarks/bench.py split RUN_DIR [LOG]
 
@@ -125,7 +129,8 @@ x, y = data.load_npz({train!r})
 model = build({{"builder": {arch!r}}}, 10, x.shape[1:], 0.9)
 opt = tf_keras.optimizers.RMSprop(1e-3, momentum=0.9)
 if {variant!r} == "plain":
-    model.compile(optimizer=opt, loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=opt, loss="categorical_crossentropy", metrics=["accuracy"],
+                  steps_per_execution={steps!r})
     times = []
     class T(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, e, logs=None):
@@ -142,8 +147,9 @@ print("FIT-IMGS", " ".join(str(len(x) / t) for t in times[1:]))
 """
 
 
-def _fit_code(tmp, train, variant, epochs, deterministic=True, arch="MobileNet", threads=2):
+def _fit_code(tmp, train, variant, epochs, deterministic=True, arch="MobileNet", threads=2, steps=1):
     return _FIT_CHILD.format(
+        steps=steps,
         scripts=str(ROOT / "workflow" / "scripts"),
         train=str(train),
         arch=arch,
@@ -160,9 +166,9 @@ def _rates_of(stdout):
     return [float(v) for v in stdout.split("FIT-IMGS")[1].split()]
 
 
-def _fit_rates(tmp, train, variant, epochs, deterministic=True, arch="MobileNet", threads=2):
+def _fit_rates(tmp, train, variant, epochs, deterministic=True, arch="MobileNet", threads=2, steps=1):
     """Images/s of each epoch after the first, of one _FIT_CHILD run."""
-    code = _fit_code(tmp, train, variant, epochs, deterministic, arch, threads)
+    code = _fit_code(tmp, train, variant, epochs, deterministic, arch, threads, steps)
     return _rates_of(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
@@ -444,6 +450,27 @@ def p9(tmp: Path, epochs=3):
         )
 
 
+def p10(tmp: Path, steps=32, epochs=3, rounds=3, archs=("MobileNet", "MobileNetV3Small")):
+    """Plain model.fit with Keras' default of one step per call of its traced function
+    against `steps` steps per call, 1 thread, alternated fresh processes; median images/s
+    over the epochs after the first. A gain here would make it worth a training setting."""
+    import statistics
+
+    d = _data(tmp, 300, 10)
+    for arch in archs:
+        rates = {1: [], steps: []}
+        for _ in range(rounds):
+            for spe in rates:
+                rates[spe] += _fit_rates(tmp, d / "train.npz", "plain", epochs, arch=arch, threads=1, steps=spe)
+        one, many = statistics.median(rates[1]), statistics.median(rates[steps])
+        print(
+            f"P10 plain fit {arch} 32 px, 3000 images, batch 64, 1 thread, {rounds} alternated fresh runs x "
+            f"{epochs - 1} epochs: 1 step per call {one:.0f} img/s ({min(rates[1]):.0f}-{max(rates[1]):.0f}), "
+            f"{steps} steps per call {many:.0f} img/s ({min(rates[steps]):.0f}-{max(rates[steps]):.0f}), "
+            f"ratio {many / one:.2f}x"
+        )
+
+
 # Rule -> part of the split (the rest of a fitting rule's job is "fitting jobs, other").
 SPLIT_PARTS = {
     "prepare_data": "data",
@@ -559,7 +586,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["split"]:
         split(*sys.argv[2:4])
         sys.exit(0)
-    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"]
+    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10"]
     for name in which:
         with tempfile.TemporaryDirectory() as tmp:
             globals()[name](Path(tmp))
