@@ -48,6 +48,9 @@ share of the machine). The rest: the rest of the training/pruning/QAT jobs, conv
 evaluation, device jobs, report and data, and prints wall time / fitting time. Job times come
 from Snakemake's per-job benchmark files where a rule writes one, else from the start and
 finish stamps of the run's log (LOG, default: the log under .snakemake/log with most jobs).
+It also prints the bound that packing alone cannot beat: the core-seconds the jobs booked
+(seconds x threads) over the cores; the wall time's excess over it is idle cores and waits,
+the bound's excess over fitting is work other than fitting.
 Results of the last measurement are in benchmarks/README.md."""
 
 from __future__ import annotations
@@ -542,6 +545,7 @@ def split_run(run_dir: Path, log: Path | None = None) -> dict:
             if out.endswith(".history.csv"):
                 threads_of[out] = int(j.get("threads", 1))
     parts = dict.fromkeys(["fitting", "fitting jobs", "conversion", "evaluation", "device", "report", "data"], 0.0)
+    booked = 0.0  # core-seconds the jobs booked (seconds x threads): no schedule beats booked / cores
     for j in jobs:
         seconds = j["seconds"]
         tsv = run_dir / j["benchmark"] if j["benchmark"] else None
@@ -549,6 +553,7 @@ def split_run(run_dir: Path, log: Path | None = None) -> dict:
             with open(tsv) as fh:
                 seconds = float(next(csv.DictReader(fh, delimiter="\t"))["s"])
         parts[SPLIT_PARTS.get(j["rule"], "report")] += seconds
+        booked += seconds * int(j.get("threads", 1))
     fitting = 0.0
     epochs = 0.0  # plain sum of epoch seconds
     for history in (run_dir / "results" / "models").glob("*/seed*/*.history.csv"):
@@ -563,6 +568,9 @@ def split_run(run_dir: Path, log: Path | None = None) -> dict:
     return {
         "parts": parts,
         "wall": wall,
+        "booked": booked,
+        # the shortest wall time any scheduler keeping the jobs' thread bookings could reach
+        "bound": booked / cores if cores else None,
         "fitting": fitting,
         "epochs": epochs,
         "cores": cores,
@@ -580,6 +588,12 @@ def split(run_dir, log=None):
         f"wall time {r['wall']:.0f} s, fitting {r['fitting']:.0f} s ({r['epochs']:.0f} epoch-seconds, "
         f"{r['cores']} cores): overhead ratio {r['wall'] / r['fitting']:.2f}x"
     )
+    if r["bound"]:
+        print(
+            f"the jobs booked {r['booked']:.0f} core-seconds: on {r['cores']} cores no schedule ends before "
+            f"{r['bound']:.0f} s ({r['bound'] / r['fitting']:.2f}x fitting); this run's wall time is "
+            f"{100 * (r['wall'] / r['bound'] - 1):.0f} % above that (idle cores, waits)"
+        )
 
 
 if __name__ == "__main__":

@@ -75,3 +75,5 @@ def test_split_of_a_run_from_its_log_benchmark_files_and_histories(tmp_path):
     assert r["parts"]["fitting jobs, other"] == pytest.approx(35.0)
     assert r["parts"]["data"] == 4 and r["parts"]["conversion"] == 19 and r["parts"]["device"] == 10
     assert r["parts"]["report"] == 3 and r["parts"]["evaluation"] == 0
+    # booked core-seconds: the 2-thread training counts twice, every other job once
+    assert r["booked"] == pytest.approx(4 + 126.5 * 2 + 19 + 21 + 10 + 3) and r["bound"] == pytest.approx(155.0)
