@@ -100,9 +100,14 @@ def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
     assert len(hist) == 1 and np.isfinite(hist["loss"]).all()
     tfl = _convert(qat_h5, tiny_data, tmp_path / "qat.tflite", arch, "qat")
     assert io_dtypes(tfl) == {"input_dtype": "int8", "output_dtype": "int8"}
-    # the lean SavedModel step (convert.converter_for) gives the shipped converter's bytes
-    stock = _convert(qat_h5, tiny_data, tmp_path / "stock.tflite", arch, "qat", stock=True)
-    assert tfl.read_bytes() == stock.read_bytes()
+    # the lean SavedModel step (convert.converter_for) gives the shipped converter's bytes.
+    # Not for EfficientNet-B0 in CI (the stock QAT conversion is its slowest step): the
+    # family's lean fp32 step is compared in test_architectures, and all 8 QAT files of the
+    # laptop preset (EfficientNet-B0's included) were byte-identical to the stock converter's
+    # when the lean step came in (benchmarks/README.md, round 10).
+    if family != "EfficientNetB0":
+        stock = _convert(qat_h5, tiny_data, tmp_path / "stock.tflite", arch, "qat", stock=True)
+        assert tfl.read_bytes() == stock.read_bytes()
     x, _ = data.load_npz(tiny_data / "test.npz")
     from pqgrid.config import input_scaling
     from pqgrid.models import scale_inputs

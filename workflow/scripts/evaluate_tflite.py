@@ -1,10 +1,12 @@
 from pqgrid.evaluate import evaluate_tflite
 from pqgrid.io import run_script
 
+# Cold on purpose (no warm=True): a LiteRT job imports no TensorFlow, and forking it from
+# the warm server measured slower (laptop preset's 96 LiteRT evaluations: 180 job-s warm,
+# 169 cold, same files; benchmarks/README.md, round 12).
 run_script(
     snakemake.log[0],
     evaluate_tflite,
-    warm=True,  # fork from the run's warm server (pqgrid/warm.py): numpy, pandas, LiteRT imported
     tflite=snakemake.input.tflite,
     gz=snakemake.input.gz,
     test_npz=snakemake.input.test,
