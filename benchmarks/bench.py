@@ -120,7 +120,8 @@ def p1(tmp: Path):
 # One training run in a fresh process: plain `model.fit` on pre-scaled arrays (the baseline)
 # or the train rule's loop (fit.fit_resumable: uint8 arrays scaled per batch, per-epoch
 # shuffle, checkpoint). Prints images/s of every epoch after the first (tracing). P2 compares
-# the two variants, P8 plain fit with and without op determinism.
+# the two variants, P8 plain fit with and without op determinism, P10 plain fit with 1 and N
+# steps per call (`steps` reaches the plain variant only: the rule compiles with Keras' default).
 _FIT_CHILD = """
 import os, sys, time
 sys.path.insert(0, {scripts!r})
