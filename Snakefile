@@ -26,7 +26,9 @@ sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
 from pqgrid.config import ConfigError, check_config, load_schema
 
 
-configfile: "config.yaml"
+# Relative to this file, not to the working directory: `-s path/to/Snakefile` and
+# `--directory` work from any folder.
+configfile: f"{workflow.basedir}/config.yaml"
 
 
 # Every value checked before any job, each mistake one line naming its key and the fix.
@@ -39,7 +41,13 @@ except ConfigError as e:
     print(f"pqgrid config error: {e}", file=sys.stderr)
     raise SystemExit(1)
 # Snakemake's own validation then only fills in the schema's defaults (devices, report).
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+
+
+# Each preset runs in its own folder (run_dir, relative to where snakemake starts);
+# `--directory DIR` overrides it, so a copied or moved run folder is addressed as
+# `--directory <it>` with the same --configfile.
+workdir: config["run_dir"]
 
 
 report: "workflow/report/workflow.rst"

@@ -36,6 +36,10 @@ P10 steps per call of Keras' traced training function (decided that pqgrid keeps
     default): plain model.fit with 1 step per call against 32 (`compile(steps_per_execution=32)`,
     a loop inside the graph), MobileNet and MobileNetV3Small, 32 px, 3000 images, 1 thread,
     alternated fresh processes; ratio of the median images/s of the epochs after the first.
+P11 the cost of code-aware staleness (issue 29; goal <= 10 %): computing the code hash of
+    every rule script (pqgrid/provenance.py, what the rule files do at parse time) in a
+    fresh process, against a dry run of the default grid with 10 seeds; ratio hash / dry run,
+    3 rounds, medians.
 
   .venv/bin/python benchmarks/bench.py split RUN_DIR [LOG]
 
@@ -237,6 +241,24 @@ def p3(tmp: Path):
         f"10 seeds (1400 cells): {ten:.2f}s (goal <= 20s); ratio 10x/1x {ten / full:.2f}; "
         f"`snakemake --version` alone {empty:.2f}s"
     )
+
+
+def p11(tmp: Path, rounds=3):
+    wf = _copy(tmp)
+    (wf / "seeds10.yaml").write_text("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n")
+    code = (
+        "import sys, time; sys.path.insert(0, 'workflow/scripts'); t = time.perf_counter(); "
+        "from pqgrid.provenance import stage_code; from pathlib import Path; "
+        "[stage_code(p.name) for p in Path('workflow/scripts').glob('*.py')]; print(time.perf_counter() - t)"
+    )
+    dry, hashing = [], []
+    for _ in range(rounds):
+        dry.append(_timed(["-n", "all", "--quiet", "--configfile", "seeds10.yaml"], wf))
+        out = subprocess.run([sys.executable, "-c", code], cwd=wf, capture_output=True, text=True, check=True)
+        hashing.append(float(out.stdout))
+    d, h = sorted(dry)[rounds // 2], sorted(hashing)[rounds // 2]
+    print(f"P11 code hashes of all {len(list((wf / 'workflow/scripts').glob('*.py')))} rule scripts {h:.3f}s "
+          f"vs dry run of the 10-seed default grid {d:.2f}s: {100 * h / d:.1f} % (goal <= 10 %)")  # fmt: skip
 
 
 def p4(tmp: Path):
@@ -598,10 +620,13 @@ def split(run_dir, log=None):
 
 
 if __name__ == "__main__":
+    if set(sys.argv[1:]) & {"-h", "--help"} or any(a not in globals() for a in sys.argv[1:2] if a != "split"):
+        print(__doc__)
+        sys.exit(0 if set(sys.argv[1:]) & {"-h", "--help"} else 2)
     if sys.argv[1:2] == ["split"]:
         split(*sys.argv[2:4])
         sys.exit(0)
-    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10"]
+    which = sys.argv[1:] or ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10", "p11"]
     for name in which:
         with tempfile.TemporaryDirectory() as tmp:
             globals()[name](Path(tmp))

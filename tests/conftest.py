@@ -106,6 +106,21 @@ def snakemake(workdir, *args, check=True, timeout=1200):
     return proc
 
 
+SMOKE = ("--configfile", "presets/smoke.yaml")
+SMOKE_RUN = "runs/smoke"  # presets/smoke.yaml's run_dir: results/, logs/, .snakemake/
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """A finished smoke run, shared by the workflow and staleness tests: the workflow copied
+    to a fresh folder, `snakemake --cores 2 all --configfile presets/smoke.yaml` run in it
+    (console output kept in console.txt)."""
+    wf = copy_workflow(tmp_path_factory.mktemp("smoke") / "wf")
+    proc = snakemake(wf, "--cores", "2", "all", *SMOKE)
+    (wf / "console.txt").write_text(proc.stdout + proc.stderr)
+    return wf
+
+
 def stage_command(module: str, function: str, **kwargs) -> list:
     """A fresh Python that calls one pqgrid stage function with keyword arguments (kill -9
     tests, process-global TensorFlow settings)."""

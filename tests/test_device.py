@@ -494,7 +494,7 @@ def _device_accuracy(tflite, tmp_path, name, cfg, test):
 
 def test_accuracy_on_the_device_equals_the_host_and_ships_the_test_set_once(sshd, tiny_tflite, tmp_path):
     import numpy as np
-    from pqgrid.evaluate import read_predictions
+    from pqgrid.io import read_predictions
 
     test, host_scores = _host_eval(tiny_tflite, tmp_path)
     for name, cfg in (("local", {"type": "local", "remote_dir": str(tmp_path / "lock")}), ("loopback", sshd.device())):

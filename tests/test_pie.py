@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pqgrid import evaluate, figures, findings, pie, stats
+from pqgrid.io import read_predictions
 
 CLASSES = ["cat", "dog", "bird"]
 Y = np.array([0, 0, 1, 1, 2, 2])
@@ -80,12 +81,12 @@ def test_predictions_file_round_trip_and_damage(tmp_path):
     scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]], np.float32)
     path = tmp_path / "p.predictions.npz"
     evaluate.write_predictions(path, scores, np.array([0, 1, 2]), test_npz)
-    p = evaluate.read_predictions(path)
+    p = read_predictions(path)
     assert p["label"].tolist() == [0, 2, 1] and p["confidence"] == pytest.approx([0.7, 0.6, 0.5])
     assert p["true"].tolist() == [0, 1, 2] and len(p["test_sha256"]) == 64
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(ValueError, match="p.predictions.npz"):
-        evaluate.read_predictions(path)
+        read_predictions(path)
 
 
 def test_t_interval_and_welch_interval_against_hand_computation():

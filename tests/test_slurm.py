@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow
+from conftest import ROOT, SMOKE_RUN, copy_workflow
 from slurm_cluster import SlurmCluster, available
 
 
@@ -61,7 +61,7 @@ def test_smoke_grid_through_slurm(cluster, tmp_path):
     took = time.time() - t0
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
-    res = wf / "results"
+    res = wf / SMOKE_RUN / "results"
     assert len(list((res / "eval").rglob("s*_*.json"))) == 4
     assert (res / "tables/summary.csv").is_file() and (res / "findings.md").is_file()
     assert len(list((res / "bench/local").rglob("*.json"))) == 4

@@ -8,17 +8,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import copy_workflow, snakemake
-
-SMOKE = ("--configfile", "presets/smoke.yaml")
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    wf = copy_workflow(tmp_path_factory.mktemp("smoke") / "wf")
-    proc = snakemake(wf, "--cores", "2", "all", *SMOKE)
-    (wf / "console.txt").write_text(proc.stdout + proc.stderr)
-    return wf
+from conftest import SMOKE, SMOKE_RUN, copy_workflow, snakemake
 
 
 def planned_jobs(wf, *args, configfiles=()):
@@ -29,7 +19,7 @@ def planned_jobs(wf, *args, configfiles=()):
 
 
 def test_smoke_builds_every_target(smoke_run):
-    res = smoke_run / "results"
+    res = smoke_run / SMOKE_RUN / "results"
     for p in ("data/train.npz", "data/test.npz", "data/manifest.json", "tables/summary.csv", "tables/summary.md"):
         assert (res / p).is_file(), p
     for arch in ("mobilenet_tiny", "v3small_tiny"):
@@ -57,17 +47,21 @@ def test_smoke_builds_every_target(smoke_run):
     summary = pd.read_csv(res / "tables" / "summary.csv")
     # 2 archs x 2 sparsities x {fp32, int8}, + int16x8 and qat on v3small_tiny at both
     assert len(summary) == 12 and summary[["top1", "top3", "file_bytes", "gzip_bytes"]].notna().all().all()
-    assert (smoke_run / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text().count(
+    assert (smoke_run / SMOKE_RUN / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text().count(
         "ETA"
     ) == 10  # one line per epoch
-    assert (smoke_run / "benchmarks" / "results" / "models" / "mobilenet_tiny" / "seed0" / "trained.tsv").is_file()
+    assert (
+        smoke_run / SMOKE_RUN / "benchmarks" / "results" / "models" / "mobilenet_tiny" / "seed0" / "trained.tsv"
+    ).is_file()
 
 
 def test_smoke_accuracy_floors(smoke_run):
     """The smoke data are learnable, so accuracy is asserted, not only plumbing: these fail
     on the pre-fix pruning (no recovery, stale BatchNorm statistics: mobilenet_tiny s50 at
     11.8 %, v3small_tiny s50 at 39.6 %)."""
-    s = pd.read_csv(smoke_run / "results" / "tables" / "summary.csv").set_index(["arch", "sparsity", "quant"])
+    s = pd.read_csv(smoke_run / SMOKE_RUN / "results" / "tables" / "summary.csv").set_index(
+        ["arch", "sparsity", "quant"]
+    )
     for arch in ("mobilenet_tiny", "v3small_tiny"):
         trained = s.loc[(arch, 0, "fp32"), "keras_top1_test"]
         assert trained >= 0.90, (arch, trained)
@@ -79,18 +73,18 @@ def test_smoke_accuracy_floors(smoke_run):
             )
     assert not s.collapsed.any() and (s.chance_top1 == 0.1).all()
     # per class: the correct counts add up to the cell's top-1
-    pc = pd.read_csv(smoke_run / "results" / "tables" / "per_class.csv")
+    pc = pd.read_csv(smoke_run / SMOKE_RUN / "results" / "tables" / "per_class.csv")
     for (arch, sp, q), g in pc.groupby(["arch", "sparsity", "quant"]):
         assert g.correct.sum() / g.support.sum() == pytest.approx(s.loc[(arch, sp, q), "top1"], abs=1e-9)
     # the prune job logs the trained and pruned validation top-1
-    log = (smoke_run / "logs" / "models" / "mobilenet_tiny" / "seed0" / "pruned_50.log").read_text()
+    log = (smoke_run / SMOKE_RUN / "logs" / "models" / "mobilenet_tiny" / "seed0" / "pruned_50.log").read_text()
     assert "validation top-1: trained" in log and "BatchNorm statistics of" in log
 
 
 def test_smoke_remedies_qat_pqat_int16x8_and_layer_error(smoke_run):
     """The remedies end to end: QAT at s0, pruning-preserving QAT at 50 %, int16x8, and the
     per-layer int8 error of every model with an int8 cell."""
-    res = smoke_run / "results"
+    res = smoke_run / SMOKE_RUN / "results"
     s = pd.read_csv(res / "tables" / "summary.csv").set_index(["arch", "sparsity", "quant"])
     for sp in (0, 50):
         qat = s.loc[("v3small_tiny", sp, "qat")]
@@ -125,9 +119,9 @@ def test_predictions_agree_with_the_per_class_csv_and_feed_the_forgetting_analys
     """Every cell's per-image predictions give its per-class counts and top-1; the Keras
     model's give its test top-1; the PIE stage turns them into tables and a gallery."""
     import numpy as np
-    from pqgrid.evaluate import read_predictions
+    from pqgrid.io import read_predictions
 
-    res = smoke_run / "results"
+    res = smoke_run / SMOKE_RUN / "results"
     s = pd.read_csv(res / "tables" / "summary.csv")
     test_sha = None
     for r in s.itertuples():
@@ -162,7 +156,7 @@ def test_console_is_quiet_and_logs_hold_the_noise(smoke_run):
     for noise in ("cuInit", "oneDNN", "absl::InitializeLog", "cuda_platform"):
         assert noise not in console, noise
     assert "Finished jobid" in console or "steps (100%) done" in console
-    log = (smoke_run / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text()
+    log = (smoke_run / SMOKE_RUN / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text()
     assert "epoch 10/10" in log
 
 
@@ -172,7 +166,7 @@ def test_second_run_has_nothing_to_do(smoke_run):
 
 
 def test_touching_one_trained_model_reruns_exactly_its_downstream(smoke_run):
-    target = smoke_run / "results/models/mobilenet_tiny/seed0/trained.h5"
+    target = smoke_run / SMOKE_RUN / "results/models/mobilenet_tiny/seed0/trained.h5"
     before = target.stat()
     now = time.time() + 5
     os.utime(target, (now, now))
@@ -220,8 +214,8 @@ def test_two_clean_runs_give_identical_metrics(smoke_run, tmp_path):
         "grid_architectures: [mobilenet_tiny]\nquantization:\n  modes: [fp32, int8]\n  subsets: null\n"
     )
     snakemake(other, "--cores", "2", "all", *SMOKE, "one_arch.yaml")
-    a = sorted((smoke_run / "results" / "eval" / "mobilenet_tiny").rglob("*.json"))
-    a += sorted((smoke_run / "results" / "eval" / "mobilenet_tiny").rglob("*.predictions.npz"))
+    a = sorted((smoke_run / SMOKE_RUN / "results" / "eval" / "mobilenet_tiny").rglob("*.json"))
+    a += sorted((smoke_run / SMOKE_RUN / "results" / "eval" / "mobilenet_tiny").rglob("*.predictions.npz"))
     assert len(a) == 12  # 4 cells + 2 Keras models, metrics and predictions
     for p in a:
         rel = p.relative_to(smoke_run)
@@ -230,7 +224,7 @@ def test_two_clean_runs_give_identical_metrics(smoke_run, tmp_path):
 
 # ------------------------------------------------------------------ report stage
 def test_one_figure_rebuilds_alone(smoke_run):
-    fig = smoke_run / "results/figures/pareto_gzip.png"
+    fig = smoke_run / SMOKE_RUN / "results/figures/pareto_gzip.png"
     fig.unlink()
     proc = snakemake(smoke_run, "--cores", "2", "results/figures/pareto_gzip.png", *SMOKE)
     ran = re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M)
@@ -274,7 +268,7 @@ def test_a_grid_on_two_devices_local_and_loopback(smoke_run, sshd, tmp_path):
         assert upstream not in ran
     assert ran.count("benchmark_on_device") == 12, "local's timings stay: accuracy and power are not latency settings"
     assert ran.count("accuracy_on_device") == 24 and ran.count("energy_on_device") == 12
-    res = wf / "results"
+    res = wf / SMOKE_RUN / "results"
     bench = pd.read_csv(res / "tables" / "bench.csv")
     summary = pd.read_csv(res / "tables" / "summary.csv")
     assert len(bench) == 24 and set(bench.device) == {"local", "loopback"}
@@ -305,7 +299,7 @@ def test_report_html_renders_with_figures(smoke_run, tmp_path):
     import subprocess
 
     snakemake(smoke_run, "--report", "report.html", *SMOKE)
-    html = (smoke_run / "report.html").read_text(errors="replace")
+    html = (smoke_run / SMOKE_RUN / "report.html").read_text(errors="replace")
     for name in ("pareto_gzip.png", "per_class_pruning_mobilenet_tiny.png", "findings.md", "table_4_1_training.csv"):
         assert name in html, name
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -321,7 +315,7 @@ def test_report_html_renders_with_figures(smoke_run, tmp_path):
             f"--screenshot={shot}",
             "--window-size=1280,900",
             "--virtual-time-budget=8000",
-            f"file://{smoke_run / 'report.html'}",
+            f"file://{smoke_run / SMOKE_RUN / 'report.html'}",
         ],
         check=True,
         capture_output=True,
@@ -335,7 +329,7 @@ def test_report_html_renders_with_figures(smoke_run, tmp_path):
 
 def test_a_damaged_intermediate_file_stops_its_reader_with_one_line(smoke_run):
     """Last in this module: it breaks the smoke results for a moment, then restores them."""
-    target = smoke_run / "results/eval/mobilenet_tiny/seed0/s0_fp32.json"
+    target = smoke_run / SMOKE_RUN / "results/eval/mobilenet_tiny/seed0/s0_fp32.json"
     good = target.read_bytes()
     target.write_bytes(b"")  # a killed job or a full disk
     try:
@@ -346,7 +340,7 @@ def test_a_damaged_intermediate_file_stops_its_reader_with_one_line(smoke_run):
             "pqgrid: DamagedFile: results/eval/mobilenet_tiny/seed0/s0_fp32.json: empty file (0 bytes: a killed job "
             "or a full disk?); delete it and rerun"
         )
-        assert not (smoke_run / "results/tables/summary.csv").exists()  # nothing downstream written
+        assert not (smoke_run / SMOKE_RUN / "results/tables/summary.csv").exists()  # nothing downstream written
     finally:
         target.write_bytes(good)
         snakemake(smoke_run, "--cores", "1", "results/tables/summary.csv", *SMOKE)
@@ -371,10 +365,16 @@ def test_an_architecture_with_its_own_input_size_reads_its_own_data(tmp_path):
     assert checked >= 4
 
 
-def test_a_weights_file_is_an_input_of_training(tmp_path):
-    wf = copy_workflow(tmp_path / "wf")
-    (wf / "w.h5").write_bytes(b"placeholder: the dry run only plans")
-    (wf / "pre.yaml").write_text("architectures:\n  mobilenet_tiny: {builder: MobileNet, alpha: 0.25, weights: w.h5}\n")
-    proc = snakemake(wf, "-n", "all", *SMOKE, "pre.yaml")
-    block = next(b for b in proc.stdout.split("\n\n") if "rule train_model:" in b and "mobilenet_tiny" in b)
-    assert re.search(r"input: .*\bw\.h5\b", block), block
+def test_a_weights_file_is_part_of_training_by_content(smoke_run):
+    """A pretrained start: the file's content is a training param (replacing the file
+    retrains), its path relative to the workflow's folder (not the run folder)."""
+    (smoke_run / "w.h5").write_bytes(b"placeholder: the dry run only plans")
+    (smoke_run / "pre.yaml").write_text("architectures:\n  mobilenet_tiny: {weights: w.h5}\n")
+    reasons = []
+    for content in (b"placeholder: the dry run only plans", b"another placeholder"):
+        (smoke_run / "w.h5").write_bytes(content)
+        names, out = planned_jobs(smoke_run, configfiles=["pre.yaml"])
+        block = next(b for b in out.split("\n\n") if "rule train_model:" in b)
+        assert names.count("train_model") == 1 and "mobilenet_tiny" in block and "w.h5" not in block
+        reasons.append(re.search(r"reason: Params have changed.*", block)[0])
+    assert reasons[0] != reasons[1]  # the file's digest is in the params

@@ -31,6 +31,7 @@ rule benchmark_on_device:
     params:
         device=device_params("latency"),
         cell=cell,
+        code=stage_code("benchmark_on_device.py"),
     script:
         "../scripts/benchmark_on_device.py"
 
@@ -52,6 +53,7 @@ rule energy_on_device:
     params:
         device=device_params("energy"),
         cell=cell,
+        code=stage_code("energy_on_device.py"),
     script:
         "../scripts/energy_on_device.py"
 
@@ -78,8 +80,9 @@ rule accuracy_on_device:
         **{f"bench_{name}": device_slot(name) for name in DEVICES},
     params:
         device=device_params("accuracy"),
-        arch=arch_params,
+        model=model_params,
         batch_size=config["evaluation"]["batch_size"],
         cell=cell,
+        code=stage_code("accuracy_on_device.py"),
     script:
         "../scripts/accuracy_on_device.py"

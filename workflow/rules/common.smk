@@ -1,7 +1,8 @@
 # Wildcards, grid expansion and input/params functions for every rule. The logic behind
 # them (config checks, settings merging, the report registry) lives in the pqgrid library,
-# unit-tested without Snakemake. Settings reach jobs as params, so changing one
-# architecture's setting reruns that architecture's cells only.
+# unit-tested without Snakemake. A job's params are exactly the settings it reads
+# (pqgrid/settings.py) plus a hash of the pqgrid code it runs (pqgrid/provenance.py), so a
+# changed setting or changed code reruns the stage that reads it and what follows.
 # The Snakefile has checked the config (pqgrid.config.check_config) and put the library on
 # sys.path before including this file.
 import os
@@ -10,6 +11,7 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from pqgrid import registry, settings
+from pqgrid.provenance import file_digest, folder_digest, stage_code
 from pqgrid.config import (
     INT8_PTQ,
     QAT_MODE,
@@ -17,6 +19,7 @@ from pqgrid.config import (
     grid,
     input_size,
     split_quant,
+    workflow_path,
 )
 from pqgrid.config import cells as grid_cells
 
@@ -188,10 +191,15 @@ def convert_source(wildcards):
     return keras_model(wildcards)
 
 
-def weights_file(wildcards):
-    """A pretrained start from a file is an input: replacing the file retrains."""
+def weights_digest(wildcards):
+    """A pretrained start from a file: its content is a param, so replacing the file
+    retrains, and moving it with the checkout does not (its path is not an input)."""
     weights = config["architectures"][wildcards.arch].get("weights")
-    return {"weights": weights} if weights and weights != "imagenet" else {}
+    return (
+        file_digest(workflow_path(weights))
+        if weights and weights != "imagenet"
+        else None
+    )
 
 
 def qat_inputs(wildcards):
@@ -233,8 +241,13 @@ def findings_inputs(wildcards):
 
 
 # ---------------------------------------------------------------- params functions
-def arch_params(wildcards):
-    return config["architectures"][wildcards.arch]
+def model_params(wildcards):
+    """The architecture's model definition, without its fine-tuning overrides."""
+    return settings.model_settings(config, wildcards.arch)
+
+
+def calibration_params(wildcards):
+    return settings.calibration_samples(config, wildcards.quant)
 
 
 def train_params(wildcards):
@@ -301,10 +314,11 @@ def table_caption(wildcards):
     return registry.resolve(wildcards.table)[0].caption
 
 
-def thesis_dir():
-    """report.thesis_dir, a relative path taken from the workflow's folder."""
+def thesis_files():
+    """sha256 of the thesis' table CSVs in report.thesis_dir (relative to the workflow's
+    folder): editing one redraws the tables, moving the checkout does not."""
     path = config["report"].get("thesis_dir")
-    return os.path.join(workflow.basedir, path) if path else None
+    return folder_digest(os.path.join(workflow.basedir, path)) if path else None
 
 
 def figure_settings(wildcards):

@@ -24,7 +24,8 @@ rule convert_tflite:
     resources:
         mem_mb=3000,
     params:
-        arch=arch_params,
-        calibration_samples=config["quantization"]["calibration_samples"],
+        model=model_params,
+        calibration_samples=calibration_params,
+        code=stage_code("convert_tflite.py"),
     script:
         "../scripts/convert_tflite.py"

@@ -14,8 +14,9 @@ rule prepare_data:
     conda:
         "../../envs/train.yaml"
     params:
-        dataset=config["dataset"],
+        dataset=settings.data_settings(config),
         image_size=config["dataset"].get("image_size"),
+        code=stage_code("prepare_data.py"),
     script:
         "../scripts/prepare_data.py"
 
@@ -30,5 +31,6 @@ use rule prepare_data as prepare_data_resized with:
     benchmark:
         "benchmarks/results/data/prepare_data_{px}px.tsv"
     params:
-        dataset=config["dataset"],
+        dataset=settings.data_settings(config),
         image_size=lambda wildcards: int(wildcards.px),
+        code=stage_code("prepare_data.py"),

@@ -24,8 +24,9 @@ rule evaluate_keras:
     resources:
         mem_mb=2000,
     params:
-        arch=arch_params,
+        model=model_params,
         cell=cell,
+        code=stage_code("evaluate_keras.py"),
     script:
         "../scripts/evaluate_keras.py"
 
@@ -56,9 +57,10 @@ rule evaluate_tflite:
     resources:
         mem_mb=1000,
     params:
-        arch=arch_params,
+        model=model_params,
         cell=cell,
         settings=cell_settings,
         batch_size=config["evaluation"]["batch_size"],
+        code=stage_code("evaluate_tflite.py"),
     script:
         "../scripts/evaluate_tflite.py"

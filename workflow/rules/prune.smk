@@ -19,7 +19,8 @@ rule prune_model:
         mem_mb=4000,
         runtime=300,
     params:
-        arch=arch_params,
+        model=model_params,
         pruning=prune_params,
+        code=stage_code("prune_model.py"),
     script:
         "../scripts/prune_model.py"

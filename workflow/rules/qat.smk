@@ -21,7 +21,8 @@ rule qat_model:
         mem_mb=4000,
         runtime=300,
     params:
-        arch=arch_params,
+        model=model_params,
         qat=qat_params,
+        code=stage_code("qat_model.py"),
     script:
         "../scripts/qat_model.py"

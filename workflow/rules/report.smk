@@ -11,6 +11,8 @@ rule collect_bench:
         "logs/tables/bench.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        code=stage_code("collect_bench.py"),
     script:
         "../scripts/collect_bench.py"
 
@@ -31,8 +33,10 @@ rule make_table:
     conda:
         "../../envs/report.yaml"
     params:
-        thesis_dir=thesis_dir(),
+        thesis_dir=config["report"].get("thesis_dir"),
+        thesis_files=thesis_files(),
         caption=table_caption,
+        code=stage_code("make_table.py"),
     script:
         "../scripts/make_table.py"
 
@@ -55,6 +59,7 @@ rule plot_figure:
     params:
         settings=figure_settings,
         caption=figure_caption,
+        code=stage_code("plot_figure.py"),
     script:
         "../scripts/plot_figure.py"
 
@@ -76,6 +81,7 @@ rule check_findings:
         "../../envs/report.yaml"
     params:
         context=findings_context,
-        architectures={a: config["architectures"][a] for a in GRID["arch"]},
+        architectures={a: settings.model_settings(config, a) for a in GRID["arch"]},
+        code=stage_code("check_findings.py"),
     script:
         "../scripts/check_findings.py"

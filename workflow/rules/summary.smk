@@ -3,6 +3,7 @@ rule summarize_grid:
     input:
         metrics=for_cells(rules.evaluate_tflite.output.metrics),
         per_class=for_cells(rules.evaluate_tflite.output.per_class),
+        predictions=for_cells(rules.evaluate_tflite.output.predictions),
         keras=for_models(rules.evaluate_keras.output.metrics),
         device_eval=device_accuracy_targets(),
     output:
@@ -13,5 +14,7 @@ rule summarize_grid:
         "logs/tables/summary.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        code=stage_code("summarize_grid.py"),
     script:
         "../scripts/summarize_grid.py"

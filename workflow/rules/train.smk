@@ -2,7 +2,6 @@ rule train_model:
     """Train one architecture from scratch (thesis §3.3), or from `weights:` with a new
     classifier; resumes after a kill."""
     input:
-        unpack(weights_file),
         train=data_file("train"),
         test=data_file("test"),
         manifest=data_file("manifest"),
@@ -20,7 +19,9 @@ rule train_model:
         mem_mb=4000,
         runtime=600,
     params:
-        arch=arch_params,
+        model=model_params,
         training=train_params,
+        weights=weights_digest,
+        code=stage_code("train_model.py"),
     script:
         "../scripts/train_model.py"

@@ -16,7 +16,7 @@ run_script(
     name=snakemake.wildcards.device,
     cfg=snakemake.params.device,
     cell=snakemake.params.cell,
-    scaling=input_scaling(snakemake.params.arch),
+    scaling=input_scaling(snakemake.params.model),
     batch_size=snakemake.params.batch_size,
     classes=load_manifest(snakemake.input.manifest)["classes"],
 )

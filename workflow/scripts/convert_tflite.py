@@ -9,7 +9,7 @@ run_script(
     train_npz=snakemake.input.train,
     out_tflite=snakemake.output.tflite,
     out_gz=snakemake.output.gz,
-    arch_cfg=snakemake.params.arch,
+    arch_cfg=snakemake.params.model,
     mode=snakemake.wildcards.quant,
     calibration_samples=snakemake.params.calibration_samples,
     seed=int(snakemake.wildcards.seed),

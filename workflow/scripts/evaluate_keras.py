@@ -11,7 +11,7 @@ run_script(
     manifest=snakemake.input.manifest,
     out_json=snakemake.output.metrics,
     out_predictions=snakemake.output.predictions,
-    arch_cfg=snakemake.params.arch,
+    arch_cfg=snakemake.params.model,
     cell=snakemake.params.cell,
     threads=snakemake.threads,
 )

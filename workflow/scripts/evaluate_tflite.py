@@ -17,7 +17,7 @@ run_script(
     out_csv=snakemake.output.per_class,
     out_layers=snakemake.output.layers,
     out_predictions=snakemake.output.predictions,
-    arch_cfg=snakemake.params.arch,
+    arch_cfg=snakemake.params.model,
     cell=snakemake.params.cell,
     settings=snakemake.params.settings,
     batch_size=snakemake.params.batch_size,

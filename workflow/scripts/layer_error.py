@@ -9,7 +9,7 @@ run_script(
     train_npz=snakemake.input.train,
     test_npz=snakemake.input.test,
     out_csv=snakemake.output.csv,
-    arch_cfg=snakemake.params.arch,
+    arch_cfg=snakemake.params.model,
     calibration_samples=snakemake.params.calibration_samples,
     samples=snakemake.params.samples,
     seed=int(snakemake.wildcards.seed),

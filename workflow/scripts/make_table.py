@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from pqgrid.io import run_script
 from pqgrid.tables import make_table
 
@@ -8,5 +10,8 @@ run_script(
     name=snakemake.wildcards.table,
     out_csv=snakemake.output.csv,
     out_md=snakemake.output.md,
-    thesis_dir=snakemake.params.thesis_dir,
+    # report.thesis_dir is relative to the workflow's folder (two above this script's)
+    thesis_dir=Path(snakemake.scriptdir).parents[1] / snakemake.params.thesis_dir
+    if snakemake.params.thesis_dir
+    else None,
 )

@@ -1,3 +1,4 @@
+from pqgrid.config import source_path
 from pqgrid.data import prepare
 from pqgrid.io import run_script
 
@@ -5,7 +6,7 @@ d = snakemake.params.dataset
 run_script(
     snakemake.log[0],
     prepare,
-    source=d["source"],
+    source=source_path(d["source"]),
     train_npz=snakemake.output.train,
     test_npz=snakemake.output.test,
     manifest_path=snakemake.output.manifest,

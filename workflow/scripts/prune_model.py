@@ -6,7 +6,7 @@ run_script(
     prune_model,
     warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
     trained_h5=snakemake.input.model,
-    arch_cfg=snakemake.params.arch,
+    arch_cfg=snakemake.params.model,
     settings=snakemake.params.pruning,
     train_npz=snakemake.input.train,
     test_npz=snakemake.input.test,

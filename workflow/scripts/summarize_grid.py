@@ -8,6 +8,7 @@ run_script(
     keras_jsons=snakemake.input.keras,
     per_class_csvs=snakemake.input.per_class,
     device_eval_jsons=snakemake.input.device_eval,
+    prediction_npzs=snakemake.input.predictions,
     out_csv=snakemake.output.csv,
     out_md=snakemake.output.md,
     out_per_class=snakemake.output.per_class,

@@ -10,7 +10,7 @@ run_script(
     manifest=snakemake.input.manifest,
     model_out=snakemake.output.model,
     history_csv=snakemake.output.history,
-    arch_cfg=snakemake.params.arch,
+    arch_cfg=snakemake.params.model,
     settings=snakemake.params.training,
     seed=int(snakemake.wildcards.seed),
     threads=snakemake.threads,

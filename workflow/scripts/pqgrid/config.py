@@ -81,6 +81,13 @@ STEMS = ("imagenet", "cifar")
 DATASET_SOURCES = ("keras", "synthetic", "synthetic-photos")  # plus a path (folder, tar, CIFAR python batches)
 
 
+# The checkout. Relative paths in the config (dataset.source, architectures.*.weights,
+# report.thesis_dir) start here, not in the run folder or wherever snakemake was started:
+# the same config means the same files from any folder, and params hold the path as written
+# (moving a run folder or the checkout reruns nothing).
+WORKFLOW_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
 class ConfigError(ValueError):
     """A configuration mistake, reported as one line naming the key and the fix."""
 
@@ -242,9 +249,10 @@ def _check_arch_options(name: str, a: dict, config: dict) -> None:
             f"architectures.{name}.weights: {b} has no ImageNet weights to download "
             "(give weights: <path to an .h5 saved from the same builder> or leave weights out)"
         )
-    if weights != "imagenet" and not os.path.isfile(weights):
+    if weights != "imagenet" and not os.path.isfile(workflow_path(weights)):
         raise ConfigError(
-            f"architectures.{name}.weights: {weights!r} does not exist (give imagenet or a path to an .h5)"
+            f"architectures.{name}.weights: {weights!r} does not exist (relative paths start at {WORKFLOW_DIR}; "
+            "give imagenet or a path to an .h5)"
         )
 
 
@@ -456,12 +464,23 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def workflow_path(path: str) -> str:
+    """A path from the config as a job opens it: relative paths start at the workflow's
+    folder (the checkout), absolute and ~ paths as given."""
+    return os.path.join(WORKFLOW_DIR, os.path.expanduser(path))
+
+
+def source_path(source: str) -> str:
+    """dataset.source as the data stage opens it: a named source as is, else a path."""
+    return source if source in DATASET_SOURCES else workflow_path(source)
+
+
 def check_dataset_source(source: str) -> None:
     if source in DATASET_SOURCES:
         return
-    if not os.path.exists(source):
+    if not os.path.exists(source_path(source)):
         raise ConfigError(
-            f"dataset.source: {source!r} does not exist; give 'keras', 'synthetic', an "
+            f"dataset.source: {source!r} does not exist (relative paths start at {WORKFLOW_DIR}); give 'keras', 'synthetic', an "
             "image-folder directory or .tar/.tar.gz, or CIFAR-10 python batches "
             "(directory or cifar-10-python.tar.gz)"
         )

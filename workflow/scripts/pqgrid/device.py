@@ -483,7 +483,8 @@ def device_accuracy(
     evaluation's own functions: top-1/top-3, per class, per image, and the difference from
     the host's numbers."""
     from .data import load_npz
-    from .evaluate import per_class_table, read_predictions, topk_accuracy, write_predictions
+    from .evaluate import per_class_table, topk_accuracy, write_predictions
+    from .io import read_predictions
 
     check_file(tflite)
     cfg = settings(cfg)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import zipfile
 
 import numpy as np
 import pandas as pd
@@ -47,7 +46,6 @@ def per_class_table(y_true, y_pred, classes) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- per-image predictions
-PREDICTION_KEYS = ("label", "confidence", "true", "test_sha256")
 
 
 def write_predictions(path, scores: np.ndarray, y: np.ndarray, test_npz) -> None:
@@ -65,18 +63,6 @@ def write_predictions(path, scores: np.ndarray, y: np.ndarray, test_npz) -> None
             true=np.asarray(y, dtype=np.int16),
             test_sha256=np.array(sha256_file(test_npz)),
         )
-
-
-def read_predictions(path) -> dict:
-    """A predictions file as a dict; a damaged or foreign file fails naming it."""
-    check_file(path)
-    try:
-        with np.load(path) as f:
-            out = {k: f[k] for k in PREDICTION_KEYS}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise damaged(path, e) from None
-    out["test_sha256"] = str(out["test_sha256"])
-    return out
 
 
 def confusion_matrix(y_true, y_pred, n) -> np.ndarray:

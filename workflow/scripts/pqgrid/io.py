@@ -8,7 +8,10 @@ import json
 import logging
 import os
 import sys
+import zipfile
 from pathlib import Path
+
+from .provenance import pqgrid_version
 
 
 @contextlib.contextmanager
@@ -88,6 +91,24 @@ def read_json(path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise damaged(path, e) from None
+
+
+# What a predictions file (one model's answer per test image, evaluate.write_predictions) holds.
+PREDICTION_KEYS = ("label", "confidence", "true", "test_sha256")
+
+
+def read_predictions(path) -> dict:
+    """A predictions file as a dict; a damaged or foreign file fails naming it."""
+    check_file(path)
+    import numpy as np  # deferred: the rule files import io at parse time
+
+    try:
+        with np.load(path) as f:
+            out = {k: f[k] for k in PREDICTION_KEYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise damaged(path, e) from None
+    out["test_sha256"] = str(out["test_sha256"])
+    return out
 
 
 def write_json(path, obj) -> None:
@@ -196,15 +217,17 @@ def platform_facts() -> dict:
 
 
 def versions() -> dict:
-    """Versions of the libraries that made a number, for provenance."""
+    """pqgrid's own version and commit, and the versions of the libraries that made a
+    number (ai-edge-quantizer writes the dynamic and fp16 files), for provenance."""
     from importlib import metadata
 
-    out = {"python": sys.version.split()[0], "platform": platform_facts()}
+    out = {"python": sys.version.split()[0], "platform": platform_facts(), "pqgrid": pqgrid_version()}
     for dist in (
         "tensorflow",
         "tf_keras",
         "tensorflow-model-optimization",
         "ai-edge-litert",
+        "ai-edge-quantizer",
         "numpy",
     ):
         try:

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .config import BUILDERS, builder_kwargs
+from .config import BUILDERS, builder_kwargs, workflow_path
 
 # uint8 images -> what the model takes: defined in device_harness (the device runs it too).
 from .device_harness import scale_inputs
@@ -130,6 +130,7 @@ def load_weights_file(model, path) -> int:
     `model` that has weights is in the file with the same shapes (the file may hold more,
     e.g. another classifier). Raises ModelError naming the first mismatch. Returns the number
     of layers loaded."""
+    path = workflow_path(path)
     saved = saved_weight_shapes(path)
     n = 0
     for layer in model.layers:

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from .data import load_manifest
-from .evaluate import per_class_table, read_predictions
-from .io import atomic_path
+from .evaluate import per_class_table
+from .io import atomic_path, read_predictions
 from .stats import class_changes, t_interval, welch_interval
 
 

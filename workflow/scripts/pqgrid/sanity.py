@@ -19,14 +19,19 @@ def at_chance(top1: float, n_classes: int, n_images: int) -> bool:
     return top1 <= 1.0 / n_classes + chance_margin(n_classes, n_images)
 
 
+def clearly_above_chance(top1: float, n_classes: int, n_images: int) -> bool:
+    """More than twice the margin above chance: a model whose changes mean something. A
+    run whose trained models are not gets no verdict on accuracy (findings.py)."""
+    return top1 > 1.0 / n_classes + 2 * chance_margin(n_classes, n_images)
+
+
 def collapsed(top1: float, parent_top1: float, n_classes: int, n_images: int) -> bool:
     """A cell at chance while the model it was derived from is clearly above it (more than
     twice the margin): pruning or quantization broke the model. This is a defect to look
     at, not a measurement of the method: never a data point for a claim."""
     if parent_top1 is None or (isinstance(parent_top1, float) and math.isnan(parent_top1)):
         return False
-    margin = chance_margin(n_classes, n_images)
-    return top1 <= 1.0 / n_classes + margin and parent_top1 > 1.0 / n_classes + 2 * margin
+    return at_chance(top1, n_classes, n_images) and clearly_above_chance(parent_top1, n_classes, n_images)
 
 
 def collapse_message(what: str, top1: float, parent: str, parent_top1: float, n_classes: int) -> str:

@@ -1,20 +1,35 @@
-"""The settings each job receives (as Snakemake `params`, so that changing one
-architecture's setting reruns that architecture's jobs only): global blocks merged with the
-architecture's overrides. Pure Python, called by the rule files at parse time."""
+"""The settings each job receives as Snakemake `params`: exactly what the job reads, so a
+change reruns the stage that reads it and what follows, nothing else. One function per
+stage; `workflow/schemas/stages.yaml` says which stage each config key reaches, and
+tests/test_staleness.py checks it on a finished run. Pure Python, called by the rule files
+at parse time."""
 
 from __future__ import annotations
 
 import copy
 
-from .config import PATTERNS, QAT_MODE, grid, input_scaling, schedule_for, sparsity_value, split_quant
+from .config import (
+    CALIBRATED_MODES,
+    PATTERNS,
+    QAT_MODE,
+    grid,
+    input_scaling,
+    input_size,
+    schedule_for,
+    sparsity_value,
+    split_quant,
+)
 
 __all__ = [
+    "calibration_samples",
     "cell",
     "cell_settings",
     "device_settings",
     "devices_with",
     "figure_settings",
     "findings_context",
+    "data_settings",
+    "model_settings",
     "pruning_settings",
     "qat_settings",
     "sparsity_value",
@@ -27,14 +42,43 @@ TRANSFER_DEFAULTS = {"head_epochs": 5, "fine_tune": True, "fine_tune_learning_ra
 FROM_TRAINING = ("validation", "holdout_fraction", "batchnorm_momentum", "threads")
 
 
+# An architecture's fine-tuning overrides: each reaches its own stage only (training,
+# pruning, QAT), never the model's definition.
+STAGE_OVERRIDES = ("training", "pruning", "qat")
+
+
+def data_settings(config: dict) -> dict:
+    """What the data stage reads of `dataset`; the image side comes from the target's
+    folder, so changing dataset.image_size leaves the folders of other sizes alone."""
+    return {k: v for k, v in config["dataset"].items() if k != "image_size"}
+
+
+def model_settings(config: dict, arch: str) -> dict:
+    """What defines an architecture's model: builder, its keyword arguments, input_size,
+    stem and weights, without the fine-tuning overrides (a QAT learning rate must not
+    retrain the model)."""
+    return {k: v for k, v in config["architectures"][arch].items() if k not in STAGE_OVERRIDES}
+
+
 def training_settings(config: dict, arch: str) -> dict:
-    """Global training settings with the architecture's overrides applied."""
+    """Global training settings with the architecture's overrides applied. `transfer` only
+    for a pretrained start (`weights:`): training from scratch does not read it."""
     merged = copy.deepcopy(config["training"])
     own = config["architectures"][arch].get("training", {})
     merged.update(own)
-    # transfer is merged key by key: an architecture may change head_epochs alone
-    merged["transfer"] = {**TRANSFER_DEFAULTS, **config["training"].get("transfer", {}), **own.get("transfer", {})}
+    if config["architectures"][arch].get("weights"):
+        # merged key by key: an architecture may change head_epochs alone
+        merged["transfer"] = {**TRANSFER_DEFAULTS, **config["training"].get("transfer", {}), **own.get("transfer", {})}
+    else:
+        merged.pop("transfer", None)
     return merged
+
+
+def calibration_samples(config: dict, quant: str) -> int | None:
+    """Representative images of a calibrated mode's conversion (qat too: the converter
+    calibrates what fake-quant ranges leave open; 5 and 20 samples give different files);
+    None for the others, which no calibration touches."""
+    return config["quantization"]["calibration_samples"] if split_quant(quant)[0] in CALIBRATED_MODES else None
 
 
 def pruning_settings(config: dict, arch: str, sparsity) -> dict:
@@ -81,19 +125,20 @@ def cell(arch: str, seed: str, sparsity: str, quant: str | None = None) -> dict:
 
 
 def cell_settings(config: dict, arch: str, sparsity: str, quant: str) -> dict:
-    """Everything that made a cell, recorded in its metrics JSON."""
-    arch_cfg = config["architectures"][arch]
+    """Everything that made a cell, recorded in its metrics JSON: the settings of every
+    stage upstream of it, and nothing the cell did not go through."""
+    model = model_settings(config, arch)
     return {
-        "architecture": arch_cfg,
-        "input_scaling": input_scaling(arch_cfg),
+        "architecture": model,
+        "input_scaling": input_scaling(model),
         "training": training_settings(config, arch),
         "pruning": pruning_settings(config, arch, sparsity_value(sparsity)) if sparsity != "0" else None,
         "quantization": {
             "mode": quant,
-            "calibration_samples": config["quantization"]["calibration_samples"],
+            "calibration_samples": calibration_samples(config, quant),
             **({"qat": qat_settings(config, arch, sparsity)} if split_quant(quant)[0] == QAT_MODE else {}),
         },
-        "dataset": config["dataset"],
+        "dataset": {**data_settings(config), "image_size": input_size(config, arch)},
     }
 
 

@@ -48,6 +48,22 @@ def t_interval(values, confidence=CONFIDENCE) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def paired_interval(gained, lost, n, confidence=CONFIDENCE) -> tuple[float, float]:
+    """Interval for the change of accuracy between two models scored on the same n test
+    images, from the discordant images alone (`gained`: right only in the second model,
+    `lost`: only in the first): exact given gained + lost = m, the count of gains is
+    Binomial(m, p) and the change is (2p - 1) m / n, so the Clopper-Pearson interval of p maps
+    onto it. It excludes 0 when McNemar's exact test (equal-tailed) rejects at 1 - confidence.
+    One seed's evidence: two models that differ on a handful of images do not differ."""
+    from scipy import stats
+
+    m = int(gained) + int(lost)
+    if m == 0:
+        return 0.0, 0.0
+    ci = stats.binomtest(int(gained), m).proportion_ci(confidence_level=confidence, method="exact")
+    return (2 * ci.low - 1) * m / n, (2 * ci.high - 1) * m / n
+
+
 def ci_halfwidth(values, confidence=CONFIDENCE) -> float:
     """Half the width of `t_interval` (the `± x` of a table); NaN below 2 values."""
     lo, hi = t_interval(values, confidence)
@@ -83,6 +99,28 @@ def welch_interval(a, b, confidence=CONFIDENCE) -> tuple[float, float]:
         warnings.simplefilter("ignore", RuntimeWarning)
         ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(confidence)
     return float(ci.low), float(ci.high)
+
+
+def class_heterogeneity(base: pd.DataFrame, variant: pd.DataFrame) -> tuple[float, float]:
+    """Do the classes change by different amounts? Per class (rows indexed by class, columns
+    `correct` and `support`, seeds summed): Δ_c = variant's minus base's accuracy. Under
+    "every class changes alike" the inverse-variance weighted squares of Δ_c about their
+    weighted mean follow χ² with classes - 1 degrees of freedom (Cochran's Q). The variance of
+    each Δ_c is the unpaired binomial one (+0.5 per count keeps it off 0): the two models
+    answer the same images, so the true variance is smaller and the test errs towards "alike".
+    Returns (p-value, max|Δ_c| / |overall Δ|, the ratio the thesis looked at; inf at Δ = 0)."""
+    from scipy import stats
+
+    b, v = base.align(variant, join="inner")
+    pb, pv = (b.correct + 0.5) / (b.support + 1), (v.correct + 0.5) / (v.support + 1)
+    delta = v.correct / v.support - b.correct / b.support
+    w = 1 / (pb * (1 - pb) / (b.support + 1) + pv * (1 - pv) / (v.support + 1))
+    mean = float((w * delta).sum() / w.sum())
+    q = float((w * (delta - mean) ** 2).sum())
+    p = float(stats.chi2.sf(q, len(delta) - 1)) if len(delta) > 1 else float("nan")
+    overall = v.correct.sum() / v.support.sum() - b.correct.sum() / b.support.sum()
+    ratio = float(delta.abs().max() / abs(overall)) if overall else float("inf")
+    return p, ratio
 
 
 def bh_adjust(p_values) -> np.ndarray:

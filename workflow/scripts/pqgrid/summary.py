@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 
 from .config import arch_label
-from .io import atomic_path, damaged, read_csv, read_json, write_text
+from .io import atomic_path, damaged, read_csv, read_json, read_predictions, write_text
 from .registry import LONG_TABLES
 from .sanity import collapsed
 
@@ -25,7 +25,7 @@ SPARSITY_KEYS = (
     "depthwise_sparsity",
 )
 BENCH_COLUMNS = [
-    *("arch", "seed", "sparsity", "quant", "device", "latency_us", "latency_std_us", "p50_us"),
+    *("arch", "seed", "sparsity", "quant", "device", "latency_us", "latency_std_us", "p50_us", "p90_us"),
     *("ram_delta_mb", "process_peak_rss_mb", "tool", "threads", "cpu_model", "throttled", "cooldown_timed_out"),
 ]
 # From the energy JSONs (devices with a `power` source; empty elsewhere, never 0).
@@ -54,16 +54,27 @@ COLUMNS = [
     *("top1", "top3", "keras_top1_test", "keras_top1_train", "keras_top3_train", "keras_top3_test"),
     *("file_bytes", "gzip_bytes", "gzip_ratio", *SPARSITY_KEYS, *TFLITE_KEYS, *OPTIONAL_KEYS),
     *("input_dtype", "output_dtype", "test_images", "worst_class", "worst_class_top1"),
-    *("chance_top1", "parent_top1", "collapsed", "tflite_sha256"),
+    *("chance_top1", "parent_top1", "collapsed", "gained_vs_fp32", "lost_vs_fp32", "tflite_sha256"),
 ]
 
 
 def summarize(
-    *, eval_jsons, keras_jsons, per_class_csvs, out_csv, out_md, out_per_class=None, device_eval_jsons=()
+    *,
+    eval_jsons,
+    keras_jsons,
+    per_class_csvs,
+    out_csv,
+    out_md,
+    out_per_class=None,
+    device_eval_jsons=(),
+    prediction_npzs=(),
 ) -> pd.DataFrame:
     """Stage `summarize_grid`: one row per cell (summary.csv/.md) and one per cell and class.
     Where devices measured accuracy, each adds `top1_on_<device>` and `top1_diff_pp_<device>`
-    (on-device minus host top-1, percentage points)."""
+    (on-device minus host top-1, percentage points). With each cell's predictions (in the
+    order of `eval_jsons`), `gained_vs_fp32` / `lost_vs_fp32`: test images the cell answers
+    right and the unpruned fp32 .tflite of its architecture and seed wrong, and the reverse
+    - the discordant pairs a one-seed comparison rests on (findings.py, McNemar)."""
     keras = {}
     for p in keras_jsons:
         k = read_json(p)
@@ -76,7 +87,7 @@ def summarize(
             raise damaged(pc, f"{classes.support.sum()} of {e['test_images']} test images")
         long.append(classes.assign(**{k: e["cell"][k] for k in CELL_KEYS}))
         rows.append(_row(e, keras, classes))
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = _with_discordance(pd.DataFrame(rows, columns=COLUMNS), eval_jsons, prediction_npzs)
     df = _with_device_accuracy(df, device_eval_jsons).sort_values(["arch", "seed", "sparsity", "quant"], key=_natural)
     for r in df[df["collapsed"]].itertuples():
         log.warning(
@@ -99,6 +110,26 @@ def summarize(
         with atomic_path(out_per_class) as tmp:
             pcs.to_csv(tmp, index=False)
     return df
+
+
+def _with_discordance(df, eval_jsons, prediction_npzs) -> pd.DataFrame:
+    if not len(prediction_npzs):
+        return df
+    right = {}
+    for p, e in zip(prediction_npzs, eval_jsons, strict=True):
+        pred = read_predictions(p)
+        c = read_json(e)["cell"]
+        right[(c["arch"], str(c["seed"]), str(c["sparsity"]), c["quant"])] = pred["label"] == pred["true"]
+    gained, lost = [], []
+    for r in df.itertuples():
+        cell, ref = (
+            right.get((r.arch, str(r.seed), str(r.sparsity), r.quant)),
+            right.get((r.arch, str(r.seed), "0", "fp32")),
+        )
+        ok = cell is not None and ref is not None and len(cell) == len(ref)
+        gained.append(int((cell & ~ref).sum()) if ok else None)
+        lost.append(int((~cell & ref).sum()) if ok else None)
+    return df.assign(gained_vs_fp32=pd.array(gained, dtype="Int64"), lost_vs_fp32=pd.array(lost, dtype="Int64"))
 
 
 def _with_device_accuracy(df, device_eval_jsons) -> pd.DataFrame:
@@ -221,6 +252,7 @@ def load_bench(paths) -> pd.DataFrame:
                 "latency_us": b["avg_us"],
                 "latency_std_us": b.get("std_us"),
                 "p50_us": b.get("p50_us"),
+                "p90_us": b.get("p90_us"),
                 "ram_delta_mb": b.get("ram_delta_mb"),
                 "process_peak_rss_mb": b.get("process_peak_rss_mb"),
                 "tool": b["tool"],
