@@ -18,11 +18,12 @@
 
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version, update_config, validate
 
 min_version("9.0")
 
 sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
+from pqgrid.cli import CommandLineError, command_line, typed_config, unknown_targets
 from pqgrid.config import ConfigError, check_config, load_schema
 
 
@@ -32,11 +33,14 @@ configfile: f"{workflow.basedir}/config.yaml"
 
 
 # Every value checked before any job, each mistake one line naming its key and the fix.
+COMMAND_LINE = command_line(sys.argv[1:])
 try:
+    # --config lists and mappings as YAML types (Snakemake leaves them strings)
+    update_config(config, typed_config(COMMAND_LINE.config if COMMAND_LINE else []))
     check_config(
         config, load_schema(f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
     )
-except ConfigError as e:
+except (ConfigError, CommandLineError) as e:
     # One line on stderr and a non-zero exit, no traceback: the line says it all.
     print(f"pqgrid config error: {e}", file=sys.stderr)
     raise SystemExit(1)
@@ -114,3 +118,15 @@ rule all:
         energy_targets(),
         device_accuracy_targets(),
         report_targets(),
+
+
+# A target no rule makes: one line with the nearest targets of this grid, before the DAG.
+_unknown = unknown_targets(
+    COMMAND_LINE.targets if COMMAND_LINE else [],
+    lambda path: any(r.is_producer(path) for r in workflow.rules),
+    every_target,
+    {r.name for r in workflow.rules},
+)
+if _unknown:
+    print(f"pqgrid: {_unknown}", file=sys.stderr)
+    raise SystemExit(1)

@@ -621,7 +621,7 @@ def split(run_dir, log=None):
 
 if __name__ == "__main__":
     if set(sys.argv[1:]) & {"-h", "--help"} or any(a not in globals() for a in sys.argv[1:2] if a != "split"):
-        print(__doc__)
+        print("usage: bench.py [p1 ... p11 | split RUN_DIR [LOG]]\n" + __doc__)
         sys.exit(0 if set(sys.argv[1:]) & {"-h", "--help"} else 2)
     if sys.argv[1:2] == ["split"]:
         split(*sys.argv[2:4])

@@ -9,6 +9,7 @@ from conftest import ROOT, copy_workflow, make_tar, snakemake, write_image_tree
 
 DOCS = [
     "README.md",
+    *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("docs/**/*.md"))),
     "CONTRIBUTING.md",
     "config.yaml",
     "profiles/slurm/README.md",
@@ -33,6 +34,17 @@ def printed_commands():
 
 def test_the_docs_print_commands():
     assert len(printed_commands()) >= 6, printed_commands()
+
+
+def test_the_readme_is_a_front_door():
+    """Short, the smoke preset first, no project history: the rest lives in docs/."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    commands = [m.group(0) for m in PATTERN.finditer(text)]
+    assert "presets/smoke.yaml" in commands[0], commands[0]
+    assert not re.search(r"\bround \d+", text, re.I)
+    for link in re.findall(r"\]\(([^)#]+)\)", text):
+        assert (ROOT / link).exists() or link.startswith("http"), link
 
 
 @pytest.fixture(scope="module")

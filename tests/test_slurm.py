@@ -98,3 +98,26 @@ def test_bad_partition_is_reported_not_hung(cluster, tmp_path):
     )
     assert proc.returncode != 0
     assert "partition" in (proc.stdout + proc.stderr).lower()
+
+
+def test_every_tensorflow_rule_has_cluster_resources():
+    """A rule whose job imports TensorFlow (its conda env is envs/train.yaml) and fits a model
+    gets a GPU and a time limit in the SLURM profile; every other TensorFlow rule a time limit
+    of its own. Keys the profile README names exist in the config schema."""
+    import re as _re
+
+    prof = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())["set-resources"]
+    rules = {}
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for name, body in _re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", smk.read_text(), _re.M):
+            rules[name] = body
+    tf_rules = {n for n, b in rules.items() if "envs/train.yaml" in b and n not in ("prepare_data",)}
+    assert tf_rules >= {"train_model", "prune_model", "qat_model", "convert_tflite", "layer_error", "evaluate_keras"}
+    for name in tf_rules - {"evaluate_tflite"}:  # LiteRT evaluation is a grouped 1-core job
+        assert name in prof and prof[name].get("runtime"), name
+    for name in ("train_model", "prune_model", "qat_model"):
+        assert prof[name].get("gpu") == 1, name
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"]
+    readme = (ROOT / "profiles" / "slurm" / "README.md").read_text()
+    for key in _re.findall(r"`(\w+): [^`]*` in config.yaml", readme):
+        assert key in schema, key

@@ -151,11 +151,21 @@ def test_predictions_agree_with_the_per_class_csv_and_feed_the_forgetting_analys
 
 
 def test_console_is_quiet_and_logs_hold_the_noise(smoke_run):
-    """TensorFlow's start-up notices go to each job's log, not the terminal."""
+    """TensorFlow's start-up notices go to each job's log, not the terminal; the terminal
+    has a header, one line per finished job with progress and time left, and where the
+    results are (the pqgrid logger, profiles/default)."""
     console = (smoke_run / "console.txt").read_text()
-    for noise in ("cuInit", "oneDNN", "absl::InitializeLog", "cuda_platform"):
+    for noise in ("cuInit", "oneDNN", "absl::InitializeLog", "cuda_platform", "Shell command", "Select jobs"):
         assert noise not in console, noise
-    assert "Finished jobid" in console or "steps (100%) done" in console
+    lines = console.strip().splitlines()
+    header = re.search(r"^pqgrid: (\d+) jobs to run in .*runs/smoke", console, re.M)
+    jobs = int(header[1])
+    progress = re.findall(r"^\[ *(\d+)/(\d+) +\d+%\] \w+", console, re.M)
+    assert len(progress) == jobs - 1  # every job but `all`
+    assert int(progress[-1][0]) in (jobs - 1, jobs) and "left)" in console
+    assert len(lines) <= 2 * jobs + 10, "at most 2 lines per job beside a header and the closing lines"
+    assert re.search(r"^pqgrid: findings .*runs/smoke/results/findings.md", console, re.M)
+    assert "snakemake --report report.html --configfile presets/smoke.yaml" in console
     log = (smoke_run / SMOKE_RUN / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text()
     assert "epoch 10/10" in log
 

@@ -125,6 +125,28 @@ def report_targets():
     )
 
 
+def every_target():
+    """The files of this grid a user may name on the command line (unknown targets are
+    matched against them for a suggestion)."""
+    cell_files = [
+        rules.convert_tflite.output.tflite,
+        rules.evaluate_tflite.output.metrics,
+        rules.evaluate_tflite.output.per_class,
+    ]
+    model_files = [
+        rules.evaluate_keras.output.metrics,
+        "results/models/{arch}/seed{seed}/trained.h5",
+    ]
+    return (
+        [f for p in cell_files for f in for_cells(p)]
+        + [f for p in model_files for f in for_models(p)]
+        + bench_targets()
+        + layer_error_targets()
+        + report_targets()
+        + list(rules.summarize_grid.output)
+    )
+
+
 def pie_cells(wildcards):
     """The architecture's cells (seed, sparsity, quant), in the order of `pie_variants`."""
     return [

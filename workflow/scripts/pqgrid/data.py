@@ -139,8 +139,9 @@ def keras_cifar10():
     except Exception as e:  # noqa: BLE001 - any download failure means the same to a user
         raise DataError(
             "dataset.source 'keras': could not download CIFAR-10 "
-            f"({type(e).__name__}; offline?). Point dataset.source at a local copy: an "
-            "image-folder tree or .tar.gz (e.g. cifar10-jpeg.tar.gz) or cifar-10-python.tar.gz"
+            f"({type(e).__name__}; offline?). Put a local copy at data/cifar10.tar.gz (an image-folder "
+            ".tar.gz or cifar-10-python.tar.gz) and add presets/cifar10-local.yaml after the preset, or "
+            "point dataset.source at your copy"
         ) from None
     return (
         Split(xtr, ytr.reshape(-1).astype(np.int64)),

@@ -1,0 +1,68 @@
+"""Mistakes at the command line get one line naming them and the fix, before any job:
+unknown targets with the nearest ones of the grid, --config values typed as YAML, helper
+scripts' --help that touches nothing."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, SMOKE, copy_workflow, snakemake
+from pqgrid.cli import CommandLineError, typed_config, unknown_targets
+
+
+def test_config_lists_and_mappings_are_yaml():
+    assert typed_config(["seeds=[0,1]", "training={epochs: 2}", "warm_start=False"]) == {
+        "seeds": [0, 1],
+        "training": {"epochs": 2},
+    }
+    with pytest.raises(CommandLineError, match=r"space after the colon \(\{epochs: 2\}\)"):
+        typed_config(["training={epochs:2}"])
+    with pytest.raises(CommandLineError, match="not valid YAML"):
+        typed_config(["seeds=[0,1"])
+
+
+def test_unknown_target_names_the_nearest():
+    grid = ["results/eval/mobilenet/seed0/s60_int8.json", "results/figures/pareto_gzip.png"]
+    line = unknown_targets(["results/eval/mobilenett/seed0/s60_int8.json"], lambda p: False, lambda: grid, {"all"})
+    assert "nearest in this grid: results/eval/mobilenet/seed0/s60_int8.json" in line
+    assert unknown_targets(["all"], lambda p: False, lambda: grid, {"all"}) is None
+    assert unknown_targets(["x"], lambda p: True, lambda: grid, set()) is None
+
+
+@pytest.fixture(scope="module")
+def wf(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("cli") / "wf")
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["results/eval/mobilenett/seed0/s50_int8.json"],
+            "nearest in this grid: results/eval/mobilenet_tiny/seed0/s50_int8.json",
+        ),
+        (["results/figures/pareto_gz.png"], "nearest in this grid: results/figures/pareto_gzip.png"),
+        (["results/eval/mobilenet_tiny/seed0/s60_int8.json"], "no rule makes this file in this grid"),
+        (["results/eval/mobilenet_tiny/seed7/s50_int8.json"], "no rule makes this file in this grid"),
+        (["all", "--config", "training={epochs:2}"], "YAML needs a space after the colon"),
+    ],
+    ids=["arch", "figure", "sparsity", "seed", "config-yaml"],
+)
+def test_command_line_mistakes_are_one_line(wf, args, expected):
+    proc = snakemake(wf, "-n", *args[:1], *SMOKE, *args[1:], check=False)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("pqgrid")]
+    assert len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_config_values_typed_as_yaml_reach_the_grid(wf):
+    proc = snakemake(wf, "-n", "all", *SMOKE, "--config", "seeds=[0,1]")
+    assert "results/models/mobilenet_tiny/seed1/trained.h5" in proc.stdout
+
+
+@pytest.mark.parametrize("script", ["tests/loopback_device.py", "benchmarks/bench.py"])
+def test_helper_scripts_have_help_and_touch_nothing(script, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0 and "usage" in (proc.stdout + proc.stderr).lower()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,184 @@
+"""pqgrid's terminal, as a Snakemake logger plugin (`--logger pqgrid`, on in profiles/default).
+
+A run prints a header (how many jobs, in which folder), one line per finished job with the
+progress count and an estimate of the time left, one line per failed job with its log, and
+at the end where the findings, tables and figures are and the report command. A dry run
+lists each planned job with its output, reason and wildcards as Snakemake does. Everything
+else Snakemake says passes through, less its scheduling chatter. TensorFlow's notices never
+reach it: the jobs send them to their logs (pqgrid/io.run_script)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+
+from snakemake_interface_logger_plugins.base import LogHandlerBase
+from snakemake_interface_logger_plugins.common import LogEvent
+from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
+
+# Snakemake's scheduling chatter: true, and of no use to a person watching a run.
+NOISE = re.compile(
+    r"^(Select jobs to execute|Execute \d+ jobs|Building DAG of jobs|Using shell:|Provided cores:|"
+    r"Rules claiming more threads|Assuming unrestricted shared filesystem|Using workflow specific profile|"
+    r"Config file .* is extended by|host: |Job stats:|job +count|-+ +-+|\w+ +\d+$|total +\d+$|"
+    r"Provided resources:|Singularity containers:|Conda environments:|Shell command: None|\[\w{3} \w{3} +\d+ )"
+)
+
+
+@dataclass
+class LogHandlerSettings(LogHandlerSettingsBase):
+    pass
+
+
+def _label(rule: str, wildcards: dict | None) -> str:
+    """'train_model mobilenet seed0' from a rule and its wildcards."""
+    parts = []
+    for key, value in (wildcards or {}).items():
+        parts.append({"seed": f"seed{value}", "sparsity": f"s{value}"}.get(key, str(value)))
+    return " ".join([rule, *parts])
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class LogHandler(LogHandlerBase):
+    def __post_init__(self) -> None:
+        self.stream = sys.stdout if self.common_settings.stdout else sys.stderr
+        self.jobs: dict = {}
+        self.total = 0
+        self.finished: list = []
+        self.failed = 0
+        self.t0 = None
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "event", None)
+        try:
+            if event == LogEvent.RUN_INFO:
+                self._run_info(record)
+            elif event == LogEvent.JOB_INFO:
+                self._job_info(record)
+            elif event == LogEvent.JOB_FINISHED:
+                self._job_finished(record)
+            elif event == LogEvent.PROGRESS:
+                self._progress(record)
+            elif event == LogEvent.JOB_ERROR:
+                self._job_error(record)
+            elif event == LogEvent.ERROR:
+                self._say(record.getMessage())
+            elif event is None:
+                self._plain(record)
+        except Exception:  # noqa: BLE001 - a display problem must never stop a run
+            self.handleError(record)
+
+    def _run_info(self, record) -> None:
+        counts = dict(getattr(record, "stats", {}) or {})
+        self.total = counts.pop("total", 0) or sum(counts.values())
+        if self.total and not self.t0:
+            rules = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda kv: -kv[1]) if r != "all")
+            verb = "would run" if self.common_settings.dryrun else "to run"
+            self._say(f"pqgrid: {self.total} jobs {verb} in {os.getcwd()} ({rules})")
+            self.t0 = time.time()
+        if self.common_settings.dryrun:
+            self._say(record.getMessage())  # Snakemake's job table: what a dry run is for
+
+    def _job_info(self, record) -> None:
+        jobid = getattr(record, "jobid", None)
+        rule = getattr(record, "rule_name", "?")
+        wildcards = getattr(record, "wildcards", {}) or {}
+        self.jobs[jobid] = {"label": _label(rule, wildcards), "log": list(getattr(record, "log", []) or []),
+                            "start": time.time()}  # fmt: skip
+        if self.common_settings.dryrun:
+            # Snakemake's own layout, so a dry run reads as it always has
+            lines = [f"rule {rule}:"]
+            output = getattr(record, "output", None)
+            if output:
+                lines.append(f"    output: {', '.join(map(str, output))}")
+            reason = getattr(record, "reason", None)
+            if reason:
+                lines.append(f"    reason: {reason}")
+            threads = getattr(record, "threads", 1)
+            if threads and threads > 1:
+                lines.append(f"    threads: {threads}")
+            if wildcards:
+                lines.append(f"    wildcards: {', '.join(f'{k}={v}' for k, v in wildcards.items())}")
+            self._say("\n".join(lines) + "\n")
+
+    def _job_finished(self, record) -> None:
+        job = self.jobs.get(getattr(record, "job_id", None), {"label": "job", "start": time.time()})
+        self.finished.append((job["label"], time.time() - job["start"]))
+
+    def _progress(self, record) -> None:
+        """Snakemake's count after each finished job: one line for the jobs finished since."""
+        done, total = getattr(record, "done", 0), getattr(record, "total", 0) or self.total
+        elapsed = time.time() - (self.t0 or time.time())
+        left = f", ~{_duration(elapsed / done * (total - done))} left" if done and done < total else ""
+        width = len(str(total))
+        for label, took in self.finished:
+            if label != "all":
+                self._say(
+                    f"[{done:>{width}}/{total} {100 * done // max(total, 1):3d}%] {label} ({_duration(took)}{left})"
+                )
+        self.finished = []
+
+    def _job_error(self, record) -> None:
+        self.failed += 1
+        job = self.jobs.get(getattr(record, "jobid", None), {"label": "a job", "log": []})
+        log = f"; log: {', '.join(job['log'])}" if job.get("log") else ""
+        self._say(f"pqgrid: FAILED {job['label']}{log}")
+
+    def _plain(self, record) -> None:
+        text = record.getMessage()
+        if not text.strip() or (record.levelno < logging.WARNING and NOISE.match(text.strip())):
+            return
+        if text.startswith("Complete log") and not self.common_settings.dryrun and not self.failed:
+            self._closing()
+        self._say(text)
+
+    def _closing(self) -> None:
+        """Where the results are, when this run made a report's worth of them."""
+        if not os.path.exists("results/findings.md"):
+            return
+        here = os.getcwd()
+        configs = []
+        argv = sys.argv[1:]
+        for i, word in enumerate(argv):
+            if word in ("--configfile", "--configfiles"):
+                configs = [w for w in argv[i + 1 :] if not w.startswith("-")]
+                break
+        config = f" --configfile {' '.join(configs)}" if configs else ""
+        self._say(
+            f"pqgrid: findings {here}/results/findings.md; tables {here}/results/tables/; figures "
+            f"{here}/results/figures/\npqgrid: one HTML report: snakemake --report report.html{config}"
+        )
+
+    @property
+    def writes_to_stream(self) -> bool:
+        return True
+
+    @property
+    def writes_to_file(self) -> bool:
+        return False
+
+    @property
+    def has_filter(self) -> bool:
+        return True
+
+    @property
+    def has_formatter(self) -> bool:
+        return True
+
+    @property
+    def needs_rulegraph(self) -> bool:
+        return False

@@ -1,0 +1,71 @@
+"""The command line a user typed, read at parse time so a mistake there gets one line naming
+it and the fix, like a config mistake: `--config` values typed as YAML, and targets no rule
+makes with the nearest ones that exist. Hand-written: Snakemake parses `--config` lists and
+mappings as strings and reports an unknown target as a MissingRuleException. Pure Python."""
+
+from __future__ import annotations
+
+import difflib
+
+import yaml
+
+
+class CommandLineError(ValueError):
+    """A mistake on the command line, reported as one line with the fix."""
+
+
+def command_line(argv: list):
+    """Snakemake's own reading of the command line (its argparse parser), or None where the
+    words are not a user's command line (a job Snakemake spawned itself)."""
+    import contextlib
+    import io
+
+    from snakemake.cli import get_argument_parser  # deferred: only the Snakefile calls this
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            return get_argument_parser().parse_known_args(argv)[0]
+        except SystemExit:
+            return None
+
+
+def typed_config(entries: list) -> dict:
+    """--config's list and mapping values parsed as YAML (`seeds=[0,1]` gives integers, not
+    the strings Snakemake's parser leaves), to lay over the config."""
+    typed = {}
+    for entry in entries or ():
+        key, value = entry.split("=", 1)
+        if not value.lstrip().startswith(("[", "{")):
+            continue  # scalars: Snakemake already types them (int, float, bool)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise CommandLineError(
+                f"--config {entry}: not valid YAML ({str(e).splitlines()[0]}); write it as in a config file, "
+                f"e.g. {key}={{epochs: 2}}, or put it in an overlay file (--configfile mine.yaml)"
+            ) from None
+        if isinstance(parsed, dict) and any(isinstance(k, str) and ":" in k and parsed[k] is None for k in parsed):
+            bad = next(k for k in parsed if ":" in str(k))
+            fixed = bad.replace(":", ": ", 1)
+            raise CommandLineError(
+                f"--config {entry}: YAML needs a space after the colon ({{{fixed}}}), or put it in an overlay "
+                "file (--configfile mine.yaml)"
+            )
+        typed[key] = parsed
+    return typed
+
+
+def unknown_targets(wanted: list, makes, candidates, rule_names: set) -> str | None:
+    """One line for the first target no rule makes (`makes(path)` is Snakemake's own test),
+    with the nearest of `candidates()` (the grid's targets, listed only then); None when every
+    target is fine."""
+    for target in wanted:
+        if target in rule_names or makes(target):
+            continue
+        near = difflib.get_close_matches(target, candidates(), n=3, cutoff=0.6)
+        hint = f"nearest in this grid: {', '.join(near)}" if near else "see docs/targets.md for the targets"
+        return (
+            f"{target}: no rule makes this file in this grid ({hint}); targets are relative to the run folder, "
+            "and architectures, seeds, sparsities and modes are those of the config"
+        )
+    return None
