@@ -2,6 +2,7 @@
 the verdicts are known in advance), and the report registry kept in step with its functions."""
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -386,6 +387,32 @@ def test_every_figure_renders(tmp_path, with_bench, monkeypatch):
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     expected = [] if with_bench else ["Energy per inference vs accuracy", "Accuracy vs latency on pi4"]
     assert len(names) == 13 + 2 * 5 + 1 and placeholders == expected
+    assert "energy_vs_top1" not in registry.figure_names(list(s.arch.unique()), ["pi4"], with_energy=False)
+
+
+@pytest.mark.parametrize("name", ["fig_4_1_quantization_change", "fig_4_10_top1_vs_sparsity_v3", "pareto_gzip",
+                                  "fig_4_2_top1_vs_sparsity_fp32", "pie_rate", "quant_modes", "pareto_latency_pi4"])  # fmt: skip
+def test_figures_have_no_overlapping_labels_and_one_name_per_concept(name, monkeypatch, tmp_path):
+    """Rendered as a reader sees them: no two labels (ticks, axis labels, titles, legend
+    entries) overlap, legends say `architecture` and `quantization`, and `format` writes
+    the PDF and SVG beside the PNG."""
+    drawn = []
+    monkeypatch.setattr(figures.plt, "close", lambda fig: drawn.append(fig))
+    s, b, pc = fabricated(seeds=(0, 1), minimalistic=True)
+    tables = {
+        "summary": s,
+        "per_class": pc,
+        "bench": b,
+        "layer_error": fabricated_layer_error(),
+        "pie": fabricated_pie(),
+    }
+    figures.render(name, tables, {"dpi": 60, "format": ["png", "pdf", "svg"]}, tmp_path / f"{name}.png")
+    assert {p.suffix for p in tmp_path.iterdir()} == {".png", ".pdf", ".svg"}
+    fig = drawn[0]
+    assert figures.overlapping_text(fig) == []
+    legend_words = {t.get_text() for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+                    for t in [lg.get_title(), *lg.get_texts()]}  # fmt: skip
+    assert not legend_words & {"arch", "quant", "mode"}, legend_words
 
 
 def fabricated_pie():
@@ -449,3 +476,20 @@ def test_placeholder_when_device_missing(tmp_path):
     figures.render("pareto_latency_rpi5", {"summary": s, "per_class": pc, "bench": b}, {"dpi": 40}, out)
     img = mpimg.imread(out)
     assert img.std() > 0  # text drawn, not blank
+
+
+def test_markdown_tables_are_in_percent_with_units_and_no_nan():
+    from pqgrid.summary import summary_markdown
+    from pqgrid.tables import fmt_pm
+
+    s, _, _ = fabricated()
+    s.loc[s.index[0], "keras_top1_test"] = np.nan
+    md = summary_markdown(s.assign(collapsed=False))
+    header = md.splitlines()[0]
+    assert "top1 (%)" in header and "file (MB)" in header and "zero_fraction (%)" in header
+    assert "nan" not in md.lower() and re.search(r"\|\s+73\s+\|", md)  # 0.73 as 73 %
+    assert len(header.split("|")) - 2 <= 12  # the columns a reader needs; the CSV keeps all
+    from pqgrid.summary import readable
+
+    pm = fmt_pm(readable(pd.DataFrame({"top1": [0.5], "top1_ci95": [0.01], "n_seeds": [3]})))
+    assert list(pm.columns) == ["top1 (%)", "n_seeds"] and pm.iloc[0, 0] == "50 ± 1"

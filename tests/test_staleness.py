@@ -57,6 +57,7 @@ EXAMPLES = {
     "report.figures.context": "paper",
     "report.figures.palette": "deep",
     "report.figures.per_figure.*": {"label_top": 3},
+    "report.figures.format": ["png", "pdf"],
     "run_dir": "runs/elsewhere",
 }
 

@@ -33,7 +33,9 @@ FORGETTING = {
     "gallery_tiles": 16,
     **config["report"].get("forgetting", {}),
 }
-FIGURES = registry.figure_names(GRID["arch"], DEVICES)
+FIGURES = registry.figure_names(GRID["arch"], DEVICES, with_energy=bool(ENERGY_DEVICES))
+# Formats beside the PNG (report.figures.format): the report shows the PNG.
+FIGURE_FORMATS = [f for f in config["report"]["figures"]["format"] if f != "png"]
 # One benchmark job per device at a time within this Snakemake instance (the device lock
 # covers other instances); `--resources bench_<device>=N` overrides it.
 for _device in DEVICES:

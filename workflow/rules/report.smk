@@ -52,6 +52,7 @@ rule plot_figure:
             caption="../report/figure.rst",
             category=figure_category,
         ),
+        other=expand("results/figures/{{figure}}.{ext}", ext=FIGURE_FORMATS),
     log:
         "logs/figures/{figure}.log",
     conda:

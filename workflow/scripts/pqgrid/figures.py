@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -83,7 +84,8 @@ def _quant_change(t, settings, archs=None, title=""):
         dev = settings.get("device") or b.device.iloc[0]
         bb = b[(b.device == dev) & is_unpruned(b)].groupby(["arch", "seed", "quant"])[["ram_delta_mb", "latency_us"]]
         m = m.join(bb.mean())
-        metrics.update({"ram_delta_mb": f"RAM delta ({dev})", "latency_us": f"latency ({dev})"})
+        metrics.update({"ram_delta_mb": "RAM", "latency_us": "latency"})
+        title += f"; RAM and latency on {dev}"
     rows = []
     for (arch, seed, q), r in m.iterrows():
         if q == "fp32" or (arch, seed, "fp32") not in m.index:
@@ -110,13 +112,24 @@ def _quant_change(t, settings, archs=None, title=""):
         aspect=1.4,
         col_wrap=min(2, len(modes)),
     )
-    g.set_axis_labels("", "change vs fp32 (%)")
+    g.set_axis_labels("", "change vs fp32 (%, log beyond ±10)")
     g.set_titles("{col_name} vs fp32")
     for ax in g.axes.flat:
         ax.axhline(0, color="0.3", lw=0.8)
-        ax.tick_params(axis="x", rotation=20)
+        ax.tick_params(axis="x", rotation=30)
+        # symmetric log: a mode that costs +1,000 % latency must not flatten the -70 % size bar
+        ax.set_yscale("symlog", linthresh=10)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:+,.0f}" if v else "0"))
     g.figure.suptitle(f"{title}{_seeds_note(d)}", y=1.03)
     return g.figure
+
+
+def _plain_log_ticks(axis) -> None:
+    """A log axis labelled at 1, 2 and 5 of each decade as plain numbers (0.2, 0.5, 1): the
+    minor labels matplotlib adds on a short range (3x10^-1, 4x10^-1) overlap."""
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1, 2, 5)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _seeds_note(d) -> str:
@@ -146,7 +159,7 @@ def _vs_sparsity(t, settings, quant, y, ylabel, title, archs=None):
         return placeholder(title, "no matching cells", settings)
     title += _seeds_note(s)
     x = settings.get("x", "exact_sparsity_pct" if y == "top1_pct" else "sparsity_pct")
-    xlabel = "exact sparsity (% of all parameters are zero)" if x == "exact_sparsity_pct" else "target sparsity (%)"
+    xlabel = "exact sparsity (% zeros)" if x == "exact_sparsity_pct" else "target sparsity (%)"
     if isinstance(quant, list):
         g = sns.relplot(
             data=s,
@@ -162,6 +175,7 @@ def _vs_sparsity(t, settings, quant, y, ylabel, title, archs=None):
             height=4,
         )
         g.set_axis_labels(xlabel, ylabel)
+        g.set_titles("{col_name}")
         g.figure.suptitle(title, y=1.03)
         if y == "top1_pct":
             for q, ax in g.axes_dict.items():
@@ -338,6 +352,7 @@ def _pareto(d, x, xlabel, title, settings, n_seeds=1):
         if labelled >= settings.get("label_top", 12):
             break
     ax.set_xscale(settings.get("xscale", "log"))
+    _plain_log_ticks(ax.xaxis)
     ax.set(
         xlabel=xlabel, ylabel="test top-1 (%)", title=title + (f" (means of {n_seeds} seeds)" if n_seeds > 1 else "")
     )
@@ -385,6 +400,7 @@ def energy_vs_top1(t, settings):
         dd["top1_pct"] = 100 * dd.top1
         sns.scatterplot(data=dd, x="energy_mj_per_inference", y="top1_pct", hue="arch", style="quant", s=45, ax=ax)
         ax.set_xscale(settings.get("xscale", "log"))
+        _plain_log_ticks(ax.xaxis)
         ax.set(
             title=f"{device}: power by {method}",
             xlabel="energy per inference (mJ, log)",
@@ -456,7 +472,9 @@ def pie_rate(t, settings):
     )
     g.set_axis_labels("target sparsity (%)", "PIEs (% of test images)")
     g.figure.suptitle(
-        f"Test images a compressed population answers differently (modal label, {n} models per population)", y=1.03
+        f"Test images a compressed population answers differently (modal label, {n} model{'s' if n != 1 else ''} "
+        "per population)",
+        y=1.03,
     )
     return g.figure
 
@@ -501,8 +519,51 @@ def pie_gallery(*, arch, images_csv, test_npz, manifest, tiles, out_png):
     plt.close(fig)
 
 
+# One name per concept in every legend: seaborn titles a legend (or a section of it) with the
+# column it maps.
+LEGEND_NAMES = {"arch": "architecture", "quant": "quantization", "mode": "quantization"}
+
+
+def readable_legends(fig) -> None:
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    for legend in legends:
+        title = legend.get_title()
+        title.set_text(LEGEND_NAMES.get(title.get_text(), title.get_text()))
+        for text in legend.get_texts():
+            text.set_text(LEGEND_NAMES.get(text.get_text(), text.get_text()))
+
+
+def overlapping_text(fig) -> list:
+    """Pairs of labels that overlap when drawn: tick labels, axis labels, titles and legend
+    entries (annotations of data points excluded). tests/test_report.py asserts none."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in (fig._suptitle, getattr(fig, "_supxlabel", None), getattr(fig, "_supylabel", None)) if t]
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label, *_drawn_ticklabels(ax.xaxis), *_drawn_ticklabels(ax.yaxis)]
+    for legend in list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]:
+        texts += [legend.get_title(), *legend.get_texts()]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text().strip()]
+    out = []
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            inter_w = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+            inter_h = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            if inter_w > 1 and inter_h > 1:  # pixels: touching is fine
+                out.append((a, b))
+    return out
+
+
+def _drawn_ticklabels(axis) -> list:
+    """The tick labels matplotlib draws: inside the view interval, not switched off."""
+    lo, hi = sorted(axis.get_view_interval())
+    ticks = axis.get_major_ticks() + axis.get_minor_ticks()
+    return [t.label1 for t in ticks if lo <= t.get_loc() <= hi and t.label1.get_visible() and t.get_visible()]
+
+
 def render(name, tables: dict, settings: dict, out_png):
-    """Draw one figure to PNG (atomically). Missing inputs give a labelled placeholder."""
+    """Draw one figure (atomically) as PNG, and as every other format in `format` beside it.
+    Missing inputs give a labelled placeholder."""
     entry, member = registry.resolve(name)
     fn, needs, title = FIGURES[entry.name], entry.needs, entry.caption
     sns.set_theme(
@@ -515,6 +576,9 @@ def render(name, tables: dict, settings: dict, out_png):
         fig = placeholder(title, f"no {', '.join(missing)} data", settings)
     else:
         fig = fn(tables, settings, member) if member is not None else fn(tables, settings)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=settings.get("dpi", 120), bbox_inches="tight", format="png")
+    readable_legends(fig)
+    for ext in dict.fromkeys(["png", *settings.get("format", ["png"])]):
+        out = str(out_png)[: -len(".png")] + f".{ext}"
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=settings.get("dpi", 120), bbox_inches="tight", format=ext)
     plt.close(fig)

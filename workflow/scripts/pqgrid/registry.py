@@ -188,12 +188,17 @@ def resolve(name: str) -> tuple[Entry, str | None]:
     raise KeyError(f"unknown table or figure {name!r}; known: {', '.join(BY_NAME)}")
 
 
-def figure_names(architectures: list, devices: list) -> list:
+# Figures that only a device with a power source can fill: left out of a run without one
+# (never a placeholder in `all` or the report).
+NEEDS_POWER = ("energy_vs_top1",)
+
+
+def figure_names(architectures: list, devices: list, with_energy: bool = True) -> list:
     """Every figure target of a run: single figures, then one per architecture/device."""
     members = {"arch": architectures, "device": devices}
     names = []
     for e in ENTRIES:
-        if e.kind == "figure":
+        if e.kind == "figure" and (with_energy or e.name not in NEEDS_POWER):
             names += [e.name + m for m in members[e.family]] if e.family else [e.name]
     return names
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pandas as pd
 
@@ -102,7 +103,7 @@ def summarize(
         )
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
-    write_text(out_md, to_markdown(df))
+    write_text(out_md, summary_markdown(df))
     if out_per_class:
         pcs = pd.concat(long, ignore_index=True)[
             ["arch", "seed", "sparsity", "quant", "class", "support", "correct", "accuracy"]
@@ -190,17 +191,40 @@ def _natural(col):
     return col
 
 
-def to_markdown(df: pd.DataFrame, floatfmt=".4f") -> str:
-    """A GitHub table without the `tabulate` dependency."""
+# What a reader sees of a fraction or a byte count in a Markdown table (the CSV keeps the raw
+# value): percent and MB, the units in the header, as in the README and the figures.
+_PERCENT = re.compile(r"(top[13]|accuracy|fraction|_sparsity|share|chance)(_test|_train|_host|_device)?(_ci95|_std)?$")
+_MEGABYTES = re.compile(r"_bytes(_ci95|_std)?$")
 
-    def fmt(v):
-        if isinstance(v, float):
-            return str(int(v)) if v.is_integer() and abs(v) >= 1 else format(v, floatfmt)
-        return str(v)
 
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+def readable(df: pd.DataFrame) -> pd.DataFrame:
+    """Fractions as percent and bytes as MB (10^6), the unit in the column name."""
+    out = df.copy()
+    for c in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
+            continue
+        if _PERCENT.search(c):
+            out[c] = 100 * df[c]
+            out = out.rename(columns={c: f"{c} (%)"})
+        elif _MEGABYTES.search(c):
+            out[c] = df[c] / 1e6
+            out = out.rename(columns={c: c.replace("_bytes", "") + " (MB)"})
+    return out
+
+
+def to_markdown(df: pd.DataFrame, floatfmt=".4g") -> str:
+    """A GitHub table (tabulate, through pandas); empty cells stay empty, never `nan`."""
+    cells = df.astype(object).where(df.notna(), None)  # tabulate writes None as missingval, NaN as "nan"
+    return cells.to_markdown(index=False, floatfmt=floatfmt, missingval="") + "\n"
+
+
+# The columns of summary.md: what a reader compares (summary.csv keeps every column).
+SUMMARY_MD = ["arch", "seed", "sparsity", "quant", "top1", "top3", "keras_top1_test", "file_bytes", "gzip_bytes",
+              "zero_fraction", "collapsed"]  # fmt: skip
+
+
+def summary_markdown(df: pd.DataFrame) -> str:
+    return to_markdown(readable(df[[c for c in SUMMARY_MD if c in df.columns]]))
 
 
 def collect_bench(*, bench_jsons, out_csv, energy_jsons=(), device_eval_jsons=()):

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .io import atomic_path, write_text
 from .stats import CELL, MB, ci_halfwidth, is_unpruned
-from .summary import BENCH_COLUMNS, DEVICE_EVAL_COLUMNS, ENERGY_COLUMNS, read_long_tables, to_markdown
+from .summary import BENCH_COLUMNS, DEVICE_EVAL_COLUMNS, ENERGY_COLUMNS, read_long_tables, readable, to_markdown
 
 
 def make_table(*, name, inputs, thesis_dir, out_csv, out_md):
@@ -24,7 +24,7 @@ def make_table(*, name, inputs, thesis_dir, out_csv, out_md):
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
     note = "Mean over seeds; `± x`: half-width of the 95 % Student-t interval (n_seeds >= 2).\n\n"
-    write_text(out_md, f"# {name}\n\n{note}" + to_markdown(fmt_pm(df)))
+    write_text(out_md, f"# {name}\n\n{note}" + to_markdown(fmt_pm(readable(df))))
 
 
 def thesis_tables(folder) -> dict:
@@ -47,14 +47,21 @@ def mean_std(df: pd.DataFrame, keys, values) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _unit(column: str) -> tuple:
+    """'top1_ci95 (%)' -> ('top1_ci95', ' (%)'): readable() puts the unit after the name."""
+    name, _, unit = column.partition(" (")
+    return name, f" ({unit}" if unit else ""
+
+
 def fmt_pm(df: pd.DataFrame, digits=4) -> pd.DataFrame:
     """For Markdown: `value ± half-width of its 95 % t-interval` where several seeds were
     run (`n_seeds` stays a column)."""
     out = pd.DataFrame(index=df.index)
     for c in df.columns:
-        if c.endswith(("_std", "_ci95")):
+        base, unit = _unit(c)
+        if base.endswith(("_std", "_ci95")):
             continue
-        ci = df.get(f"{c}_ci95")
+        ci = next((df[o] for o in df.columns if _unit(o) == (f"{base}_ci95", unit)), None)
         if ci is not None and pd.api.types.is_numeric_dtype(df[c]) and ci.notna().any():
             out[c] = [
                 f"{v:.{digits}g} ± {s:.2g}" if pd.notna(s) else f"{v:.{digits}g}"
