@@ -104,7 +104,7 @@ def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
     # Not for EfficientNet-B0 in CI (the stock QAT conversion is its slowest step): the
     # family's lean fp32 step is compared in test_architectures, and all 8 QAT files of the
     # laptop preset (EfficientNet-B0's included) were byte-identical to the stock converter's
-    # when the lean step came in (benchmarks/README.md, round 10).
+    # when the lean step came in (benchmarks/README.md, P7).
     if family != "EfficientNetB0":
         stock = _convert(qat_h5, tiny_data, tmp_path / "stock.tflite", arch, "qat", stock=True)
         assert tfl.read_bytes() == stock.read_bytes()

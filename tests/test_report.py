@@ -294,9 +294,9 @@ def test_table_widths_one_row_per_device_and_width():
     row = t[t.arch == "mobilenet"].iloc[0]
     assert row.label == "mobilenet 32px" and row.input_px == 32 and row.n_seeds == 2
     assert row.fp32_top1 == pytest.approx(0.7305) and row.int8_top1 == pytest.approx(0.7255)
-    assert row.int8_file_mb < row.fp32_file_mb and row.fp32_latency_ms > 0
+    assert row.int8_file_mb < row.fp32_file_mb and row.fp32_latency_us > 0
     no_device = tables.table_widths(s, b.iloc[0:0], pc, {})
-    assert set(no_device.device) == {"(no device)"} and no_device.fp32_latency_ms.isna().all()
+    assert set(no_device.device) == {"(no device)"} and no_device.fp32_latency_us.isna().all()
 
 
 def test_welch_t_and_per_class_changes():
@@ -316,7 +316,7 @@ def test_table_devices_puts_boards_side_by_side():
     t = tables.table_devices(s, pd.concat([b, other], ignore_index=True), pc, {})
     assert len(t) == 2 * len(s[s.seed == 0]) and (t.n_seeds == 2).all()
     pi = t[(t.device == "pi4") & (t.arch == "mobilenet") & (t.sparsity == 0) & (t.quant == "fp32")].iloc[0]
-    assert pi.latency_ms == pytest.approx(11.8) and pi.power_load_w == 4.0 and pi.power_idle_w == 2.7
+    assert pi.latency_us == pytest.approx(11800) and pi.power_load_w == 4.0 and pi.power_idle_w == 2.7
     assert pi.energy_mj_per_inference == pytest.approx(47.2) and pi.throttled_share == 0
     assert pi.top1_device == pi.top1 and pi.energy_method == "command on the host"
     local = t[t.device == "local"]
@@ -390,8 +390,12 @@ def test_every_figure_renders(tmp_path, with_bench, monkeypatch):
     assert "energy_vs_top1" not in registry.figure_names(list(s.arch.unique()), ["pi4"], with_energy=False)
 
 
-@pytest.mark.parametrize("name", ["fig_4_1_quantization_change", "fig_4_10_top1_vs_sparsity_v3", "pareto_gzip",
-                                  "fig_4_2_top1_vs_sparsity_fp32", "pie_rate", "quant_modes", "pareto_latency_pi4"])  # fmt: skip
+# every figure once (one member of each per-architecture or per-device family)
+EVERY_FIGURE = sorted({n if not e.family else e.name + {"arch": "mobilenet", "device": "pi4"}[e.family]
+                       for e in registry.ENTRIES if e.kind == "figure" for n in [e.name]})  # fmt: skip
+
+
+@pytest.mark.parametrize("name", EVERY_FIGURE)
 def test_figures_have_no_overlapping_labels_and_one_name_per_concept(name, monkeypatch, tmp_path):
     """Rendered as a reader sees them: no two labels (ticks, axis labels, titles, legend
     entries) overlap, legends say `architecture` and `quantization`, and `format` writes

@@ -16,7 +16,7 @@ rule evaluate_keras:
     conda:
         "../../envs/train.yaml"
     # One thread: on 2 booked threads it used 0.88 cores (cpu_time of the benchmark files,
-    # laptop preset, round 10), and a booked idle core is one a fitting job cannot use;
+    # laptop preset), and a booked idle core is one a fitting job cannot use;
     # with --cores N, N evaluations run at once instead.
     threads: 1
     # Peak measured 0.8 GB (laptop preset: 15k training images at 32 px, scored in float32);

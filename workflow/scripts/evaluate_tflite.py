@@ -3,7 +3,7 @@ from pqgrid.io import run_script
 
 # Cold on purpose (no warm=True): a LiteRT job imports no TensorFlow, and forking it from
 # the warm server measured slower (laptop preset's 96 LiteRT evaluations: 180 job-s warm,
-# 169 cold, same files; benchmarks/README.md, round 12).
+# 169 cold, same files; benchmarks/README.md).
 run_script(
     snakemake.log[0],
     evaluate_tflite,

@@ -73,7 +73,7 @@ def without_autotune(ds):
     """`ds` with tf.data's autotuning off. Its optimisation thread sleeps for a period that
     doubles up to 60 s, and deleting the iterator waits for that sleep to end (seen with gdb:
     RootDataset::Iterator::~Iterator waits on Model::OptimizeLoop): every fit ended with an
-    idle wait of 0-55 s, ~1/8 of the laptop preset's wall time in round 8 (benchmarks/README,
+    idle wait of 0-55 s, ~1/8 of the laptop preset's wall time (benchmarks/README,
     "end-of-fit wait"). Nothing here needs autotuning: one map thread, a fixed prefetch."""
     import tensorflow as tf
 

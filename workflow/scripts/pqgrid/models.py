@@ -230,9 +230,9 @@ def recalibrate_batchnorm(model, x, *, batch_size, batches, scaling, seed=0):
     How: in training mode a BatchNorm layer normalises with the batch's own statistics, so
     each batch's statistics do not depend on the moving ones. With momentum 0 the layer's
     fused update stores exactly those (mean, Bessel-corrected variance); one traced
-    function runs a batch and reads them, and the average is taken in float64. (Until
-    round 7 this ran eagerly with momentum 1 - 1/i, a float32 running average of the same
-    values: ~3x slower, moving statistics equal to ~1e-6 relative.)"""
+    function runs a batch and reads them, and the average is taken in float64 (an eager
+    float32 running average with momentum 1 - 1/i measured ~3x slower, with moving
+    statistics equal to ~1e-6 relative)."""
     import tensorflow as tf
     import tf_keras
 

@@ -241,20 +241,19 @@ def table_widths(summary, bench, per_class, thesis):
         s = s.assign(device="(no device)", latency_us=np.nan)
     else:
         s = s.merge(bench[[*CELL, "device", "latency_us"]], on=CELL, how="inner")
-    s["latency_ms"] = s.latency_us / 1000
     wide = s.pivot_table(
         index=["device", "arch", "label", "input_px", "params", "seed"],
         columns="quant",
-        values=["top1", "latency_ms", "file_mb"],
+        values=["top1", "latency_us", "file_mb"],
     )
     wide.columns = [f"{quant}_{value}" for value, quant in wide.columns]
-    values = [f"{q}_{v}" for q in ("fp32", "int8") for v in ("top1", "latency_ms", "file_mb")]
+    values = [f"{q}_{v}" for q in ("fp32", "int8") for v in ("top1", "latency_us", "file_mb")]
     wide = wide.reindex(columns=values).reset_index()  # a column even where nothing was measured
     return mean_std(wide, ["device", "arch", "label", "input_px", "params"], values)
 
 
 DEVICE_VALUES = [
-    *("latency_ms", "ram_delta_mb", "power_idle_w", "power_load_w", "energy_mj_per_inference"),
+    *("latency_us", "ram_delta_mb", "power_idle_w", "power_load_w", "energy_mj_per_inference"),
     *("energy_net_mj_per_inference", "top1", "top1_device", "top1_host_diff_pp", "throttled_share"),
 ]
 
@@ -271,7 +270,6 @@ def table_devices(summary, bench, per_class, thesis):
     columns = list(dict.fromkeys([*bench.columns, *BENCH_COLUMNS, *ENERGY_COLUMNS, *DEVICE_EVAL_COLUMNS]))
     s = summary[[*CELL, "label", "top1"]].merge(bench.reindex(columns=columns), on=CELL, how="inner")
     s = s.assign(
-        latency_ms=s.latency_us / 1000,
         throttled_share=s.throttled.map({True: 1.0, False: 0.0, "True": 1.0, "False": 0.0}),
         energy_method=s.energy_method.astype(object).fillna("not measured"),
         cpu_model=s.cpu_model.astype(object).fillna(""),

@@ -221,7 +221,7 @@ def _child(conn: socket.socket) -> int:
     # A private temp directory under the job's TMPDIR, removed when the child ends: a child
     # ends with os._exit, which skips atexit handlers, and TensorFlow's autograph removes its
     # generated /tmp/__autograph_generated_file*.py files only there (1,659 were left in
-    # /tmp after round 11's runs).
+    # /tmp after two laptop-preset runs).
     tempfile.tempdir = None  # cached by the server's imports; the job's TMPDIR applies
     tempfile.tempdir = job_tmp = tempfile.mkdtemp(prefix="pqgrid-job-")
     # The job was killed (its socket closed): end this child at once, as a kill ends a job.
