@@ -120,6 +120,19 @@ rule all:
         report_targets(),
 
 
+# No preset: the full thesis grid. Say so in one line, with the presets a first run wants.
+if (
+    COMMAND_LINE is not None
+    and not COMMAND_LINE.configfile
+    and not COMMAND_LINE.targets[1:]
+):
+    print(
+        "pqgrid: no --configfile: this is the full thesis grid (config.yaml, ~40 CPU-hours); a first run is "
+        "--configfile presets/smoke.yaml (~3 min; presets/: smoke, laptop, population, seed003)",
+        file=sys.stderr,
+    )
+
+
 # A target no rule makes: one line with the nearest targets of this grid, before the DAG.
 _unknown = unknown_targets(
     COMMAND_LINE.targets if COMMAND_LINE else [],
