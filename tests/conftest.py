@@ -121,6 +121,14 @@ def smoke_run(tmp_path_factory):
     return wf
 
 
+def ran_rules(console: str) -> list:
+    """Rules of the jobs a real run finished, from the pqgrid logger's progress lines
+    (`[ 3/85   3%] prune_model mobilenet seed0 s50 (...)`)."""
+    import re
+
+    return re.findall(r"^\[ *\d+/\d+ +\d+%\] (\w+)", console, re.M)
+
+
 def stage_command(module: str, function: str, **kwargs) -> list:
     """A fresh Python that calls one pqgrid stage function with keyword arguments (kill -9
     tests, process-global TensorFlow settings)."""

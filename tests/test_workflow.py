@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import SMOKE, SMOKE_RUN, copy_workflow, snakemake
+from conftest import SMOKE, SMOKE_RUN, copy_workflow, ran_rules, snakemake
 
 
 def planned_jobs(wf, *args, configfiles=()):
@@ -237,7 +237,7 @@ def test_one_figure_rebuilds_alone(smoke_run):
     fig = smoke_run / SMOKE_RUN / "results/figures/pareto_gzip.png"
     fig.unlink()
     proc = snakemake(smoke_run, "--cores", "2", "results/figures/pareto_gzip.png", *SMOKE)
-    ran = re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M)
+    ran = ran_rules(proc.stdout + proc.stderr)
     assert ran == ["plot_figure"] and fig.is_file()
 
 
@@ -273,7 +273,7 @@ def test_a_grid_on_two_devices_local_and_loopback(smoke_run, sshd, tmp_path):
     }
     (wf / "two-devices.yaml").write_text(yaml.safe_dump({"devices": devices}))
     proc = snakemake(wf, "--cores", "2", "all", "--configfile", "presets/smoke.yaml", "two-devices.yaml")
-    ran = re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M)
+    ran = ran_rules(proc.stdout + proc.stderr)
     for upstream in ("train_model", "convert_tflite", "evaluate_tflite"):
         assert upstream not in ran
     assert ran.count("benchmark_on_device") == 12, "local's timings stay: accuracy and power are not latency settings"
@@ -344,8 +344,11 @@ def test_a_damaged_intermediate_file_stops_its_reader_with_one_line(smoke_run):
     target.write_bytes(b"")  # a killed job or a full disk
     try:
         proc = snakemake(smoke_run, "--cores", "1", "results/tables/summary.csv", *SMOKE, check=False)
-        lines = [line for line in proc.stderr.splitlines() if line.startswith("pqgrid: ")]
+        # the job's one line, and the terminal's line naming the failed job and its log
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("pqgrid: DamagedFile")]
         assert proc.returncode != 0 and len(lines) == 1, proc.stderr[-2000:]
+        assert "pqgrid: FAILED summarize_grid; log: logs/tables/summary.log" in proc.stderr
+        assert "pqgrid: findings" not in proc.stderr  # no results pointer after a failure
         assert lines[0] == (
             "pqgrid: DamagedFile: results/eval/mobilenet_tiny/seed0/s0_fp32.json: empty file (0 bytes: a killed job "
             "or a full disk?); delete it and rerun"
