@@ -121,11 +121,7 @@ rule all:
 
 
 # No preset: the full thesis grid. Say so in one line, with the presets a first run wants.
-if (
-    COMMAND_LINE is not None
-    and not COMMAND_LINE.configfile
-    and not COMMAND_LINE.targets[1:]
-):
+if COMMAND_LINE is not None and not COMMAND_LINE.configfile:
     print(
         "pqgrid: no --configfile: this is the full thesis grid (config.yaml, ~40 CPU-hours); a first run is "
         "--configfile presets/smoke.yaml (~3 min; presets/: smoke, laptop, population, seed003)",
