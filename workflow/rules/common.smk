@@ -121,6 +121,7 @@ def report_targets():
     return (
         [rules.make_table.output.csv.format(table=t) for t in registry.TABLES]
         + [rules.plot_figure.output.png.format(figure=f) for f in FIGURES]
+        + [f"results/figures/{f}.{ext}" for f in FIGURES for ext in FIGURE_FORMATS]
         + [rules.check_findings.output.md]
         + [rules.collect_pie.output.csv]
         + expand(rules.pie_gallery.output.png, arch=GRID["arch"])

@@ -169,7 +169,9 @@ def reached(script: str | Path) -> list:
 def stage_code(script: str) -> str:
     """sha256 (first 16 hex digits) of the normalised code a rule script reaches; `script`
     is a file name in workflow/scripts/."""
-    texts = sorted(st.text for st in reached(SCRIPTS / script) if st.text is not None)
+    # a set: the same import in two modules counts once, so moving a function next to
+    # imports its new module already has changes nothing
+    texts = sorted({st.text for st in reached(SCRIPTS / script) if st.text is not None})
     return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
 
 
