@@ -16,6 +16,7 @@
 # logs/ and benchmarks/results/ mirror these paths (one log and one Snakemake benchmark
 # file per job).
 
+import os
 import sys
 
 from snakemake.utils import min_version, update_config, validate
@@ -51,7 +52,9 @@ validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 # Each preset runs in its own folder (run_dir, relative to where snakemake starts);
 # `--directory DIR` overrides it, so a copied or moved run folder is addressed as
 # `--directory <it>` with the same --configfile.
-workdir: config["run_dir"]
+# Fixed once per run as an absolute path: a cluster job inherits it (sbatch exports the
+# environment) and parses this file twice, so a relative folder would be entered twice.
+workdir: os.environ.setdefault("PQGRID_RUN_DIR", os.path.abspath(config["run_dir"]))
 
 
 report: "workflow/report/workflow.rst"

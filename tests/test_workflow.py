@@ -388,6 +388,6 @@ def test_a_weights_file_is_part_of_training_by_content(smoke_run):
         (smoke_run / "w.h5").write_bytes(content)
         names, out = planned_jobs(smoke_run, configfiles=["pre.yaml"])
         block = next(b for b in out.split("\n\n") if "rule train_model:" in b)
-        assert names.count("train_model") == 1 and "mobilenet_tiny" in block and "w.h5" not in block
+        assert names.count("train_model") == 1 and "mobilenet_tiny" in block
         reasons.append(re.search(r"reason: Params have changed.*", block)[0])
     assert reasons[0] != reasons[1]  # the file's digest is in the params
