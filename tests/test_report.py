@@ -105,6 +105,8 @@ def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005, minimalistic=False):
                 quant=q,
                 device="pi4",
                 latency_us=lat * (0.6 if q == "int8" else 1.0) * (1 + 0.01 * (sp % 7)),
+                p50_us=lat * (0.6 if q == "int8" else 1.0) * (1 + 0.01 * (sp % 7)),
+                p90_us=1.03 * lat * (0.6 if q == "int8" else 1.0) * (1 + 0.01 * (sp % 7)),
                 ram_delta_mb=16 * (0.5 if q == "int8" else 1),
                 throttled=False,
                 energy_method="command on the host",
@@ -181,9 +183,17 @@ BREAK = {
     6: lambda s, b, pc: (_set(s, {"sparsity": 30}, top1=lambda x: x - 0.05), b, pc),
     7: lambda s, b, pc: (_set(s, {"sparsity": 90, "arch": "efficientnet_b0"}, top1=0.99), b, pc),
     8: lambda s, b, pc: (s, b, _even_classes(pc, s)),
-    9: lambda s, b, pc: (s, _set(b, {"arch": "efficientnet_b0"}, latency_us=100.0), pc),
-    10: lambda s, b, pc: (s, _set(b, {"arch": "mobilenet_v3_small"}, latency_us=99999.0), pc),
-    11: lambda s, b, pc: (s, _set(b, {"arch": "mobilenet_v3_small_min"}, latency_us=99999.0), pc),  # speed alone
+    9: lambda s, b, pc: (s, _set(b, {"arch": "efficientnet_b0"}, latency_us=100.0, p50_us=100.0, p90_us=110.0), pc),
+    10: lambda s, b, pc: (
+        s,
+        _set(b, {"arch": "mobilenet_v3_small"}, latency_us=99999.0, p50_us=99999.0, p90_us=99999.0),
+        pc,
+    ),
+    11: lambda s, b, pc: (
+        s,
+        _set(b, {"arch": "mobilenet_v3_small_min"}, p50_us=99999.0, p90_us=99999.0),
+        pc,
+    ),  # speed alone
     12: lambda s, b, pc: (
         _set(s, {"quant": "qat", "arch": "efficientnet_b0", "sparsity": 0}, top1=lambda x: x - 0.02),
         b,

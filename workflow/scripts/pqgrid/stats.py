@@ -64,6 +64,31 @@ def paired_interval(gained, lost, n, confidence=CONFIDENCE) -> tuple[float, floa
     return (2 * ci.low - 1) * m / n, (2 * ci.high - 1) * m / n
 
 
+def proportion_interval(k, n, confidence=CONFIDENCE) -> tuple[float, float]:
+    """Clopper-Pearson (exact) interval of a share k / n (scipy's binomtest)."""
+    from scipy import stats
+
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def independent_interval(k1, n1, k2, n2, confidence=CONFIDENCE) -> tuple[float, float]:
+    """Interval for k2/n2 - k1/n1 of two independent shares: Newcombe's hybrid score
+    interval (1998, method 10) from scipy's Wilson intervals - a few lines scipy lacks.
+    Used where two models were scored on the same images but their per-image answers are
+    not paired in the tables (another architecture): wider than a paired interval, never
+    narrower than the truth."""
+    from scipy import stats
+
+    p1, p2 = k1 / n1, k2 / n2
+    w1 = stats.binomtest(int(k1), int(n1)).proportion_ci(confidence_level=confidence, method="wilson")
+    w2 = stats.binomtest(int(k2), int(n2)).proportion_ci(confidence_level=confidence, method="wilson")
+    d = p2 - p1
+    lo = d - np.sqrt((p2 - w2.low) ** 2 + (w1.high - p1) ** 2)
+    hi = d + np.sqrt((w2.high - p2) ** 2 + (p1 - w1.low) ** 2)
+    return float(lo), float(hi)
+
+
 def ci_halfwidth(values, confidence=CONFIDENCE) -> float:
     """Half the width of `t_interval` (the `± x` of a table); NaN below 2 values."""
     lo, hi = t_interval(values, confidence)

@@ -1,0 +1,111 @@
+"""Simulated runs for the claims' null and power tests (tests/test_findings_null.py): the
+tables a run writes (summary, bench, per-class, PIE), generated from per-image answers with a
+stated true effect and the noise a real run has - answers that change between two models of
+one seed, timing noise, counting noise of PIEs. Test data, never results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pqgrid import pie
+
+CLASSES = [f"c{i}" for i in range(10)]
+BUILDERS = {
+    "mobilenet": {"builder": "MobileNet"},
+    "b0": {"builder": "EfficientNetB0"},
+    "v3l": {"builder": "MobileNetV3Large"},
+    "v3s": {"builder": "MobileNetV3Small"},
+    "v3s_min": {"builder": "MobileNetV3Small", "minimalistic": True},
+}
+
+
+def answers(rng, y, p):
+    """One model's labels: right with probability p, else a random wrong class."""
+    wrong = (y + rng.integers(1, len(CLASSES), len(y))) % len(CLASSES)
+    return np.where(rng.random(len(y)) < p, y, wrong)
+
+
+def derive(rng, parent, y, p, flip, delta=0.0, class_delta=None):
+    """A compressed model's labels from its parent's: a share `flip` of the answers redrawn
+    (a second draw of the same accuracy), then a true change of top-1 by `delta` (and
+    `class_delta[c]` more in class c) moving right answers to wrong or back."""
+    labels = parent.copy()
+    redraw = rng.random(len(y)) < flip
+    labels[redraw] = answers(rng, y[redraw], p)
+    for c in range(len(CLASSES)):
+        d = delta + (class_delta or {}).get(c, 0.0)
+        idx = np.flatnonzero(y == c)
+        right = idx[labels[idx] == c]
+        wrong = idx[labels[idx] != c]
+        k = int(round(abs(d) * len(idx)))
+        if d < 0:
+            labels[rng.choice(right, min(k, len(right)), replace=False)] = (c + 1) % len(CLASSES)
+        elif d > 0:
+            labels[rng.choice(wrong, min(k, len(wrong)), replace=False)] = c
+    return labels
+
+
+def run_tables(rng, *, archs=("mobilenet", "v3l"), seeds=(0,), cells=((0, "fp32"), (0, "int8")), n=3000, p=0.7,
+               flip=0.05, delta=None, size=None, latency=None, zeros_short=0.02, pqat_drop=0.0, device_diff=0.0,
+               populations=False, pie_flip=None, forgotten=None):  # fmt: skip
+    """summary, bench, per_class (and pie, pie_per_class with `populations`) of a simulated run.
+
+    delta(arch, sparsity, quant) -> (true Δ top-1, {class: extra Δ}) against the unpruned
+    fp32 model; size(arch, sparsity, quant) -> (file bytes, gzip bytes); latency(arch,
+    sparsity, quant) -> true µs. Timing: p50 with 1 % noise, p90 8 % above it.
+    forgotten[(arch, sparsity, quant)]: a share of the test images every seed's model of that
+    cell answers wrong the same way (systematic forgetting: what makes PIEs)."""
+    delta = delta or (lambda a, sp, q: (0.0, None))
+    size = size or (lambda a, sp, q: (4e6 * (0.28 if q != "fp32" else 1.0),) * 2)
+    latency = latency or (lambda a, sp, q: 1000.0)
+    y = np.arange(n) % len(CLASSES)
+    rows, bench, per_class, labels = [], [], [], {}
+    for arch in archs:
+        for seed in seeds:
+            parent = answers(rng, y, p)
+            for sp, q in cells:
+                d, cd = delta(arch, sp, q)
+                f = (pie_flip or {}).get((arch, sp, q), flip)
+                lab = parent.copy() if (sp, q) == (0, "fp32") else derive(rng, parent, y, p, f, d, cd)
+                share = (forgotten or {}).get((arch, sp, q), 0.0)
+                if share:
+                    same = np.random.default_rng([sp, len(q)]).random(n) < share  # the same images every seed
+                    lab[same] = (y[same] + 1) % len(CLASSES)
+                labels[arch, seed, sp, q] = lab
+                right, was = lab == y, parent == y
+                file_b, gz = size(arch, sp, q)
+                rows.append(dict(
+                    arch=arch, seed=seed, sparsity=sp, quant=q, top1=right.mean(), test_images=n,
+                    chance_top1=1 / len(CLASSES), parent_top1=was.mean(),
+                    gained_vs_fp32=int((right & ~was).sum()), lost_vs_fp32=int((was & ~right).sum()),
+                    file_bytes=file_b, gzip_bytes=gz, zero_fraction=max(sp / 100 - zeros_short, 0.0),
+                    tflite_kernel_sparsity=sp / 100 - (pqat_drop if q == "qat" else 0.0),
+                    kernel_sparsity_before_qat=sp / 100,
+                ))  # fmt: skip
+                for c in range(len(CLASSES)):
+                    m = y == c
+                    per_class.append(dict(arch=arch, seed=seed, sparsity=sp, quant=q, **{"class": CLASSES[c]},
+                                          correct=int(right[m].sum()), support=int(m.sum()), accuracy=right[m].mean()))  # fmt: skip
+                p50 = latency(arch, sp, q) * (1 + rng.normal(0, 0.01))
+                bench.append(dict(
+                    arch=arch, seed=seed, sparsity=sp, quant=q, device="pi", p50_us=p50, p90_us=1.08 * p50,
+                    latency_us=1.03 * p50, ram_delta_mb=10 * (1 + rng.normal(0, 0.005)),
+                    top1_device=right.mean() + device_diff / 100, top1_host_diff_pp=device_diff,
+                    answers_differing_from_host=int(round(abs(device_diff) / 100 * n)),
+                ))  # fmt: skip
+    tables = [pd.DataFrame(rows), pd.DataFrame(bench), pd.DataFrame(per_class)]
+    if populations:
+        tables += _pie_tables(labels, archs, seeds, cells, y)
+    return tables
+
+
+def _pie_tables(labels, archs, seeds, cells, y):
+    summaries, per_class = [], []
+    pred = lambda lab: {"label": lab, "true": y, "test_sha256": "sim", "confidence": np.ones(len(y))}  # noqa: E731
+    for arch in archs:
+        ref = [pred(labels[arch, s, 0, "fp32"]) for s in seeds]
+        variants = {(str(sp), q): [(s, pred(labels[arch, s, sp, q])) for s in seeds] for sp, q in cells}
+        summary, _, pc = pie.analyse(ref, list(seeds), variants, CLASSES, resamples=100)
+        summaries.append(summary.assign(arch=arch))
+        per_class.append(pc.assign(arch=arch))
+    return [pd.concat(summaries, ignore_index=True), pd.concat(per_class, ignore_index=True)]
