@@ -7,7 +7,8 @@ training images, per-channel weights, TensorFlow's calibrator and MLIR quantizer
   - the stock converter from the Keras model (pqgrid derives int8 from the fp32 file),
   - more calibration images (1000, 5000) and calibration on test images instead of training ones,
   - per-tensor instead of per-channel weight scales,
-  - Google's ai-edge-quantizer (static int8, min/max) on the same fp32 file,
+  - Google's ai-edge-quantizer (static int8, min/max) on the same fp32 file, and the converter's
+    older quantizer (`experimental_new_quantizer = False`: the calibrator's own, which int16x8 uses),
   - the squeeze-excite blocks, or the first block, kept in float (TensorFlow's QuantizationDebugger
     `denylisted_nodes`), int16 activations (int16x8) for comparison.
 Every variant is scored through the LiteRT interpreter on the run's test split, with the
@@ -37,7 +38,7 @@ from pqgrid.models import load_keras, scale_inputs  # noqa: E402
 from pqgrid.tfsetup import tensorflow  # noqa: E402
 
 
-def stock(model, images, per_tensor=False, denylist=None):
+def stock(model, images, per_tensor=False, denylist=None, old_quantizer=False):
     """The converter's own int8 from the Keras model (optionally per-tensor, or with nodes kept
     float through the QuantizationDebugger, whose selective quantization is the documented way)."""
     import tensorflow as tf
@@ -45,6 +46,8 @@ def stock(model, images, per_tensor=False, denylist=None):
     conv = convert.converter_for(model, "int8", images, stock=True)
     if per_tensor:
         conv._experimental_disable_per_channel = True  # the converter's switch (lite.py)
+    if old_quantizer:
+        conv.experimental_new_quantizer = False  # the calibrator's C++ quantizer, as int16x8 uses
     if not denylist:
         return conv.convert()
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylist)
@@ -77,6 +80,19 @@ def node_names(model, word: str) -> list:
     return sorted({d["name"] for d in it.get_tensor_details() if word in d["name"]})
 
 
+def activation_scales(path) -> dict:
+    """Median and largest scale of the int8 activation tensors (one scale each; weights are
+    per-channel): how coarse the steps the calibration chose are."""
+    scales = [
+        float(d["quantization_parameters"]["scales"][0])
+        for d in interpreter(path).get_tensor_details()
+        if d["dtype"] == np.int8 and len(d["quantization_parameters"]["scales"]) == 1
+    ]
+    if not scales:
+        return {}
+    return {"median_activation_scale": float(np.median(scales)), "largest_activation_scale": max(scales)}
+
+
 def study(run: Path, arch: str, builder: str, seed: int, workdir: Path) -> list[dict]:
     res = run / "results"
     scaling = input_scaling({"builder": builder})
@@ -105,6 +121,9 @@ def study(run: Path, arch: str, builder: str, seed: int, workdir: Path) -> list[
         ),
         "int8: per-tensor weight scales (stock, 200)": lambda: stock(model, calib(200), per_tensor=True),
         "int8: ai-edge-quantizer static, 200": lambda: edge_quantizer(fp32, calib(200)),
+        "int8: the converter's older quantizer (experimental_new_quantizer=False, stock, 200)": lambda: stock(
+            model, calib(200), old_quantizer=True
+        ),
         f"int8: squeeze-excite in float ({len(se)} tensors, stock, 200)": lambda: stock(model, calib(200), denylist=se),
         f"int8: block1a in float ({len(first)} tensors, stock, 200)": lambda: stock(model, calib(200), denylist=first),
         "int16x8 (pqgrid, 200)": lambda: convert.quantize_like_converter(fp32, "int16x8", calib(200), seed=seed),
@@ -131,6 +150,7 @@ def study(run: Path, arch: str, builder: str, seed: int, workdir: Path) -> list[
                 test_images=len(y_test),
                 file_bytes=len(flat),
                 seconds=round(time.perf_counter() - t, 1),
+                **activation_scales(path),
             )
         )
         print(rows[-1], flush=True)
