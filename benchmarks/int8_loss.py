@@ -7,7 +7,9 @@ training images, per-channel weights, TensorFlow's calibrator and MLIR quantizer
   - the stock converter from the Keras model (pqgrid derives int8 from the fp32 file),
   - more calibration images (1000, 5000) and calibration on test images instead of training ones,
   - per-tensor instead of per-channel weight scales,
-  - Google's ai-edge-quantizer (static int8, min/max) on the same fp32 file, and the converter's
+  - Google's ai-edge-quantizer (static int8, min/max) on the same fp32 file, with its own range
+    statistic (a moving average of each image's min/max) and with TensorFlow's (the absolute
+    min/max over all images), and the converter's
     older quantizer (`experimental_new_quantizer = False`: the calibrator's own, which int16x8 uses),
   - the squeeze-excite blocks, or the first block, kept in float (TensorFlow's QuantizationDebugger
     `denylisted_nodes`), int16 activations (int16x8) for comparison.
@@ -57,16 +59,29 @@ def stock(model, images, per_tensor=False, denylist=None, old_quantizer=False):
     return debugger.get_nondebug_quantized_model()
 
 
-def edge_quantizer(fp32_tflite, images):
-    """ai-edge-quantizer's static int8 (min/max, its default algorithm) on the fp32 file."""
-    from ai_edge_quantizer import quantizer, recipe
+def edge_quantizer(fp32_tflite, images, absolute_range=False):
+    """ai-edge-quantizer's static int8 (min/max, its default algorithm) on the fp32 file. Its
+    calibrator keeps a moving average (factor 0.95) of each image's min/max; TensorFlow's
+    keeps the absolute min/max over all images. `absolute_range`: the latter in the former,
+    so the two differ by the range statistic alone."""
+    from ai_edge_quantizer import calibrator, quantizer, recipe
 
     signatures = interpreter(fp32_tflite).get_signature_list()
     key = next(iter(signatures))
     name = signatures[key]["inputs"][0]
     job = quantizer.Quantizer(str(fp32_tflite))
     job.load_quantization_recipe(recipe.static_wi8_ai8())
-    calibration = job.calibrate({key: [{name: img[None].astype(np.float32)} for img in images]}, num_threads=2)
+    registered = calibrator.algorithm_manager.get_update_qsv_func
+    if absolute_range:  # the calibrator asks the algorithm manager for its update function
+
+        def union(qsv, new):
+            return {"min": np.minimum(qsv["min"], new["min"]), "max": np.maximum(qsv["max"], new["max"])} if qsv else new
+
+        calibrator.algorithm_manager.get_update_qsv_func = lambda *a, **k: union
+    try:
+        calibration = job.calibrate({key: [{name: img[None].astype(np.float32)} for img in images]}, num_threads=2)
+    finally:
+        calibrator.algorithm_manager.get_update_qsv_func = registered
     return bytes(job.quantize(calibration, enable_progress_report=False).quantized_model)
 
 
@@ -121,6 +136,9 @@ def study(run: Path, arch: str, builder: str, seed: int, workdir: Path) -> list[
         ),
         "int8: per-tensor weight scales (stock, 200)": lambda: stock(model, calib(200), per_tensor=True),
         "int8: ai-edge-quantizer static, 200": lambda: edge_quantizer(fp32, calib(200)),
+        "int8: ai-edge-quantizer with absolute min/max ranges (TensorFlow's statistic), 200": lambda: edge_quantizer(
+            fp32, calib(200), absolute_range=True
+        ),
         "int8: the converter's older quantizer (experimental_new_quantizer=False, stock, 200)": lambda: stock(
             model, calib(200), old_quantizer=True
         ),
