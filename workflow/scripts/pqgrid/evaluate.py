@@ -12,6 +12,7 @@ import pandas as pd
 from . import data as data_mod
 from .config import input_scaling
 from .io import atomic_path, check_file, damaged, read_json, sha256_file, versions, write_json
+from .modes import mode
 from .sanity import collapse_message, collapsed
 from .summary import SPARSITY_KEYS
 
@@ -147,7 +148,6 @@ def evaluate_tflite(
     parameter statistics (from the .h5 and read back from the .tflite), and provenance.
     A qat cell also gets its QAT Keras model's top-1 and the .tflite's difference to it
     (tfmot #368/#1107: they can disagree), and the kernel zeros before QAT."""
-    from .config import CALIBRATED_MODES, split_quant
     from .tflite_weights import kernel_sparsity, layer_table, read_kernels
 
     man = data_mod.load_manifest(manifest)
@@ -177,7 +177,7 @@ def evaluate_tflite(
         **kernel_sparsity(kernels),
         **_pattern_check(layers, m_by_n),
         **io_dtypes(tflite),
-        "float_ops": float_ops(tflite) if split_quant(cell["quant"])[0] in CALIBRATED_MODES else "",
+        "float_ops": float_ops(tflite) if mode(cell["quant"]).calibrated else "",
         **_qat_metrics(qat_json, top1),
         "confusion_matrix": confusion_matrix(y, pred, len(man["classes"])).tolist(),
         "classes": man["classes"],
