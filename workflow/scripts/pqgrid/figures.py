@@ -18,7 +18,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import registry  # noqa: E402
-from .io import atomic_path  # noqa: E402
+from .data import load_npz
+from .io import (
+    atomic_path,  # noqa: E402
+    read_csv,
+)
+from .pie import most_forgotten
 from .stats import CELL, MB, is_unpruned, pareto_front, per_class_changes, sparsity_number, t_interval  # noqa: E402
 from .summary import mobilenet_v3, read_long_tables  # noqa: E402
 
@@ -502,9 +507,6 @@ def gallery_figure(x, tiles: pd.DataFrame, title: str, cols=8):
 
 def pie_gallery(*, arch, images_csv, test_npz, manifest, tiles, out_png):
     """Stage `pie_gallery`: the most-forgotten test images of one architecture."""
-    from .data import load_npz
-    from .io import read_csv
-    from .pie import most_forgotten
 
     x, _ = load_npz(test_npz)
     chosen = most_forgotten(read_csv(images_csv), int(tiles))
