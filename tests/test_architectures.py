@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from conftest import synthetic_npz
 from pqgrid import data
-from pqgrid.config import QUANT_MODES, ConfigError, arch_label, check_config
+from pqgrid.config import ConfigError, arch_label, check_config
+from pqgrid.modes import MODES
 
 TRAIN = {
     "epochs": 1,
@@ -22,7 +23,7 @@ TRAIN = {
 FULL = ["SqueezeNet10", "SqueezeNet11", "EfficientNetLite0"]
 # Every mode: int8/int8_full and dynamic/fp16 are derived from the fp32 .tflite, by tools
 # whose op coverage depends on the builder's ops (fire modules, squeeze-excite).
-BUILDER_MODES = list(QUANT_MODES)
+BUILDER_MODES = list(tuple(MODES))
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +76,11 @@ def _stages(arch, d, out):
 
 @pytest.mark.parametrize("builder", FULL)
 def test_trains_prunes_and_converts_in_every_mode(builder, tiny_data, tmp_path):
-    from pqgrid.config import derives_from_fp32, input_scaling
+    from pqgrid.config import input_scaling
     from pqgrid.convert import convert_cell, convert_tflite
     from pqgrid.evaluate import io_dtypes, predict_tflite
     from pqgrid.models import load_keras, parameter_stats, scale_inputs
+    from pqgrid.modes import derives_from_fp32
 
     arch = {"builder": builder}
     _stages(arch, tiny_data, tmp_path)

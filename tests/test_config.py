@@ -386,3 +386,13 @@ def test_training_deterministic_reaches_pruning_and_qat_only_where_set():
     )
     c["architectures"]["mobilenet"]["training"] = {"deterministic": True}
     assert pruning_settings(c, "mobilenet", 30)["deterministic"] is True
+
+
+def test_schema_lists_every_quantization_mode():
+    """The schema's description of quantization.modes names exactly the modes of MODES."""
+    from pqgrid.config import load_schema
+    from pqgrid.modes import MODES
+
+    text = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")["properties"]["quantization"]
+    described = text["properties"]["modes"]["description"].split(",")[0].split(" | ")
+    assert described == list(MODES)

@@ -42,3 +42,46 @@ def test_contributing_names_only_files_and_tests_that_exist():
     tests_text = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     for name in re.findall(r"`(test_\w+)`", text):
         assert f"def {name}(" in tests_text, name
+
+
+def _pqgrid_imports():
+    """{module: {(imported module, at top level?)}} of the pqgrid package's own imports."""
+    import ast
+
+    package = ROOT / "workflow" / "scripts" / "pqgrid"
+    names = {p.stem for p in package.glob("*.py")}
+    edges = {}
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        top = {id(n) for n in tree.body}
+        edges[path.stem] = {
+            ((node.module or alias.name).split(".")[0], id(node) in top)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+            for alias in node.names
+            if (node.module or alias.name).split(".")[0] in names
+        }
+    return edges
+
+
+def test_pqgrid_imports_point_one_way():
+    """No import circle between pqgrid's modules (counting imports inside functions), and no
+    pqgrid import hidden inside a function: the module's first lines say what it uses."""
+    edges = _pqgrid_imports()
+    inner = sorted(f"{m} -> {t}" for m, ts in edges.items() for t, top in ts if not top)
+    assert not inner, inner
+    graph = {m: {t for t, _ in ts} for m, ts in edges.items()}
+
+    def reaches(start, goal):
+        seen, stack = set(), [start]
+        while stack:
+            for nxt in graph.get(stack.pop(), ()):
+                if nxt == goal:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return False
+
+    circles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if reaches(b, a))
+    assert not circles, circles

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, kill_after_epochs, stage_command, synthetic_npz
 from pqgrid import data
-from pqgrid.config import QUANT_MODES
+from pqgrid.modes import MODES
 
 TINY = {"builder": "MobileNet", "alpha": 0.25}
 TRAIN = {
@@ -81,12 +81,12 @@ def _convert_args(small_data, out, mode):
 def tflites(trained, small_data, tmp_path_factory):
     """Every mode as the workflow makes it: the converter on the Keras model, or derived from
     the fp32 .tflite (pqgrid/convert.py)."""
-    from pqgrid.config import derives_from_fp32
     from pqgrid.convert import convert_cell
+    from pqgrid.modes import derives_from_fp32
 
     out = tmp_path_factory.mktemp("tflite")
     paths = {}
-    for mode in QUANT_MODES:  # fp32 first: the derived modes start from it
+    for mode in tuple(MODES):  # fp32 first: the derived modes start from it
         paths[mode] = out / f"{mode}.tflite"
         convert_cell(
             source=paths["fp32"] if derives_from_fp32(mode) else trained, **_convert_args(small_data, paths[mode], mode)
@@ -98,11 +98,11 @@ def tflites(trained, small_data, tmp_path_factory):
 def converter_tflites(trained, small_data, tmp_path_factory):
     """The reference: TFLiteConverter on the Keras model as TensorFlow ships it (its own
     SavedModel step), for the modes derived from fp32 and for the converter's own ones."""
-    from pqgrid.config import DERIVED_FROM_FP32
     from pqgrid.convert import convert_tflite
+    from pqgrid.modes import MODES
 
     out = tmp_path_factory.mktemp("converter")
-    paths = {m: out / f"{m}.tflite" for m in (*DERIVED_FROM_FP32, "fp32", "qat")}
+    paths = {m: out / f"{m}.tflite" for m in (*(n for n, m in MODES.items() if m.from_fp32), "fp32", "qat")}
     for mode, path in paths.items():
         convert_tflite(model_h5=trained, stock=True, **_convert_args(small_data, path, mode))
     return paths
@@ -111,7 +111,7 @@ def converter_tflites(trained, small_data, tmp_path_factory):
 def test_each_quant_mode_loads_with_right_dtypes(tflites):
     from pqgrid.evaluate import interpreter, io_dtypes
 
-    expected = {m: "float32" for m in QUANT_MODES} | {"int8_full": "int8", "qat": "int8"}
+    expected = {m: "float32" for m in tuple(MODES)} | {"int8_full": "int8", "qat": "int8"}
     for mode, path in tflites.items():
         it = interpreter(path)
         it.allocate_tensors()
@@ -409,8 +409,8 @@ def pruned50(trained, small_data, tmp_path_factory):
 
 def _convert(h5, small_data, path, mode):
     """`mode` as the workflow makes it (derived modes from an fp32 .tflite of `h5`)."""
-    from pqgrid.config import derives_from_fp32
     from pqgrid.convert import convert_cell
+    from pqgrid.modes import derives_from_fp32
 
     source = h5
     if derives_from_fp32(mode):

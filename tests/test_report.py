@@ -58,6 +58,7 @@ def fabricated(seeds=(0,), gzip_92=True, int8_delta=0.005, minimalistic=False):
                 seed=seed,
                 sparsity=sp,
                 quant=q,
+                builder=ARCHS[arch]["builder"],
                 label=f"{arch} 32px",
                 input_px=32,
                 top1=top1,

@@ -52,7 +52,7 @@ def job(module, function, log, sock=None, extra_env=None, wait=True, **kwargs):
     """A job's process as Snakemake starts it: run_script(..., warm=True), 1 thread."""
     code = (
         f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); "
-        f"from pqgrid.io import run_script; from pqgrid.{module} import {function}; "
+        f"from pqgrid.jobs import run_script; from pqgrid.{module} import {function}; "
         f"run_script({str(log)!r}, {function}, warm=True, **{kwargs!r})"
     )
     env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}

@@ -12,15 +12,8 @@ from snakemake.exceptions import WorkflowError
 
 from pqgrid import registry, settings
 from pqgrid.provenance import file_digest, folder_digest, stage_code
-from pqgrid.config import (
-    INT8_PTQ,
-    QAT_MODE,
-    derives_from_fp32,
-    grid,
-    input_size,
-    split_quant,
-    workflow_path,
-)
+from pqgrid.config import grid, input_size, workflow_path
+from pqgrid.modes import derives_from_fp32, mode
 from pqgrid.config import cells as grid_cells
 
 GRID = grid(config)
@@ -107,7 +100,7 @@ def layer_error_models():
     int8 error CSV."""
     seen = {}
     for c in cells():
-        if split_quant(c["quant"])[0] in INT8_PTQ:
+        if mode(c["quant"]).layer_error:
             key = (c["arch"], c["seed"], c["sparsity"])
             seen[key] = dict(arch=c["arch"], seed=c["seed"], sparsity=c["sparsity"])
     return list(seen.values())
@@ -206,12 +199,12 @@ def keras_model(wildcards):
 def convert_source(wildcards):
     """What a cell's .tflite is converted from: its Keras model, for `qat` the
     quantization-aware fine-tuned copy of it, for the modes derived from fp32
-    (config.DERIVED_FROM_FP32) the cell's fp32 .tflite: the model is converted once."""
+    (pqgrid.modes: `from_fp32`) the cell's fp32 .tflite: the model is converted once."""
     if derives_from_fp32(wildcards.quant):
         return rules.convert_tflite.output.tflite.format(
             **{**wildcards, "quant": "fp32"}
         )
-    if split_quant(wildcards.quant)[0] == QAT_MODE:
+    if mode(wildcards.quant).from_qat_model:
         return rules.qat_model.output.model.format(**wildcards)
     return keras_model(wildcards)
 
@@ -229,7 +222,7 @@ def weights_digest(wildcards):
 
 def qat_inputs(wildcards):
     """A qat cell's evaluation also reads the QAT Keras model's metrics."""
-    if split_quant(wildcards.quant)[0] == QAT_MODE:
+    if mode(wildcards.quant).from_qat_model:
         return {"qat": rules.qat_model.output.metrics.format(**wildcards)}
     return {}
 

@@ -1,7 +1,7 @@
 from pqgrid.config import input_scaling
 from pqgrid.data import load_manifest
 from pqgrid.device import device_accuracy
-from pqgrid.io import run_script
+from pqgrid.jobs import run_script
 
 run_script(
     snakemake.log[0],

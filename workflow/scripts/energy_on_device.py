@@ -1,5 +1,5 @@
 from pqgrid.device import measure_energy
-from pqgrid.io import run_script
+from pqgrid.jobs import run_script
 
 run_script(
     snakemake.log[0],

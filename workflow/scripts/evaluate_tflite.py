@@ -1,5 +1,5 @@
 from pqgrid.evaluate import evaluate_tflite
-from pqgrid.io import run_script
+from pqgrid.jobs import run_script
 
 # Cold on purpose (no warm=True): a LiteRT job imports no TensorFlow, and forking it from
 # the warm server measured slower (laptop preset's 96 LiteRT evaluations: 180 job-s warm,

@@ -1,4 +1,4 @@
-from pqgrid.io import run_script
+from pqgrid.jobs import run_script
 from pqgrid.layer_error import layer_error
 
 run_script(

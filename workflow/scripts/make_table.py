@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pqgrid.io import run_script
+from pqgrid.jobs import run_script
 from pqgrid.tables import make_table
 
 run_script(

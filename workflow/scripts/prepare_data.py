@@ -1,6 +1,6 @@
 from pqgrid.config import source_path
 from pqgrid.data import prepare
-from pqgrid.io import run_script
+from pqgrid.jobs import run_script
 
 d = snakemake.params.dataset
 run_script(

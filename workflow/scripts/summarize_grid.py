@@ -1,4 +1,4 @@
-from pqgrid.io import run_script
+from pqgrid.jobs import run_script
 from pqgrid.summary import summarize
 
 run_script(

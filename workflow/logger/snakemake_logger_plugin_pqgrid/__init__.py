@@ -5,7 +5,7 @@ progress count and an estimate of the time left, one line per failed job with it
 at the end where the findings, tables and figures are and the report command. A dry run
 lists each planned job with its output, reason and wildcards as Snakemake does. Everything
 else Snakemake says passes through, less its scheduling chatter. TensorFlow's notices never
-reach it: the jobs send them to their logs (pqgrid/io.run_script)."""
+reach it: the jobs send them to their logs (pqgrid/jobs.run_script)."""
 
 from __future__ import annotations
 

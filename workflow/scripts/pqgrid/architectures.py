@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+from .weights import load_weights_file
+
 # Trainable parameters at 1000 classes, 224 px (EfficientNet-Lite at its own resolution,
 # which does not change the count). BatchNorm moving statistics are not trainable and are
 # not counted, as in the references.
@@ -292,10 +294,8 @@ def _finish(inputs, x, name, include_top, pooling, weights):
 
 
 def _load_weights(model, weights):
-    """`weights`: None (from scratch) or a path to an .h5 weights file (models.load_weights_file
+    """`weights`: None (from scratch) or a path to an .h5 weights file (weights.load_weights_file
     checks it layer by layer first); these builders have no downloadable ImageNet weights."""
     if weights is None:
         return
-    from .models import load_weights_file
-
     load_weights_file(model, weights)

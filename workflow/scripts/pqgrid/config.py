@@ -8,35 +8,7 @@ import os
 import re
 
 from . import registry
-
-QUANT_MODES = ("fp32", "dynamic", "fp16", "int8", "int8_full", "int16x8", "qat")
-# Post-training int8 modes: the QuantizationDebugger's per-layer error describes them (one
-# CSV per Keras model: int8 and int8_full quantize the same layers, they differ in I/O only).
-INT8_PTQ = ("int8", "int8_full")
-# Modes whose conversion calibrates on training images (a representative dataset).
-CALIBRATED_MODES = ("int8", "int8_full", "int16x8", "qat")
-# Modes made from the fp32 .tflite of the same cell instead of converting the Keras model
-# again (pqgrid/convert.py says how and what differs). The sparse variants stay on the
-# converter: it sparsifies after quantizing, a path not checked against it here.
-DERIVED_FROM_FP32 = ("int8", "int8_full", "int16x8", "dynamic", "fp16")
-# The mode whose .tflite comes from a quantization-aware fine-tuned model (pqgrid/qat.py).
-QAT_MODE = "qat"
-# Any mode + this suffix also stores pruned tensors in TFLite's sparse format
-# (Optimize.EXPERIMENTAL_SPARSITY), e.g. "int8_sparse": a separate grid value, so raw and
-# gzip sizes with and without sparse encoding sit side by side in one summary.
-SPARSE_SUFFIX = "_sparse"
-
-
-def derives_from_fp32(mode: str) -> bool:
-    return mode in DERIVED_FROM_FP32
-
-
-def split_quant(mode: str):
-    """'int8_sparse' -> ('int8', True); 'fp32' -> ('fp32', False)."""
-    if mode.endswith(SPARSE_SUFFIX):
-        return mode[: -len(SPARSE_SUFFIX)], True
-    return mode, False
-
+from .modes import MODES, SPARSE_SUFFIX, mode, split_quant
 
 # Builders pqgrid knows (keras.applications and its own), with the keyword arguments a user may set and the
 # input scaling the builder's own `preprocess_input` expects:
@@ -272,16 +244,16 @@ def _check_grid(config: dict) -> None:
     if not modes:
         raise ConfigError("quantization.modes: the grid is empty; name at least one mode")
     for m in modes:
-        if split_quant(m)[0] not in QUANT_MODES:
+        if split_quant(m)[0] not in MODES:
             raise ConfigError(
-                f"quantization.modes: unknown mode {m!r}; choose from {', '.join(QUANT_MODES)}"
+                f"quantization.modes: unknown mode {m!r}; choose from {', '.join(MODES)}"
                 f" (each optionally with {SPARSE_SUFFIX!r})"
             )
     if not config.get("seeds"):
         raise ConfigError("seeds: the grid is empty; give at least one seed, e.g. [0]")
     _check_subsets(config)
-    if any(split_quant(m)[0] == QAT_MODE for m in modes):
-        for a in {c["arch"] for c in cells(config) if split_quant(c["quant"])[0] == QAT_MODE}:
+    if any(mode(m).from_qat_model for m in modes if split_quant(m)[0] in MODES):
+        for a in {c["arch"] for c in cells(config) if mode(c["quant"]).from_qat_model}:
             b = archs[a]["builder"]
             if not BUILDERS[b]["qat"]:
                 raise ConfigError(
@@ -293,12 +265,12 @@ def _check_grid(config: dict) -> None:
 def _check_subsets(config: dict) -> None:
     q = config["quantization"]
     g = grid(config)
-    for mode, sub in (q.get("subsets") or {}).items():
-        where = f"quantization.subsets.{mode}"
+    for name, sub in (q.get("subsets") or {}).items():
+        where = f"quantization.subsets.{name}"
         # A known mode absent from this run's modes is fine: an overlay may narrow the modes
         # (presets/two-archs.yaml on the laptop preset) without touching its subsets.
-        if split_quant(str(mode))[0] not in QUANT_MODES:
-            raise ConfigError(f"{where}: unknown mode {mode!r}; choose from {', '.join(QUANT_MODES)}")
+        if split_quant(str(name))[0] not in MODES:
+            raise ConfigError(f"{where}: unknown mode {name!r}; choose from {', '.join(MODES)}")
         for a in sub.get("architectures", []):
             if a not in g["arch"]:
                 raise ConfigError(

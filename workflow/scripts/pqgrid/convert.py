@@ -2,13 +2,13 @@
 
 fp32, the sparse variants and qat run TensorFlow's converter on the Keras model, with its
 Keras -> SavedModel step made lean (`_lean_saved_model`: 2-2.5x faster, same bytes).
-The other modes are derived from the cell's fp32 .tflite (DERIVED_FROM_FP32), so a model is
+The other modes are derived from the cell's fp32 .tflite (modes.Mode.from_fp32), so a model is
 loaded, traced and converted once, not once per mode (benchmarks/README, P7):
 - int8 / int8_full / int16x8: the converter makes exactly that float flatbuffer before it
   calibrates and quantizes, so its own calibrator and quantizers run on it give the same
   bytes (tests/test_models.py compares them);
 - dynamic / fp16: Google's ai-edge-quantizer on the fp32 .tflite, without TensorFlow (what
-  differs from the converter's file: WEIGHT_ONLY_RECIPES)."""
+  differs from the converter's file: quantize_weights)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
+from . import modes
+from .config import input_scaling
 from .io import atomic_path, check_file, damaged
+from .models import load_keras, scale_inputs
+from .qat import load_qat
+from .tfsetup import tensorflow
 
 log = logging.getLogger("pqgrid")
 
@@ -101,9 +106,10 @@ def converter_for(model, mode: str, representative=None, stock: bool = False):
     `stock`: the converter's own Keras -> SavedModel step (the tests' reference)."""
     import tensorflow as tf
 
-    from .config import CALIBRATED_MODES, split_quant
-
-    mode, sparse = split_quant(mode)
+    mode, sparse = modes.split_quant(mode)
+    record = modes.MODES.get(mode)
+    if record is None:
+        raise ValueError(f"unknown quantization mode {mode!r}")
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if not stock:
         _lean_saved_model(conv)
@@ -116,8 +122,6 @@ def converter_for(model, mode: str, representative=None, stock: bool = False):
     if mode == "fp16":
         conv.target_spec.supported_types = [tf.float16]
         return conv
-    if mode not in CALIBRATED_MODES:
-        raise ValueError(f"unknown quantization mode {mode!r}")
     if representative is None:
         raise ValueError(f"{mode} needs calibration images")
 
@@ -128,7 +132,7 @@ def converter_for(model, mode: str, representative=None, stock: bool = False):
     # For qat the fake-quant ranges decide; calibration covers what stayed float in the QAT
     # model (Rescaling/Normalization at the input).
     conv.representative_dataset = gen
-    if mode in ("int8_full", "qat"):
+    if record.integer_io:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
@@ -141,11 +145,10 @@ def converter_for(model, mode: str, representative=None, stock: bool = False):
 
 
 def convert_cell(*, source, out_gz=None, **kwargs):
-    """Stage `convert_tflite`: `source` is the cell's Keras model, or for DERIVED_FROM_FP32
-    modes its fp32 .tflite; with `out_gz`, the new file's gzip -9 copy too."""
-    from .config import derives_from_fp32
-
-    if derives_from_fp32(kwargs["mode"]):
+    """Stage `convert_tflite`: `source` is the cell's Keras model, or for a mode made from
+    the fp32 .tflite (modes.derives_from_fp32) that file; with `out_gz`, the new file's gzip -9
+    copy too."""
+    if modes.derives_from_fp32(kwargs["mode"]):
         derive_from_fp32(fp32_tflite=source, **kwargs)
     else:
         convert_tflite(model_h5=source, **kwargs)
@@ -154,13 +157,11 @@ def convert_cell(*, source, out_gz=None, **kwargs):
 
 
 def derive_from_fp32(*, fp32_tflite, train_npz, out_tflite, arch_cfg, mode, calibration_samples, seed, threads=None):
-    """A DERIVED_FROM_FP32 mode from the cell's fp32 .tflite, written atomically."""
-    from .config import DERIVED_FROM_FP32, derives_from_fp32, input_scaling
-    from .models import scale_inputs
-
-    if not derives_from_fp32(mode):
-        raise ValueError(f"{mode} is not derived from the fp32 .tflite (only {', '.join(DERIVED_FROM_FP32)})")
-    if mode in WEIGHT_ONLY_RECIPES:
+    """A mode made from the cell's fp32 .tflite (modes.Mode.from_fp32), written atomically."""
+    if not modes.derives_from_fp32(mode):
+        made = ", ".join(n for n, m in modes.MODES.items() if m.from_fp32)
+        raise ValueError(f"{mode} is not derived from the fp32 .tflite (only {made})")
+    if modes.mode(mode).from_fp32 == "ai-edge-quantizer":
         flat = quantize_weights(fp32_tflite, mode)
     else:
         images = scale_inputs(calibration_images(train_npz, calibration_samples, seed), input_scaling(arch_cfg))
@@ -170,15 +171,12 @@ def derive_from_fp32(*, fp32_tflite, train_npz, out_tflite, arch_cfg, mode, cali
     log.info("wrote %s (%d bytes, mode %s, derived from %s)", out_tflite, len(flat), mode, fp32_tflite)
 
 
-# fp16 and dynamic with Google's ai-edge-quantizer (no TensorFlow import: ~1 s instead of a
-# converter run). Checked against the converter (tests/test_models.py, benchmarks/README P7):
-# dynamic has the same ops and scales, a handful of int8 weights per million differ by one
-# step (rounding of ties); fp16 has the same float16 weights, and keeps biases in float32
-# where the converter casts them too (+0.2 % file size, never less accurate).
-WEIGHT_ONLY_RECIPES = ("dynamic", "fp16")
-
-
 def quantize_weights(fp32_tflite, mode: str) -> bytes:
+    """fp16 and dynamic with Google's ai-edge-quantizer (no TensorFlow import: ~1 s instead of
+    a converter run). Checked against the converter (tests/test_models.py, benchmarks/README
+    P7): dynamic has the same ops and scales, a handful of int8 weights per million differ by
+    one step (rounding of ties); fp16 has the same float16 weights, and keeps biases in float32
+    where the converter casts them too (+0.2 % file size, never less accurate)."""
     from ai_edge_quantizer import quantizer, recipe, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -210,8 +208,6 @@ def quantize_like_converter(fp32_tflite, mode: str, images, threads=None, seed=N
     the same calibration images. These are TensorFlow's private helpers: an upgrade that
     changes them fails the byte-for-byte test against the converter; it cannot silently
     change results."""
-    from .tfsetup import tensorflow
-
     tf, _ = tensorflow(threads, seed)
     from tensorflow.lite.python import conversion_metadata_schema_py_generated as meta_fb
     from tensorflow.lite.python import convert as tfl_convert
@@ -236,7 +232,7 @@ def quantize_like_converter(fp32_tflite, mode: str, images, threads=None, seed=N
         )
         optimization = meta_fb.ModelOptimizationMode.PTQ_INT16
     else:
-        io_type = tf.int8 if mode == "int8_full" else tf.float32
+        io_type = tf.int8 if modes.MODES[mode].integer_io else tf.float32
         flat = tfl_convert.mlir_quantize(
             calibrator.calibrate(_representative(images)),
             False,  # per-channel, as the converter's default
@@ -311,21 +307,11 @@ def convert_tflite(
 ):
     """One Keras model to one .tflite in one mode through TFLiteConverter (`stock`: with the
     converter's own SavedModel step, the tests' reference; see converter_for)."""
-    from .tfsetup import tensorflow
-
     tensorflow(threads, seed)
-    from .config import CALIBRATED_MODES, QAT_MODE, input_scaling, split_quant
-    from .models import load_keras, scale_inputs
-
-    base_mode = split_quant(mode)[0]
-    if base_mode == QAT_MODE:
-        from .qat import load_qat
-
-        model = load_qat(model_h5)
-    else:
-        model = load_keras(model_h5)
+    record = modes.mode(mode)
+    model = load_qat(model_h5) if record.from_qat_model else load_keras(model_h5)
     rep = None
-    if base_mode in CALIBRATED_MODES:
+    if record.calibrated:
         rep = scale_inputs(calibration_images(train_npz, calibration_samples, seed), input_scaling(arch_cfg))
     flat = converter_for(model, mode, rep, stock=stock).convert()
     with atomic_path(out_tflite) as tmp:

@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from . import device_harness
-from .io import atomic_path, check_file, read_json, sha256_file, write_json
+from .data import load_npz
+from .evaluate import per_class_table, topk_accuracy, write_predictions
+from .io import atomic_path, check_file, read_json, read_predictions, sha256_file, write_json
 
 log = logging.getLogger("pqgrid")
 HARNESS = Path(device_harness.__file__)
@@ -482,9 +484,6 @@ def device_accuracy(
     set shipped once per device and cached there by content), scored on the host with the
     evaluation's own functions: top-1/top-3, per class, per image, and the difference from
     the host's numbers."""
-    from .data import load_npz
-    from .evaluate import per_class_table, topk_accuracy, write_predictions
-    from .io import read_predictions
 
     check_file(tflite)
     cfg = settings(cfg)

@@ -10,10 +10,15 @@ import numpy as np
 import pandas as pd
 
 from . import data as data_mod
+from . import models
 from .config import input_scaling
+from .device_harness import predict_scores
 from .io import atomic_path, check_file, damaged, read_json, sha256_file, versions, write_json
+from .modes import mode
 from .sanity import collapse_message, collapsed
 from .summary import SPARSITY_KEYS
+from .tflite_weights import kernel_sparsity, layer_table, read_kernels
+from .tfsetup import tensorflow
 
 log = logging.getLogger("pqgrid")
 
@@ -94,7 +99,6 @@ def predict_tflite(path, x_float: np.ndarray, batch_size=256, threads=1, scaling
     """Scores for every image through the LiteRT interpreter: device_harness.predict_scores,
     the same code a device runs for on-device accuracy, so host and board differ only by
     what their kernels compute."""
-    from .device_harness import predict_scores
 
     return predict_scores(interpreter(path, threads), x_float, batch_size, scaling)
 
@@ -147,8 +151,6 @@ def evaluate_tflite(
     parameter statistics (from the .h5 and read back from the .tflite), and provenance.
     A qat cell also gets its QAT Keras model's top-1 and the .tflite's difference to it
     (tfmot #368/#1107: they can disagree), and the kernel zeros before QAT."""
-    from .config import CALIBRATED_MODES, split_quant
-    from .tflite_weights import kernel_sparsity, layer_table, read_kernels
 
     man = data_mod.load_manifest(manifest)
     x, y = data_mod.load_npz(test_npz)
@@ -177,7 +179,7 @@ def evaluate_tflite(
         **kernel_sparsity(kernels),
         **_pattern_check(layers, m_by_n),
         **io_dtypes(tflite),
-        "float_ops": float_ops(tflite) if split_quant(cell["quant"])[0] in CALIBRATED_MODES else "",
+        "float_ops": float_ops(tflite) if mode(cell["quant"]).calibrated else "",
         **_qat_metrics(qat_json, top1),
         "confusion_matrix": confusion_matrix(y, pred, len(man["classes"])).tolist(),
         "classes": man["classes"],
@@ -243,8 +245,6 @@ def evaluate_keras(
     """Top-1/top-3 on train and test of a Keras model (thesis Table 4.1) + parameter stats,
     and its per-image test predictions (the uncompressed population of the forgetting
     analysis)."""
-    from . import models
-    from .tfsetup import tensorflow
 
     tensorflow(threads, 0)
     model = models.load_keras(model_h5)

@@ -18,9 +18,14 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import registry  # noqa: E402
-from .io import atomic_path  # noqa: E402
+from .data import load_npz
+from .io import (
+    atomic_path,  # noqa: E402
+    read_csv,
+)
+from .pie import most_forgotten
 from .stats import CELL, MB, is_unpruned, pareto_front, per_class_changes, sparsity_number, t_interval  # noqa: E402
-from .summary import read_long_tables  # noqa: E402
+from .summary import mobilenet_v3, read_long_tables  # noqa: E402
 
 FIGURES = {}  # registry name -> drawing function
 # Error bars of a mean over seeds: its 95 % Student-t interval (stats.t_interval), the same
@@ -145,7 +150,7 @@ def fig_4_1(t, settings):
 
 @figure("fig_4_9_quantization_change_v3")
 def fig_4_9(t, settings):
-    archs = [a for a in t["summary"].arch.unique() if "v3" in a]
+    archs = mobilenet_v3(t["summary"])
     return _quant_change(t, settings, archs, title="MobileNetV3 variants: change by quantization relative to fp32")
 
 
@@ -234,7 +239,7 @@ for _name, _args in _VS_SPARSITY.items():
 
 @figure("fig_4_10_top1_vs_sparsity_v3")
 def fig_4_10(t, st):
-    archs = [a for a in t["summary"].arch.unique() if "v3" in a]
+    archs = mobilenet_v3(t["summary"])
     return _vs_sparsity(
         t, st, ["fp32", "int8"], "top1_pct", "test top-1 (%)", "MobileNetV3 variants: top-1 vs sparsity", archs
     )
@@ -242,7 +247,7 @@ def fig_4_10(t, st):
 
 @figure("fig_4_11_gzip_vs_sparsity_v3")
 def fig_4_11(t, st):
-    archs = [a for a in t["summary"].arch.unique() if "v3" in a]
+    archs = mobilenet_v3(t["summary"])
     return _vs_sparsity(
         t, st, ["fp32", "int8"], "gzip_mb", "gzip -9 size (MB)", "MobileNetV3 variants: gzip size vs sparsity", archs
     )
@@ -502,9 +507,6 @@ def gallery_figure(x, tiles: pd.DataFrame, title: str, cols=8):
 
 def pie_gallery(*, arch, images_csv, test_npz, manifest, tiles, out_png):
     """Stage `pie_gallery`: the most-forgotten test images of one architecture."""
-    from .data import load_npz
-    from .io import read_csv
-    from .pie import most_forgotten
 
     x, _ = load_npz(test_npz)
     chosen = most_forgotten(read_csv(images_csv), int(tiles))

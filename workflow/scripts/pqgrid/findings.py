@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .config import split_quant
 from .io import atomic_path, write_text
+from .modes import mode
 from .sanity import clearly_above_chance
 from .stats import (
     CELL,
@@ -38,8 +38,6 @@ from .stats import (
 from .summary import read_long_tables
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
-# Modes that store int8 weights (the rest: float32 or float16).
-INT8_WEIGHT_MODES = {"dynamic", "int8", "int8_full", "int16x8", "qat"}
 
 
 class NotMeasured(Exception):
@@ -284,7 +282,7 @@ def _gzip_falls(run):
     # "smallest": each architecture's smallest file is a most-pruned cell with int8 weights
     # (pqgrid has more int8-weight modes than the thesis)
     mins = uns.loc[uns.groupby("arch").gzip_bytes.idxmin()]
-    smallest = bool(((mins.sp == top) & mins.quant.map(lambda q: split_quant(q)[0]).isin(INT8_WEIGHT_MODES)).all())
+    smallest = bool(((mins.sp == top) & mins.quant.map(lambda q: mode(q).int8_weights)).all())
     cells = ", ".join(f"{r.arch} s{int(r.sp)} {r.quant}" for r in mins.itertuples())
     reductions = "; ".join(f"{a} {v:.1f} %" for a, v in red.items())
     measured = f"monotone: {mono}; smallest cells: {cells}; reduction at {top:.0f} % + int8 + gzip: {reductions}; mean {red.mean():.1f} %"

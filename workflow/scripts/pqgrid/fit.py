@@ -20,6 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import data
+from .io import atomic_path
+from .models import all_layers, scale_inputs_tf
+
 log = logging.getLogger("pqgrid")
 
 
@@ -28,8 +32,6 @@ def epoch_batches(x, y, batch_size, seed, first_epoch, last_epoch, scaling, num_
     drawn from (seed, epoch), batches gathered from in-memory uint8 arrays, scaled and
     one-hot encoded on the fly, prefetched so the model never waits for input."""
     import tensorflow as tf
-
-    from .models import scale_inputs_tf
 
     # The images stay in the numpy array: tf.constant(x) would copy it (measured: +2 GB for
     # a 1 GB array), and a 224 px photo set must fit in ~2x its uint8 size.
@@ -56,8 +58,6 @@ def epoch_batches(x, y, batch_size, seed, first_epoch, last_epoch, scaling, num_
 
 def eval_batches(x, y, batch_size, scaling, num_classes):
     import tensorflow as tf
-
-    from .models import scale_inputs_tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
     return without_autotune(
@@ -179,8 +179,6 @@ def _EpochEnd(rows, epochs, n_images, epoch_var, manager, resume_dir):
     """One log line per epoch, then the history row and the checkpoint."""
     import tf_keras
 
-    from .io import atomic_path
-
     class EpochEnd(tf_keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.t_start = time.time()
@@ -214,7 +212,6 @@ def _EpochEnd(rows, epochs, n_images, epoch_var, manager, resume_dir):
 def _random_generators(model) -> dict:
     """The tf.random.Generator of every random layer (Dropout...). tf_keras tracks them for
     SavedModel only, so a plain checkpoint would restart dropout's random stream."""
-    from .models import all_layers
 
     gens = {}
     for layer in all_layers(model):
@@ -230,7 +227,6 @@ def _random_generators(model) -> dict:
 def train_val(train_npz, test_npz, settings, seed):
     """(x, y) to fit on and the validation split: the test split (as the thesis) or a
     stratified holdout of the training split (`validation: holdout`)."""
-    from . import data
 
     x, y = data.load_npz(train_npz)
     if settings["validation"] == "holdout":
@@ -250,7 +246,6 @@ def rmsprop(settings, total_steps):
 
 def save_model(model, model_out, resume_dir):
     """Save the .h5 atomically (no optimizer), then drop the resume checkpoint."""
-    from .io import atomic_path
 
     with atomic_path(model_out) as tmp:
         model.save(tmp, save_format="h5", include_optimizer=False)
@@ -259,7 +254,6 @@ def save_model(model, model_out, resume_dir):
 
 def write_history(path, rows):
     """The per-epoch history CSV, atomically."""
-    from .io import atomic_path
 
     with atomic_path(path) as tmp:
         _write_history(tmp, rows)

@@ -21,7 +21,11 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .config import input_scaling
+from .convert import calibrate_fp32, calibration_images
 from .io import atomic_path, read_csv
+from .models import scale_inputs
+from .tfsetup import tensorflow
 
 log = logging.getLogger("pqgrid")
 
@@ -35,14 +39,9 @@ def layer_error(
     *, fp32_tflite, train_npz, test_npz, out_csv, arch_cfg, calibration_samples, samples, seed, threads=None
 ):
     """Per-op int8 error of one model (its fp32 .tflite), worst first, as `out_csv`."""
-    from .tfsetup import tensorflow
 
     tf, _ = tensorflow(threads, seed)
     from tensorflow.lite.python import convert as tfl_convert
-
-    from .config import input_scaling
-    from .convert import calibrate_fp32, calibration_images
-    from .models import scale_inputs
 
     scaling = input_scaling(arch_cfg)
     rep = scale_inputs(calibration_images(train_npz, calibration_samples, seed), scaling)

@@ -11,6 +11,7 @@ from . import data, fit, models
 from .config import input_scaling
 from .io import sha256_file
 from .sanity import collapse_message, collapsed
+from .tfsetup import tensorflow
 
 log = logging.getLogger("pqgrid")
 
@@ -20,7 +21,6 @@ def prune_model(
 ):
     """Prune a trained model to `settings["target_sparsity"]` (or an M:N pattern), fine-tune,
     strip the wrappers, re-estimate BatchNorm statistics and save the pruned .h5."""
-    from .tfsetup import tensorflow
 
     tensorflow(threads, seed, settings.get("deterministic", True))
     import tensorflow_model_optimization as tfmot

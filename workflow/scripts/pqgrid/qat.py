@@ -30,7 +30,8 @@ import numpy as np
 
 from . import data, fit, models
 from .config import input_scaling
-from .io import sha256_file, write_json
+from .io import check_file, damaged, sha256_file, write_json
+from .tfsetup import tensorflow
 
 log = logging.getLogger("pqgrid")
 
@@ -203,8 +204,6 @@ def load_qat(path):
     """A QAT .h5 (fake-quantization wrappers and pqgrid's layers) for conversion."""
     import tf_keras
 
-    from .io import check_file, damaged
-
     check_file(path)
     with tfmot_scope():
         try:
@@ -280,7 +279,6 @@ def qat_model(
     """Fine-tune `source_h5` (trained for s0, pruned for s>0) with fake quantization and save
     the QAT .h5; resumable after kill -9 like training. `metrics_json` holds the QAT Keras
     model's test top-1, the rewrite check and the kernel zeros before QAT."""
-    from .tfsetup import tensorflow
 
     tensorflow(threads, seed, settings.get("deterministic", True))
     man = data.load_manifest(manifest)

@@ -9,16 +9,14 @@ from __future__ import annotations
 import copy
 
 from .config import (
-    CALIBRATED_MODES,
     PATTERNS,
-    QAT_MODE,
     grid,
     input_scaling,
     input_size,
     schedule_for,
     sparsity_value,
-    split_quant,
 )
+from .modes import mode
 
 __all__ = [
     "calibration_samples",
@@ -78,7 +76,7 @@ def calibration_samples(config: dict, quant: str) -> int | None:
     """Representative images of a calibrated mode's conversion (qat too: the converter
     calibrates what fake-quant ranges leave open; 5 and 20 samples give different files);
     None for the others, which no calibration touches."""
-    return config["quantization"]["calibration_samples"] if split_quant(quant)[0] in CALIBRATED_MODES else None
+    return config["quantization"]["calibration_samples"] if mode(quant).calibrated else None
 
 
 def pruning_settings(config: dict, arch: str, sparsity) -> dict:
@@ -136,7 +134,7 @@ def cell_settings(config: dict, arch: str, sparsity: str, quant: str) -> dict:
         "quantization": {
             "mode": quant,
             "calibration_samples": calibration_samples(config, quant),
-            **({"qat": qat_settings(config, arch, sparsity)} if split_quant(quant)[0] == QAT_MODE else {}),
+            **({"qat": qat_settings(config, arch, sparsity)} if mode(quant).from_qat_model else {}),
         },
         "dataset": {**data_settings(config), "image_size": input_size(config, arch)},
     }

@@ -51,7 +51,7 @@ EVAL_KEYS = (
 CELL_KEYS = ("arch", "seed", "sparsity", "quant")
 COLUMNS = [
     *CELL_KEYS,
-    *("label", "input_px"),
+    *("builder", "label", "input_px"),
     *("top1", "top3", "keras_top1_test", "keras_top1_train", "keras_top3_train", "keras_top3_test"),
     *("file_bytes", "gzip_bytes", "gzip_ratio", *SPARSITY_KEYS, *TFLITE_KEYS, *OPTIONAL_KEYS),
     *("input_dtype", "output_dtype", "test_images", "worst_class", "worst_class_top1"),
@@ -169,6 +169,7 @@ def _row(e: dict, keras: dict, classes: pd.DataFrame) -> dict:
     return {
         **{key: c[key] for key in CELL_KEYS},
         # older metrics JSONs lack input_px: the thesis' 32 px
+        "builder": e["settings"]["architecture"]["builder"],
         "label": arch_label(e["settings"]["architecture"], e.get("input_px", 32)),
         "input_px": e.get("input_px", 32),
         **{key: e[key] for key in EVAL_KEYS},
@@ -287,6 +288,12 @@ def load_bench(paths) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=BENCH_COLUMNS)
+
+
+def mobilenet_v3(summary) -> list:
+    """Config names of the MobileNetV3 architectures (Large or Small, full or minimalistic) in
+    a summary: known by builder, never by the config name (`v3_like_mine` is not one)."""
+    return list(dict.fromkeys(summary.arch[summary.builder.astype(str).str.startswith("MobileNetV3")]))
 
 
 def read_long_tables(inputs) -> dict:

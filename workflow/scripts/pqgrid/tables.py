@@ -13,7 +13,15 @@ import pandas as pd
 
 from .io import atomic_path, write_text
 from .stats import CELL, MB, ci_halfwidth, is_unpruned
-from .summary import BENCH_COLUMNS, DEVICE_EVAL_COLUMNS, ENERGY_COLUMNS, read_long_tables, readable, to_markdown
+from .summary import (
+    BENCH_COLUMNS,
+    DEVICE_EVAL_COLUMNS,
+    ENERGY_COLUMNS,
+    mobilenet_v3,
+    read_long_tables,
+    readable,
+    to_markdown,
+)
 
 
 def make_table(*, name, inputs, thesis_dir, out_csv, out_md):
@@ -183,7 +191,7 @@ def table_4_6_per_class(summary, bench, per_class, thesis):
 def _minimalistic(summary, bench, thesis, quant):
     """MobileNetV3 variants (full and minimalistic) in one mode, with the thesis' Table
     4.7 (fp32) or 4.8 (int8) beside."""
-    out = _device_table(summary[summary.arch.str.contains("v3")], bench, quant)
+    out = _device_table(summary[summary.arch.isin(mobilenet_v3(summary))], bench, quant)
     t = thesis.get("table_4_7_4_8_minimalistic")
     if t is not None and not out.empty:
         t = t[t.quantization == quant].drop(columns="quantization")

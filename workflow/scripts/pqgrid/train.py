@@ -9,12 +9,12 @@ import shutil
 
 from . import data, fit, models
 from .config import input_scaling
+from .tfsetup import accelerated, tensorflow
 
 log = logging.getLogger("pqgrid")
 
 
 def train_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_cfg, settings, seed, threads=None):
-    from .tfsetup import accelerated, tensorflow
 
     tf, tf_keras = tensorflow(threads, seed, settings.get("deterministic", True))
     man = data.load_manifest(manifest)

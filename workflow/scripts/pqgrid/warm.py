@@ -8,7 +8,7 @@ error), ≥ 800 core-seconds of imports (benchmarks/README, issue 16). With
 directory. A job's script then calls `run_script(..., warm=True)`: its process connects,
 hands over its stdin/stdout/stderr (SCM_RIGHTS), working directory, sys.path, environment,
 log path, and the function with its keyword arguments; the server forks, and the child
-runs exactly what the job would have run (`pqgrid.io.run_script`) and sends back the exit
+runs exactly what the job would have run (`pqgrid.logs.run_logged`) and sends back the exit
 status. Snakemake still sees one process per job, with its exit status, output and log.
 
 What makes it safe:
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import importlib
 import os
 import pickle
 import resource
@@ -50,6 +51,9 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+
+from .logs import run_logged
+from .tfsetup import environment
 
 SOCKET_ENV = "PQGRID_WARM_SOCKET"
 # What TensorFlow and the BLAS libraries read when they are imported: a job whose values
@@ -136,10 +140,6 @@ def stop_server(directory) -> None:
 
 def serve(sock_path, watch_pid: int) -> None:
     """Import TensorFlow once, then fork a child per connection until `watch_pid` exits."""
-    import importlib
-
-    from .tfsetup import environment
-
     environment()
     for name in PRELOAD:
         importlib.import_module(name)
@@ -228,12 +228,8 @@ def _child(conn: socket.socket) -> int:
     threading.Thread(target=_exit_when_closed, args=(conn, job_tmp), daemon=True).start()
     status = 1
     try:
-        import importlib
-
-        from .io import run_script
-
         fn = getattr(importlib.import_module(request["module"]), request["function"])
-        run_script(request["log"], fn, **request["kwargs"])
+        run_logged(request["log"], fn, **request["kwargs"])
         status = 0
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else 1
@@ -279,8 +275,6 @@ def _receive(conn: socket.socket):
 def run_warm(log_path, fn, kwargs: dict) -> int | None:
     """Run `fn(**kwargs)` as `run_script` would, in a child of the warm server. Returns its
     exit status, or None when the job must run cold (no server, or another environment)."""
-    from .tfsetup import environment
-
     path = os.environ.get(SOCKET_ENV)
     if not path or not wait_for_server(path):
         return None
