@@ -75,7 +75,9 @@ def edge_quantizer(fp32_tflite, images, absolute_range=False):
     if absolute_range:  # the calibrator asks the algorithm manager for its update function
 
         def union(qsv, new):
-            return {"min": np.minimum(qsv["min"], new["min"]), "max": np.maximum(qsv["max"], new["max"])} if qsv else new
+            return (
+                {"min": np.minimum(qsv["min"], new["min"]), "max": np.maximum(qsv["max"], new["max"])} if qsv else new
+            )
 
         calibrator.algorithm_manager.get_update_qsv_func = lambda *a, **k: union
     try:
