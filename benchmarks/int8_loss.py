@@ -87,14 +87,10 @@ def edge_quantizer(fp32_tflite, images, absolute_range=False):
     return bytes(job.quantize(calibration, enable_progress_report=False).quantized_model)
 
 
-def node_names(model, word: str) -> list:
-    """Names of the float model's ops (as the QuantizationDebugger reports them) whose name has
-    `word`: found by converting once and reading the tensor names of the fp32 flatbuffer."""
-    import tensorflow as tf
-
-    flat = convert.converter_for(model, "fp32", stock=True).convert()
-    it = tf.lite.Interpreter(model_content=flat)
-    return sorted({d["name"] for d in it.get_tensor_details() if word in d["name"]})
+def node_names(fp32_tflite, word: str) -> list:
+    """Tensor names of the float model (as the QuantizationDebugger reports them) that contain
+    `word`, read from the cell's fp32 .tflite (the converter's file, byte for byte)."""
+    return sorted({d["name"] for d in interpreter(fp32_tflite).get_tensor_details() if word in d["name"]})
 
 
 def activation_scales(path) -> dict:
@@ -123,8 +119,8 @@ def study(run: Path, arch: str, builder: str, seed: int, workdir: Path) -> list[
         return scale_inputs(convert.calibration_images(source, n, seed), scaling)
 
     fp32_labels = predict_tflite(fp32, x_test, scaling=scaling).argmax(1)
-    se = node_names(model, "_se_")
-    first = node_names(model, "block1a_")
+    se = node_names(fp32, "_se_")
+    first = node_names(fp32, "block1a_")
     variants = {
         "fp32 (the cell's .tflite)": lambda: fp32.read_bytes(),
         "int8: pqgrid (fp32 file, 200 train images, per-channel)": lambda: convert.quantize_like_converter(

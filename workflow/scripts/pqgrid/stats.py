@@ -55,13 +55,11 @@ def paired_interval(gained, lost, n, confidence=CONFIDENCE) -> tuple[float, floa
     Binomial(m, p) and the change is (2p - 1) m / n, so the Clopper-Pearson interval of p maps
     onto it. It excludes 0 when McNemar's exact test (equal-tailed) rejects at 1 - confidence.
     One seed's evidence: two models that differ on a handful of images do not differ."""
-    from scipy import stats
-
     m = int(gained) + int(lost)
     if m == 0:
         return 0.0, 0.0
-    ci = stats.binomtest(int(gained), m).proportion_ci(confidence_level=confidence, method="exact")
-    return (2 * ci.low - 1) * m / n, (2 * ci.high - 1) * m / n
+    low, high = proportion_interval(gained, m, confidence)
+    return (2 * low - 1) * m / n, (2 * high - 1) * m / n
 
 
 def proportion_interval(k, n, confidence=CONFIDENCE) -> tuple[float, float]:
