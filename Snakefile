@@ -24,8 +24,13 @@ from snakemake.utils import min_version, update_config, validate
 min_version("9.0")
 
 sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
-from pqgrid.cli import CommandLineError, command_line, typed_config, unknown_targets
-from pqgrid.config import ConfigError, check_config, load_schema
+from pqgrid.core.cli import (
+    CommandLineError,
+    command_line,
+    typed_config,
+    unknown_targets,
+)
+from pqgrid.core.config import ConfigError, check_config, load_schema
 
 
 # Relative to this file, not to the working directory: `-s path/to/Snakefile` and
@@ -88,26 +93,26 @@ localrules:
     check_findings,
 
 
-# Warm starts (pqgrid/warm.py): one process imports TensorFlow for the run's jobs to fork
+# Warm starts (pqgrid/core/warm.py): one process imports TensorFlow for the run's jobs to fork
 # from. Local runs only (cluster jobs run on other hosts); not in dry runs (no hooks).
 WARM = {}
 
 
 onstart:
     if config["warm_start"] and workflow.local_exec and not workflow.remote_exec:
-        from pqgrid.warm import start_server
+        from pqgrid.core.warm import start_server
 
         WARM["server"] = start_server(".snakemake/log/pqgrid-warm.log")
 
 
 onsuccess:
-    from pqgrid.warm import stop_server
+    from pqgrid.core.warm import stop_server
 
     stop_server(WARM.get("server"))
 
 
 onerror:
-    from pqgrid.warm import stop_server
+    from pqgrid.core.warm import stop_server
 
     stop_server(WARM.get("server"))
 

@@ -11,7 +11,7 @@ P3  `snakemake -n all` on the full default grid (goal <= 5 s) and with 10 seeds 
 P4  no-op rerun of a finished smoke grid (goal <= 5 s).
 P5  input size: photos made square once in the data stage (pqgrid) vs decoded and resized
     on the fly in every epoch (tf.data), 2000 variable-size photos at 224 px: time of one
-    epoch's input pipeline and the memory each keeps. Decides data.smk's design.
+    epoch's input pipeline and the memory each keeps. Decides sources.smk's design.
 P6  timings cross-checked: pqgrid's harness vs Google's benchmark_litert_model (the LiteRT
     wheel's own tool, CompiledModel API), same .tflite, same threads and runs, interleaved
     3 times on `local`; ratio of medians per model. Goal: within 15 %. Models: the .tflite
@@ -37,7 +37,7 @@ P10 steps per call of Keras' traced training function (decided that pqgrid keeps
     a loop inside the graph), MobileNet and MobileNetV3Small, 32 px, 3000 images, 1 thread,
     alternated fresh processes; ratio of the median images/s of the epochs after the first.
 P11 the cost of code-aware staleness (issue 29; goal <= 10 %): computing the code hash of
-    every rule script (pqgrid/provenance.py, what the rule files do at parse time) in a
+    every rule script (pqgrid/core/provenance.py, what the rule files do at parse time) in a
     fresh process, against a dry run of the default grid with 10 seeds; ratio hash / dry run,
     3 rounds, medians.
 
@@ -73,9 +73,9 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def _data(tmp, train_per_class, test_per_class):
-    from pqgrid import data
+    from pqgrid.data import prepare as data_prepare
 
-    data.prepare(
+    data_prepare.prepare(
         source="synthetic",
         train_npz=tmp / "train.npz",
         test_npz=tmp / "test.npz",
@@ -88,16 +88,17 @@ def _data(tmp, train_per_class, test_per_class):
 
 
 def p1(tmp: Path):
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
 
     tensorflow(2, 0)
-    from pqgrid import data
-    from pqgrid.convert import converter_for
-    from pqgrid.evaluate import interpreter, predict_tflite
-    from pqgrid.models import build, scale_inputs
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.data import arrays as data_arrays
+    from pqgrid.evaluate.accuracy import interpreter, predict_tflite
+    from pqgrid.models.builders import build
+    from pqgrid.quant.convert import converter_for
 
     d = _data(tmp, 50, 200)
-    x, _ = data.load_npz(d / "test.npz")
+    x, _ = data_arrays.load_npz(d / "test.npz")
     xf = scale_inputs(x, "tf")
     model = build({"builder": "MobileNet"}, 10, (32, 32, 3), 0.9)
     path = tmp / "mobilenet_int8.tflite"
@@ -129,11 +130,15 @@ def p1(tmp: Path):
 _FIT_CHILD = """
 import os, sys, time
 sys.path.insert(0, {scripts!r})
-from pqgrid.tfsetup import tensorflow
+from pqgrid.core.tfsetup import tensorflow
 tf, tf_keras = tensorflow({threads!r}, 0, {deterministic!r})
-from pqgrid import data, fit
-from pqgrid.models import build, scale_inputs
-x, y = data.load_npz({train!r})
+from pqgrid.data import sources
+from pqgrid.data import prepare as data_prepare
+from pqgrid.data import arrays as data_arrays
+from pqgrid.models import fit
+from pqgrid.models.builders import build
+from pqgrid.core.harness import scale_inputs
+x, y = data_arrays.load_npz({train!r})
 model = build({{"builder": {arch!r}}}, 10, x.shape[1:], 0.9)
 opt = tf_keras.optimizers.RMSprop(1e-3, momentum=0.9)
 if {variant!r} == "plain":
@@ -248,7 +253,7 @@ def p11(tmp: Path, rounds=3):
     (wf / "seeds10.yaml").write_text("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n")
     code = (
         "import sys, time; sys.path.insert(0, 'workflow/scripts'); t = time.perf_counter(); "
-        "from pqgrid.provenance import stage_code; from pathlib import Path; "
+        "from pqgrid.core.provenance import stage_code; from pathlib import Path; "
         "[stage_code(p.name) for p in Path('workflow/scripts').glob('*.py')]; print(time.perf_counter() - t)"
     )
     dry, hashing = [], []
@@ -271,14 +276,15 @@ def p4(tmp: Path):
 def p5(tmp: Path, n_per_class=200, size=224, epochs=3):
     import numpy as np
     import tensorflow as tf
-    from pqgrid import data, fit
+    from pqgrid.data import sources
+    from pqgrid.models import fit
 
-    files = data.synthetic_photos(per_class=n_per_class, num_classes=10, seed=0)
+    files = sources.synthetic_photos(per_class=n_per_class, num_classes=10, seed=0)
     names = sorted(files)
     labels = np.array([int(n.split("/")[1][5:]) for n in names])
     encoded = sum(len(b) for b in files.values())
     t = time.perf_counter()
-    train, _, _, _ = data.load("synthetic-photos", n_per_class, 1, image_size=size, test_fraction=0.01)
+    train, _, _, _ = sources.load("synthetic-photos", n_per_class, 1, image_size=size, test_fraction=0.01)
     once_prepare = time.perf_counter() - t
 
     def epoch_once(e):
@@ -319,9 +325,9 @@ def _p6_models(tmp: Path) -> list:
 
     if os.environ.get("P6_MODELS"):
         return sorted(Path(p) for p in glob.glob(os.environ["P6_MODELS"]))
-    from pqgrid.convert import converter_for
-    from pqgrid.models import build
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.builders import build
+    from pqgrid.quant.convert import converter_for
 
     tensorflow(2, 0)
     import numpy as np
@@ -341,7 +347,7 @@ def p6(tmp: Path, runs=100, rounds=3):
     import os
     import statistics
 
-    from pqgrid.device import benchmark
+    from pqgrid.device.measure import benchmark
 
     models = _p6_models(tmp)
     cell = {"arch": "bench", "seed": 0, "sparsity": 0, "quant": "fp32"}
@@ -362,10 +368,11 @@ _P7_CONVERT = """
 import sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {scripts!r})
-from pqgrid.tfsetup import tensorflow
+from pqgrid.core.tfsetup import tensorflow
 tensorflow(1, 0)
-from pqgrid.convert import calibration_images, converter_for
-from pqgrid.models import load_keras, scale_inputs
+from pqgrid.quant.convert import calibration_images, converter_for
+from pqgrid.models.builders import load_keras
+from pqgrid.core.harness import scale_inputs
 model = load_keras({h5!r})
 rep = scale_inputs(calibration_images({train!r}, 200, 0), "tf")
 for mode in {modes!r}:
@@ -380,7 +387,7 @@ print("P7-TOTAL", time.perf_counter() - t0)
 _P7_CELL = """
 import sys
 sys.path.insert(0, {scripts!r})
-from pqgrid.convert import convert_cell
+from pqgrid.quant.convert import convert_cell
 convert_cell(source={source!r}, train_npz={train!r}, out_tflite={out!r}, arch_cfg={{"builder": "MobileNet"}},
              mode={mode!r}, calibration_samples=200, seed=0, threads=1)
 """
@@ -393,8 +400,8 @@ def p7(tmp: Path):
     d = _data(tmp, 50, 10)
     h5 = os.environ.get("P7_MODEL")
     if not h5:
-        from pqgrid.models import build
-        from pqgrid.tfsetup import tensorflow
+        from pqgrid.core.tfsetup import tensorflow
+        from pqgrid.models.builders import build
 
         tensorflow(2, 0)
         h5 = str(tmp / "mobilenet.h5")

@@ -33,11 +33,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from pqgrid import convert, data  # noqa: E402
-from pqgrid.config import input_scaling  # noqa: E402
-from pqgrid.evaluate import interpreter, predict_tflite  # noqa: E402
-from pqgrid.models import load_keras, scale_inputs  # noqa: E402
-from pqgrid.tfsetup import tensorflow  # noqa: E402
+from pqgrid.core.catalog import input_scaling  # noqa: E402
+from pqgrid.core.harness import scale_inputs
+from pqgrid.core.tfsetup import tensorflow  # noqa: E402
+from pqgrid.data import arrays
+from pqgrid.evaluate.accuracy import interpreter, predict_tflite  # noqa: E402
+from pqgrid.models.builders import load_keras  # noqa: E402
+from pqgrid.quant import convert
 
 
 def stock(model, images, per_tensor=False, denylist=None, old_quantizer=False):
@@ -109,7 +111,7 @@ def activation_scales(path) -> dict:
 def study(run: Path, arch: str, builder: str, seed: int, workdir: Path) -> list[dict]:
     res = run / "results"
     scaling = input_scaling({"builder": builder})
-    x_test, y_test = data.load_npz(res / "data" / "test.npz")
+    x_test, y_test = arrays.load_npz(res / "data" / "test.npz")
     x_test_scaled = scale_inputs(x_test, scaling)
     fp32 = res / "tflite" / arch / f"seed{seed}" / "s0_fp32.tflite"
     model = load_keras(res / "models" / arch / f"seed{seed}" / "trained.h5")

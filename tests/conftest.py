@@ -51,9 +51,9 @@ def write_cifar_batches(root: Path, per_batch=6):
 
 def synthetic_npz(d: Path, train_per_class: int, test_per_class: int) -> Path:
     """The data stage's train.npz / test.npz / manifest.json of the synthetic source in `d`."""
-    from pqgrid import data
+    from pqgrid.data import prepare as data_prepare
 
-    data.prepare(
+    data_prepare.prepare(
         source="synthetic",
         train_npz=d / "train.npz",
         test_npz=d / "test.npz",
@@ -110,6 +110,23 @@ SMOKE = ("--configfile", "presets/smoke.yaml")
 SMOKE_RUN = "runs/smoke"  # presets/smoke.yaml's run_dir: results/, logs/, .snakemake/
 
 
+def resumes_identically(cmd, folder: Path, load, epochs: int) -> Path:
+    """A fine-tuning job (`cmd(out)`: its command writing `out`) killed with SIGKILL after 2
+    of its `epochs` epochs and started again gives the weights of an uninterrupted run, bit
+    for bit (`load(path)` reads a model). Returns the resumed model's path."""
+    import numpy as np
+
+    ref, killed = folder / "ref.h5", folder / "killed.h5"
+    subprocess.run(cmd(ref), check=True, capture_output=True)
+    hist = folder / "killed.h5.resume" / "history.csv"
+    kill_after_epochs(cmd(killed), hist, 2)
+    assert not killed.exists() and 2 <= len(hist.read_text().splitlines()) - 1 < epochs
+    subprocess.run(cmd(killed), check=True, capture_output=True)
+    a, b = load(ref).get_weights(), load(killed).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    return killed
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """A finished smoke run, shared by the workflow and staleness tests: the workflow copied
@@ -157,9 +174,9 @@ def tiny_tflite(tmp_path_factory):
     """A real, small .tflite (MobileNet alpha 0.25, 32x32, untrained): what is measured
     does not depend on the weights."""
     sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-    from pqgrid.convert import converter_for
-    from pqgrid.models import build
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.builders import build
+    from pqgrid.quant.convert import converter_for
 
     tensorflow(2, 0)
     path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pqgrid import pie
+from pqgrid.evaluate import pie
 
 CLASSES = [f"c{i}" for i in range(10)]
 BUILDERS = {

@@ -4,9 +4,9 @@ weights from a file: real TensorFlow, tfmot, the converter and LiteRT on tiny da
 import numpy as np
 import pytest
 from conftest import synthetic_npz
-from pqgrid import data
-from pqgrid.config import ConfigError, arch_label, check_config
-from pqgrid.modes import MODES
+from pqgrid.core.config import ConfigError, arch_label, check_config
+from pqgrid.core.modes import MODES
+from pqgrid.data import arrays
 
 TRAIN = {
     "epochs": 1,
@@ -35,21 +35,22 @@ def tiny_data(tmp_path_factory):
 def test_parameter_count_equals_the_reference(builder):
     """Trainable parameters at 1000 classes and 224 px (Lite: its own resolution) equal the
     reference implementations' (torchvision; tensorflow/tpu's efficientnet_lite_builder_test)."""
-    from pqgrid.architectures import BUILDERS, LITE_PARAMS, REFERENCE_PARAMS
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.architectures import LITE_PARAMS, REFERENCE_PARAMS
+    from pqgrid.models.builders import builder_function
 
     tensorflow(2, 0)
     size = LITE_PARAMS[int(builder[-1])][2] if "Lite" in builder else 224
-    model = BUILDERS[builder](input_shape=(size, size, 3), classes=1000)
+    model = builder_function(builder)(input_shape=(size, size, 3), classes=1000)
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == REFERENCE_PARAMS[builder]
     assert model.output_shape == (None, 1000)
 
 
 def _stages(arch, d, out):
     """Train one epoch, prune to 50 %, fine-tune with QAT: the workflow's stage functions."""
-    from pqgrid.prune import prune_model
-    from pqgrid.qat import qat_model
-    from pqgrid.train import train_model
+    from pqgrid.models.prune import prune_model
+    from pqgrid.models.qat import qat_model
+    from pqgrid.models.train import train_model
 
     common = dict(train_npz=d / "train.npz", test_npz=d / "test.npz", manifest=d / "manifest.json", seed=0, threads=2)
     train_model(model_out=out / "trained.h5", history_csv=out / "t.csv", arch_cfg=arch, settings=TRAIN, **common)
@@ -76,11 +77,12 @@ def _stages(arch, d, out):
 
 @pytest.mark.parametrize("builder", FULL)
 def test_trains_prunes_and_converts_in_every_mode(builder, tiny_data, tmp_path):
-    from pqgrid.config import input_scaling
-    from pqgrid.convert import convert_cell, convert_tflite
-    from pqgrid.evaluate import io_dtypes, predict_tflite
-    from pqgrid.models import load_keras, parameter_stats, scale_inputs
-    from pqgrid.modes import derives_from_fp32
+    from pqgrid.core.catalog import input_scaling
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.modes import derives_from_fp32
+    from pqgrid.evaluate.accuracy import io_dtypes, predict_tflite
+    from pqgrid.models.builders import load_keras, parameter_stats
+    from pqgrid.quant.convert import convert_cell, convert_tflite
 
     arch = {"builder": builder}
     _stages(arch, tiny_data, tmp_path)
@@ -90,7 +92,7 @@ def test_trains_prunes_and_converts_in_every_mode(builder, tiny_data, tmp_path):
     assert stats["conv_dense_sparsity"] == pytest.approx(0.5, abs=0.01)
     if stats["depthwise_params"]:  # Lite: depthwise kernels pruned too; SqueezeNet has none
         assert stats["depthwise_sparsity"] == pytest.approx(0.5, abs=0.02)
-    x, _ = data.load_npz(tiny_data / "test.npz")
+    x, _ = arrays.load_npz(tiny_data / "test.npz")
     xs = scale_inputs(x, input_scaling(arch))
     for mode in BUILDER_MODES:  # fp32 first: the derived modes start from it (as the workflow)
         src = tmp_path / ("qat.h5" if mode == "qat" else "pruned.h5")
@@ -113,15 +115,16 @@ def test_trains_prunes_and_converts_in_every_mode(builder, tiny_data, tmp_path):
 def test_wider_lite_variants_train_prune_and_convert_integer_only(variant, tiny_data, tmp_path):
     """Lite1 and Lite4 at 32 px: a training step, every Conv2D/DepthwiseConv2D/Dense wrapped for pruning
     (Lite0 reaches the target through the real stage above), int8_full converts and runs."""
-    from pqgrid.convert import converter_for
-    from pqgrid.evaluate import predict_tflite
-    from pqgrid.models import build, scale_inputs
-    from pqgrid.prune import wrap_for_pruning
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.evaluate.accuracy import predict_tflite
+    from pqgrid.models.builders import build
+    from pqgrid.models.prune import wrap_for_pruning
+    from pqgrid.quant.convert import converter_for
 
     tensorflow(2, 0)
     model = build({"builder": f"EfficientNetLite{variant}"}, 10, (32, 32, 3), 0.9)
-    x, y = data.load_npz(tiny_data / "train.npz")
+    x, y = arrays.load_npz(tiny_data / "train.npz")
     xs = scale_inputs(x[:16], "tf")
     model.compile("rmsprop", "sparse_categorical_crossentropy")
     assert np.isfinite(model.train_on_batch(xs, y[:16]))
@@ -140,8 +143,8 @@ def test_wider_lite_variants_train_prune_and_convert_integer_only(variant, tiny_
 def test_cifar_stem_keeps_resolution_weights_and_costs_16x():
     """`stem: cifar` on a keras.applications model and on an own builder: the last feature
     map of a 32 px MobileNet grows from 1x1 to 4x4, weights stay, multiply-adds ~16x."""
-    from pqgrid.models import build, multiply_adds
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.builders import build, multiply_adds
 
     tensorflow(2, 0)
     for builder, last in (("MobileNet", "conv_pw_13_relu"), ("EfficientNetLite0", "top_activation")):
@@ -157,9 +160,10 @@ def test_cifar_stem_keeps_resolution_weights_and_costs_16x():
 def test_weights_file_loads_into_its_builder_and_is_refused_by_another(tmp_path, tiny_data):
     """A file saved from SqueezeNet11 (any classifier) starts a new 10-class model with the
     same base weights; SqueezeNet10 and EfficientNetLite0 refuse it naming the layer."""
-    from pqgrid.io import DamagedFile
-    from pqgrid.models import ModelError, build
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.io import DamagedFile
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.builders import build
+    from pqgrid.models.weights import ModelError
 
     tensorflow(2, 0)
     donor = build({"builder": "SqueezeNet11"}, 7, (32, 32, 3))
@@ -185,9 +189,9 @@ def test_pretrained_start_trains_head_then_fine_tunes(tmp_path, tiny_data):
     """Transfer schedule: head epochs with the base frozen (its weights unchanged), then
     fine-tuning of every layer; one history with both phases."""
     import pandas as pd
-    from pqgrid.models import build, load_keras
-    from pqgrid.tfsetup import tensorflow
-    from pqgrid.train import train_model
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.builders import build, load_keras
+    from pqgrid.models.train import train_model
 
     tensorflow(2, 0)
     donor = build({"builder": "SqueezeNet11"}, 10, (32, 32, 3))
@@ -218,7 +222,7 @@ def test_pretrained_start_trains_head_then_fine_tunes(tmp_path, tiny_data):
 def _config(**arch):
     import yaml
     from conftest import ROOT
-    from pqgrid.config import load_schema
+    from pqgrid.core.config import load_schema
 
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["architectures"] = {"a": {"builder": "SqueezeNet11", **arch}}
@@ -266,10 +270,10 @@ def test_readable_labels_for_widths_sizes_and_stems():
 def test_layer_error_runs_for_squeezenet(tiny_data, tmp_path):
     """XNNPACK refuses SqueezeNet's NumericVerify debug model; the reference kernels run it."""
     import pandas as pd
-    from pqgrid.convert import convert_tflite
-    from pqgrid.layer_error import layer_error
-    from pqgrid.models import build
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.builders import build
+    from pqgrid.quant.convert import convert_tflite
+    from pqgrid.quant.layer_error import layer_error
 
     tensorflow(2, 0)
     arch = {"builder": "SqueezeNet11"}
@@ -301,8 +305,9 @@ def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path, monkeypatc
         pytest.skip("internet reachable: the download would succeed")
     except OSError:
         pass
-    from pqgrid.models import ModelError, build
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.builders import build
+    from pqgrid.models.weights import ModelError
 
     tensorflow(2, 0)
     with pytest.raises(
@@ -325,8 +330,8 @@ def test_new_builders_learn(builder, rate, learn_data, tmp_path):
     """Accuracy, not just a finite loss: a few epochs on the learnable synthetic classes lift
     test top-1 far above chance (10 %). SqueezeNet with Keras' default initialisation stayed
     at exactly 10 % (a dead classifier ReLU) while its loss looked fine."""
-    from pqgrid.evaluate import evaluate_keras
-    from pqgrid.train import train_model
+    from pqgrid.evaluate.accuracy import evaluate_keras
+    from pqgrid.models.train import train_model
 
     d = learn_data
     settings = dict(TRAIN, epochs=6, learning_rate=rate)
@@ -357,11 +362,12 @@ def test_derived_modes_for_the_thesis_builders(builder, tiny_data, tmp_path):
     """The thesis' keras.applications models: int8 and int16x8 (V3: HARD_SWISH stays float)
     derived from the fp32 .tflite are the converter's files byte for byte; dynamic and fp16
     from ai-edge-quantizer run and give the fp32 file's answers."""
-    from pqgrid.config import input_scaling
-    from pqgrid.convert import convert_cell, convert_tflite
-    from pqgrid.evaluate import predict_tflite
-    from pqgrid.models import build, scale_inputs
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.catalog import input_scaling
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.evaluate.accuracy import predict_tflite
+    from pqgrid.models.builders import build
+    from pqgrid.quant.convert import convert_cell, convert_tflite
 
     tensorflow(2, 0)
     arch = {"builder": builder}
@@ -374,7 +380,7 @@ def test_derived_modes_for_the_thesis_builders(builder, tiny_data, tmp_path):
         convert_cell(source=fp32, out_tflite=tmp_path / f"{mode}.tflite", mode=mode, **args)
         convert_tflite(model_h5=h5, out_tflite=tmp_path / f"ref_{mode}.tflite", mode=mode, stock=True, **args)
         assert (tmp_path / f"{mode}.tflite").read_bytes() == (tmp_path / f"ref_{mode}.tflite").read_bytes(), mode
-    x, _ = data.load_npz(tiny_data / "test.npz")
+    x, _ = arrays.load_npz(tiny_data / "test.npz")
     xs = scale_inputs(x, input_scaling(arch))
     reference = predict_tflite(fp32, xs, batch_size=8)
     for mode in ("dynamic", "fp16"):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from conftest import ROOT, SMOKE, copy_workflow, snakemake
-from pqgrid.cli import CommandLineError, typed_config, unknown_targets
+from pqgrid.core.cli import CommandLineError, typed_config, unknown_targets
 
 
 def test_config_lists_and_mappings_are_yaml():

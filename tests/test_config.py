@@ -6,8 +6,8 @@ import re
 import pytest
 import yaml
 from conftest import ROOT, snakemake
-from pqgrid.config import ConfigError, check_config, grid, load_schema
-from pqgrid.settings import pruning_settings, training_settings
+from pqgrid.core.config import ConfigError, check_config, grid, load_schema
+from pqgrid.core.settings import pruning_settings, training_settings
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
 SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -152,7 +152,7 @@ def test_default_config_passes_and_expands():
 
 
 def test_device_settings_per_stage_and_which_devices_measure_what():
-    from pqgrid.settings import device_settings, devices_with
+    from pqgrid.core.settings import device_settings, devices_with
 
     c = copy.deepcopy(BASE)
     pi = {"type": "ssh", "host": "pi4", "accuracy": True, "num_runs": 80, "cooldown": {"max_temp_c": 55}}
@@ -169,7 +169,7 @@ def test_device_settings_per_stage_and_which_devices_measure_what():
 
 
 def test_subsets_run_a_mode_on_part_of_the_grid():
-    from pqgrid.config import cells
+    from pqgrid.core.config import cells
 
     c = cfg(
         grid_architectures=["mobilenet", "efficientnet_b0"],
@@ -191,7 +191,7 @@ def test_subsets_run_a_mode_on_part_of_the_grid():
 
 
 def test_qat_settings_merge_and_mark_pqat():
-    from pqgrid.settings import cell_settings, qat_settings
+    from pqgrid.core.settings import cell_settings, qat_settings
 
     q0, q60 = qat_settings(BASE, "mobilenet", 0), qat_settings(BASE, "mobilenet_v3_small_min", 60)
     assert q0["epochs"] == 2 and q0["learning_rate"] == 1e-4 and q0["preserve_sparsity"] is False
@@ -201,7 +201,8 @@ def test_qat_settings_merge_and_mark_pqat():
 
 
 def test_pattern_and_sparse_mode_tokens():
-    from pqgrid.config import sparsity_token, sparsity_value, split_quant
+    from pqgrid.core.config import sparsity_token, sparsity_value
+    from pqgrid.core.modes import split_quant
 
     c = cfg(pruning__sparsities=[0, 50, "2:4"], quantization__modes=["fp32", "int8_sparse"])
     c["pruning"]["schedules"][50] = c["pruning"]["schedules"]["2:4"] = {"frequency_epochs": 1, "steps": 1}
@@ -222,7 +223,7 @@ def test_overrides_merge():
 
 
 def test_job_settings_are_what_each_rule_receives():
-    from pqgrid import settings
+    from pqgrid.core import settings
 
     c = cfg(
         training__validation="holdout",
@@ -322,7 +323,7 @@ def test_fitting_jobs_take_training_threads(workflow_dir):
     c["architectures"]["mobilenet"]["training"] = {"threads": 2}
     assert training_settings(c, "mobilenet")["threads"] == 2
     assert pruning_settings(c, "mobilenet", 60)["threads"] == 2
-    from pqgrid.settings import qat_settings
+    from pqgrid.core.settings import qat_settings
 
     assert qat_settings(c, "mobilenet_v2", 0)["threads"] == 3
 
@@ -372,7 +373,7 @@ def test_the_readme_raspberry_pi_example_is_a_valid_config():
 
 
 def test_training_deterministic_reaches_pruning_and_qat_only_where_set():
-    from pqgrid.settings import pruning_settings, qat_settings, training_settings
+    from pqgrid.core.settings import pruning_settings, qat_settings, training_settings
 
     c = copy.deepcopy(BASE)
     check_config(c, SCHEMA)
@@ -390,8 +391,8 @@ def test_training_deterministic_reaches_pruning_and_qat_only_where_set():
 
 def test_schema_lists_every_quantization_mode():
     """The schema's description of quantization.modes names exactly the modes of MODES."""
-    from pqgrid.config import load_schema
-    from pqgrid.modes import MODES
+    from pqgrid.core.config import load_schema
+    from pqgrid.core.modes import MODES
 
     text = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")["properties"]["quantization"]
     described = text["properties"]["modes"]["description"].split(",")[0].split(" | ")

@@ -11,8 +11,9 @@ import random
 import pytest
 import yaml
 from conftest import ROOT, snakemake
-from pqgrid import registry
-from pqgrid.config import ARCH_RESERVED, BUILDERS, ConfigError, check_config, load_schema
+from pqgrid.core import registry
+from pqgrid.core.catalog import ARCH_RESERVED, BUILDERS
+from pqgrid.core.config import ConfigError, check_config, load_schema
 
 SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 N_MUTATIONS = 1200

@@ -5,8 +5,9 @@ import json
 
 import numpy as np
 import pytest
-from pqgrid import data, io
-from pqgrid.convert import gzip_tflite
+from pqgrid.core import io
+from pqgrid.data import arrays
+from pqgrid.quant.convert import gzip_tflite
 
 
 def _cut(src, dst, fraction=0.5):
@@ -24,8 +25,8 @@ def _one_line(excinfo, path):
 @pytest.fixture
 def good(tmp_path, tiny_tflite):
     """One good file of each kind a stage reads."""
-    from pqgrid.models import build
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.builders import build
 
     tensorflow(2, 0)
     out = {"tflite": tiny_tflite, "json": tmp_path / "m.json", "csv": tmp_path / "p.csv", "npz": tmp_path / "d.npz"}
@@ -39,12 +40,12 @@ def good(tmp_path, tiny_tflite):
 
 
 READERS = {
-    "h5": lambda p: __import__("pqgrid.models", fromlist=["load_keras"]).load_keras(p),
-    "qat_h5": lambda p: __import__("pqgrid.qat", fromlist=["load_qat"]).load_qat(p),
-    "tflite": lambda p: __import__("pqgrid.evaluate", fromlist=["interpreter"]).interpreter(p),
+    "h5": lambda p: __import__("pqgrid.models.builders", fromlist=["load_keras"]).load_keras(p),
+    "qat_h5": lambda p: __import__("pqgrid.models.qat", fromlist=["load_qat"]).load_qat(p),
+    "tflite": lambda p: __import__("pqgrid.evaluate.accuracy", fromlist=["interpreter"]).interpreter(p),
     "json": io.read_json,
     "csv": lambda p: io.read_csv(p, ("class", "support", "correct")),
-    "npz": data.load_npz,
+    "npz": arrays.load_npz,
 }
 
 

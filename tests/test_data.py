@@ -4,12 +4,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CLASSES, make_tar, write_cifar_batches, write_image_tree
-from pqgrid import data
-from pqgrid.data import DataError
+from pqgrid.data import arrays, images
+from pqgrid.data import prepare as data_prepare
+from pqgrid.data import sources as data_sources
+from pqgrid.data.arrays import DataError
 
 
 def test_image_folder_directory(image_tree):
-    train, test, classes, digest = data.load(str(image_tree))
+    train, test, classes, digest = data_sources.load(str(image_tree))
     assert classes == sorted(CLASSES)
     assert train.x.shape == (12, 32, 32, 3) and train.x.dtype == np.uint8
     assert test.x.shape == (6, 32, 32, 3)
@@ -19,8 +21,8 @@ def test_image_folder_directory(image_tree):
 
 def test_image_folder_tar_gz_with_wrapping_folder(image_tree, tmp_path):
     tgz = make_tar(image_tree, tmp_path / "d.tar.gz", "cifar10")
-    train, test, classes, digest = data.load(str(tgz))
-    direct = data.load(str(image_tree))
+    train, test, classes, digest = data_sources.load(str(tgz))
+    direct = data_sources.load(str(image_tree))
     assert classes == direct[2]
     np.testing.assert_array_equal(train.x, direct[0].x)
     np.testing.assert_array_equal(test.y, direct[1].y)
@@ -28,11 +30,11 @@ def test_image_folder_tar_gz_with_wrapping_folder(image_tree, tmp_path):
 
 def test_cifar_batches_directory_and_archive(tmp_path):
     d = write_cifar_batches(tmp_path / "cifar-10-batches-py")
-    train, test, classes, _ = data.load(str(d))
+    train, test, classes, _ = data_sources.load(str(d))
     assert train.x.shape == (300, 32, 32, 3) and test.x.shape == (60, 32, 32, 3)
     assert classes[0] == "airplane" and len(classes) == 10
     tgz = make_tar(d, tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py")
-    train2, test2, _, _ = data.load(str(tgz))
+    train2, test2, _, _ = data_sources.load(str(tgz))
     np.testing.assert_array_equal(train.x, train2.x)
     np.testing.assert_array_equal(test.y, test2.y)
 
@@ -44,15 +46,15 @@ def test_cifar_batch_pixel_layout(tmp_path):
 
     with open(d / "data_batch_1", "rb") as fh:
         raw = pickle.load(fh, encoding="bytes")[b"data"][0]
-    train, _, _, _ = data.load(str(d))
+    train, _, _, _ = data_sources.load(str(d))
     assert train.x[0, 0, 0].tolist() == [raw[0], raw[1024], raw[2048]]
     assert train.x[0, 0, 1, 0] == raw[1]
 
 
 def test_synthetic_is_seeded_and_balanced():
-    a = data.load("synthetic", 5, 3, seed=1)
-    b = data.load("synthetic", 5, 3, seed=1)
-    c = data.load("synthetic", 5, 3, seed=2)
+    a = data_sources.load("synthetic", 5, 3, seed=1)
+    b = data_sources.load("synthetic", 5, 3, seed=1)
+    c = data_sources.load("synthetic", 5, 3, seed=2)
     np.testing.assert_array_equal(a[0].x, b[0].x)
     assert not np.array_equal(a[0].x, c[0].x)
     assert np.bincount(a[0].y).tolist() == [5] * 10
@@ -61,27 +63,27 @@ def test_synthetic_is_seeded_and_balanced():
 
 def test_stratified_limits_folder_and_arrays(tmp_path):
     tree = write_image_tree(tmp_path / "t", per_class=(6, 4))
-    train, test, _, _ = data.load(str(tree), train_per_class=2, test_per_class=3, seed=0)
+    train, test, _, _ = data_sources.load(str(tree), train_per_class=2, test_per_class=3, seed=0)
     assert np.bincount(train.y).tolist() == [2, 2, 2]
     assert np.bincount(test.y).tolist() == [3, 3, 3]
-    again = data.load(str(tree), train_per_class=2, test_per_class=3, seed=0)[0]
-    other = data.load(str(tree), train_per_class=2, test_per_class=3, seed=5)[0]
+    again = data_sources.load(str(tree), train_per_class=2, test_per_class=3, seed=0)[0]
+    other = data_sources.load(str(tree), train_per_class=2, test_per_class=3, seed=5)[0]
     assert train.names == again.names and train.names != other.names
     d = write_cifar_batches(tmp_path / "b")
-    tr, te, _, _ = data.load(str(d), train_per_class=7, test_per_class=2)
+    tr, te, _, _ = data_sources.load(str(d), train_per_class=7, test_per_class=2)
     assert np.bincount(tr.y).tolist() == [7] * 10 and np.bincount(te.y).tolist() == [2] * 10
 
 
 def test_holdout_split_is_stratified_and_disjoint():
     y = np.repeat(np.arange(4), 10)
-    tr, va = data.holdout_split(y, 0.2, seed=0)
+    tr, va = data_prepare.holdout_split(y, 0.2, seed=0)
     assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 40
     assert np.bincount(y[va]).tolist() == [2, 2, 2, 2]
 
 
 def test_prepare_writes_npz_and_manifest(image_tree, tmp_path):
     out = tmp_path / "out"
-    man = data.prepare(
+    man = data_prepare.prepare(
         source=str(image_tree),
         train_npz=out / "train.npz",
         test_npz=out / "test.npz",
@@ -90,7 +92,7 @@ def test_prepare_writes_npz_and_manifest(image_tree, tmp_path):
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(man))
     assert on_disk["counts"]["train"] == {"cat": 4, "dog": 4, "frog": 4}
-    x, y = data.load_npz(out / "train.npz")
+    x, y = arrays.load_npz(out / "train.npz")
     assert x.shape == (12, 32, 32, 3) and y.tolist() == sorted(y.tolist())
 
 
@@ -98,7 +100,7 @@ def test_prepare_writes_npz_and_manifest(image_tree, tmp_path):
 def _expect(match, source, tmp_path, **kw):
     out = tmp_path / "out"
     with pytest.raises(DataError, match=match):
-        data.prepare(
+        data_prepare.prepare(
             source=str(source),
             train_npz=out / "train.npz",
             test_npz=out / "test.npz",
@@ -151,8 +153,8 @@ def test_mixed_image_sizes_become_224_px_without_image_size(tmp_path):
     tree = write_image_tree(tmp_path / "t")
     write_image_tree(tmp_path / "big", classes=["cat"], size=(40, 40))
     (tmp_path / "big" / "train" / "cat" / "0000.png").replace(tree / "train" / "cat" / "0003.png")
-    train, test, _, _ = data.load(str(tree))
-    assert train.x.shape[1:] == test.x.shape[1:] == (data.PHOTO_SIZE, data.PHOTO_SIZE, 3)
+    train, test, _, _ = data_sources.load(str(tree))
+    assert train.x.shape[1:] == test.x.shape[1:] == (images.PHOTO_SIZE, images.PHOTO_SIZE, 3)
 
 
 # ------------------------------------------------------------------ photo folders
@@ -176,7 +178,7 @@ def write_photos(root: Path, classes=("ant", "bee", "cow"), per_class=10, seed=0
 def test_photo_folder_any_size_and_colour_mode_loads_square(tmp_path):
     photos = write_photos(tmp_path / "photos")
     for mode in ("crop", "pad"):
-        train, test, classes, _ = data.load(str(photos), image_size=48, resize=mode, test_fraction=0.2, seed=3)
+        train, test, classes, _ = data_sources.load(str(photos), image_size=48, resize=mode, test_fraction=0.2, seed=3)
         assert classes == ["ant", "bee", "cow"]  # from the folder names
         assert train.x.shape == (24, 48, 48, 3) and test.x.shape == (6, 48, 48, 3)
         assert train.x.dtype == np.uint8
@@ -184,20 +186,20 @@ def test_photo_folder_any_size_and_colour_mode_loads_square(tmp_path):
     from PIL import Image
 
     strip = Image.new("RGB", (60, 20), (255, 255, 255))
-    padded = data.square_image(strip, 30, "pad")
+    padded = images.square_image(strip, 30, "pad")
     assert padded.shape == (30, 30, 3) and padded[0, 0].tolist() == [0, 0, 0] and padded[15, 15].tolist() == [255] * 3
-    cropped = data.square_image(strip, 30, "crop")
+    cropped = images.square_image(strip, 30, "crop")
     assert (cropped == 255).all()  # the centre 20x20 of the strip, scaled to 30x30
-    grey = data.square_image(Image.new("L", (8, 8), 100), 8)
+    grey = images.square_image(Image.new("L", (8, 8), 100), 8)
     assert grey.shape == (8, 8, 3) and (grey == 100).all()
 
 
 def test_unsplit_folder_split_is_stratified_and_seeded(tmp_path):
     photos = write_photos(tmp_path / "photos", per_class=10)
     (photos / "bee" / "img010.jpg").write_bytes((photos / "bee" / "img000.jpg").read_bytes())  # 11 bees
-    a = data.load(str(photos), image_size=32, test_fraction=0.3, seed=0)
-    b = data.load(str(photos), image_size=32, test_fraction=0.3, seed=0)
-    c = data.load(str(photos), image_size=32, test_fraction=0.3, seed=1)
+    a = data_sources.load(str(photos), image_size=32, test_fraction=0.3, seed=0)
+    b = data_sources.load(str(photos), image_size=32, test_fraction=0.3, seed=0)
+    c = data_sources.load(str(photos), image_size=32, test_fraction=0.3, seed=1)
     assert np.bincount(a[1].y).tolist() == [3, 3, 3]  # round(0.3 * 10), round(0.3 * 11)
     assert np.bincount(a[0].y).tolist() == [7, 8, 7]
     assert a[1].names == b[1].names and np.array_equal(a[0].x, b[0].x)
@@ -210,7 +212,7 @@ def test_bad_photo_named_or_skipped_with_a_count(tmp_path):
     (photos / "bee" / "img004.bmp").write_bytes(b"GIF89a broken")
     _expect(r"bee/img004.bmp: cannot decode image .*skip_bad_images: true", photos, tmp_path, image_size=32)
     out = tmp_path / "ok"
-    man = data.prepare(
+    man = data_prepare.prepare(
         source=str(photos),
         train_npz=out / "train.npz",
         test_npz=out / "test.npz",
@@ -237,7 +239,7 @@ def test_photo_folder_peak_memory_under_twice_the_array(tmp_path):
 
     photos = write_photos(tmp_path / "photos", per_class=50)
     tracemalloc.start()
-    train, test, _, _ = data.load(str(photos), image_size=224)
+    train, test, _, _ = data_sources.load(str(photos), image_size=224)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     array = train.x.nbytes + test.x.nbytes
@@ -246,7 +248,7 @@ def test_photo_folder_peak_memory_under_twice_the_array(tmp_path):
 
 
 def test_fixed_size_source_resized_to_image_size():
-    train, test, _, _ = data.load("synthetic", 2, 1, image_size=64)
+    train, test, _, _ = data_sources.load("synthetic", 2, 1, image_size=64)
     assert train.x.shape == (20, 64, 64, 3) and test.x.shape == (10, 64, 64, 3)
 
 
@@ -260,7 +262,7 @@ def test_keras_source_offline_says_how_to_use_a_local_copy(tmp_path, monkeypatch
     except OSError:
         pass
     with pytest.raises(DataError, match=r"data/cifar10.tar.gz.*presets/cifar10-local.yaml"):
-        data.keras_cifar10()
+        data_sources.keras_cifar10()
 
 
 @pytest.mark.parametrize("missing", ["data_batch_3", "test_batch", "batches.meta"])
@@ -281,7 +283,7 @@ def test_cifar_truncated_meta_is_named(tmp_path):
 
 def test_synthetic_photos_go_through_the_folder_reader():
     """`synthetic-photos`: variable-size JPEG, grey and RGBA PNG, unsplit, made square."""
-    files = data.synthetic_photos(per_class=10, num_classes=3, seed=0)
+    files = data_sources.synthetic_photos(per_class=10, num_classes=3, seed=0)
     import io
 
     from PIL import Image
@@ -289,10 +291,10 @@ def test_synthetic_photos_go_through_the_folder_reader():
     dims = {Image.open(io.BytesIO(b)).size for b in files.values()}
     modes = {Image.open(io.BytesIO(b)).mode for b in files.values()}
     assert len(dims) > 20 and {"RGB", "L", "RGBA"} <= modes
-    train, test, classes, digest = data.load("synthetic-photos", 8, 2, synthetic_classes=3, image_size=40)
+    train, test, classes, digest = data_sources.load("synthetic-photos", 8, 2, synthetic_classes=3, image_size=40)
     assert classes == ["class0", "class1", "class2"]
     assert train.x.shape == (24, 40, 40, 3) and test.x.shape == (6, 40, 40, 3)
-    assert digest == data.load("synthetic-photos", 8, 2, synthetic_classes=3, image_size=40)[3]
+    assert digest == data_sources.load("synthetic-photos", 8, 2, synthetic_classes=3, image_size=40)[3]
 
 
 def test_tiff_loads_and_hidden_resource_forks_are_ignored(tmp_path):
@@ -301,6 +303,6 @@ def test_tiff_loads_and_hidden_resource_forks_are_ignored(tmp_path):
     photos = write_photos(tmp_path / "photos", per_class=4)
     Image.new("RGB", (50, 30), (9, 9, 9)).save(photos / "ant" / "scan.tiff")
     (photos / "bee" / "._img000.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS copy leftovers
-    train, test, classes, _ = data.load(str(photos), image_size=32, test_fraction=0.25)
+    train, test, classes, _ = data_sources.load(str(photos), image_size=32, test_fraction=0.25)
     assert len(train.y) + len(test.y) == 13 and classes == ["ant", "bee", "cow"]
     assert not any("._" in n for n in train.names + test.names)

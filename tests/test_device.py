@@ -8,8 +8,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from pqgrid.device import DeviceError, benchmark
-from pqgrid.device_harness import parse_benchmark_model
+from pqgrid.core.harness import parse_benchmark_model
+from pqgrid.device.measure import benchmark
+from pqgrid.device.sessions import DeviceError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CELL = {"arch": "tiny", "seed": 0, "sparsity": 0, "quant": "fp32"}
@@ -106,7 +107,7 @@ def test_ssh_faults_give_one_line_and_no_output(sshd, tiny_tflite, tmp_path, ove
 
 
 def test_harness_crash_and_timeout(sshd, tiny_tflite, tmp_path):
-    from pqgrid.io import DamagedFile
+    from pqgrid.core.io import DamagedFile
 
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer")
@@ -232,7 +233,7 @@ CPUINFO_ARM64_BARE = "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41
 
 
 def test_cpu_model_on_x86_and_arm():
-    from pqgrid.device_harness import cpu_model
+    from pqgrid.core.harness import cpu_model
 
     assert cpu_model(CPUINFO_X86) == "Intel(R) Xeon(R) CPU @ 2.20GHz"  # not the numeric "model"
     assert cpu_model(CPUINFO_PI4) == "Raspberry Pi 4 Model B Rev 1.4"
@@ -254,7 +255,7 @@ def test_parse_all_same_count_line():
 
 
 def test_parse_op_profile_csv():
-    from pqgrid.device_harness import parse_op_profile
+    from pqgrid.core.harness import parse_op_profile
 
     rows = parse_op_profile(_fixture("benchmark_model_op_profile.csv"))
     assert [r["node_type"] for r in rows] == ["CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"]
@@ -279,7 +280,7 @@ def test_parse_op_profile_csv():
 
 
 def test_parse_litert_tool_format_and_its_errors():
-    from pqgrid.device_harness import parse_litert_tool
+    from pqgrid.core.harness import parse_litert_tool
 
     r = parse_litert_tool(_fixture("benchmark_litert_model.txt"))
     assert r["count"] == 50 and r["avg_us"] == pytest.approx(1570) and r["p50_us"] == pytest.approx(1550)
@@ -326,7 +327,7 @@ def test_google_benchmark_tool_real_run_on_local(tiny_tflite, tmp_path):
 
 # ---------------------------------------------------------------- energy
 def _energy(tflite, tmp_path, power, name="local", cfg=None):
-    from pqgrid.device import measure_energy
+    from pqgrid.device.measure import measure_energy
 
     cfg = cfg or {"type": "local", "remote_dir": str(tmp_path / "lock")}
     return measure_energy(
@@ -335,7 +336,7 @@ def _energy(tflite, tmp_path, power, name="local", cfg=None):
 
 
 def test_energy_arithmetic():
-    from pqgrid.device import energy_fields
+    from pqgrid.device.measure import energy_fields
 
     e = energy_fields("rapl", load_w=6.0, inferences=1000, load_s=2.0, idle_w=2.0)
     assert e["energy_mj_per_inference"] == pytest.approx(12.0) and e["energy_net_mj_per_inference"] == pytest.approx(
@@ -374,8 +375,8 @@ def test_energy_with_a_pattern_and_a_stated_wattage(tiny_tflite, tmp_path):
 
 
 def test_rapl_counter_wraps_and_an_unreadable_zone_is_one_line(tiny_tflite, tmp_path):
-    from pqgrid.device import DeviceError
-    from pqgrid.device_harness import PowerError, Rapl
+    from pqgrid.core.harness import PowerError, Rapl
+    from pqgrid.device.sessions import DeviceError
 
     zone = tmp_path / "fixture-rapl-zone"  # FIXTURE files standing in for /sys/class/powercap
     zone.mkdir()
@@ -404,7 +405,7 @@ def test_rapl_counter_wraps_and_an_unreadable_zone_is_one_line(tiny_tflite, tmp_
     ],
 )
 def test_a_failing_power_command_is_one_line_and_writes_nothing(tiny_tflite, tmp_path, command, where, message):
-    from pqgrid.device import DeviceError
+    from pqgrid.device.sessions import DeviceError
 
     with pytest.raises(DeviceError, match=message) as e:
         _energy(
@@ -454,7 +455,7 @@ def test_cool_down_and_throttling_flags_with_a_fake_vcgencmd(tiny_tflite, tmp_pa
 
 
 def test_throttled_bits():
-    from pqgrid.device_harness import throttled
+    from pqgrid.core.harness import throttled
 
     def s(bits):
         return {"throttled_bits": bits}
@@ -468,7 +469,7 @@ def test_throttled_bits():
 def _host_eval(tflite, tmp_path, n=40):
     """A small test set and the host's evaluation of it (as evaluate_tflite writes them)."""
     import numpy as np
-    from pqgrid.evaluate import predict_tflite, topk_accuracy, write_predictions
+    from pqgrid.evaluate.accuracy import predict_tflite, topk_accuracy, write_predictions
 
     rng = np.random.default_rng(1)
     test = tmp_path / "test.npz"
@@ -481,7 +482,7 @@ def _host_eval(tflite, tmp_path, n=40):
 
 
 def _device_accuracy(tflite, tmp_path, name, cfg, test):
-    from pqgrid.device import device_accuracy
+    from pqgrid.device.measure import device_accuracy
 
     out = tmp_path / name
     out.mkdir(exist_ok=True)
@@ -494,7 +495,7 @@ def _device_accuracy(tflite, tmp_path, name, cfg, test):
 
 def test_accuracy_on_the_device_equals_the_host_and_ships_the_test_set_once(sshd, tiny_tflite, tmp_path):
     import numpy as np
-    from pqgrid.io import read_predictions
+    from pqgrid.core.io import read_predictions
 
     test, host_scores = _host_eval(tiny_tflite, tmp_path)
     for name, cfg in (("local", {"type": "local", "remote_dir": str(tmp_path / "lock")}), ("loopback", sshd.device())):
@@ -511,7 +512,7 @@ def test_accuracy_on_the_device_equals_the_host_and_ships_the_test_set_once(sshd
 
 
 def test_a_device_without_room_for_the_test_set_is_one_line(sshd, tiny_tflite, tmp_path):
-    from pqgrid.device import DeviceError
+    from pqgrid.device.sessions import DeviceError
 
     test, _ = _host_eval(tiny_tflite, tmp_path)
     remote = tmp_path / "full-remote"
@@ -533,3 +534,14 @@ def test_local_timeout_kills_a_silent_harness(tiny_tflite, tmp_path):
     with pytest.raises(DeviceError, match="device local: timed out after 2s"):
         benchmark(tflite=tiny_tflite, out_json=tmp_path / "t.json", name="local", cfg=cfg, cell=CELL)
     assert not (tmp_path / "t.json").exists() and not list((tmp_path / "lock").glob("job-*"))
+
+
+def test_device_types_agree():
+    """One record per device type (core/devices.py), one session class per type
+    (device/sessions.py SESSIONS), and the schema's enum name the same types."""
+    from pqgrid.core.config import load_schema
+    from pqgrid.core.devices import DEVICE_TYPES
+    from pqgrid.device.sessions import SESSIONS
+
+    enum = load_schema()["properties"]["devices"]["additionalProperties"]["properties"]["type"]["enum"]
+    assert set(DEVICE_TYPES) == set(SESSIONS) == set(enum)

@@ -9,8 +9,9 @@ measured" (models near chance, a claim about models or a loss the run does not h
 import numpy as np
 import pandas as pd
 import pytest
-from pqgrid import findings
-from pqgrid.stats import class_heterogeneity, paired_interval
+from pqgrid.core.stats import class_heterogeneity, paired_interval
+from pqgrid.report import claims as report_claims
+from pqgrid.report import findings
 
 SIMS = 200
 LEVEL = 0.05
@@ -64,15 +65,15 @@ def test_claim_6_on_one_seed_needs_more_than_a_handful_of_images():
     """The issue's case: '+0.0 pp (1 seed)' held and '-0.0 pp' did not. One image either way
     decides nothing now; under a null of equal models the claim holds at most at the test's
     level, and a real +3 pp is found."""
-    assert _one_seed_run(1, 0).loc[6, "verdict"] == findings.FAILS
-    assert _one_seed_run(0, 1).loc[6, "verdict"] == findings.FAILS
+    assert _one_seed_run(1, 0).loc[6, "verdict"] == report_claims.FAILS
+    assert _one_seed_run(0, 1).loc[6, "verdict"] == report_claims.FAILS
     rng = np.random.default_rng(1)
     rates = {}
     for delta in (0.0, 0.03):
         holds = 0
         for _ in range(SIMS):
             a, b = _pair(rng, 1000, 0.7, delta)
-            holds += _one_seed_run(int((b & ~a).sum()), int((a & ~b).sum())).loc[6, "verdict"] == findings.HOLDS
+            holds += _one_seed_run(int((b & ~a).sum()), int((a & ~b).sum())).loc[6, "verdict"] == report_claims.HOLDS
         rates[delta] = holds / SIMS
     print(
         f"\nclaim 6, one seed: holds under the null in {100 * rates[0.0]:.1f} %, at +3 pp in {100 * rates[0.03]:.1f} %"
@@ -129,8 +130,8 @@ def test_claim_8_verdict_under_the_null_and_with_an_uneven_class():
             findings.findings(s, pd.DataFrame(), pc, {"m": {"builder": "MobileNet"}}).set_index("no").loc[8, "verdict"]
         )
 
-    null = np.mean([run([-0.02] * 10) == findings.HOLDS for _ in range(100)])
-    power = np.mean([run([-0.02] * 9 + [-0.25]) == findings.HOLDS for _ in range(100)])
+    null = np.mean([run([-0.02] * 10) == report_claims.HOLDS for _ in range(100)])
+    power = np.mean([run([-0.02] * 9 + [-0.25]) == report_claims.HOLDS for _ in range(100)])
     print(
         f"\nclaim 8 verdict: holds under the null in {100 * null:.0f} %, with one class -23 pp in {100 * power:.0f} %"
     )
@@ -149,7 +150,7 @@ def test_no_verdict_on_accuracy_when_every_model_is_near_chance():
     archs = {"a": {"builder": "MobileNetV3Large"}, "b": {"builder": "MobileNet"}}
     f = findings.findings(s, pd.DataFrame(), pd.DataFrame(), archs).set_index("no")
     for no in (2, 6, 8, 12, 14):
-        assert f.loc[no, "verdict"] == findings.NOT_MEASURED and "near chance" in f.loc[no, "measured"], no
+        assert f.loc[no, "verdict"] == report_claims.NOT_MEASURED and "near chance" in f.loc[no, "measured"], no
 
 
 def test_claims_about_models_or_losses_the_run_lacks_are_not_measured():
@@ -162,9 +163,9 @@ def test_claims_about_models_or_losses_the_run_lacks_are_not_measured():
                          zero_fraction=0.0))  # fmt: skip
     s = pd.DataFrame(rows)
     f = findings.findings(s, pd.DataFrame(), pd.DataFrame(), {"v3": {"builder": "MobileNetV3Small"}}).set_index("no")
-    assert f.loc[2, "verdict"] == findings.NOT_MEASURED and "MobileNetV3Large" in f.loc[2, "measured"]
-    assert f.loc[12, "verdict"] == findings.NOT_MEASURED and "every architecture" in f.loc[12, "measured"]
-    assert f.loc[14, "verdict"] == findings.NOT_MEASURED and "lost no measurable accuracy" in f.loc[14, "measured"]
+    assert f.loc[2, "verdict"] == report_claims.NOT_MEASURED and "MobileNetV3Large" in f.loc[2, "measured"]
+    assert f.loc[12, "verdict"] == report_claims.NOT_MEASURED and "every architecture" in f.loc[12, "measured"]
+    assert f.loc[14, "verdict"] == report_claims.NOT_MEASURED and "lost no measurable accuracy" in f.loc[14, "measured"]
 
 
 def _population(rng, models, difficulty, y, classes=10):
@@ -181,7 +182,7 @@ def test_claim_16_pies_are_harder_only_when_some_images_are():
     out, with every image equally hard (null) the gap's interval lies below 0 in at most
     the test's one-sided 2.5 % (ceiling as above); with images of unequal difficulty (the
     mean equal, a Beta(0.5, 1) spread) PIEs concentrate on hard ones and it is found."""
-    from pqgrid.pie import heldout_gap, modal_labels
+    from pqgrid.evaluate.pie import heldout_gap, modal_labels
 
     rng = np.random.default_rng(4)
     m, n = 5, 2000
@@ -384,7 +385,7 @@ OWN_TESTS = {16}
 
 def test_every_claim_has_a_null_and_an_effect():
     """A new claim without its null and power test fails here."""
-    assert {c.no for c in findings.CLAIMS} == set(NULL_AND_EFFECT) | OWN_TESTS
+    assert {c.no for c in report_claims.CLAIMS} == set(NULL_AND_EFFECT) | OWN_TESTS
 
 
 @pytest.mark.parametrize("no", sorted(NULL_AND_EFFECT))
@@ -401,7 +402,7 @@ def test_claim_rejects_its_null_and_finds_its_effect(no):
         for _ in range(sims):
             tables = run_tables(rng, **kwargs)
             verdicts.append(findings.findings(*tables[:3], archs, *tables[3:], only={no}).verdict.iloc[0])
-        rates[on] = np.mean([v == findings.HOLDS for v in verdicts])
+        rates[on] = np.mean([v == report_claims.HOLDS for v in verdicts])
     print(f"\nclaim {no}: holds under the null ({null}) in {100 * rates[False]:.0f} % of {sims}, "
           f"with the effect ({effect}) in {100 * rates[True]:.0f} %")  # fmt: skip
     assert rates[False] <= (NULL_CEILING if sims >= 200 else 0.1), "holds under its null"

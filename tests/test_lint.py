@@ -45,33 +45,28 @@ def test_contributing_names_only_files_and_tests_that_exist():
 
 
 def _pqgrid_imports():
-    """{module: {(imported module, at top level?)}} of the pqgrid package's own imports."""
+    """{module: {(imported module, at top level?)}} of the pqgrid package's own imports,
+    modules named relative to the package ('core.config'); and the relative imports found."""
     import ast
 
-    package = ROOT / "workflow" / "scripts" / "pqgrid"
-    names = {p.stem for p in package.glob("*.py")}
-    edges = {}
-    for path in package.glob("*.py"):
+    from pqgrid.core.provenance import PACKAGE, _own_module
+
+    edges, relative = {}, []
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
         tree = ast.parse(path.read_text())
         top = {id(n) for n in tree.body}
-        edges[path.stem] = {
-            ((node.module or alias.name).split(".")[0], id(node) in top)
+        edges[module] = {
+            (target, id(node) in top)
             for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.level == 1
-            for alias in node.names
-            if (node.module or alias.name).split(".")[0] in names
+            for target in _own_module(node, module)
+            if target not in ("", "__init__")
         }
-    return edges
+        relative += [module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
+    return edges, relative
 
 
-def test_pqgrid_imports_point_one_way():
-    """No import circle between pqgrid's modules (counting imports inside functions), and no
-    pqgrid import hidden inside a function: the module's first lines say what it uses."""
-    edges = _pqgrid_imports()
-    inner = sorted(f"{m} -> {t}" for m, ts in edges.items() for t, top in ts if not top)
-    assert not inner, inner
-    graph = {m: {t for t, _ in ts} for m, ts in edges.items()}
-
+def _circles(graph: dict) -> list:
     def reaches(start, goal):
         seen, stack = set(), [start]
         while stack:
@@ -83,5 +78,33 @@ def test_pqgrid_imports_point_one_way():
                     stack.append(nxt)
         return False
 
-    circles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if reaches(b, a))
-    assert not circles, circles
+    return sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if reaches(b, a))
+
+
+def test_pqgrid_imports_point_one_way():
+    """No import circle between pqgrid's modules nor between its subpackages (counting
+    imports inside functions), core imports no stage, no pqgrid import hidden inside a
+    function, and every pqgrid import absolute (`from pqgrid.core.io import ...`)."""
+    edges, relative = _pqgrid_imports()
+    assert len(edges) > 30, "the walk found the package"
+    assert not relative, f"relative imports in {sorted(set(relative))}: write them as from pqgrid.<package>.<module>"
+    inner = sorted(f"{m} -> {t}" for m, ts in edges.items() for t, top in ts if not top)
+    assert not inner, inner
+    graph = {m: {t for t, _ in ts} for m, ts in edges.items()}
+    assert not _circles(graph), _circles(graph)
+    packages = {}
+    for m, ts in graph.items():
+        packages.setdefault(m.split(".")[0], set()).update(
+            t.split(".")[0] for t in ts if t.split(".")[0] != m.split(".")[0]
+        )
+    assert not _circles(packages), _circles(packages)
+    upward = sorted(
+        f"{m} -> {t}" for m, ts in graph.items() if m.startswith("core.") for t in ts if not t.startswith("core")
+    )
+    assert not upward, f"core imports a stage: {upward}"
+
+
+def test_import_check_finds_circles():
+    """The walk above sees a circle and an upward import when there is one."""
+    assert _circles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == ["a <-> b", "b <-> a"]
+    assert not _circles({"a": {"b"}, "b": {"c"}})

@@ -1,6 +1,6 @@
 import numpy as np
 import pandas as pd
-from pqgrid.evaluate import confusion_matrix, per_class_table, topk_accuracy
+from pqgrid.evaluate.accuracy import confusion_matrix, per_class_table, topk_accuracy
 
 SCORES = np.array(
     [

@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, kill_after_epochs, stage_command, synthetic_npz
-from pqgrid import data
-from pqgrid.modes import MODES
+from conftest import ROOT, resumes_identically, stage_command, synthetic_npz
+from pqgrid.core.modes import MODES
+from pqgrid.data import arrays
 
 TINY = {"builder": "MobileNet", "alpha": 0.25}
 TRAIN = {
@@ -33,7 +33,7 @@ def small_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(small_data, tmp_path_factory):
-    from pqgrid.train import train_model
+    from pqgrid.models.train import train_model
 
     out = tmp_path_factory.mktemp("model")
     d = small_data
@@ -59,10 +59,10 @@ def test_training_writes_model_history_and_no_leftovers(trained):
 
 
 def test_batchnorm_momentum_knob():
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
 
     _, tf_keras = tensorflow(2, 0)
-    from pqgrid.models import build
+    from pqgrid.models.builders import build
 
     m = build({"builder": "MobileNetV3Small", "alpha": 0.75, "minimalistic": True}, 10, (32, 32, 3), 0.9)
     bns = [layer for layer in m.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
@@ -80,9 +80,9 @@ def _convert_args(small_data, out, mode):
 @pytest.fixture(scope="module")
 def tflites(trained, small_data, tmp_path_factory):
     """Every mode as the workflow makes it: the converter on the Keras model, or derived from
-    the fp32 .tflite (pqgrid/convert.py)."""
-    from pqgrid.convert import convert_cell
-    from pqgrid.modes import derives_from_fp32
+    the fp32 .tflite (pqgrid/quant/convert.py)."""
+    from pqgrid.core.modes import derives_from_fp32
+    from pqgrid.quant.convert import convert_cell
 
     out = tmp_path_factory.mktemp("tflite")
     paths = {}
@@ -98,8 +98,8 @@ def tflites(trained, small_data, tmp_path_factory):
 def converter_tflites(trained, small_data, tmp_path_factory):
     """The reference: TFLiteConverter on the Keras model as TensorFlow ships it (its own
     SavedModel step), for the modes derived from fp32 and for the converter's own ones."""
-    from pqgrid.convert import convert_tflite
-    from pqgrid.modes import MODES
+    from pqgrid.core.modes import MODES
+    from pqgrid.quant.convert import convert_tflite
 
     out = tmp_path_factory.mktemp("converter")
     paths = {m: out / f"{m}.tflite" for m in (*(n for n, m in MODES.items() if m.from_fp32), "fp32", "qat")}
@@ -109,7 +109,7 @@ def converter_tflites(trained, small_data, tmp_path_factory):
 
 
 def test_each_quant_mode_loads_with_right_dtypes(tflites):
-    from pqgrid.evaluate import interpreter, io_dtypes
+    from pqgrid.evaluate.accuracy import interpreter, io_dtypes
 
     expected = {m: "float32" for m in tuple(MODES)} | {"int8_full": "int8", "qat": "int8"}
     for mode, path in tflites.items():
@@ -124,10 +124,11 @@ def test_each_quant_mode_loads_with_right_dtypes(tflites):
 
 
 def test_tflite_eval_batched_equals_one_per_invoke_and_keras(tflites, trained, small_data):
-    from pqgrid.evaluate import interpreter, predict_tflite
-    from pqgrid.models import load_keras, scale_inputs
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.evaluate.accuracy import interpreter, predict_tflite
+    from pqgrid.models.builders import load_keras
 
-    x, y = data.load_npz(small_data / "test.npz")
+    x, y = arrays.load_npz(small_data / "test.npz")
     xf = scale_inputs(x, "tf")
     batched = predict_tflite(tflites["fp32"], xf, batch_size=16, threads=2)  # 50 = 3x16 + 2 (padded)
     it = interpreter(tflites["fp32"])
@@ -145,7 +146,7 @@ def test_tflite_eval_batched_equals_one_per_invoke_and_keras(tflites, trained, s
 
 
 def _prune(trained, small_data, out, sparsity=50, **extra):
-    from pqgrid.prune import prune_model
+    from pqgrid.models.prune import prune_model
 
     settings = dict(
         TRAIN,
@@ -170,7 +171,7 @@ def _prune(trained, small_data, out, sparsity=50, **extra):
         seed=0,
         threads=2,
     )
-    from pqgrid.models import load_keras, parameter_stats
+    from pqgrid.models.builders import load_keras, parameter_stats
 
     return parameter_stats(load_keras(out))
 
@@ -187,7 +188,7 @@ def test_pruning_reaches_target_on_kernels_and_depthwise_flag(trained, small_dat
 
 
 def test_pruning_exclude_regex(trained, small_data, tmp_path):
-    from pqgrid.models import load_keras
+    from pqgrid.models.builders import load_keras
 
     _prune(trained, small_data, tmp_path / "ex.h5", exclude="^conv_pw_1$|conv_preds")
     m = load_keras(tmp_path / "ex.h5")
@@ -214,7 +215,7 @@ def test_thesis_schedule_formula_matches_tfmot():
 def test_pruning_schedule_reproduces_table_3_1_in_steps():
     """Table 3.1 (CIFAR-10: 50,000 images, batch 64 -> 782 steps per epoch) as tfmot runs it:
     updates at begin + k·Δt (k = 1…n), the last one on the last step of t0 + nΔt epochs."""
-    from pqgrid.prune import pruning_schedule
+    from pqgrid.models.prune import pruning_schedule
 
     spe = 782
     for sched, epochs in (
@@ -239,17 +240,17 @@ def test_tfmot_updates_masks_on_the_step_the_schedule_says(trained, small_data):
     """The cause of issue 9: tfmot's wrapper counts steps from 1, so with Δt = one epoch the
     first update happens on the epoch's *last* batch (not its first): the epoch-1 validation
     already sees the first pruned masks."""
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
 
     _, tf_keras = tensorflow(2, 0)
     import tensorflow_model_optimization as tfmot
-    from pqgrid.models import load_keras
+    from pqgrid.models.builders import load_keras
 
     base = load_keras(trained)
     sched = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.6, begin_step=0, end_step=4, frequency=2)
     model = tfmot.sparsity.keras.prune_low_magnitude(base, pruning_schedule=sched)
     model.compile("sgd", "sparse_categorical_crossentropy")
-    x, y = data.load_npz(small_data / "train.npz")
+    x, y = arrays.load_npz(small_data / "train.npz")
     mask = next(v for v in model.weights if "mask" in v.name)
     seen = []
     cb = tf_keras.callbacks.LambdaCallback(
@@ -271,10 +272,11 @@ def test_tfmot_updates_masks_on_the_step_the_schedule_says(trained, small_data):
 def test_batchnorm_recalibration_matches_the_data_at_the_final_weights():
     """After recalibration on one batch holding all images, inference-mode BatchNorm uses
     that batch's statistics: inference output ~ training-mode output, unlike before."""
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
 
     tf, _ = tensorflow(2, 0)
-    from pqgrid.models import all_layers, build, recalibrate_batchnorm, scale_inputs
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.models.builders import all_layers, build, recalibrate_batchnorm
 
     model = build({"builder": "MobileNetV3Small", "alpha": 0.75, "minimalistic": True}, 10, (32, 32, 3), 0.9)
     x = np.random.default_rng(0).integers(0, 255, (48, 32, 32, 3)).astype(np.uint8)
@@ -300,10 +302,11 @@ def test_batchnorm_recalibration_matches_the_data_at_the_final_weights():
 def test_batchnorm_recalibration_averages_the_batches_equally():
     """Over several batches (the last one smaller), each BatchNorm's moving mean is the plain
     average of the seeded batches' own means, whatever the layer's momentum."""
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
 
     tf, _ = tensorflow(2, 0)
-    from pqgrid.models import all_layers, build, recalibrate_batchnorm, scale_inputs
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.models.builders import all_layers, build, recalibrate_batchnorm
 
     model = build({"builder": "MobileNet", "alpha": 0.25}, 10, (32, 32, 3), 0.99)
     x = np.random.default_rng(1).integers(0, 255, (48, 32, 32, 3)).astype(np.uint8)
@@ -324,7 +327,7 @@ def _train_cmd(small_data, out, epochs, settings=None, then=""):
     """train_model in a fresh Python (kill -9, process-global policies), then `then`."""
     settings = settings or dict(TRAIN, epochs=epochs)
     code = (
-        "import sys; sys.path.insert(0, %r); from pqgrid.train import train_model; from pqgrid.models import load_keras; "
+        "import sys; sys.path.insert(0, %r); from pqgrid.models.train import train_model; from pqgrid.models.builders import load_keras; "
         "train_model(train_npz=%r, test_npz=%r, manifest=%r, model_out=%r, history_csv=%r, arch_cfg=%r, settings=%r, seed=0, threads=2); "
         % (
             str(ROOT / "workflow" / "scripts"),
@@ -341,7 +344,7 @@ def _train_cmd(small_data, out, epochs, settings=None, then=""):
 
 
 def test_kill_9_and_rerun_resumes_to_identical_weights(small_data, tmp_path):
-    from pqgrid.models import load_keras
+    from pqgrid.models.builders import load_keras
 
     epochs = 4
     ref = tmp_path / "ref.h5"
@@ -369,12 +372,12 @@ def test_kill_9_and_rerun_resumes_to_identical_weights(small_data, tmp_path):
 def test_resume_crash_windows_never_fail(small_data, tmp_path, damage, caplog):
     """A leftover .resume/ from a kill between checkpoint and history (or mid-write) is
     resumed when it fits together and discarded with a log line when not; never fatal."""
-    from pqgrid import fit
-    from pqgrid.models import build
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models import fit
+    from pqgrid.models.builders import build
 
     tensorflow(2, 0)
-    x, y = data.load_npz(small_data / "train.npz")
+    x, y = arrays.load_npz(small_data / "train.npz")
     resume, hist = tmp_path / "m.resume", tmp_path / "m.resume" / "history.csv"
 
     def run(epochs):
@@ -409,8 +412,8 @@ def pruned50(trained, small_data, tmp_path_factory):
 
 def _convert(h5, small_data, path, mode):
     """`mode` as the workflow makes it (derived modes from an fp32 .tflite of `h5`)."""
-    from pqgrid.convert import convert_cell
-    from pqgrid.modes import derives_from_fp32
+    from pqgrid.core.modes import derives_from_fp32
+    from pqgrid.quant.convert import convert_cell
 
     source = h5
     if derives_from_fp32(mode):
@@ -421,7 +424,7 @@ def _convert(h5, small_data, path, mode):
 
 
 def test_tflite_readback_equals_h5_and_zeros_survive_int8(pruned50, small_data, tmp_path):
-    from pqgrid.tflite_weights import kernel_sparsity, read_kernels
+    from pqgrid.quant.tflite_weights import kernel_sparsity, read_kernels
 
     h5, stats = pruned50
     for mode in ("fp32", "int8", "int8_full", "fp16", "dynamic"):
@@ -431,9 +434,9 @@ def test_tflite_readback_equals_h5_and_zeros_survive_int8(pruned50, small_data, 
 
 
 def test_sparse_encoding_is_stored_and_read_back(pruned50, small_data, tmp_path):
-    from pqgrid.evaluate import predict_tflite
-    from pqgrid.models import scale_inputs
-    from pqgrid.tflite_weights import kernel_sparsity, read_kernels
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.evaluate.accuracy import predict_tflite
+    from pqgrid.quant.tflite_weights import kernel_sparsity, read_kernels
 
     h5, stats = pruned50
     dense = _convert(h5, small_data, tmp_path / "d.tflite", "fp32")
@@ -441,15 +444,15 @@ def test_sparse_encoding_is_stored_and_read_back(pruned50, small_data, tmp_path)
     ks = kernel_sparsity(read_kernels(sparse))
     assert ks["tflite_sparse_encoded_tensors"] > 0
     assert ks["tflite_conv_dense_sparsity"] == pytest.approx(stats["conv_dense_sparsity"], abs=0.02)
-    x, _ = data.load_npz(small_data / "test.npz")
+    x, _ = arrays.load_npz(small_data / "test.npz")
     xf = scale_inputs(x, "tf")
     np.testing.assert_allclose(predict_tflite(sparse, xf), predict_tflite(dense, xf), atol=1e-4)
 
 
 def test_2_by_4_pattern_holds_in_tflite(trained, small_data, tmp_path):
     import tensorflow as tf
-    from pqgrid.models import load_keras
-    from pqgrid.tflite_weights import layer_table, read_kernels, satisfies_m_by_n
+    from pqgrid.models.builders import load_keras
+    from pqgrid.quant.tflite_weights import layer_table, read_kernels, satisfies_m_by_n
     from tensorflow_model_optimization.python.core.sparsity.keras.pruning_utils import is_pruned_m_by_n
 
     out = tmp_path / "p24.h5"
@@ -473,7 +476,7 @@ def test_2_by_4_pattern_holds_in_tflite(trained, small_data, tmp_path):
 
 
 def test_pruning_kill_9_and_rerun_resumes_to_identical_weights(trained, small_data, tmp_path):
-    from pqgrid.models import load_keras
+    from pqgrid.models.builders import load_keras
 
     settings = dict(
         TRAIN,
@@ -487,7 +490,7 @@ def test_pruning_kill_9_and_rerun_resumes_to_identical_weights(trained, small_da
 
     def cmd(out):
         return stage_command(
-            "prune",
+            "models.prune",
             "prune_model",
             trained_h5=str(trained),
             train_npz=str(small_data / "train.npz"),
@@ -501,14 +504,7 @@ def test_pruning_kill_9_and_rerun_resumes_to_identical_weights(trained, small_da
             threads=2,
         )
 
-    ref, killed = tmp_path / "ref.h5", tmp_path / "killed.h5"
-    subprocess.run(cmd(ref), check=True, capture_output=True)
-    hist = tmp_path / "killed.h5.resume" / "history.csv"
-    kill_after_epochs(cmd(killed), hist, 2)
-    assert not killed.exists() and 2 <= len(hist.read_text().splitlines()) - 1 < 4
-    subprocess.run(cmd(killed), check=True, capture_output=True)
-    a, b = load_keras(ref).get_weights(), load_keras(killed).get_weights()
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    resumes_identically(cmd, tmp_path, load_keras, epochs=4)
 
 
 def test_gpu_path_mixed_precision_and_xla_run_on_cpu(small_data, tmp_path):
@@ -532,7 +528,7 @@ def test_op_determinism_follows_the_training_setting(deterministic):
 
     code = (
         "import sys; sys.path.insert(0, 'workflow/scripts')\n"
-        "from pqgrid.tfsetup import tensorflow\n"
+        "from pqgrid.core.tfsetup import tensorflow\n"
         f"tensorflow(1, 0, {deterministic})\n"
         "from tensorflow.python.framework import config\n"
         "print('DETERMINISTIC', config.is_op_determinism_enabled())\n"
@@ -544,7 +540,7 @@ def test_op_determinism_follows_the_training_setting(deterministic):
 @pytest.mark.parametrize("mode", ["fp32", "qat", "int8", "int8_full", "int16x8"])
 def test_workflow_file_is_the_stock_converters_file(tflites, converter_tflites, mode):
     """fp32 and qat go through the converter with a lean SavedModel step, int8/int8_full/
-    int16x8 are derived from the fp32 .tflite (pqgrid/convert.py); each must be the very file
+    int16x8 are derived from the fp32 .tflite (pqgrid/quant/convert.py); each must be the very file
     the converter as shipped writes from the Keras model, byte for byte."""
     assert tflites[mode].read_bytes() == converter_tflites[mode].read_bytes()
 
@@ -555,9 +551,9 @@ def test_conversion_takes_the_lean_savedmodel_step(caplog):
     converter's own - same bytes, so the byte test above cannot see it. This one can."""
     import logging
 
-    from pqgrid.convert import converter_for
-    from pqgrid.models import build
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.builders import build
+    from pqgrid.quant.convert import converter_for
 
     tensorflow(2, 0)
     conv = converter_for(build(TINY, 10, (32, 32, 3), 0.9), "fp32")
@@ -594,8 +590,8 @@ def _tensors(path):
 def test_dynamic_from_ai_edge_quantizer_matches_the_converter(tflites, converter_tflites, small_data):
     """Same ops, same int8 weight tensors; a weight may differ by one step (rounding of
     ties), in a tiny share of elements; the same answers."""
-    from pqgrid.evaluate import predict_tflite
-    from pqgrid.models import scale_inputs
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.evaluate.accuracy import predict_tflite
 
     ops, consts = _tensors(tflites["dynamic"])
     ref_ops, ref_consts = _tensors(converter_tflites["dynamic"])
@@ -609,7 +605,7 @@ def test_dynamic_from_ai_edge_quantizer_matches_the_converter(tflites, converter
             assert np.abs(d).max() <= 1, name
             differing, total = differing + int((d != 0).sum()), total + d.size
     assert total and differing / total < 1e-3, (differing, total)
-    x = scale_inputs(data.load_npz(small_data / "test.npz")[0], "tf")
+    x = scale_inputs(arrays.load_npz(small_data / "test.npz")[0], "tf")
     ours = predict_tflite(tflites["dynamic"], x).argmax(1)
     theirs = predict_tflite(converter_tflites["dynamic"], x).argmax(1)
     assert (ours == theirs).mean() >= 0.98
@@ -618,15 +614,15 @@ def test_dynamic_from_ai_edge_quantizer_matches_the_converter(tflites, converter
 def test_fp16_from_ai_edge_quantizer_has_the_converters_float16_weights(tflites, converter_tflites, small_data):
     """Every float16 tensor of ours is the converter's, bit for bit (the converter also
     casts biases, which we keep in float32); the scores agree to float16 precision."""
-    from pqgrid.evaluate import predict_tflite
-    from pqgrid.models import scale_inputs
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.evaluate.accuracy import predict_tflite
 
     float16 = 1  # TensorType.FLOAT16
     _, consts = _tensors(tflites["fp16"])
     _, ref_consts = _tensors(converter_tflites["fp16"])
     ours = {blob for kind, blob in consts.values() if kind == float16}
     assert ours and ours <= {blob for kind, blob in ref_consts.values() if kind == float16}
-    x = scale_inputs(data.load_npz(small_data / "test.npz")[0], "tf")
+    x = scale_inputs(arrays.load_npz(small_data / "test.npz")[0], "tf")
     np.testing.assert_allclose(
         predict_tflite(tflites["fp16"], x),
         predict_tflite(converter_tflites["fp16"], x),
@@ -636,8 +632,8 @@ def test_fp16_from_ai_edge_quantizer_has_the_converters_float16_weights(tflites,
 
 @pytest.mark.parametrize("mode", ["int8", "dynamic"])
 def test_derivation_refuses_a_damaged_fp32_tflite(small_data, tmp_path, mode):
-    from pqgrid.convert import derive_from_fp32
-    from pqgrid.io import DamagedFile
+    from pqgrid.core.io import DamagedFile
+    from pqgrid.quant.convert import derive_from_fp32
 
     bad = tmp_path / "s0_fp32.tflite"
     bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)
@@ -654,9 +650,10 @@ def test_layer_error_from_fp32_tflite_equals_the_debugger_on_the_converter(tflit
 
     import pandas as pd
     import tensorflow as tf
-    from pqgrid.convert import calibration_images, converter_for
-    from pqgrid.layer_error import error_table, layer_error
-    from pqgrid.models import load_keras, scale_inputs
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.models.builders import load_keras
+    from pqgrid.quant.convert import calibration_images, converter_for
+    from pqgrid.quant.layer_error import error_table, layer_error
 
     ours = layer_error(
         fp32_tflite=tflites["fp32"],
@@ -683,8 +680,8 @@ def test_layer_error_from_fp32_tflite_equals_the_debugger_on_the_converter(tflit
 def test_input_pipelines_do_not_autotune():
     """tf.data's autotuning thread made every fit end with an idle wait of up to a minute
     (fit.without_autotune); training and validation pipelines must keep it off."""
-    from pqgrid.fit import PREFETCH_BATCHES, epoch_batches, eval_batches
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.fit import PREFETCH_BATCHES, epoch_batches, eval_batches
 
     tensorflow(1, 0)
     x = np.zeros((10, 8, 8, 3), np.uint8)

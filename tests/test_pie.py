@@ -3,8 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
-from pqgrid import evaluate, figures, findings, pie, stats
-from pqgrid.io import read_predictions
+from pqgrid.core import stats
+from pqgrid.core.io import read_predictions
+from pqgrid.evaluate import accuracy as evaluate_accuracy
+from pqgrid.evaluate import pie
+from pqgrid.report import findings
+from pqgrid.report import gallery as report_gallery
 
 CLASSES = ["cat", "dog", "bird"]
 Y = np.array([0, 0, 1, 1, 2, 2])
@@ -80,7 +84,7 @@ def test_predictions_file_round_trip_and_damage(tmp_path):
     np.savez(test_npz, x=np.zeros((3, 2, 2, 3), np.uint8), y=np.array([0, 1, 2]))
     scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]], np.float32)
     path = tmp_path / "p.predictions.npz"
-    evaluate.write_predictions(path, scores, np.array([0, 1, 2]), test_npz)
+    evaluate_accuracy.write_predictions(path, scores, np.array([0, 1, 2]), test_npz)
     p = read_predictions(path)
     assert p["label"].tolist() == [0, 2, 1] and p["confidence"] == pytest.approx([0.7, 0.6, 0.5])
     assert p["true"].tolist() == [0, 1, 2] and len(p["test_sha256"]) == 64
@@ -235,7 +239,7 @@ def test_gallery_tile_shows_the_test_image_upright_in_rgb(tmp_path):
             )
         ]  # fmt: skip
     )
-    fig = figures.gallery_figure(x, tiles, "test", cols=1)
+    fig = report_gallery.gallery_figure(x, tiles, "test", cols=1)
     fig.canvas.draw()
     pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     ax = fig.axes[0]

@@ -2,13 +2,12 @@
 QAT per architecture family, pruning-preserving QAT, int16x8, the per-layer int8 error."""
 
 import os
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import kill_after_epochs, stage_command, synthetic_npz
-from pqgrid import data
+from conftest import resumes_identically, stage_command, synthetic_npz
+from pqgrid.data import arrays
 
 # One of each family, small enough for CI: hard-swish + squeeze-excite (V3 full), swish +
 # Rescaling/Normalization + squeeze-excite (EfficientNet), plain ReLU6 (MobileNet).
@@ -36,8 +35,8 @@ def tiny_data(tmp_path_factory):
 
 
 def _build(arch_cfg, path):
-    from pqgrid.models import build
-    from pqgrid.tfsetup import tensorflow
+    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.models.builders import build
 
     tensorflow(2, 0)
     m = build(arch_cfg, 10, (32, 32, 3), 0.9)
@@ -46,7 +45,7 @@ def _build(arch_cfg, path):
 
 
 def _qat(src, tiny_data, out, arch_cfg, **settings):
-    from pqgrid.qat import qat_model
+    from pqgrid.models.qat import qat_model
 
     qat_model(
         source_h5=src,
@@ -65,7 +64,7 @@ def _qat(src, tiny_data, out, arch_cfg, **settings):
 
 
 def _convert(h5, tiny_data, out, arch_cfg, mode, stock=False):
-    from pqgrid.convert import convert_tflite
+    from pqgrid.quant.convert import convert_tflite
 
     convert_tflite(
         model_h5=h5,
@@ -84,8 +83,8 @@ def _convert(h5, tiny_data, out, arch_cfg, mode, stock=False):
 def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
     """Each family: rewrite checked equal, QAT builds and fine-tunes, the .tflite has int8
     input and output, LiteRT runs it and its top-1 is recorded beside the Keras QAT top-1."""
-    from pqgrid.evaluate import io_dtypes, predict_tflite
-    from pqgrid.io import read_json
+    from pqgrid.core.io import read_json
+    from pqgrid.evaluate.accuracy import io_dtypes, predict_tflite
 
     arch = FAMILIES[family]
     src = _build(arch, tmp_path / "trained.h5")
@@ -108,9 +107,9 @@ def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
     if family != "EfficientNetB0":
         stock = _convert(qat_h5, tiny_data, tmp_path / "stock.tflite", arch, "qat", stock=True)
         assert tfl.read_bytes() == stock.read_bytes()
-    x, _ = data.load_npz(tiny_data / "test.npz")
-    from pqgrid.config import input_scaling
-    from pqgrid.models import scale_inputs
+    x, _ = arrays.load_npz(tiny_data / "test.npz")
+    from pqgrid.core.catalog import input_scaling
+    from pqgrid.core.harness import scale_inputs
 
     scores = predict_tflite(tfl, scale_inputs(x, input_scaling(arch)), batch_size=8)
     assert scores.shape == (len(x), 10) and np.isfinite(scores).all()
@@ -121,8 +120,8 @@ def test_preprocessing_layers_are_fake_quantized_at_their_output():
     one class (10.0 %) while the Keras QAT model scored 45.2 % (laptop preset): each gets an
     output quantizer, as Multiply does."""
     import tf_keras
-    from pqgrid.models import build
-    from pqgrid.qat import custom_objects, quantize_for_training
+    from pqgrid.models.builders import build
+    from pqgrid.models.qat import custom_objects, quantize_for_training
 
     q = quantize_for_training(build(FAMILIES["EfficientNetB0"], 10, (32, 32, 3), 0.9), preserve_sparsity=False)
     kinds = (tf_keras.layers.Rescaling, tf_keras.layers.Normalization, tf_keras.layers.Multiply)
@@ -135,7 +134,7 @@ def test_preprocessing_layers_are_fake_quantized_at_their_output():
 def test_rewrite_refuses_an_unknown_tfoplambda():
     import tensorflow as tf
     import tf_keras
-    from pqgrid.qat import rewrite_for_qat
+    from pqgrid.models.qat import rewrite_for_qat
 
     inp = tf_keras.Input((4,))
     out = tf_keras.layers.Dense(3)(tf.math.sqrt(tf_keras.layers.ReLU()(inp)))
@@ -146,9 +145,9 @@ def test_rewrite_refuses_an_unknown_tfoplambda():
 
 def test_pqat_keeps_zeros_in_the_tflite_including_depthwise(tiny_data, tmp_path):
     """tfmot's prune-preserve scheme skips DepthwiseConv2D; pqgrid's mask callback keeps them."""
-    from pqgrid.io import read_json
-    from pqgrid.models import load_keras
-    from pqgrid.tflite_weights import kernel_sparsity, read_kernels
+    from pqgrid.core.io import read_json
+    from pqgrid.models.builders import load_keras
+    from pqgrid.quant.tflite_weights import kernel_sparsity, read_kernels
 
     arch = FAMILIES["MobileNet"]
     src = _build(arch, tmp_path / "dense.h5")
@@ -169,16 +168,17 @@ def test_pqat_keeps_zeros_in_the_tflite_including_depthwise(tiny_data, tmp_path)
 
 def test_int16x8_converts_runs_and_lists_float_ops(tiny_data, tmp_path):
     """HARD_SWISH has no 16x8 kernel: it stays float (TFLITE_BUILTINS fallback), and says so."""
-    from pqgrid.config import input_scaling
-    from pqgrid.evaluate import float_ops, io_dtypes, predict_tflite
-    from pqgrid.models import load_keras, scale_inputs
+    from pqgrid.core.catalog import input_scaling
+    from pqgrid.core.harness import scale_inputs
+    from pqgrid.evaluate.accuracy import float_ops, io_dtypes, predict_tflite
+    from pqgrid.models.builders import load_keras
 
     arch = FAMILIES["MobileNetV3Small"]
     src = _build(arch, tmp_path / "v3.h5")
     tfl = _convert(src, tiny_data, tmp_path / "int16x8.tflite", arch, "int16x8")
     assert io_dtypes(tfl) == {"input_dtype": "float32", "output_dtype": "float32"}
     assert "HARD_SWISH" in float_ops(tfl) and "CONV_2D" not in float_ops(tfl)
-    x, _ = data.load_npz(tiny_data / "test.npz")
+    x, _ = arrays.load_npz(tiny_data / "test.npz")
     xs = scale_inputs(x, input_scaling(arch))
     keras = load_keras(src).predict(xs, verbose=0)
     lite = predict_tflite(tfl, xs, batch_size=8)
@@ -186,8 +186,8 @@ def test_int16x8_converts_runs_and_lists_float_ops(tiny_data, tmp_path):
 
 
 def test_layer_error_lists_every_quantized_op(tiny_data, tmp_path):
-    from pqgrid.evaluate import interpreter
-    from pqgrid.layer_error import COLUMNS, layer_error
+    from pqgrid.evaluate.accuracy import interpreter
+    from pqgrid.quant.layer_error import COLUMNS, layer_error
 
     arch = FAMILIES["MobileNet"]
     src = _build(arch, tmp_path / "m.h5")
@@ -218,7 +218,7 @@ def test_layer_error_lists_every_quantized_op(tiny_data, tmp_path):
 
 
 def test_qat_kill_9_and_rerun_resumes_to_identical_weights(tiny_data, tmp_path):
-    from pqgrid.qat import load_qat
+    from pqgrid.models.qat import load_qat
 
     arch = FAMILIES["MobileNet"]
     src = _build(arch, tmp_path / "trained.h5")
@@ -226,7 +226,7 @@ def test_qat_kill_9_and_rerun_resumes_to_identical_weights(tiny_data, tmp_path):
 
     def cmd(out):
         return stage_command(
-            "qat",
+            "models.qat",
             "qat_model",
             source_h5=str(src),
             train_npz=str(tiny_data / "train.npz"),
@@ -241,12 +241,5 @@ def test_qat_kill_9_and_rerun_resumes_to_identical_weights(tiny_data, tmp_path):
             threads=2,
         )
 
-    ref, killed = tmp_path / "ref.h5", tmp_path / "killed.h5"
-    subprocess.run(cmd(ref), check=True, capture_output=True)
-    hist = tmp_path / "killed.h5.resume" / "history.csv"
-    kill_after_epochs(cmd(killed), hist, 2)
-    assert not killed.exists() and 2 <= len(hist.read_text().splitlines()) - 1 < 8
-    subprocess.run(cmd(killed), check=True, capture_output=True)
-    a, b = load_qat(ref).get_weights(), load_qat(killed).get_weights()
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    killed = resumes_identically(cmd, tmp_path, load_qat, epochs=8)
     assert os.path.exists(killed.with_suffix(".json"))

@@ -7,7 +7,9 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from pqgrid import figures, findings, registry, stats, tables
+from pqgrid.core import registry, stats
+from pqgrid.report import claims as report_claims
+from pqgrid.report import figures, findings, tables
 
 CLASSES = ["cat", "dog", "bird"]
 # The fabricated grid's architectures as config would define them (claims go by builder).
@@ -246,7 +248,7 @@ def test_findings_that_do_not_hold():
 
 def test_collapsed_cells_get_no_verdict_and_a_warning():
     """Issue 9: claim 7 read "holds" from two 90 % models at chance (0.104 vs 0.100)."""
-    from pqgrid.sanity import collapsed
+    from pqgrid.core.sanity import collapsed
 
     s, b, pc = fabricated()
     s["parent_top1"] = s.groupby("arch").top1.transform("max")
@@ -260,15 +262,15 @@ def test_collapsed_cells_get_no_verdict_and_a_warning():
     assert f.loc[7, "verdict"] == "not measured"  # not "holds" from broken models
     assert "collapsed to chance" in f.loc[7, "measured"] and "mobilenet seed0 s90 fp32" in f.loc[7, "measured"]
     assert f.loc[4, "verdict"] == "holds" and "collapsed" not in f.loc[4, "measured"]  # sizes stay valid
-    md = findings.findings_markdown(findings.findings(s, b, pc, ARCHS), "ctx", findings.collapsed_cells(s))
+    md = findings.findings_markdown(findings.findings(s, b, pc, ARCHS), "ctx", report_claims.collapsed_cells(s))
     assert f"Warning: {at90.sum()} cell(s) collapsed to chance" in md
     # as summary.csv is read back (strings), and without the column (older summaries)
-    assert len(findings.collapsed_cells(s.astype({"collapsed": str}))) == at90.sum()
-    assert findings.collapsed_cells(s.drop(columns="collapsed")).empty
+    assert len(report_claims.collapsed_cells(s.astype({"collapsed": str}))) == at90.sum()
+    assert report_claims.collapsed_cells(s.drop(columns="collapsed")).empty
 
 
 def test_chance_margin_and_collapse_rule():
-    from pqgrid.sanity import at_chance, chance_margin, collapsed
+    from pqgrid.core.sanity import at_chance, chance_margin, collapsed
 
     assert chance_margin(10, 3000) == pytest.approx(0.02)  # floor: 3 SE = 1.6 pp
     assert chance_margin(10, 500) == pytest.approx(3 * (0.09 / 500) ** 0.5)
@@ -432,7 +434,7 @@ def test_figures_have_no_overlapping_labels_and_one_name_per_concept(name, monke
 
 def fabricated_pie():
     """pie.csv of two architectures, computed by pie.analyse from random populations."""
-    from pqgrid import pie
+    from pqgrid.evaluate import pie
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)
@@ -494,8 +496,8 @@ def test_placeholder_when_device_missing(tmp_path):
 
 
 def test_markdown_tables_are_in_percent_with_units_and_no_nan():
-    from pqgrid.summary import summary_markdown
-    from pqgrid.tables import fmt_pm
+    from pqgrid.evaluate.summary import summary_markdown
+    from pqgrid.report.tables import fmt_pm
 
     s, _, _ = fabricated()
     s.loc[s.index[0], "keras_top1_test"] = np.nan
@@ -504,7 +506,28 @@ def test_markdown_tables_are_in_percent_with_units_and_no_nan():
     assert "top1 (%)" in header and "file (MB)" in header and "zero_fraction (%)" in header
     assert "nan" not in md.lower() and re.search(r"\|\s+73\s+\|", md)  # 0.73 as 73 %
     assert len(header.split("|")) - 2 <= 12  # the columns a reader needs; the CSV keeps all
-    from pqgrid.summary import readable
+    from pqgrid.evaluate.summary import readable
 
     pm = fmt_pm(readable(pd.DataFrame({"top1": [0.5], "top1_ci95": [0.01], "n_seeds": [3]})))
     assert list(pm.columns) == ["top1 (%)", "n_seeds"] and pm.iloc[0, 0] == "50 ± 1"
+
+
+def test_compare_runs_sees_a_changed_file_and_metric(tmp_path):
+    """tests/compare_runs.py (the refactor check): equal folders pass; one changed byte of a
+    .tflite or one changed top-1 fails."""
+    from compare_runs import compare
+
+    for run in ("old", "new"):
+        (tmp_path / run / "results/tables").mkdir(parents=True)
+        (tmp_path / run / "m.tflite").write_bytes(b"abc")
+        pd.DataFrame({"arch": ["a"], "seed": [0], "sparsity": [0], "quant": ["int8"], "top1": [0.5]}).to_csv(
+            tmp_path / run / "results/tables/summary.csv", index=False
+        )
+    assert compare(tmp_path / "old", tmp_path / "new")
+    (tmp_path / "new/m.tflite").write_bytes(b"abd")
+    assert not compare(tmp_path / "old", tmp_path / "new")
+    (tmp_path / "new/m.tflite").write_bytes(b"abc")
+    pd.DataFrame({"arch": ["a"], "seed": [0], "sparsity": [0], "quant": ["int8"], "top1": [0.6]}).to_csv(
+        tmp_path / "new/results/tables/summary.csv", index=False
+    )
+    assert not compare(tmp_path / "old", tmp_path / "new")

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 from conftest import ROOT, snakemake
-from pqgrid.config import BUILDERS, load_schema
+from pqgrid.core.catalog import BUILDERS
+from pqgrid.core.config import load_schema
 
 SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 STAGE_MAP = yaml.safe_load((ROOT / "workflow" / "schemas" / "stages.yaml").read_text())
@@ -276,15 +277,16 @@ def _first_rules(jobs):
 @pytest.mark.parametrize(
     "module, change, expected",
     [
-        ("prune", lambda s: s + "\nlog.info('pruning code changed')\n", ["prune_model"]),
+        ("models/prune", lambda s: s + "\nlog.info('pruning code changed')\n", ["prune_model"]),
         (
-            "figures",
+            # the PIE gallery lives in report/gallery.py: figure code reruns the figures only
+            "report/figures",
             lambda s: s.replace("def ", "def _unused_helper():\n    return 1\n\n\ndef ", 1) + "\n_unused_helper()\n",
-            ["pie_gallery", "plot_figure"],
+            ["plot_figure"],
         ),
-        ("findings", lambda s: s.replace("cut.between(60, 80)", "cut.between(60, 81)"), ["check_findings"]),
-        ("prune", lambda s: s.replace('"""', '"""A longer docstring. ', 1) + "\n# a comment\n", []),
-        ("stats", lambda s: _move_last_function_first(s), []),
+        ("report/claims_size", lambda s: s.replace("cut.between(60, 80)", "cut.between(60, 81)"), ["check_findings"]),
+        ("models/prune", lambda s: s.replace('"""', '"""A longer docstring. ', 1) + "\n# a comment\n", []),
+        ("core/stats", lambda s: _move_last_function_first(s), []),
     ],
     ids=["statement", "figure-code", "claim-code", "comment-docstring", "moved-function"],
 )
@@ -314,13 +316,13 @@ def test_a_function_moved_to_another_module_reruns_nothing(moved_run):
     imports it back), as a refactor into smaller modules does: nothing reruns."""
     import ast
 
-    pq = moved_run / "workflow" / "scripts" / "pqgrid"
+    pq = moved_run / "workflow" / "scripts" / "pqgrid" / "core"
     stats = (pq / "stats.py").read_text()
     fn = next(n for n in ast.parse(stats).body if isinstance(n, ast.FunctionDef) and n.name == "welch_t")
     lines = stats.splitlines(keepends=True)
     body = "".join(lines[fn.lineno - 1 : fn.end_lineno])
     (pq / "stats.py").write_text("".join(lines[: fn.lineno - 1] + lines[fn.end_lineno :]).replace(
-        "from __future__ import annotations\n", "from __future__ import annotations\n\nfrom .means import welch_t\n", 1))  # fmt: skip
+        "from __future__ import annotations\n", "from __future__ import annotations\n\nfrom pqgrid.core.means import welch_t\n", 1))  # fmt: skip
     (pq / "means.py").write_text('"""Tests of means."""\n\nimport warnings\n\nimport numpy as np\n\n\n' + body)
     try:
         assert _first_rules(planned(moved_run)) == []
@@ -350,7 +352,7 @@ def test_an_upgrade_between_two_commits_reruns_the_changed_stage(moved_run):
         "profiles",
     )
     git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "one")
-    undo = _edit(moved_run, "convert", lambda s: s.replace("level=9):", "level=9 + 0):", 1))
+    undo = _edit(moved_run, "quant/convert", lambda s: s.replace("level=9):", "level=9 + 0):", 1))
     try:
         git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "two")
         assert _first_rules(planned(moved_run)) == ["convert_tflite"]
@@ -361,7 +363,7 @@ def test_an_upgrade_between_two_commits_reruns_the_changed_stage(moved_run):
 
 def test_provenance_names_pqgrid_and_every_writer():
     from pqgrid import __version__
-    from pqgrid.io import versions
+    from pqgrid.core.io import versions
 
     v = versions()
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)

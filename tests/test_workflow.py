@@ -121,7 +121,7 @@ def test_predictions_agree_with_the_per_class_csv_and_feed_the_forgetting_analys
     """Every cell's per-image predictions give its per-class counts and top-1; the Keras
     model's give its test top-1; the PIE stage turns them into tables and a gallery."""
     import numpy as np
-    from pqgrid.io import read_predictions
+    from pqgrid.core.io import read_predictions
 
     res = smoke_run / SMOKE_RUN / "results"
     s = pd.read_csv(res / "tables" / "summary.csv")

@@ -1,31 +1,28 @@
 # Wildcards, grid expansion and input/params functions for every rule. The logic behind
 # them (config checks, settings merging, the report registry) lives in the pqgrid library,
 # unit-tested without Snakemake. A job's params are exactly the settings it reads
-# (pqgrid/settings.py) plus a hash of the pqgrid code it runs (pqgrid/provenance.py), so a
+# (pqgrid/core/settings.py) plus a hash of the pqgrid code it runs (pqgrid/core/provenance.py), so a
 # changed setting or changed code reruns the stage that reads it and what follows.
-# The Snakefile has checked the config (pqgrid.config.check_config) and put the library on
+# The Snakefile has checked the config (pqgrid.core.config.check_config) and put the library on
 # sys.path before including this file.
 import os
 import re
 
 from snakemake.exceptions import WorkflowError
 
-from pqgrid import registry, settings
-from pqgrid.provenance import file_digest, folder_digest, stage_code
-from pqgrid.config import grid, input_size, workflow_path
-from pqgrid.modes import derives_from_fp32, mode
-from pqgrid.config import cells as grid_cells
+from pqgrid.core import registry, settings
+from pqgrid.core.config import cells as grid_cells
+from pqgrid.core.config import grid, input_size, sparsity_value, workflow_path
+from pqgrid.core.devices import DEVICE_TYPES
+from pqgrid.core.modes import derives_from_fp32, mode
+from pqgrid.core.provenance import file_digest, folder_digest, stage_code
 
 GRID = grid(config)
 DEVICES = list(config.get("devices") or {})
 ENERGY_DEVICES = settings.devices_with(config, "power")
 ACCURACY_DEVICES = settings.devices_with(config, "accuracy")
 # The forgetting analysis' settings, schema defaults filled in for configs without the block.
-FORGETTING = {
-    "fdr": 0.05,
-    "gallery_tiles": 16,
-    **config["report"].get("forgetting", {}),
-}
+FORGETTING = config["report"]["forgetting"]  # its defaults: the schema's
 FIGURES = registry.figure_names(GRID["arch"], DEVICES, with_energy=bool(ENERGY_DEVICES))
 # Formats beside the PNG (report.figures.format): the report shows the PNG.
 FIGURE_FORMATS = [f for f in config["report"]["figures"]["format"] if f != "png"]
@@ -199,7 +196,8 @@ def keras_model(wildcards):
 def convert_source(wildcards):
     """What a cell's .tflite is converted from: its Keras model, for `qat` the
     quantization-aware fine-tuned copy of it, for the modes derived from fp32
-    (pqgrid.modes: `from_fp32`) the cell's fp32 .tflite: the model is converted once."""
+    (pqgrid.core.modes: `from_fp32`) the cell's fp32 .tflite: the model is converted once.
+    """
     if derives_from_fp32(wildcards.quant):
         return rules.convert_tflite.output.tflite.format(
             **{**wildcards, "quant": "fp32"}
@@ -279,13 +277,13 @@ def fit_threads(wildcards):
 
 def prune_params(wildcards):
     return settings.pruning_settings(
-        config, wildcards.arch, settings.sparsity_value(wildcards.sparsity)
+        config, wildcards.arch, sparsity_value(wildcards.sparsity)
     )
 
 
 def qat_params(wildcards):
     return settings.qat_settings(
-        config, wildcards.arch, settings.sparsity_value(wildcards.sparsity)
+        config, wildcards.arch, sparsity_value(wildcards.sparsity)
     )
 
 
@@ -312,7 +310,7 @@ def device_slot(name):
 
 
 def device_threads(wildcards):
-    if config["devices"][wildcards.device]["type"] != "local":
+    if not DEVICE_TYPES[config["devices"][wildcards.device]["type"]].on_host:
         return 1
     try:
         return workflow.cores

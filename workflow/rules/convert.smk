@@ -1,7 +1,7 @@
 rule convert_tflite:
     """Convert one Keras model (for qat: its QAT copy) to .tflite in one quantization mode
     (thesis §3.4); int8, int8_full, int16x8, dynamic and fp16 from the cell's fp32 .tflite
-    (pqgrid/convert.py). The job also writes the file's gzip -9 copy, the compressed size as
+    (pqgrid/quant/convert.py). The job also writes the file's gzip -9 copy, the compressed size as
     the thesis measured it: a job of its own cost ~2 s of Snakemake and process start for
     0.1 s of gzip, 96 times in the laptop preset (benchmarks/README)."""
     input:

@@ -1,6 +1,6 @@
 # What compressed models forget (Hooker et al. 2019): per architecture, the test images whose
 # modal prediction over a compressed seed population differs from the uncompressed one's
-# (PIEs), and per-class changes tested across the seed populations (pqgrid/pie.py).
+# (PIEs), and per-class changes tested across the seed populations (pqgrid/evaluate/pie.py).
 
 
 rule pie:

@@ -1,6 +1,6 @@
 rule qat_model:
     """Quantization-aware fine-tuning of a trained model (pruning-preserving for a pruned
-    one) with tfmot; resumes after a kill (pqgrid/qat.py)."""
+    one) with tfmot; resumes after a kill (pqgrid/models/qat.py)."""
     input:
         model=keras_model,
         train=data_file("train"),

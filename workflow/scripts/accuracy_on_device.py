@@ -1,7 +1,7 @@
-from pqgrid.config import input_scaling
-from pqgrid.data import load_manifest
-from pqgrid.device import device_accuracy
-from pqgrid.jobs import run_script
+from pqgrid.core.catalog import input_scaling
+from pqgrid.core.jobs import run_script
+from pqgrid.data.arrays import load_manifest
+from pqgrid.device.measure import device_accuracy
 
 run_script(
     snakemake.log[0],

@@ -1,5 +1,5 @@
-from pqgrid.device import benchmark
-from pqgrid.jobs import run_script
+from pqgrid.core.jobs import run_script
+from pqgrid.device.measure import benchmark
 
 run_script(
     snakemake.log[0],

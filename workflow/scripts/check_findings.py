@@ -1,5 +1,5 @@
-from pqgrid.findings import check_findings
-from pqgrid.jobs import run_script
+from pqgrid.core.jobs import run_script
+from pqgrid.report.findings import check_findings
 
 run_script(
     snakemake.log[0],

@@ -1,5 +1,5 @@
-from pqgrid.jobs import run_script
-from pqgrid.summary import collect_bench
+from pqgrid.core.jobs import run_script
+from pqgrid.evaluate.summary import collect_bench
 
 run_script(
     snakemake.log[0],

@@ -1,5 +1,5 @@
-from pqgrid.jobs import run_script
-from pqgrid.layer_error import collect_layer_error
+from pqgrid.core.jobs import run_script
+from pqgrid.quant.layer_error import collect_layer_error
 
 run_script(
     snakemake.log[0],

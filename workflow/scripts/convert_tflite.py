@@ -1,10 +1,10 @@
-from pqgrid.convert import convert_cell
-from pqgrid.jobs import run_script
+from pqgrid.core.jobs import run_script
+from pqgrid.quant.convert import convert_cell
 
 run_script(
     snakemake.log[0],
     convert_cell,
-    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/core/warm.py)
     source=snakemake.input.source,
     train_npz=snakemake.input.train,
     out_tflite=snakemake.output.tflite,

@@ -1,5 +1,5 @@
-from pqgrid.device import measure_energy
-from pqgrid.jobs import run_script
+from pqgrid.core.jobs import run_script
+from pqgrid.device.measure import measure_energy
 
 run_script(
     snakemake.log[0],

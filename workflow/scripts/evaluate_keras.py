@@ -1,10 +1,10 @@
-from pqgrid.evaluate import evaluate_keras
-from pqgrid.jobs import run_script
+from pqgrid.core.jobs import run_script
+from pqgrid.evaluate.accuracy import evaluate_keras
 
 run_script(
     snakemake.log[0],
     evaluate_keras,
-    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/core/warm.py)
     model_h5=snakemake.input.model,
     train_npz=snakemake.input.train,
     test_npz=snakemake.input.test,

@@ -1,10 +1,10 @@
-from pqgrid.jobs import run_script
-from pqgrid.layer_error import layer_error
+from pqgrid.core.jobs import run_script
+from pqgrid.quant.layer_error import layer_error
 
 run_script(
     snakemake.log[0],
     layer_error,
-    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/core/warm.py)
     fp32_tflite=snakemake.input.fp32,
     train_npz=snakemake.input.train,
     test_npz=snakemake.input.test,

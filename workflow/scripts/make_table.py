@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from pqgrid.jobs import run_script
-from pqgrid.tables import make_table
+from pqgrid.core.jobs import run_script
+from pqgrid.report.tables import make_table
 
 run_script(
     snakemake.log[0],

@@ -1,5 +1,5 @@
-from pqgrid.jobs import run_script
-from pqgrid.pie import pie_stage
+from pqgrid.core.jobs import run_script
+from pqgrid.evaluate.pie import pie_stage
 
 run_script(
     snakemake.log[0],

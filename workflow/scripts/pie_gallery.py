@@ -1,5 +1,5 @@
-from pqgrid.figures import pie_gallery
-from pqgrid.jobs import run_script
+from pqgrid.core.jobs import run_script
+from pqgrid.report.gallery import pie_gallery
 
 run_script(
     snakemake.log[0],

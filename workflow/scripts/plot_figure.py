@@ -1,5 +1,5 @@
-from pqgrid.figures import plot_figure
-from pqgrid.jobs import run_script
+from pqgrid.core.jobs import run_script
+from pqgrid.report.figures import plot_figure
 
 run_script(
     snakemake.log[0],

@@ -1,6 +1,6 @@
-from pqgrid.config import source_path
-from pqgrid.data import prepare
-from pqgrid.jobs import run_script
+from pqgrid.core.config import source_path
+from pqgrid.core.jobs import run_script
+from pqgrid.data.prepare import prepare
 
 d = snakemake.params.dataset
 run_script(
@@ -10,11 +10,11 @@ run_script(
     train_npz=snakemake.output.train,
     test_npz=snakemake.output.test,
     manifest_path=snakemake.output.manifest,
-    train_per_class=d.get("train_per_class"),
+    train_per_class=d.get("train_per_class"),  # absent: every image
     test_per_class=d.get("test_per_class"),
-    seed=d.get("seed", 0),
+    seed=d["seed"],  # defaults: the schema's (filled in by the Snakefile's validate)
     image_size=snakemake.params.image_size,
-    resize=d.get("resize", "crop"),
-    test_fraction=d.get("test_fraction", 0.2),
-    skip_bad_images=d.get("skip_bad_images", False),
+    resize=d["resize"],
+    test_fraction=d["test_fraction"],
+    skip_bad_images=d["skip_bad_images"],
 )

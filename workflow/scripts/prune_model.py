@@ -1,10 +1,10 @@
-from pqgrid.jobs import run_script
-from pqgrid.prune import prune_model
+from pqgrid.core.jobs import run_script
+from pqgrid.models.prune import prune_model
 
 run_script(
     snakemake.log[0],
     prune_model,
-    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/core/warm.py)
     trained_h5=snakemake.input.model,
     arch_cfg=snakemake.params.model,
     settings=snakemake.params.pruning,

@@ -1,10 +1,10 @@
-from pqgrid.jobs import run_script
-from pqgrid.qat import qat_model
+from pqgrid.core.jobs import run_script
+from pqgrid.models.qat import qat_model
 
 run_script(
     snakemake.log[0],
     qat_model,
-    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/core/warm.py)
     source_h5=snakemake.input.model,
     arch_cfg=snakemake.params.model,
     settings=snakemake.params.qat,

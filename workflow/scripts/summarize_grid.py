@@ -1,5 +1,5 @@
-from pqgrid.jobs import run_script
-from pqgrid.summary import summarize
+from pqgrid.core.jobs import run_script
+from pqgrid.evaluate.summary import summarize
 
 run_script(
     snakemake.log[0],

@@ -1,10 +1,10 @@
-from pqgrid.jobs import run_script
-from pqgrid.train import train_model
+from pqgrid.core.jobs import run_script
+from pqgrid.models.train import train_model
 
 run_script(
     snakemake.log[0],
     train_model,
-    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/warm.py)
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/core/warm.py)
     train_npz=snakemake.input.train,
     test_npz=snakemake.input.test,
     manifest=snakemake.input.manifest,

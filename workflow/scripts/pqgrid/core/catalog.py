@@ -1,0 +1,82 @@
+"""The architecture catalog: every builder pqgrid knows (keras.applications' and its own),
+one record each - the keyword arguments a user may set (checked like every other config
+value), the input scaling it expects, whether QAT works for it, its smallest input side and
+where its function is. Read by the config checks, the model builder, the report's labels and
+the schema tests. Pure Python: the Snakefile reads it at parse time."""
+
+from __future__ import annotations
+
+# Builders pqgrid knows (keras.applications and its own), with the keyword arguments a user may set and the
+# input scaling the builder's own `preprocess_input` expects:
+#   "tf"  -> x / 127.5 - 1 (done by pqgrid before the model, in training, calibration and eval)
+#   "raw" -> 0..255 floats, the model rescales inside itself (MobileNetV3, EfficientNet)
+# Each keyword argument with its JSON-schema type, checked like every other config value.
+_ALPHA = {"type": "number", "exclusiveMinimum": 0, "maximum": 4}
+_RATE = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+_V3 = {"alpha": _ALPHA, "minimalistic": {"type": "boolean"}, "dropout_rate": _RATE}
+# "qat": whether pqgrid/models/qat.py has been shown to make the builder's models trainable with
+# fake quantization (tests/test_qat.py builds each family); others fail before any job.
+# "min_size": the smallest input side the builder accepts (keras.applications checks 32;
+# SqueezeNet's is torchvision's). "source": "pqgrid" marks the builders of architectures.py
+# (written here; no ImageNet weights, `weights:` takes an .h5 file for them).
+# "function": where the builder function is, as "module:attribute" (imported by
+# models/builders.py when a model is built, never at parse time; written out in full so that
+# core/provenance.py sees which definitions a stage reaches through it).
+_KERAS = {"min_size": 32, "source": "keras"}  # "function": tf_keras.applications.<name>, added below
+_OWN = {"source": "pqgrid", "input": "tf", "qat": True}
+_SQUEEZE = {"dropout": _RATE, "classifier_relu": {"type": "boolean"}}
+BUILDERS = {
+    "MobileNet": {
+        "kwargs": {"alpha": _ALPHA, "depth_multiplier": {"type": "integer", "minimum": 1}, "dropout": _RATE},
+        "input": "tf",
+        "qat": True,
+        **_KERAS,
+    },
+    "MobileNetV2": {"kwargs": {"alpha": _ALPHA}, "input": "tf", "qat": True, **_KERAS},
+    "MobileNetV3Large": {"kwargs": _V3, "input": "raw", "qat": True, **_KERAS},
+    "MobileNetV3Small": {"kwargs": _V3, "input": "raw", "qat": True, **_KERAS},
+    **{f"EfficientNetB{i}": {"kwargs": {}, "input": "raw", "qat": True, **_KERAS} for i in range(8)},
+    **{f"EfficientNetV2B{i}": {"kwargs": {}, "input": "raw", "qat": False, **_KERAS} for i in range(4)},
+    "SqueezeNet10": {
+        "kwargs": _SQUEEZE,
+        "min_size": 21,
+        **_OWN,
+        "function": "pqgrid.models.architectures:SqueezeNet10",
+    },
+    "SqueezeNet11": {
+        "kwargs": _SQUEEZE,
+        "min_size": 17,
+        **_OWN,
+        "function": "pqgrid.models.architectures:SqueezeNet11",
+    },
+    **{
+        f"EfficientNetLite{i}": {"kwargs": {"drop_connect_rate": _RATE}, "min_size": 32, **_OWN, "function": function}
+        for i, function in enumerate(
+            (
+                "pqgrid.models.architectures:EfficientNetLite0",
+                "pqgrid.models.architectures:EfficientNetLite1",
+                "pqgrid.models.architectures:EfficientNetLite2",
+                "pqgrid.models.architectures:EfficientNetLite3",
+                "pqgrid.models.architectures:EfficientNetLite4",
+            )
+        )
+    },
+}
+
+for _name, _entry in BUILDERS.items():
+    _entry.setdefault("function", f"tf_keras.applications:{_name}")
+
+# Keys of an architecture entry that are pqgrid's own; every other key is a builder kwarg.
+#   input_size  image side the architecture trains and runs at (data resized once to it)
+#   stem        "imagenet" (the builder's strides) or "cifar" (first two stride-2 layers at 1)
+#   weights     null (from scratch), "imagenet" (keras.applications download) or an .h5 path
+ARCH_RESERVED = {"builder", "training", "pruning", "qat", "input_size", "stem", "weights"}
+STEMS = ("imagenet", "cifar")
+
+
+def builder_kwargs(arch_cfg: dict) -> dict:
+    return {k: v for k, v in arch_cfg.items() if k not in ARCH_RESERVED}
+
+
+def input_scaling(arch_cfg: dict) -> str:
+    return BUILDERS[arch_cfg["builder"]]["input"]
