@@ -40,7 +40,12 @@ def _resolve(schema):
     ref = schema.get("$ref", "")
     if ref.startswith("#/$defs/"):
         merged = dict(SCHEMA["$defs"][ref.split("/")[-1]])
-        merged.update({k: v for k, v in schema.items() if k != "$ref"})
+        merged.update({k: v for k, v in schema.items() if k not in ("$ref", "properties")})
+        # keywords beside a $ref apply too: its `properties` (defaults) add to the definition's
+        props = dict(merged.get("properties", {}))
+        for key, extra in schema.get("properties", {}).items():
+            props[key] = {**props.get(key, {}), **extra, "properties": {**props.get(key, {}).get("properties", {})}}
+        merged["properties"] = props
         return merged
     return schema
 

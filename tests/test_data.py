@@ -306,3 +306,46 @@ def test_tiff_loads_and_hidden_resource_forks_are_ignored(tmp_path):
     train, test, classes, _ = data_sources.load(str(photos), image_size=32, test_fraction=0.25)
     assert len(train.y) + len(test.y) == 13 and classes == ["ant", "bee", "cow"]
     assert not any("._" in n for n in train.names + test.names)
+
+
+def test_npz_source_splits_and_keeps_its_classes(tmp_path):
+    """An .npz the user has: x/y split here (stratified, seeded, test_fraction) with its class
+    names; x_train/.../y_test used as given; the same file gives the same arrays."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60, 8, 8, 3), dtype=np.uint8)
+    y = np.tile(np.arange(3), 20)
+    np.savez(tmp_path / "d.npz", x=x, y=y, classes=np.array(["cat", "dog", "eel"]))
+    train, test, classes, digest = data_sources.load(str(tmp_path / "d.npz"), test_fraction=0.25, seed=1)
+    assert classes == ["cat", "dog", "eel"] and len(test.y) == 15 and len(train.y) == 45
+    assert np.bincount(test.y).tolist() == [5, 5, 5]
+    assert {tuple(img.ravel()[:4]) for img in np.concatenate([train.x, test.x])} == {tuple(i.ravel()[:4]) for i in x}
+    again = data_sources.load(str(tmp_path / "d.npz"), test_fraction=0.25, seed=1)
+    assert np.array_equal(again[1].x, test.x) and again[3] == digest
+    np.savez(tmp_path / "s.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    train, test, classes, _ = data_sources.load(str(tmp_path / "s.npz"))
+    assert np.array_equal(test.x, x[40:]) and classes == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            {"x": np.zeros((4, 8, 8, 3), np.float32), "y": np.zeros(4, int)},
+            r"x is float32; store 0\.\.255 images as uint8",
+        ),
+        (
+            {"x": np.zeros((4, 8, 8), np.uint8), "y": np.zeros(4, int)},
+            r"x has shape \(4, 8, 8\); give \(N, height, width, 3\)",
+        ),
+        ({"x": np.zeros((4, 8, 8, 3), np.uint8)}, r"y is missing; give one integer label per image of x"),
+        (
+            {"x": np.zeros((4, 8, 8, 3), np.uint8), "y": np.array([0, 1, 2, 3]), "classes": np.array(["a", "b"])},
+            r"labels outside 0\.\.1",
+        ),
+        ({"images": np.zeros((4, 8, 8, 3), np.uint8)}, r"has \['images'\]; give x and y"),
+    ],
+)
+def test_npz_source_errors_name_the_array_and_the_fix(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        data_sources.load(str(tmp_path / "bad.npz"))

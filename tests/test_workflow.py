@@ -4,7 +4,10 @@ import gzip
 import json
 import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -393,3 +396,36 @@ def test_a_weights_file_is_part_of_training_by_content(smoke_run):
         assert names.count("train_model") == 1 and "mobilenet_tiny" in block
         reasons.append(re.search(r"reason: Params have changed.*", block)[0])
     assert reasons[0] != reasons[1]  # the file's digest is in the params
+
+
+def test_export_mlflow_reads_back_with_mlflows_client(smoke_run, tmp_path):
+    """`snakemake export_mlflow`: every cell one MLflow run under one parent, read back with
+    MLflow's own client - its settings as params, top-1 and sizes as in summary.csv, each
+    device's latency, the per-class table and the .tflite as artifacts."""
+    import mlflow
+
+    store = tmp_path / "store.db"
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{store}", "MLFLOW_EXPERIMENT_NAME": "smoke"}
+    exe = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run(
+        [str(exe), "--cores", "2", "export_mlflow", *SMOKE], cwd=smoke_run, capture_output=True, text=True,
+        env={**os.environ, **env}, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = pd.read_csv(smoke_run / SMOKE_RUN / "results/tables/summary.csv")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    exp = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`pqgrid.cell` != ''", max_results=100)
+    assert len(runs) == len(summary) == 12
+    for run in runs:
+        p = run.data.params
+        row = summary[
+            (summary.arch == p["arch"])
+            & (summary.sparsity.astype(str) == p["sparsity"])
+            & (summary["quant"] == p["quant"])
+        ].iloc[0]
+        assert run.data.metrics["top1"] == pytest.approx(row.top1) and run.data.metrics["file_bytes"] == row.file_bytes
+        assert "local.p50_us" in run.data.metrics and p["tflite_sha256"] == row.tflite_sha256
+        assert run.data.tags["mlflow.parentRunId"] and run.data.tags["pqgrid.version"]
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "per_class.csv" in names and [n for n in names if n.endswith(".tflite")], names

@@ -12,7 +12,14 @@ from snakemake.exceptions import WorkflowError
 
 from pqgrid.core import registry, settings
 from pqgrid.core.config import cells as grid_cells
-from pqgrid.core.config import grid, input_size, sparsity_value, workflow_path
+from pqgrid.core.catalog import is_user_builder
+from pqgrid.core.config import (
+    grid,
+    input_size,
+    sparsity_value,
+    user_builder_file,
+    workflow_path,
+)
 from pqgrid.core.devices import DEVICE_TYPES
 from pqgrid.core.modes import derives_from_fp32, mode
 from pqgrid.core.provenance import file_digest, folder_digest, stage_code
@@ -207,10 +214,24 @@ def convert_source(wildcards):
     return keras_model(wildcards)
 
 
-def weights_digest(wildcards):
-    """A pretrained start from a file: its content is a param, so replacing the file
-    retrains, and moving it with the checkout does not (its path is not an input)."""
-    weights = config["architectures"][wildcards.arch].get("weights")
+def model_files_digest(wildcards):
+    """The files a model is made from that are no pipeline output - a pretrained start's
+    .h5, a user builder's code: their content is a param, so changing one retrains, and
+    moving it with the checkout does not (its path is not an input). None (no such file)
+    for the built-in builders from scratch."""
+    arch = config["architectures"][wildcards.arch]
+    weights = arch.get("weights")
+    if "model" in arch:
+        path = workflow_path(arch["model"])
+        layers = arch.get("custom_objects")
+        return {
+            "model": folder_digest(path) if os.path.isdir(path) else file_digest(path),
+            "custom_objects": (
+                file_digest(user_builder_file(f"{layers}:_")) if layers else None
+            ),
+        }
+    if is_user_builder(arch.get("builder")):
+        return {"builder_code": file_digest(user_builder_file(arch["builder"]))}
     return (
         file_digest(workflow_path(weights))
         if weights and weights != "imagenet"

@@ -86,3 +86,29 @@ rule check_findings:
         code=stage_code("check_findings.py"),
     script:
         "../scripts/check_findings.py"
+
+
+rule export_mlflow:
+    """Every cell to an MLflow tracking store (a target of its own, not part of `all`):
+    settings as params, metrics and device numbers, per-class table and .tflite as
+    artifacts. Where: MLflow's MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME, else
+    mlruns/mlflow.db in the run folder."""
+    input:
+        summary=rules.summarize_grid.output.csv,
+        per_class=rules.summarize_grid.output.per_class,
+        bench=[rules.collect_bench.output.csv] if DEVICES else [],
+        tflites=for_cells(rules.convert_tflite.output.tflite),
+    output:
+        json="results/mlflow.json",
+    log:
+        "logs/mlflow.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        cells=[
+            f"{c['arch']} seed{c['seed']} s{c['sparsity']} {c['quant']}"
+            for c in cells()
+        ],
+        code=stage_code("export_mlflow.py"),
+    script:
+        "../scripts/export_mlflow.py"

@@ -21,7 +21,7 @@ rule train_model:
     params:
         model=model_params,
         training=train_params,
-        weights=weights_digest,
+        weights=model_files_digest,
         code=stage_code("train_model.py"),
     script:
         "../scripts/train_model.py"

@@ -70,7 +70,23 @@ for _name, _entry in BUILDERS.items():
 #   input_size  image side the architecture trains and runs at (data resized once to it)
 #   stem        "imagenet" (the builder's strides) or "cifar" (first two stride-2 layers at 1)
 #   weights     null (from scratch), "imagenet" (keras.applications download) or an .h5 path
-ARCH_RESERVED = {"builder", "training", "pruning", "qat", "input_size", "stem", "weights"}
+#   scaling     what the model takes (core/harness.py scale_inputs); default: the builder's
+#   model       a trained model file instead of a builder (models/imported.py)
+#   custom_objects  the module of that model's own layers
+ARCH_RESERVED = {
+    "builder",
+    "training",
+    "pruning",
+    "qat",
+    "input_size",
+    "stem",
+    "weights",
+    "scaling",
+    "model",
+    "custom_objects",
+}
+# What tables and findings call a model given as a file (it has no builder).
+MODEL_FILE = "model file"
 STEMS = ("imagenet", "cifar")
 
 
@@ -78,5 +94,24 @@ def builder_kwargs(arch_cfg: dict) -> dict:
     return {k: v for k, v in arch_cfg.items() if k not in ARCH_RESERVED}
 
 
-def input_scaling(arch_cfg: dict) -> str:
-    return BUILDERS[arch_cfg["builder"]]["input"]
+def is_user_builder(builder) -> bool:
+    """`module:function` or `path/to/file.py:function`: a builder of the user's own."""
+    return isinstance(builder, str) and builder not in BUILDERS and ":" in builder
+
+
+def builder_entry(builder: str) -> dict:
+    """The catalog's record of a builder; a user's `module:function` gets one of its own:
+    any keyword arguments its function takes, no scaling of its own (the config gives it),
+    QAT tried (a layer tfmot cannot quantize fails naming it), no smallest size."""
+    if builder in BUILDERS:
+        return BUILDERS[builder]
+    return {"kwargs": None, "input": None, "qat": True, "min_size": 1, "source": "user", "function": builder}
+
+
+def builder_name(arch_cfg: dict) -> str:
+    """The builder of an architecture, or MODEL_FILE for a trained model given as a file."""
+    return arch_cfg.get("builder") or MODEL_FILE
+
+
+def input_scaling(arch_cfg: dict):
+    return arch_cfg.get("scaling") or builder_entry(arch_cfg["builder"])["input"]

@@ -4,12 +4,14 @@ parse time, and a dry run must stay fast (benchmark P3)."""
 
 from __future__ import annotations
 
+import ast
 import copy
+import importlib.util
 import os
 import re
 
 from pqgrid.core import registry
-from pqgrid.core.catalog import BUILDERS, STEMS, builder_kwargs
+from pqgrid.core.catalog import BUILDERS, STEMS, builder_entry, builder_kwargs, is_user_builder
 from pqgrid.core.devices import DEVICE_TYPES
 from pqgrid.core.modes import MODES, SPARSE_SUFFIX, mode, split_quant
 
@@ -116,13 +118,21 @@ def _check_architectures(config: dict) -> None:
     for name, a in archs.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]*", name):
             raise ConfigError(f"architectures.{name}: use letters, digits and '_' only in architecture names")
+        if "model" in a:
+            _check_model_file(name, a)
+            continue
         b = a.get("builder")
-        if b not in BUILDERS:
+        if is_user_builder(b):
+            check_user_builder(name, a)
+        elif b not in BUILDERS:
             raise ConfigError(
                 f"architectures.{name}.builder: unknown builder {b!r}; choose one of {', '.join(sorted(BUILDERS))}"
+                " or give your own as module:function (or path/to/file.py:function)"
             )
         _check_arch_options(name, a, config)
-        kwargs = BUILDERS[b]["kwargs"]
+        kwargs = builder_entry(b)["kwargs"]
+        if kwargs is None:  # a user's function: check_user_builder compared them with its signature
+            continue
         _validate(
             builder_kwargs(a),
             {"type": "object", "properties": kwargs, "additionalProperties": False},
@@ -134,7 +144,7 @@ def _check_architectures(config: dict) -> None:
 def arch_label(arch_cfg: dict, px: int) -> str:
     """A readable name for tables and figures: builder, the settings that make it differ from
     the plain builder, and the input size, e.g. "MobileNet α0.5 cifar-stem 96px"."""
-    parts = [arch_cfg["builder"]]
+    parts = [arch_cfg.get("builder") or os.path.basename(os.path.normpath(arch_cfg["model"]))]
     for key, value in sorted(builder_kwargs(arch_cfg).items()):
         if key == "alpha":
             parts.append(f"α{value:g}")
@@ -164,9 +174,10 @@ def _check_arch_options(name: str, a: dict, config: dict) -> None:
         raise ConfigError(f"architectures.{name}.stem: {stem!r} is not allowed (choose one of {', '.join(STEMS)})")
     size = a.get("input_size", config["dataset"].get("image_size"))
     key = f"architectures.{name}.input_size" if "input_size" in a else "dataset.image_size"
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < BUILDERS[b]["min_size"]):
+    smallest = builder_entry(b)["min_size"]
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < smallest):
         raise ConfigError(
-            f"{key}: {size!r} is smaller than {b} allows or not a whole number (give an integer >= {BUILDERS[b]['min_size']})"
+            f"{key}: {size!r} is smaller than {b} allows or not a whole number (give an integer >= {smallest})"
         )
     weights = a.get("weights")
     if weights is None:
@@ -174,6 +185,11 @@ def _check_arch_options(name: str, a: dict, config: dict) -> None:
     if not isinstance(weights, str):
         raise ConfigError(
             f"architectures.{name}.weights: {weights!r} is not a string (give imagenet or a path to an .h5)"
+        )
+    if builder_entry(b)["source"] == "user":
+        raise ConfigError(
+            f"architectures.{name}.weights: a builder of your own starts from scratch; to start from your "
+            "trained model give it as `model: <.keras, .h5 or SavedModel>` instead of builder and weights"
         )
     if weights == "imagenet" and BUILDERS[b]["source"] != "keras":
         raise ConfigError(
@@ -184,6 +200,87 @@ def _check_arch_options(name: str, a: dict, config: dict) -> None:
         raise ConfigError(
             f"architectures.{name}.weights: {weights!r} does not exist (relative paths start at {WORKFLOW_DIR}; "
             "give imagenet or a path to an .h5)"
+        )
+
+
+def _check_model_file(name: str, a: dict) -> None:
+    """A trained model given as a file: what can be said without loading it (models/imported.py
+    loads it once before any job: shapes, classes, layers)."""
+    key = f"architectures.{name}"
+    if "builder" in a:
+        raise ConfigError(f"{key}: give builder (to train) or model (trained already), not both")
+    if not os.path.exists(workflow_path(a["model"])):
+        raise ConfigError(f"{key}.model: {a['model']!r} does not exist (relative paths start at {WORKFLOW_DIR})")
+    for other in ("weights", "stem", *builder_kwargs(a)):
+        if other in a:
+            raise ConfigError(f"{key}.{other}: a trained model file takes no {other}; remove it")
+    if a.get("scaling") is None:
+        raise ConfigError(
+            f"{key}.scaling: give the input scaling the model was trained with: raw (0..255), tf (x/127.5 - 1), "
+            "torch (x/255, ImageNet mean/std) or {scale, mean, std}"
+        )
+    module = a.get("custom_objects")
+    if module and user_builder_file(f"{module}:_") is None:
+        raise ConfigError(
+            f"{key}.custom_objects: {module!r} not found; give a path/to/file.py or a module importable from {WORKFLOW_DIR}"
+        )
+
+
+def user_builder_file(builder: str) -> str | None:
+    """The file a `module:function` builder lives in, found without importing it: a path
+    (relative to the workflow's folder), a module under the workflow's folder, or an
+    installed module; None when there is none."""
+    module = builder.rsplit(":", 1)[0]
+    if module.endswith(".py"):
+        path = workflow_path(module)
+        return path if os.path.isfile(path) else None
+    for candidate in (module.replace(".", os.sep) + ".py", os.path.join(module.replace(".", os.sep), "__init__.py")):
+        if os.path.isfile(os.path.join(WORKFLOW_DIR, candidate)):
+            return os.path.join(WORKFLOW_DIR, candidate)
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec and spec.origin and os.path.isfile(spec.origin) else None
+
+
+def check_user_builder(name: str, a: dict) -> None:
+    """A builder of the user's own, read without running it: the file exists, defines the
+    function, the function takes `input_shape` and `classes` and every keyword argument the
+    config gives it; the config says what scaling the model expects. (`stem: cifar` reaches
+    the function when it takes `stem`, else the model's first two strides are set to 1.)"""
+    key = f"architectures.{name}.builder"
+    module, function = a["builder"].rsplit(":", 1)
+    path = user_builder_file(a["builder"])
+    if path is None:
+        raise ConfigError(
+            f"{key}: {module!r} not found; give a file (path/to/file.py:{function}, relative to {WORKFLOW_DIR}) "
+            "or a module importable from there"
+        )
+    try:
+        with open(path) as fh:
+            tree = ast.parse(fh.read(), filename=path)
+    except SyntaxError as e:
+        raise ConfigError(f"{key}: {path} does not parse ({e.msg}, line {e.lineno})") from None
+    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function), None)
+    if fn is None:
+        raise ConfigError(f"{key}: {path} defines no function {function!r} at its top level")
+    args = {x.arg for x in fn.args.args + fn.args.kwonlyargs}
+    takes_any = fn.args.kwarg is not None
+    missing = [p for p in ("input_shape", "classes") if p not in args and not takes_any]
+    if missing:
+        raise ConfigError(
+            f"{key}: {function}() must take {' and '.join(missing)} (pqgrid calls it with input_shape=(h, w, 3), classes=n)"
+        )
+    extra = sorted(k for k in builder_kwargs(a) if k not in args and not takes_any)
+    if extra:
+        raise ConfigError(
+            f"architectures.{name}.{extra[0]}: {function}() takes no {extra[0]!r}; remove it or add the argument"
+        )
+    if a.get("scaling") is None:
+        raise ConfigError(
+            f"architectures.{name}.scaling: a builder of your own needs the input scaling its model expects: "
+            "raw (0..255), tf (x/127.5 - 1), torch (x/255, ImageNet mean/std) or {scale, mean, std}"
         )
 
 
@@ -213,8 +310,10 @@ def _check_grid(config: dict) -> None:
     _check_subsets(config)
     if any(mode(m).from_qat_model for m in modes if split_quant(m)[0] in MODES):
         for a in {c["arch"] for c in cells(config) if mode(c["quant"]).from_qat_model}:
+            if "model" in archs[a]:
+                continue  # a model file: models/imported.py tries QAT on it before any job
             b = archs[a]["builder"]
-            if not BUILDERS[b]["qat"]:
+            if not builder_entry(b)["qat"]:
                 raise ConfigError(
                     f"quantization.modes: qat is not supported for {a} ({b}: pqgrid/models/qat.py does not "
                     "know its layers); leave it out with quantization.subsets.qat.architectures"
@@ -443,6 +542,6 @@ def check_dataset_source(source: str) -> None:
     if not os.path.exists(source_path(source)):
         raise ConfigError(
             f"dataset.source: {source!r} does not exist (relative paths start at {WORKFLOW_DIR}); give 'keras', 'synthetic', an "
-            "image-folder directory or .tar/.tar.gz, or CIFAR-10 python batches "
-            "(directory or cifar-10-python.tar.gz)"
+            "image-folder directory or .tar/.tar.gz, CIFAR-10 python batches "
+            "(directory or cifar-10-python.tar.gz) or an .npz of uint8 images (x, y)"
         )

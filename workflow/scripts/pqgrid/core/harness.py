@@ -142,18 +142,32 @@ def percentile(sorted_values, q):
 
 
 # ---------------------------------------------------------------- inputs and scores
+# torchvision's ImageNet normalisation, for models trained the PyTorch way
+TORCH_SCALING = {"scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
 def scale_inputs(x, scaling):
     """uint8 images -> what the model takes. 'tf': MobileNet/MobileNetV2 `preprocess_input`
     (x/127.5 - 1), done outside the model. 'raw': MobileNetV3/EfficientNet rescale inside
-    the model and take 0..255 floats. The one definition (pqgrid.models.builders re-exports it):
-    the device must feed its interpreter exactly what the host feeds."""
+    the model and take 0..255 floats. 'torch': x/255 normalised with ImageNet's mean and
+    std per channel. A mapping {scale, mean, std} (or its JSON text, as the command line
+    passes it): (x * scale - mean) / std, each default neutral. The one definition: the
+    device must feed its interpreter exactly what the host feeds."""
     import numpy as np
 
     x = np.asarray(x, dtype=np.float32)
+    if isinstance(scaling, str) and scaling.startswith("{"):
+        scaling = json.loads(scaling)
     if scaling == "tf":
         return x / 127.5 - 1.0
     if scaling == "raw":
         return x
+    if scaling == "torch":
+        scaling = TORCH_SCALING
+    if isinstance(scaling, dict):
+        mean = np.asarray(scaling.get("mean", 0.0), dtype=np.float32)
+        std = np.asarray(scaling.get("std", 1.0), dtype=np.float32)
+        return (x * np.float32(scaling.get("scale", 1.0)) - mean) / std
     raise ValueError(f"unknown input scaling {scaling!r}")
 
 

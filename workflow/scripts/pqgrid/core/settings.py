@@ -56,6 +56,8 @@ def training_settings(config: dict, arch: str) -> dict:
     merged = copy.deepcopy(config["training"])
     own = config["architectures"][arch].get("training", {})
     merged.update(own)
+    if config["architectures"][arch].get("model"):  # trained already: fine-tuned only when asked
+        merged["epochs"] = own.get("epochs", 0)
     if config["architectures"][arch].get("weights"):
         # merged key by key: an architecture may change head_epochs alone
         merged["transfer"] = {**config["training"]["transfer"], **own.get("transfer", {})}

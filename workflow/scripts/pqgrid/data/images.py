@@ -35,7 +35,7 @@ PHOTO_SIZE = 224
 def index_folder(rel_paths):
     """Group image paths (relative to the archive or folder) into {split: {class: [path]}}.
     Either <root>/train/<class>/* and <root>/test/<class>/* (split as given), or
-    <root>/<class>/* (returned as {"all": ...}; `_split_unsplit` makes train/test).
+    <root>/<class>/* (returned as {"all": ...}; `split_unsplit` makes train/test).
     Accepts wrapping folders (cifar10/train/..., 101_ObjectCategories/<class>/...)."""
     images = [p for p in rel_paths if is_image(p)]
     tree = {}
@@ -67,7 +67,7 @@ def index_folder(rel_paths):
     return {"all": next(iter(flat.values()))}
 
 
-def _split_unsplit(per_class: dict, test_fraction: float, seed: int):
+def split_unsplit(per_class: dict, test_fraction: float, seed: int):
     """Stratified, seeded train/test split of a folder without train/ and test/: each class
     gives round(test_fraction * n) images (at least 1) to test, the rest to train."""
     rng = np.random.default_rng(seed)
@@ -157,7 +157,7 @@ def _load_folder_split(chosen: dict, classes, read, size, mode, skip_bad) -> Spl
 
 def image_folders(tree, read, train_limit, test_limit, seed, opts):
     if "all" in tree:
-        tree = _split_unsplit(tree["all"], opts.get("test_fraction", 0.2), seed)
+        tree = split_unsplit(tree["all"], opts.get("test_fraction", 0.2), seed)
     train_cls, test_cls = sorted(tree["train"]), sorted(tree["test"])
     if train_cls != test_cls:
         diff = sorted(set(train_cls) ^ set(test_cls))

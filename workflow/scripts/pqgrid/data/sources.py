@@ -20,7 +20,7 @@ import numpy as np
 
 from pqgrid.core.io import sha256_file
 from pqgrid.data.arrays import DataError, Split
-from pqgrid.data.images import IMAGE_SUFFIXES, image_folders, index_folder, resize_split
+from pqgrid.data.images import IMAGE_SUFFIXES, image_folders, index_folder, resize_split, split_unsplit
 
 log = logging.getLogger("pqgrid")
 
@@ -201,6 +201,9 @@ def load(source: str, train_per_class=None, test_per_class=None, seed=0, synthet
         if path.is_dir():
             train, test, classes = _from_directory(path, train_per_class, test_per_class, seed, opts)
             digest = _directory_digest(path)
+        elif path.suffix == ".npz":
+            train, test, classes = from_npz(path, opts.get("test_fraction", 0.2), seed)
+            digest = sha256_file(path)
         else:
             train, test, classes = _from_archive(path, train_per_class, test_per_class, seed, opts)
             digest = sha256_file(path)
@@ -300,3 +303,56 @@ def _directory_digest(path: Path) -> str:
             h.update(p.relative_to(path).as_posix().encode() + b"\0")
             h.update(sha256_file(p).encode())
     return h.hexdigest()
+
+
+def from_npz(path: Path, test_fraction: float, seed: int):
+    """Arrays a user already has: an .npz with uint8 images `x` (N, H, W, 3) and integer
+    labels `y` (N,), split here like an unsplit folder (test_fraction, seeded, stratified),
+    or `x_train`/`y_train`/`x_test`/`y_test`; optional `classes` (names in label order)."""
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            arrays = {k: d[k] for k in d.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"dataset.source {path}: not a readable .npz ({e}); write it with numpy.savez") from None
+    if "x" in arrays:
+        x, y = arrays["x"], arrays.get("y")
+    elif "x_train" in arrays:
+        x, y = arrays["x_train"], arrays.get("y_train")
+    else:
+        raise DataError(
+            f"dataset.source {path}: has {sorted(arrays)}; give x and y (or x_train, y_train, x_test, y_test)"
+        )
+    labels = [
+        v
+        for k, v in arrays.items()
+        if k.startswith("y") and v.ndim == 1 and len(v) and np.issubdtype(v.dtype, np.integer)
+    ]
+    n_classes = 1 + max((int(v.max()) for v in labels), default=0)
+    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else [str(i) for i in range(n_classes)]
+    train = _npz_split(path, "x" if "x" in arrays else "x_train", x, y, len(classes))
+    if "x_test" in arrays:
+        return train, _npz_split(path, "x_test", arrays["x_test"], arrays.get("y_test"), len(classes)), classes
+    per_class = {c: [f"{i:09d}" for i in np.flatnonzero(train.y == c)] for c in range(len(classes))}
+    try:
+        parts = split_unsplit({c: v for c, v in per_class.items() if v}, test_fraction, seed)
+    except DataError as e:
+        raise DataError(f"dataset.source {path}: {e}") from None
+    pick = {k: np.array(sorted(int(n) for names in part.values() for n in names)) for k, part in parts.items()}
+    return Split(x[pick["train"]], train.y[pick["train"]]), Split(x[pick["test"]], train.y[pick["test"]]), classes
+
+
+def _npz_split(path, name, x, y, n_classes) -> Split:
+    """One split's arrays checked: what is wrong, named, with the fix."""
+    label = name.replace("x", "y", 1)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise DataError(f"dataset.source {path}: {name} has shape {x.shape}; give (N, height, width, 3) RGB images")
+    if x.dtype != np.uint8:
+        raise DataError(f"dataset.source {path}: {name} is {x.dtype}; store 0..255 images as uint8 (x.astype('uint8'))")
+    if y is None or y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        got = "missing" if y is None else f"{y.dtype} of shape {y.shape}"
+        raise DataError(f"dataset.source {path}: {label} is {got}; give one integer label per image of {name}")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise DataError(
+            f"dataset.source {path}: {label} has labels outside 0..{n_classes - 1}; `classes` names each label"
+        )
+    return Split(x, y.astype(np.int64))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import tempfile
@@ -214,7 +215,14 @@ def device_accuracy(
         model = s.put(tflite, "model.tflite")
         images = s.put_cached(test_npz)
         args = [model, *_common_args(cfg, s.lock), "--mode", "accuracy", "--images", images]
-        args += ["--scaling", scaling, "--batch-size", str(batch_size), "--scores-out", f"{s.job}/scores.npy"]
+        args += [
+            "--scaling",
+            scaling if isinstance(scaling, str) else json.dumps(scaling),
+            "--batch-size",
+            str(batch_size),
+            "--scores-out",
+            f"{s.job}/scores.npy",
+        ]
         result = _parse(name, *s.run(args))
         s.get(f"{s.job}/scores.npy", Path(tmp) / "scores.npy")
         scores = np.load(Path(tmp) / "scores.npy")

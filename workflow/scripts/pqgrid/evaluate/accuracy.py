@@ -247,7 +247,7 @@ def evaluate_keras(
     analysis)."""
 
     tensorflow(threads, 0)
-    model = builders.load_keras(model_h5)
+    model = builders.load_keras(model_h5, arch_cfg.get("custom_objects"))
     scaling = input_scaling(arch_cfg)
     out = {"cell": cell, "model_sha256": sha256_file(model_h5), **builders.parameter_stats(model)}
     for split, path in (("train", train_npz), ("test", test_npz)):

@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 
+from pqgrid.core.catalog import builder_name
 from pqgrid.core.config import arch_label
 from pqgrid.core.io import atomic_path, damaged, read_csv, read_json, read_predictions, write_text
 from pqgrid.core.registry import LONG_TABLES
@@ -169,7 +170,7 @@ def _row(e: dict, keras: dict, classes: pd.DataFrame) -> dict:
     return {
         **{key: c[key] for key in CELL_KEYS},
         # older metrics JSONs lack input_px: the thesis' 32 px
-        "builder": e["settings"]["architecture"]["builder"],
+        "builder": builder_name(e["settings"]["architecture"]),
         "label": arch_label(e["settings"]["architecture"], e.get("input_px", 32)),
         "input_px": e.get("input_px", 32),
         **{key: e[key] for key in EVAL_KEYS},

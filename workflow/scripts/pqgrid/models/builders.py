@@ -4,11 +4,16 @@ weights, and give each its expected input scaling."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from pqgrid.core.catalog import BUILDERS, builder_kwargs
+from pqgrid.core.catalog import builder_entry, builder_kwargs
+from pqgrid.core.config import WORKFLOW_DIR, workflow_path
 
 # uint8 images -> what the model takes: defined in core/harness.py (the device runs it too).
 from pqgrid.core.harness import scale_inputs
@@ -39,10 +44,51 @@ HEAD_LAYERS = ("head_dropout", "predictions")
 
 
 def builder_function(name: str):
-    """The catalog's function for a builder ("module:attribute": keras.applications' or
-    pqgrid's own in architectures.py); imported here, when a model is built."""
-    module, attribute = BUILDERS[name]["function"].split(":")
-    return getattr(importlib.import_module(module), attribute)
+    """The catalog's function for a builder ("module:attribute": keras.applications',
+    pqgrid's own in architectures.py, or the user's own module or file), imported here, when
+    a model is built."""
+    module, attribute = builder_entry(name)["function"].rsplit(":", 1)
+    return getattr(user_module(module), attribute)
+
+
+def user_module(module: str):
+    """A module the config names: a dotted name importable from the workflow's folder (or
+    installed), or a path to a .py file (relative to the workflow's folder), imported under
+    a name of its own."""
+    if module.endswith(".py"):
+        path = workflow_path(module)
+        spec = importlib.util.spec_from_file_location(f"pqgrid_user_{Path(path).stem}", path)
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        return loaded
+    if WORKFLOW_DIR not in sys.path:
+        sys.path.append(WORKFLOW_DIR)
+    return importlib.import_module(module)
+
+
+def custom_objects(module: str | None) -> dict:
+    """The custom layers of a user's model (`custom_objects: <module>`): importing the module
+    registers those it decorates with `register_keras_serializable`; a `custom_objects` dict
+    in it names the others."""
+    if not module:
+        return {}
+    try:
+        return dict(getattr(user_module(module), "custom_objects", {}))
+    except (ImportError, OSError, SyntaxError, AttributeError) as e:
+        raise ModelError(f"custom_objects {module}: cannot import it ({type(e).__name__}: {e})") from None
+
+
+def _call(fn, entry, input_shape, num_classes, kwargs, stem):
+    """A builder's model from scratch. keras.applications' and pqgrid's own take their full
+    signature; a user's function gets input_shape and classes, and weights, include_top,
+    classifier_activation and stem only where it names them."""
+    call = dict(input_shape=tuple(input_shape), classes=num_classes, **kwargs)
+    fixed = {"weights": None, "include_top": True, "classifier_activation": "softmax"}
+    if entry["source"] != "user":
+        return fn(**call, **fixed)
+    named = inspect.signature(fn).parameters
+    call.update({k: v for k, v in {**fixed, "stem": stem}.items() if k in named})
+    return fn(**call)
 
 
 def build(arch_cfg: dict, num_classes: int, input_shape, batchnorm_momentum=None, load_weights=True):
@@ -53,22 +99,16 @@ def build(arch_cfg: dict, num_classes: int, input_shape, batchnorm_momentum=None
     import tf_keras
 
     name = arch_cfg["builder"]
+    entry = builder_entry(name)
     fn = builder_function(name)
     kwargs = dict(builder_kwargs(arch_cfg))
-    own = BUILDERS[name].get("source") == "pqgrid"
     stem = arch_cfg.get("stem", "imagenet")
-    if own:
+    own = entry["source"] == "pqgrid" or (entry["source"] == "user" and "stem" in inspect.signature(fn).parameters)
+    if entry["source"] == "pqgrid":
         kwargs["stem"] = stem
     weights = arch_cfg.get("weights")
     if weights is None:
-        model = fn(
-            input_shape=tuple(input_shape),
-            weights=None,
-            classes=num_classes,
-            include_top=True,
-            classifier_activation="softmax",
-            **kwargs,
-        )
+        model = _call(fn, entry, input_shape, num_classes, kwargs, stem)
     else:
         base = _pretrained_base(fn, name, weights if load_weights else None, input_shape, kwargs)
         x = tf_keras.layers.Dropout(0.2, name=HEAD_LAYERS[0])(base.output)
@@ -231,13 +271,15 @@ def all_layers(model):
             yield layer.layer
 
 
-def load_keras(path):
-    """A saved .h5 for inference or fine-tuning (compiled later by whoever trains it)."""
+def load_keras(path, custom_layers=None):
+    """A saved .h5 for inference or fine-tuning (compiled later by whoever trains it);
+    `custom_layers`: the module of a user model's own layers (`custom_objects:`)."""
     import tf_keras
 
     check_file(path)
+    objects = custom_objects(custom_layers)
     try:
-        return tf_keras.models.load_model(path, compile=False)
+        return tf_keras.models.load_model(path, custom_objects=objects, compile=False)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise damaged(path, e) from None
 

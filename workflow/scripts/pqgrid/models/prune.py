@@ -29,7 +29,7 @@ def prune_model(
     man = arrays.load_manifest(manifest)
     (x, y), val = fit.train_val(train_npz, test_npz, settings, seed)
     num_classes = len(man["classes"])
-    base = builders.load_keras(trained_h5)
+    base = builders.load_keras(trained_h5, arch_cfg.get("custom_objects"))
     builders.set_batchnorm_momentum(base, settings.get("batchnorm_momentum"))
     scaling = input_scaling(arch_cfg)
     # Measured now: the wrappers below share (and change) the trained model's layers.
@@ -174,3 +174,9 @@ def _prunable_weights(layer):
     if not PruneRegistry.supports(layer):
         return []
     return PruneRegistry._weight_names(layer) if layer.__class__ in PruneRegistry._LAYERS_WEIGHTS_MAP else []
+
+
+def prunable_layer_names(model) -> list:
+    """The layers magnitude pruning wraps in `model` (those with kernels tfmot prunes);
+    the others stay dense, whatever their kind."""
+    return [layer.name for layer in builders.all_layers(model) if _prunable_weights(layer)]

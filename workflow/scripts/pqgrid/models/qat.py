@@ -286,7 +286,7 @@ def qat_model(
     (x, y), val = fit.train_val(train_npz, test_npz, settings, seed)
     num_classes = len(man["classes"])
     scaling = input_scaling(arch_cfg)
-    base = builders.load_keras(source_h5)
+    base = builders.load_keras(source_h5, arch_cfg.get("custom_objects"))
     builders.set_batchnorm_momentum(base, settings.get("batchnorm_momentum"))
     zeros_before = kernel_zero_share(base)
     probe = harness.scale_inputs(x[:32], scaling)
@@ -341,3 +341,14 @@ def tfmot_scope():
     import tensorflow_model_optimization as tfmot
 
     return tfmot.quantization.keras.quantize_scope(custom_objects())
+
+
+def qat_support(model) -> str | None:
+    """Whether QAT can fine-tune `model`: None, or the first reason it cannot (the layer
+    tfmot has no quantization config for, named)."""
+    probe = np.zeros((1, *model.input_shape[1:]), dtype=np.float32)
+    try:
+        quantize_for_training(rewrite_for_qat(model, probe)[0], preserve_sparsity=False)
+    except (ValueError, TypeError, AttributeError, RuntimeError) as e:
+        return str(e).splitlines()[0]
+    return None

@@ -11,11 +11,24 @@ from pqgrid.core.catalog import input_scaling
 from pqgrid.core.tfsetup import accelerated, tensorflow
 from pqgrid.data import arrays
 from pqgrid.models import builders, fit
+from pqgrid.models.imported import import_model
 
 log = logging.getLogger("pqgrid")
 
 
 def train_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_cfg, settings, seed, threads=None):
+    if arch_cfg.get("model"):  # trained outside pqgrid: imported (and fine-tuned if asked)
+        return import_model(
+            train_npz=train_npz,
+            test_npz=test_npz,
+            manifest=manifest,
+            model_out=model_out,
+            history_csv=history_csv,
+            arch_cfg=arch_cfg,
+            settings=settings,
+            seed=seed,
+            threads=threads,
+        )
 
     tf, tf_keras = tensorflow(threads, seed, settings.get("deterministic", True))
     man = arrays.load_manifest(manifest)

@@ -310,7 +310,7 @@ def convert_tflite(
     converter's own SavedModel step, the tests' reference; see converter_for)."""
     tensorflow(threads, seed)
     record = modes.mode(mode)
-    model = load_qat(model_h5) if record.from_qat_model else load_keras(model_h5)
+    model = load_qat(model_h5) if record.from_qat_model else load_keras(model_h5, arch_cfg.get("custom_objects"))
     rep = None
     if record.calibrated:
         rep = scale_inputs(calibration_images(train_npz, calibration_samples, seed), input_scaling(arch_cfg))

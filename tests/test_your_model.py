@@ -1,0 +1,230 @@
+"""Models from outside pqgrid (README "Your model"): a Keras functional model trained by the
+test itself, a model with a subclassed layer and the module defining it, and a builder of
+the user's own (module:function), through the smoke grid (prune x quantize x evaluate x
+device) on an .npz data set; and the bad cases, each one line before any job."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, copy_workflow, snakemake
+
+# Written into the user's folder: how a user trains a model outside pqgrid.
+LAYERS = '''
+import tf_keras
+
+
+@tf_keras.utils.register_keras_serializable(package="user")
+class ScaledReLU(tf_keras.layers.Layer):
+    """A layer no package ships: relu(x) * a learned scale per channel."""
+
+    def build(self, shape):
+        self.scale = self.add_weight(name="scale", shape=(shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return tf_keras.activations.relu(x) * self.scale
+'''
+
+ARCH = '''
+import tf_keras
+
+
+def small_net(input_shape, classes, width=16):
+    """A user's architecture: two conv blocks with a residual add, global pooling, softmax."""
+    L = tf_keras.layers
+    x_in = L.Input(input_shape)
+    x = L.Conv2D(width, 3, strides=2, padding="same", activation="relu")(x_in)
+    y = L.Conv2D(width, 3, padding="same", activation="relu")(x)
+    x = L.Add()([x, y])
+    x = L.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return tf_keras.Model(x_in, L.Dense(classes, activation="softmax")(x))
+'''
+
+TRAIN = """
+import json, os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import numpy as np, tensorflow as tf, tf_keras
+sys.path.insert(0, os.path.dirname(__file__))
+from arch import small_net
+from layers import ScaledReLU
+
+tf_keras.utils.set_random_seed(0)
+d = np.load("data.npz")
+x, y, xt, yt = d["x_train"] / 127.5 - 1, d["y_train"], d["x_test"] / 127.5 - 1, d["y_test"]
+out = {}
+
+def fit_and_save(model, path):
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    model.save(path)
+    keras_top1 = float((model.predict(xt, verbose=0).argmax(1) == yt).mean())
+    # a careful user's own int8 conversion: default optimizations, 100 calibration images
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x[i : i + 1].astype(np.float32)] for i in range(100))
+    it = tf.lite.Interpreter(model_content=conv.convert())
+    it.allocate_tensors()
+    hits = 0
+    for i in range(len(xt)):
+        it.set_tensor(it.get_input_details()[0]["index"], xt[i : i + 1].astype(np.float32))
+        it.invoke()
+        hits += int(it.get_tensor(it.get_output_details()[0]["index"]).argmax() == yt[i])
+    out[path] = {"keras_top1": keras_top1, "own_int8_top1": hits / len(xt)}
+
+fit_and_save(small_net((32, 32, 3), 10, width=12), "mine.keras")
+L = tf_keras.layers
+i = L.Input((32, 32, 3))
+h = ScaledReLU()(L.Conv2D(16, 3, strides=2, padding="same")(i))
+h = L.GlobalAveragePooling2D()(L.Conv2D(32, 3, strides=2, padding="same", activation="relu")(h))
+fit_and_save(tf_keras.Model(i, L.Dense(10, activation="softmax")(h)), "custom.h5")
+wide = L.Input((48, 48, 3))
+tf_keras.Model(wide, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(wide)))).save("wide48.keras")
+five = L.Input((32, 32, 3))
+tf_keras.Model(five, L.Dense(5, activation="softmax")(L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(five)))).save("five.keras")
+json.dump(out, open("outside.json", "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def user_folder(tmp_path_factory):
+    """A user's folder beside the workflow: an .npz data set (3 learnable classes), the
+    models trained there with plain tf_keras, the module of their custom layer and a
+    builder of their own; and the workflow copied next to it."""
+    from pqgrid.data.sources import synthetic
+
+    root = tmp_path_factory.mktemp("yours")
+    # ten classes and a short training: accuracy well below 100 %, so agreement means something
+    train, test, _ = synthetic(60, 30, num_classes=10, seed=3)
+    np.savez(
+        root / "data.npz",
+        x_train=train.x,
+        y_train=train.y,
+        x_test=test.x,
+        y_test=test.y,
+        classes=np.array([f"stripes{c}" for c in range(10)]),
+    )
+    (root / "layers.py").write_text(textwrap.dedent(LAYERS))
+    (root / "arch.py").write_text(textwrap.dedent(ARCH))
+    (root / "train_outside.py").write_text(textwrap.dedent(TRAIN))
+    subprocess.run([sys.executable, "train_outside.py"], cwd=root, check=True, capture_output=True)
+    return root, copy_workflow(root / "wf")
+
+
+def _config(root, wf, architectures, **extra):
+    """The smoke preset on the user's data with the user's architectures."""
+    cfg = yaml.safe_load((wf / "presets/smoke.yaml").read_text())
+    cfg.update(
+        run_dir="runs/yours",
+        dataset={"source": str(root / "data.npz"), "seed": 0},
+        architectures=architectures,
+        grid_architectures=list(architectures),
+        quantization={**cfg["quantization"], "modes": ["fp32", "int8"], "subsets": {}},
+        **extra,
+    )
+    (wf / "yours.yaml").write_text(yaml.safe_dump(cfg))
+    return ("--configfile", "yours.yaml")
+
+
+def test_models_from_outside_go_through_the_grid(user_folder):
+    """Three architectures pqgrid has no builder for - a trained .keras model, a trained .h5
+    with a custom layer, the user's own builder - pruned x quantized x evaluated x measured
+    on `local` in one command. The imported fp32 .tflite scores what the user's Keras model
+    scored (within 0.1 pp, same images); pqgrid's int8 what the user's own int8 conversion
+    scored (within 1 pp)."""
+    root, wf = user_folder
+    archs = {
+        "mine": {"model": str(root / "mine.keras"), "scaling": "tf"},
+        "custom": {"model": str(root / "custom.h5"), "custom_objects": str(root / "layers.py"), "scaling": "tf"},
+        "own": {"builder": f"{root / 'arch.py'}:small_net", "width": 8, "scaling": "tf"},
+    }
+    args = _config(root, wf, archs)
+    proc = snakemake(wf, "--cores", "2", "all", *args, timeout=1800)
+    assert "mine: " in proc.stderr and "pruning wraps" in proc.stderr, "the model check says what pruning does"
+    run = wf / "runs/yours"
+    s = pd.read_csv(run / "results/tables/summary.csv")
+    assert len(s) == 3 * 2 * 2 and set(s.arch) == set(archs)
+    outside = json.loads((root / "outside.json").read_text())
+    for arch, file in (("mine", "mine.keras"), ("custom", "custom.h5")):
+        fp32 = s[(s.arch == arch) & (s.sparsity == 0) & (s["quant"] == "fp32")].iloc[0]
+        int8 = s[(s.arch == arch) & (s.sparsity == 0) & (s["quant"] == "int8")].iloc[0]
+        assert abs(fp32.top1 - outside[file]["keras_top1"]) <= 0.001, (arch, fp32.top1, outside[file])
+        assert abs(int8.top1 - outside[file]["own_int8_top1"]) <= 0.01, (arch, int8.top1, outside[file])
+    assert (s[s.arch == "own"].top1 > 0.3).all(), "the user's builder trained in the grid learns (chance: 0.1)"
+    assert outside["mine.keras"]["keras_top1"] < 0.95, "a test where agreement is not automatic"
+    assert (s[s.sparsity == 50].tflite_kernel_sparsity > 0.4).all(), "every kind was pruned"
+    assert len(list((run / "results/bench").rglob("*.json"))) >= 12, "every cell measured on local"
+
+
+@pytest.mark.parametrize(
+    "arch, message",
+    [
+        (
+            {"model": "{root}/wide48.keras", "scaling": "tf", "input_size": 32},
+            r"input_size: 32, but the model takes 48x48",
+        ),
+        ({"model": "{root}/five.keras", "scaling": "tf"}, r"outputs 5 classes, the data set has 10"),
+        ({"model": "{root}/custom.h5", "scaling": "tf"}, r"cannot be loaded .*custom_objects"),
+        ({"model": "{root}/mine.keras"}, r"mine.scaling: give the input scaling"),
+        ({"model": "{root}/nothere.keras", "scaling": "tf"}, r"mine.model: '.*nothere.keras' does not exist"),
+        ({"builder": "{root}/arch.py:big_net", "scaling": "tf"}, r"defines no function 'big_net'"),
+        ({"builder": "{root}/arch.py:small_net", "depth": 3, "scaling": "tf"}, r"small_net\(\) takes no 'depth'"),
+        ({"builder": "{root}/arch.py:small_net"}, r"a builder of your own needs the input scaling"),
+        ({"builder": "{root}/arch.py:small_net", "scaling": "tf", "weights": "x.h5"}, r"starts from scratch"),
+    ],
+    ids=[
+        "size",
+        "classes",
+        "custom-layer",
+        "no-scaling",
+        "missing",
+        "no-function",
+        "kwarg",
+        "builder-scaling",
+        "weights",
+    ],
+)
+def test_bad_models_fail_before_any_job(user_folder, arch, message):
+    root, wf = user_folder
+    arch = {k: v.format(root=root) if isinstance(v, str) else v for k, v in arch.items()}
+    proc = snakemake(wf, "-n", "all", *_config(root, wf, {"mine": arch}), check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("pqgrid config error:")]
+    assert len(errors) == 1 and __import__("re").search(message, errors[0]), proc.stderr[-2000:]
+    assert "jobs to run" not in proc.stdout + proc.stderr, "stopped before planning any job"
+
+
+def test_scaling_forms_agree():
+    """'torch' and its explicit mapping scale alike; the JSON text the harness' command line
+    carries gives the same floats; 'tf' is (x * 1/127.5 - 1)."""
+    from pqgrid.core.harness import TORCH_SCALING, scale_inputs
+
+    x = np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3) * 5
+    assert np.array_equal(scale_inputs(x, "torch"), scale_inputs(x, TORCH_SCALING))
+    assert np.array_equal(scale_inputs(x, json.dumps(TORCH_SCALING)), scale_inputs(x, "torch"))
+    assert np.allclose(scale_inputs(x, {"scale": 1 / 127.5, "mean": 1.0}), scale_inputs(x, "tf"), atol=1e-6)
+    assert not np.allclose(scale_inputs(x, "torch"), scale_inputs(x, "tf"))
+    with pytest.raises(ValueError, match="unknown input scaling"):
+        scale_inputs(x, "caffe")
+
+
+def test_user_builder_is_found_without_importing_it(tmp_path):
+    """The config check reads a user's builder file; it never runs it (a dry run imports no
+    TensorFlow): a file that would fail on import still passes the check."""
+    from pqgrid.core.config import check_user_builder
+
+    (tmp_path / "net.py").write_text(
+        "raise SystemExit('imported')\n\ndef net(input_shape, classes, depth=2):\n    pass\n"
+    )
+    check_user_builder("n", {"builder": f"{tmp_path / 'net.py'}:net", "depth": 3, "scaling": "raw"})
+
+
+def test_readme_shows_each_kind_of_model():
+    text = (ROOT / "docs/your-model.md").read_text()
+    for needle in ("model: ", "custom_objects: ", "builder: ", "scaling: ", ".npz"):
+        assert needle in text, needle

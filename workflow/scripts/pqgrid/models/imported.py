@@ -1,0 +1,213 @@
+"""A model trained outside pqgrid as an architecture (`architectures.<name>.model`): a
+.keras, .h5 or SavedModel file, with its custom layers from a module the user names.
+
+`inspect_model` is what the config check learns before any job - input shape, output
+width, which layers pruning wraps and whether QAT can quantize every layer - run once per
+file content in a child Python (it needs TensorFlow, which the rule files never import) and
+kept in a cache. `import_model` is the model's `train_model` stage: it loads the file, checks
+it against the prepared data, fine-tunes it when the architecture asks for epochs, and saves
+it as the grid's trained .h5, from which pruning, QAT, conversion and evaluation go on as
+for any other architecture."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pqgrid import __version__
+from pqgrid.core.catalog import input_scaling
+from pqgrid.core.config import ConfigError, cells, workflow_path
+from pqgrid.core.modes import mode
+from pqgrid.core.provenance import file_digest, folder_digest
+from pqgrid.core.tfsetup import tensorflow
+from pqgrid.data import arrays
+from pqgrid.models import builders, fit
+from pqgrid.models.prune import prunable_layer_names
+from pqgrid.models.qat import qat_support
+from pqgrid.models.weights import ModelError
+
+log = logging.getLogger("pqgrid")
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pqgrid" / "models"
+
+
+def load_model_file(path, module=None):
+    """The user's model, loaded for inference or fine-tuning; one line when it cannot be."""
+    import tf_keras
+
+    objects = builders.custom_objects(module)
+    try:
+        return tf_keras.models.load_model(path, custom_objects=objects, compile=False)
+    except (OSError, ValueError, TypeError, KeyError, ImportError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(
+            f"model {path}: cannot be loaded ({first[:300]}); a custom layer needs `custom_objects: <module>` "
+            "that defines or registers it"
+        ) from None
+
+
+def inspect_model(path: str, module: str | None = None) -> dict:
+    """What pqgrid needs to know of a model before any job: input (h, w, channels), output
+    width, the layers pruning wraps and the layer QAT cannot quantize (None: every layer can).
+    Runs in this process (TensorFlow imported here)."""
+    tensorflow(1, 0)
+    model = load_model_file(path, module)
+    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    return {
+        "inputs": len(model.inputs),
+        "input_shape": list(shape) if shape else None,
+        "output_shape": list(model.output_shape[1:]) if not isinstance(model.output_shape, list) else None,
+        "layers": len(model.layers),
+        "pruned_layers": prunable_layer_names(model),
+        "qat_problem": qat_support(model),
+    }
+
+
+def inspected(path: str, module: str | None = None) -> dict:
+    """`inspect_model` run in a child Python once per model content (and custom-layer module
+    and pqgrid version), cached in ~/.cache/pqgrid/models: a dry run stays fast."""
+    real = workflow_path(path)
+    digest = folder_digest(real) if os.path.isdir(real) else file_digest(real)
+    extra = file_digest(workflow_path(module)) if module and module.endswith(".py") else module
+    key = hashlib.sha256(json.dumps([digest, extra, __version__]).encode()).hexdigest()[:20]
+    cached = CACHE / f"{key}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    code = (
+        "import json, sys; from pqgrid.models.imported import inspect_model; "
+        "print(json.dumps(inspect_model(sys.argv[1], sys.argv[2] or None)))"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code, real, module or ""], capture_output=True, text=True, env=env, timeout=600
+    )
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if "ModelError" in line or "Error" in line]
+        raise ConfigError(f"model {path}: {(lines or ['could not be inspected'])[-1].split(': ', 1)[-1]}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(report))
+    return report
+
+
+def import_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_cfg, settings, seed, threads=None):
+    """Stage `train_model` of a `model:` architecture: the user's model checked against the
+    prepared data, fine-tuned for `training.epochs` when the architecture sets them (0: as
+    trained), saved as the grid's trained .h5."""
+    tensorflow(threads, seed, settings.get("deterministic", True))
+    man = arrays.load_manifest(manifest)
+    (x, y), val = fit.train_val(train_npz, test_npz, settings, seed)
+    model = load_model_file(workflow_path(arch_cfg["model"]), arch_cfg.get("custom_objects"))
+    want, got = tuple(x.shape[1:]), tuple(model.input_shape[1:])
+    if any(g is not None and g != w for g, w in zip(got, want, strict=False)) or len(got) != 3:
+        raise ModelError(f"model {arch_cfg['model']}: takes {got}, the prepared images are {want}; set input_size")
+    if model.output_shape[-1] != len(man["classes"]):
+        raise ModelError(
+            f"model {arch_cfg['model']}: outputs {model.output_shape[-1]} classes, the data set has "
+            f"{len(man['classes'])}; give the matching data set or a model for it"
+        )
+    epochs = settings.get("epochs", 0)
+    log.info("imported %s: %d layers; fine-tuning %d epochs", arch_cfg["model"], len(model.layers), epochs)
+    if epochs:
+        steps = math.ceil(len(x) / settings["batch_size"])
+        fit.fit_resumable(
+            model,
+            fit.rmsprop(settings, steps * epochs),
+            (x, y),
+            val,
+            epochs=epochs,
+            batch_size=settings["batch_size"],
+            seed=seed,
+            scaling=input_scaling(arch_cfg),
+            num_classes=len(man["classes"]),
+            resume_dir=f"{model_out}.resume",
+            run_id=fit.fingerprint(arch_cfg, settings, seed, man["npz_sha256"]),
+            history_csv=history_csv,
+        )
+    else:
+        fit.write_history(history_csv, [])
+    fit.save_model(model, model_out, f"{model_out}.resume")
+
+
+def dataset_classes(config: dict) -> int | None:
+    """How many classes the data set has, where that is cheap to know before any job (None:
+    an archive; the import job checks it)."""
+    source = config["dataset"]["source"]
+    if source in ("keras", "synthetic", "synthetic-photos"):
+        return 10
+    path = Path(workflow_path(source))
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as d:
+            if "classes" in d.files:
+                return len(d["classes"])
+            return 1 + int(max(d[k].max() for k in d.files if k.startswith("y")))
+    if path.is_dir():
+        root = path / "train" if (path / "train").is_dir() else path
+        return sum(1 for p in root.iterdir() if p.is_dir()) or None
+    return None
+
+
+def check_model_architectures(config: dict, out=sys.stderr) -> None:
+    """Before any job: every `model:` architecture loads, takes square RGB images of a size
+    the config agrees with (its size becomes the architecture's input_size when the config
+    gives none), outputs one score per class of the data set, and QAT (when the grid asks for
+    it) can quantize every layer. One line each for what is wrong; one line per model of what
+    pruning and QAT will do with it."""
+    grid_archs = set(config.get("grid_architectures") or config["architectures"])
+    wants_qat = {c["arch"] for c in cells(config) if mode(c["quant"]).from_qat_model}
+    for name, a in config["architectures"].items():
+        if "model" not in a or name not in grid_archs:
+            continue
+        key = f"architectures.{name}.model"
+        report = inspected(a["model"], a.get("custom_objects"))
+        shape = report["input_shape"]
+        if report["inputs"] != 1 or not shape or len(shape) != 3:
+            raise ConfigError(
+                f"{key}: takes {report['inputs']} inputs of shape {shape}; pqgrid feeds one image tensor (h, w, 3)"
+            )
+        h, w, channels = shape
+        if channels != 3:
+            raise ConfigError(
+                f"{key}: takes {channels}-channel images; pqgrid feeds RGB (3 channels): retrain or wrap the model"
+            )
+        if h is not None and w is not None and h != w:
+            raise ConfigError(
+                f"{key}: takes {h}x{w} images; pqgrid feeds square images: give a model with a square input"
+            )
+        size = a.get("input_size")
+        if h is not None and size is not None and size != h:
+            raise ConfigError(
+                f"architectures.{name}.input_size: {size}, but the model takes {h}x{w}; remove input_size"
+            )
+        if h is not None and size is None:
+            a["input_size"] = h  # the data are prepared at the size the model takes
+        outputs = report["output_shape"]
+        classes = dataset_classes(config)
+        if not outputs or len(outputs) != 1:
+            raise ConfigError(f"{key}: outputs shape {outputs}; pqgrid needs one score per class (batch, classes)")
+        if classes is not None and outputs[0] != classes:
+            raise ConfigError(
+                f"{key}: outputs {outputs[0]} classes, the data set has {classes}; give the matching data set or model"
+            )
+        if name in wants_qat and report["qat_problem"]:
+            raise ConfigError(
+                f"{key}: QAT cannot fine-tune it ({report['qat_problem']}); leave it out with "
+                "quantization.subsets.qat.architectures"
+            )
+        qat = "QAT: every layer quantizable" if not report["qat_problem"] else f"QAT: no ({report['qat_problem']})"
+        print(
+            f"pqgrid: {name}: {report['layers']} layers, pruning wraps {len(report['pruned_layers'])} "
+            f"({', '.join(report['pruned_layers'][:4])}{', ...' if len(report['pruned_layers']) > 4 else ''}); {qat}",
+            file=out,
+        )
