@@ -46,11 +46,11 @@ try:
     check_config(
         config, load_schema(f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
     )
-    if any("model" in a for a in config["architectures"].values()):
-        # models trained outside pqgrid: loaded once (a child Python, cached) before any job
-        from pqgrid.models.imported import check_model_architectures
+    if any("model" in a or "tflite" in a for a in config["architectures"].values()):
+        # models from outside pqgrid: read once (a Keras model in a child Python, cached)
+        from pqgrid.models.imported import check_outside_models
 
-        check_model_architectures(config)
+        check_outside_models(config)
 except (ConfigError, CommandLineError) as e:
     # One line on stderr and a non-zero exit, no traceback: the line says it all.
     print(f"pqgrid config error: {e}", file=sys.stderr)

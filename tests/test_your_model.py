@@ -77,7 +77,16 @@ def fit_and_save(model, path):
         hits += int(it.get_tensor(it.get_output_details()[0]["index"]).argmax() == yt[i])
     out[path] = {"keras_top1": keras_top1, "own_int8_top1": hits / len(xt)}
 
-fit_and_save(small_net((32, 32, 3), 10, width=12), "mine.keras")
+mine = small_net((32, 32, 3), 10, width=12)
+fit_and_save(mine, "mine.keras")
+# the same model as a float .tflite, and as one with int8 input and output
+open("lite.tflite", "wb").write(tf.lite.TFLiteConverter.from_keras_model(mine).convert())
+conv = tf.lite.TFLiteConverter.from_keras_model(mine)
+conv.optimizations = [tf.lite.Optimize.DEFAULT]
+conv.representative_dataset = lambda: ([x[i : i + 1].astype(np.float32)] for i in range(20))
+conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+conv.inference_input_type = conv.inference_output_type = tf.int8
+open("int8io.tflite", "wb").write(conv.convert())
 L = tf_keras.layers
 i = L.Input((32, 32, 3))
 h = ScaledReLU()(L.Conv2D(16, 3, strides=2, padding="same")(i))
@@ -142,23 +151,36 @@ def test_models_from_outside_go_through_the_grid(user_folder):
         "mine": {"model": str(root / "mine.keras"), "scaling": "tf"},
         "custom": {"model": str(root / "custom.h5"), "custom_objects": str(root / "layers.py"), "scaling": "tf"},
         "own": {"builder": f"{root / 'arch.py'}:small_net", "width": 8, "scaling": "tf"},
+        "lite": {"tflite": str(root / "lite.tflite"), "scaling": "tf"},
     }
     args = _config(root, wf, archs)
     proc = snakemake(wf, "--cores", "2", "all", *args, timeout=1800)
     assert "mine: " in proc.stderr and "pruning wraps" in proc.stderr, "the model check says what pruning does"
+    assert "lite: a .tflite" in proc.stderr and "not: s50 fp32, s50 int8" in proc.stderr, (
+        "and what a .tflite cannot have"
+    )
     run = wf / "runs/yours"
     s = pd.read_csv(run / "results/tables/summary.csv")
-    assert len(s) == 3 * 2 * 2 and set(s.arch) == set(archs)
+    assert len(s) == 3 * 2 * 2 + 2 and set(s.arch) == set(archs), "the .tflite: s0 fp32 and int8 only"
     outside = json.loads((root / "outside.json").read_text())
     for arch, file in (("mine", "mine.keras"), ("custom", "custom.h5")):
         fp32 = s[(s.arch == arch) & (s.sparsity == 0) & (s["quant"] == "fp32")].iloc[0]
         int8 = s[(s.arch == arch) & (s.sparsity == 0) & (s["quant"] == "int8")].iloc[0]
         assert abs(fp32.top1 - outside[file]["keras_top1"]) <= 0.001, (arch, fp32.top1, outside[file])
         assert abs(int8.top1 - outside[file]["own_int8_top1"]) <= 0.01, (arch, int8.top1, outside[file])
+    lite = s[s.arch == "lite"].set_index("quant")
+    assert lite.loc["fp32", "top1"] == pytest.approx(outside["mine.keras"]["keras_top1"], abs=0.001), (
+        "the file as it is"
+    )
+    assert abs(lite.loc["int8", "top1"] - outside["mine.keras"]["own_int8_top1"]) <= 0.01, "quantized from the file"
+    assert (
+        lite.loc["int8", "input_dtype"] == "float32"
+        and lite.loc["int8", "file_bytes"] < 0.5 * lite.loc["fp32", "file_bytes"]
+    )
     assert (s[s.arch == "own"].top1 > 0.3).all(), "the user's builder trained in the grid learns (chance: 0.1)"
     assert outside["mine.keras"]["keras_top1"] < 0.95, "a test where agreement is not automatic"
-    assert (s[s.sparsity == 50].tflite_kernel_sparsity > 0.4).all(), "every kind was pruned"
-    assert len(list((run / "results/bench").rglob("*.json"))) >= 12, "every cell measured on local"
+    assert (s[s.sparsity == 50].tflite_kernel_sparsity > 0.4).all(), "every kind with a Keras model was pruned"
+    assert len(list((run / "results/bench").rglob("*.json"))) >= 14, "every cell measured on local"
 
 
 @pytest.mark.parametrize(
@@ -176,6 +198,15 @@ def test_models_from_outside_go_through_the_grid(user_folder):
         ({"builder": "{root}/arch.py:small_net", "depth": 3, "scaling": "tf"}, r"small_net\(\) takes no 'depth'"),
         ({"builder": "{root}/arch.py:small_net"}, r"a builder of your own needs the input scaling"),
         ({"builder": "{root}/arch.py:small_net", "scaling": "tf", "weights": "x.h5"}, r"starts from scratch"),
+        ({"tflite": "{root}/int8io.tflite", "scaling": "tf"}, r"mine.tflite: takes int8 input .* give the float model"),
+        (
+            {"tflite": "{root}/lite.tflite", "scaling": "tf", "input_size": 64},
+            r"input_size: 64, but the .tflite takes 32x32",
+        ),
+        (
+            {"tflite": "{root}/lite.tflite", "model": "{root}/mine.keras", "scaling": "tf"},
+            r"give one of builder .* not model and tflite",
+        ),
     ],
     ids=[
         "size",
@@ -187,7 +218,10 @@ def test_models_from_outside_go_through_the_grid(user_folder):
         "kwarg",
         "builder-scaling",
         "weights",
-    ],
+        "tflite-int8-io",
+        "tflite-size",
+        "two-kinds",
+    ],  # fmt: skip
 )
 def test_bad_models_fail_before_any_job(user_folder, arch, message):
     root, wf = user_folder

@@ -68,8 +68,15 @@ def for_cells(pattern):
 
 
 def for_models(pattern):
-    """`pattern` filled in for every Keras model (arch x seed x sparsity)."""
-    return sorted({pattern.format(**c) for c in cells()})
+    """`pattern` filled in for every Keras model (arch x seed x sparsity); a `.tflite`
+    architecture has none."""
+    return sorted(
+        {
+            pattern.format(**c)
+            for c in cells()
+            if "tflite" not in config["architectures"][c["arch"]]
+        }
+    )
 
 
 def bench_targets():
@@ -166,7 +173,14 @@ def pie_variants(wildcards):
 
 def pie_reference(wildcards):
     """Per-image predictions of the trained Keras models, one per seed: the uncompressed
-    population."""
+    population (of a `.tflite` architecture: its fp32 file)."""
+    if "tflite" in config["architectures"][wildcards.arch]:
+        return [
+            rules.evaluate_tflite.output.predictions.format(
+                arch=wildcards.arch, seed=s, sparsity="0", quant="fp32"
+            )
+            for s in GRID["seed"]
+        ]
     return [
         rules.evaluate_keras.output.predictions.format(
             arch=wildcards.arch, seed=s, sparsity="0"
@@ -211,6 +225,8 @@ def convert_source(wildcards):
         )
     if mode(wildcards.quant).from_qat_model:
         return rules.qat_model.output.model.format(**wildcards)
+    if "tflite" in config["architectures"][wildcards.arch]:
+        return workflow_path(config["architectures"][wildcards.arch]["tflite"])
     return keras_model(wildcards)
 
 
@@ -237,6 +253,20 @@ def model_files_digest(wildcards):
         if weights and weights != "imagenet"
         else None
     )
+
+
+def reference_metrics(wildcards):
+    """What a cell's accuracy is compared with (a collapse to chance is a defect): its Keras
+    model's metrics; for a `.tflite` architecture, which has none, the fp32 file's."""
+    if "tflite" not in config["architectures"][wildcards.arch]:
+        return {"keras": rules.evaluate_keras.output.metrics.format(**wildcards)}
+    if wildcards.quant == "fp32":
+        return {}
+    return {
+        "reference": rules.evaluate_tflite.output.metrics.format(
+            **{**wildcards, "quant": "fp32"}
+        )
+    }
 
 
 def qat_inputs(wildcards):

@@ -36,11 +36,11 @@ rule evaluate_tflite:
     per-image predictions."""
     input:
         unpack(qat_inputs),
+        unpack(reference_metrics),
         tflite=rules.convert_tflite.output.tflite,
         gz=rules.convert_tflite.output.gz,
         test=data_file("test"),
         manifest=data_file("manifest"),
-        keras=rules.evaluate_keras.output.metrics,
     output:
         metrics="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.json",
         per_class="results/eval/{arch}/seed{seed}/s{sparsity}_{quant}.per_class.csv",

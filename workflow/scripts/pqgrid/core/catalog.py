@@ -84,9 +84,11 @@ ARCH_RESERVED = {
     "scaling",
     "model",
     "custom_objects",
+    "tflite",
 }
 # What tables and findings call a model given as a file (it has no builder).
 MODEL_FILE = "model file"
+TFLITE_FILE = "tflite file"
 STEMS = ("imagenet", "cifar")
 
 
@@ -109,8 +111,8 @@ def builder_entry(builder: str) -> dict:
 
 
 def builder_name(arch_cfg: dict) -> str:
-    """The builder of an architecture, or MODEL_FILE for a trained model given as a file."""
-    return arch_cfg.get("builder") or MODEL_FILE
+    """The builder of an architecture, or MODEL_FILE / TFLITE_FILE for a model given as a file."""
+    return arch_cfg.get("builder") or (TFLITE_FILE if "tflite" in arch_cfg else MODEL_FILE)
 
 
 def input_scaling(arch_cfg: dict):

@@ -13,7 +13,7 @@ import re
 from pqgrid.core import registry
 from pqgrid.core.catalog import BUILDERS, STEMS, builder_entry, builder_kwargs, is_user_builder
 from pqgrid.core.devices import DEVICE_TYPES
-from pqgrid.core.modes import MODES, SPARSE_SUFFIX, mode, split_quant
+from pqgrid.core.modes import MODES, SPARSE_SUFFIX, derives_from_fp32, mode, split_quant
 
 DATASET_SOURCES = ("keras", "synthetic", "synthetic-photos")  # plus a path (folder, tar, CIFAR python batches)
 
@@ -67,6 +67,15 @@ def grid(config: dict) -> dict:
     }
 
 
+def from_tflite_file(arch_cfg: dict, sparsity: str, quant: str) -> bool:
+    """Whether a cell can be made for the architecture: any for a builder or a Keras model;
+    for a `.tflite` only the file itself (fp32) and the modes derived from a float .tflite,
+    at sparsity 0 (no Keras model: no pruning, QAT or converter-only modes)."""
+    if "tflite" not in arch_cfg:
+        return True
+    return sparsity_token(sparsity) == "0" and (quant == "fp32" or derives_from_fp32(quant))
+
+
 def cells(config: dict) -> list:
     """Every (arch, seed, sparsity, quant) of the grid as wildcard dicts: the product of the
     axes, less what `quantization.subsets` leaves out (a mode run on part of the grid)."""
@@ -77,6 +86,8 @@ def cells(config: dict) -> list:
         for s in g["seed"]:
             for p in g["sparsity"]:
                 for q in g["quant"]:
+                    if not from_tflite_file(config["architectures"][a], p, q):
+                        continue
                     sub = subsets.get(q) or {}
                     if "architectures" in sub and a not in sub["architectures"]:
                         continue
@@ -118,7 +129,11 @@ def _check_architectures(config: dict) -> None:
     for name, a in archs.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]*", name):
             raise ConfigError(f"architectures.{name}: use letters, digits and '_' only in architecture names")
-        if "model" in a:
+        if not any(k in a for k in ("builder", "model", "tflite")):
+            raise ConfigError(
+                f"architectures.{name}: give builder (to train it), model (a trained Keras model) or tflite (a float .tflite)"
+            )
+        if "model" in a or "tflite" in a:
             _check_model_file(name, a)
             continue
         b = a.get("builder")
@@ -144,7 +159,8 @@ def _check_architectures(config: dict) -> None:
 def arch_label(arch_cfg: dict, px: int) -> str:
     """A readable name for tables and figures: builder, the settings that make it differ from
     the plain builder, and the input size, e.g. "MobileNet α0.5 cifar-stem 96px"."""
-    parts = [arch_cfg.get("builder") or os.path.basename(os.path.normpath(arch_cfg["model"]))]
+    given = arch_cfg.get("model") or arch_cfg.get("tflite")  # a file: its name says what it is
+    parts = [arch_cfg.get("builder") or os.path.basename(os.path.normpath(given))]
     for key, value in sorted(builder_kwargs(arch_cfg).items()):
         if key == "alpha":
             parts.append(f"α{value:g}")
@@ -207,10 +223,16 @@ def _check_model_file(name: str, a: dict) -> None:
     """A trained model given as a file: what can be said without loading it (models/imported.py
     loads it once before any job: shapes, classes, layers)."""
     key = f"architectures.{name}"
-    if "builder" in a:
-        raise ConfigError(f"{key}: give builder (to train) or model (trained already), not both")
-    if not os.path.exists(workflow_path(a["model"])):
-        raise ConfigError(f"{key}.model: {a['model']!r} does not exist (relative paths start at {WORKFLOW_DIR})")
+    given = [k for k in ("builder", "model", "tflite") if k in a]
+    if len(given) > 1:
+        raise ConfigError(
+            f"{key}: give one of builder (to train), model (a trained Keras model) or tflite, not {' and '.join(given)}"
+        )
+    kind = given[0]
+    if not os.path.exists(workflow_path(a[kind])):
+        raise ConfigError(f"{key}.{kind}: {a[kind]!r} does not exist (relative paths start at {WORKFLOW_DIR})")
+    if kind == "tflite" and "custom_objects" in a:
+        raise ConfigError(f"{key}.custom_objects: a .tflite carries its ops; remove custom_objects")
     for other in ("weights", "stem", *builder_kwargs(a)):
         if other in a:
             raise ConfigError(f"{key}.{other}: a trained model file takes no {other}; remove it")

@@ -36,7 +36,7 @@ log = logging.getLogger("pqgrid")
 
 # The one place device defaults live (the schema states types only). No port: the host's
 # ~/.ssh/config Port applies unless the device config sets one, else 22.
-def settings(cfg: dict) -> dict:
+def device_config(cfg: dict) -> dict:
     """A device's config with the schema's defaults filled in (a job's params already have
     them: the Snakefile's validate filled them; a direct call may not)."""
     return device_with_defaults(cfg)
@@ -115,7 +115,7 @@ def _warn_throttled(name, result):
 def benchmark(*, tflite, out_json, name, cfg, cell):
     """Stage `benchmark_on_device`: latency and peak memory of one .tflite."""
     check_file(tflite)
-    cfg = settings(cfg)
+    cfg = device_config(cfg)
     started = dt.datetime.now(dt.UTC).isoformat()
     with session(name, cfg) as s:
         model = s.put(tflite, "model.tflite")
@@ -148,7 +148,7 @@ def measure_energy(*, tflite, out_json, name, cfg, cell):
     """Stage `energy_on_device`: power idle (the baseline just before) and under load, and
     energy per inference, from the device's `power` source."""
     check_file(tflite)
-    cfg = settings(cfg)
+    cfg = device_config(cfg)
     power = cfg["power"]
     method = power_method(power)
     host_meter = method == "command" and power["where"] == "host"
@@ -206,7 +206,7 @@ def device_accuracy(
     the host's numbers."""
 
     check_file(tflite)
-    cfg = settings(cfg)
+    cfg = device_config(cfg)
     _, y = load_npz(test_npz)
     host = read_json(host_json)
     host_labels = read_predictions(host_predictions)["label"]

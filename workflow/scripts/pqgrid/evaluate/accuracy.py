@@ -135,9 +135,9 @@ def evaluate_tflite(
     gz,
     test_npz,
     manifest,
-    keras_json,
+    keras_json=None,
     out_json,
-    out_csv,
+    out_per_class,
     out_layers,
     arch_cfg,
     cell,
@@ -146,23 +146,29 @@ def evaluate_tflite(
     threads=1,
     qat_json=None,
     out_predictions=None,
+    reference_json=None,
 ):
     """Metrics of one grid cell: accuracy overall and per class, confusion matrix, sizes,
     parameter statistics (from the .h5 and read back from the .tflite), and provenance.
     A qat cell also gets its QAT Keras model's top-1 and the .tflite's difference to it
-    (tfmot #368/#1107: they can disagree), and the kernel zeros before QAT."""
+    (tfmot #368/#1107: they can disagree), and the kernel zeros before QAT. A `.tflite`
+    architecture has no Keras model (`keras_json` None): its quantized cells are compared
+    with its fp32 file's metrics (`reference_json`), the Keras columns stay empty."""
 
     man = arrays.load_manifest(manifest)
     x, y = arrays.load_npz(test_npz)
     scores = _scores(tflite, x, arch_cfg, batch_size, threads)
     pred = np.argmax(scores, axis=1)
     per_class = per_class_table(y, pred, man["classes"])
-    keras_stats = read_json(keras_json)
     top1 = topk_accuracy(scores, y, 1)
-    if collapsed(top1, keras_stats["top1_test"], len(man["classes"]), len(y)):
-        log.warning(
-            collapse_message(f"{tflite}", top1, "its Keras model", keras_stats["top1_test"], len(man["classes"]))
-        )
+    if keras_json:
+        keras_stats = read_json(keras_json)
+        parent, parent_top1 = "its Keras model", keras_stats["top1_test"]
+    else:
+        keras_stats = dict.fromkeys((*SPARSITY_KEYS, "top1_test"))
+        parent, parent_top1 = "its fp32 .tflite", read_json(reference_json)["top1"] if reference_json else None
+    if parent_top1 is not None and collapsed(top1, parent_top1, len(man["classes"]), len(y)):
+        log.warning(collapse_message(f"{tflite}", top1, parent, parent_top1, len(man["classes"])))
     kernels = read_kernels(tflite)
     m_by_n = (settings.get("pruning") or {}).get("m_by_n")
     layers = pd.DataFrame(layer_table(kernels, m_by_n))
@@ -191,7 +197,7 @@ def evaluate_tflite(
     }
     if out_predictions:
         write_predictions(out_predictions, scores, y, test_npz)
-    with atomic_path(out_csv) as tmp:
+    with atomic_path(out_per_class) as tmp:
         per_class.to_csv(tmp, index=False)
     with atomic_path(out_layers) as tmp:
         layers.to_csv(tmp, index=False)

@@ -81,9 +81,12 @@ def summarize(
     for p in keras_jsons:
         k = read_json(p)
         keras[_model_key(k["cell"])] = k
+    evals = [read_json(p) for p in eval_jsons]
+    for e in evals:  # a .tflite architecture's parent: its fp32 file
+        if e["settings"]["architecture"].get("tflite") and e["cell"]["quant"] == "fp32":
+            keras.setdefault(_model_key(e["cell"]), {"top1_test": e["top1"]})
     rows, long = [], []
-    for p, pc in zip(eval_jsons, per_class_csvs, strict=True):
-        e = read_json(p)
+    for e, pc in zip(evals, per_class_csvs, strict=True):
         classes = read_csv(pc, PER_CLASS_COLUMNS)
         if classes.support.sum() != e["test_images"]:  # whole rows lost: cut at a line end
             raise damaged(pc, f"{classes.support.sum()} of {e['test_images']} test images")
@@ -163,7 +166,10 @@ def _model_key(cell) -> tuple:
 
 def _row(e: dict, keras: dict, classes: pd.DataFrame) -> dict:
     """One summary row: the cell's metrics, its Keras model's, and the collapse guard."""
-    c, k = e["cell"], keras[_model_key(e["cell"])]
+    c = e["cell"]
+    # A `.tflite` architecture has no Keras model: its fp32 file is the parent, read into
+    # `keras` by summarize as (arch, seed, "0") with the fp32 cell's top-1.
+    k = keras.get(_model_key(c), {})
     worst = classes.loc[classes["accuracy"].idxmin()]
     # The parent is the trained (unpruned) Keras model of the same architecture and seed.
     parent = keras.get((c["arch"], str(c["seed"]), "0"), {}).get("top1_test", float("nan"))
@@ -175,9 +181,9 @@ def _row(e: dict, keras: dict, classes: pd.DataFrame) -> dict:
         "input_px": e.get("input_px", 32),
         **{key: e[key] for key in EVAL_KEYS},
         **{key: e.get(key) for key in (*TFLITE_KEYS, *OPTIONAL_KEYS)},
-        "keras_top1_train": k["top1_train"],
-        "keras_top3_train": k["top3_train"],
-        "keras_top3_test": k["top3_test"],
+        "keras_top1_train": k.get("top1_train"),
+        "keras_top3_train": k.get("top3_train"),
+        "keras_top3_test": k.get("top3_test"),
         "gzip_ratio": e["gzip_bytes"] / e["file_bytes"],
         "worst_class": worst["class"],
         "worst_class_top1": float(worst["accuracy"]),

@@ -24,7 +24,7 @@ import numpy as np
 
 from pqgrid import __version__
 from pqgrid.core.catalog import input_scaling
-from pqgrid.core.config import ConfigError, cells, workflow_path
+from pqgrid.core.config import ConfigError, cells, grid, workflow_path
 from pqgrid.core.modes import mode
 from pqgrid.core.provenance import file_digest, folder_digest
 from pqgrid.core.tfsetup import tensorflow
@@ -140,6 +140,72 @@ def import_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_
     fit.save_model(model, model_out, f"{model_out}.resume")
 
 
+def inspect_tflite(path) -> dict:
+    """A .tflite's input and output tensors, read with LiteRT's interpreter (no TensorFlow)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        it = Interpreter(model_path=str(path))
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(f"tflite {path}: LiteRT cannot read it ({str(e).splitlines()[0][:200]})") from None
+    inputs, outputs = it.get_input_details(), it.get_output_details()
+    return {
+        "inputs": len(inputs),
+        "input_shape": [int(v) for v in inputs[0]["shape"][1:]],
+        "input_dtype": inputs[0]["dtype"].__name__,
+        "output_shape": [int(v) for v in outputs[0]["shape"][1:]],
+        "output_dtype": outputs[0]["dtype"].__name__,
+    }
+
+
+def _check_tflite(config: dict, name: str, a: dict, out) -> None:
+    """A `.tflite` architecture: a float model taking square RGB images of the data's size,
+    one score per class; one line saying which cells of the grid it cannot have."""
+    key = f"architectures.{name}.tflite"
+    t = inspect_tflite(workflow_path(a["tflite"]))
+    if t["input_dtype"] != "float32" or t["output_dtype"] != "float32":
+        raise ConfigError(
+            f"{key}: takes {t['input_dtype']} input and gives {t['output_dtype']} output; give the float model "
+            "(pqgrid quantizes it itself), or the Keras model as `model:`"
+        )
+    if t["inputs"] != 1 or len(t["input_shape"]) != 3 or t["input_shape"][2] != 3:
+        raise ConfigError(
+            f"{key}: takes {t['inputs']} inputs of shape {t['input_shape']}; pqgrid feeds one (h, w, 3) image"
+        )
+    h, w, _ = t["input_shape"]
+    if h != w:
+        raise ConfigError(f"{key}: takes {h}x{w} images; pqgrid feeds square images")
+    size = a.get("input_size")
+    if size is not None and size != h:
+        raise ConfigError(f"architectures.{name}.input_size: {size}, but the .tflite takes {h}x{w}; remove input_size")
+    a.setdefault("input_size", h)
+    classes = dataset_classes(config)
+    if len(t["output_shape"]) != 1 or (classes is not None and t["output_shape"][0] != classes):
+        raise ConfigError(
+            f"{key}: outputs {t['output_shape']}, the data set has {classes} classes; give the matching model"
+        )
+    grid = [c for c in full_grid(config) if c["arch"] == name]
+    kept = {(c["sparsity"], c["quant"]) for c in cells(config) if c["arch"] == name}
+    left = sorted({f"s{c['sparsity']} {c['quant']}" for c in grid if (c["sparsity"], c["quant"]) not in kept})
+    print(
+        f"pqgrid: {name}: a .tflite: evaluated, quantized from the file (modes made from fp32) and measured"
+        + (f"; no Keras model, so not: {', '.join(left)}" if left else ""),
+        file=out,
+    )
+
+
+def full_grid(config: dict) -> list:
+    """Every arch x seed x sparsity x quant of the axes, before any subset or file limit."""
+    g = grid(config)
+    return [
+        dict(arch=a, seed=s, sparsity=p, quant=q)
+        for a in g["arch"]
+        for s in g["seed"]
+        for p in g["sparsity"]
+        for q in g["quant"]
+    ]
+
+
 def dataset_classes(config: dict) -> int | None:
     """How many classes the data set has, where that is cheap to know before any job (None:
     an archive; the import job checks it)."""
@@ -158,7 +224,7 @@ def dataset_classes(config: dict) -> int | None:
     return None
 
 
-def check_model_architectures(config: dict, out=sys.stderr) -> None:
+def check_outside_models(config: dict, out=sys.stderr) -> None:
     """Before any job: every `model:` architecture loads, takes square RGB images of a size
     the config agrees with (its size becomes the architecture's input_size when the config
     gives none), outputs one score per class of the data set, and QAT (when the grid asks for
@@ -167,7 +233,12 @@ def check_model_architectures(config: dict, out=sys.stderr) -> None:
     grid_archs = set(config.get("grid_architectures") or config["architectures"])
     wants_qat = {c["arch"] for c in cells(config) if mode(c["quant"]).from_qat_model}
     for name, a in config["architectures"].items():
-        if "model" not in a or name not in grid_archs:
+        if name not in grid_archs:
+            continue
+        if "tflite" in a:
+            _check_tflite(config, name, a, out)
+            continue
+        if "model" not in a:
             continue
         key = f"architectures.{name}.model"
         report = inspected(a["model"], a.get("custom_objects"))

@@ -151,6 +151,11 @@ def convert_cell(*, source, out_gz=None, **kwargs):
     copy too."""
     if modes.derives_from_fp32(kwargs["mode"]):
         derive_from_fp32(fp32_tflite=source, **kwargs)
+    elif str(source).endswith(".tflite"):  # a `.tflite` architecture: the file is its fp32 cell
+        check_file(source)
+        with atomic_path(kwargs["out_tflite"]) as tmp:
+            shutil.copyfile(source, tmp)
+        log.info("copied %s as the fp32 cell", source)
     else:
         convert_tflite(model_h5=source, **kwargs)
     if out_gz is not None:
