@@ -207,6 +207,7 @@ def test_models_from_outside_go_through_the_grid(user_folder):
             {"tflite": "{root}/lite.tflite", "model": "{root}/mine.keras", "scaling": "tf"},
             r"give one of builder .* not model and tflite",
         ),
+        ({"scaling": "tf"}, r"mine: give builder \(to train it\), model .* or tflite"),
     ],
     ids=[
         "size",
@@ -221,7 +222,8 @@ def test_models_from_outside_go_through_the_grid(user_folder):
         "tflite-int8-io",
         "tflite-size",
         "two-kinds",
-    ],  # fmt: skip
+        "none",
+    ],
 )
 def test_bad_models_fail_before_any_job(user_folder, arch, message):
     root, wf = user_folder
