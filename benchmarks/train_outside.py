@@ -102,7 +102,7 @@ def main():
     (out / "resnet_ish.tflite").write_bytes(fp32)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x[i : i + 1].astype(np.float32)] for i in range(200))
+    conv.representative_dataset = lambda: ([x[i : i + 1].astype(np.float32)] for i in range(min(200, len(x))))
     own_int8 = conv.convert()
     report = {
         "classes": names,

@@ -4,6 +4,7 @@ the user's own (module:function), through the smoke grid (prune x quantize x eva
 device) on an .npz data set; and the bad cases, each one line before any job."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -182,6 +183,37 @@ def test_models_from_outside_go_through_the_grid(user_folder):
     assert (s[s.sparsity == 50].tflite_kernel_sparsity > 0.4).all(), "every kind with a Keras model was pruned"
     assert len(list((run / "results/bench").rglob("*.json"))) >= 14, "every cell measured on local"
 
+    # what reruns: nothing after the run; a replaced model file its architecture's cells; an
+    # edited builder file its architecture's training and what follows
+    def first_rules(extra=()):
+        out = snakemake(wf, "-n", "all", *args, *extra).stdout
+        return {
+            (rule, arch)
+            for rule, arch in re.findall(
+                r"^(?:local)?rule (\w+):\n(?:[ \t]+.*\n)*?[ \t]+wildcards: arch=(\w+)", out, re.M
+            )
+        }
+
+    assert first_rules() == set()
+    saved = (root / "custom.h5").read_bytes()
+    retrain = (
+        "import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'; import tf_keras, layers; "
+        "m = tf_keras.models.load_model('custom.h5'); w = m.get_weights(); w[-1] = w[-1] + 0.01; "
+        "m.set_weights(w); m.save('custom.h5')"
+    )
+    subprocess.run([sys.executable, "-c", retrain], cwd=root, check=True, capture_output=True)
+    try:
+        assert {a for _, a in first_rules()} == {"custom"}
+    finally:
+        (root / "custom.h5").write_bytes(saved)
+    code = (root / "arch.py").read_text()
+    (root / "arch.py").write_text(code.replace("width=16", "width=16, extra=0"))
+    try:
+        planned = first_rules()
+        assert {a for _, a in planned} == {"own"} and ("train_model", "own") in planned
+    finally:
+        (root / "arch.py").write_text(code)
+
 
 @pytest.mark.parametrize(
     "arch, message",
@@ -231,7 +263,7 @@ def test_bad_models_fail_before_any_job(user_folder, arch, message):
     proc = snakemake(wf, "-n", "all", *_config(root, wf, {"mine": arch}), check=False)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("pqgrid config error:")]
-    assert len(errors) == 1 and __import__("re").search(message, errors[0]), proc.stderr[-2000:]
+    assert len(errors) == 1 and re.search(message, errors[0]), proc.stderr[-2000:]
     assert "jobs to run" not in proc.stdout + proc.stderr, "stopped before planning any job"
 
 
