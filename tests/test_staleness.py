@@ -82,7 +82,10 @@ def _resolve(node):
     if not ref:
         return node
     target = SCHEMA["$defs"][ref.rsplit("/", 1)[1]]
-    return {**target, **node, "properties": {**target.get("properties", {}), **node.get("properties", {})}}
+    props = dict(target.get("properties", {}))
+    for key, extra in node.get("properties", {}).items():  # keywords beside the $ref add defaults
+        props[key] = {**props.get(key, {}), **extra, "properties": props.get(key, {}).get("properties", {})}
+    return {**target, **node, "properties": props}
 
 
 def _generic(path: str) -> str:
@@ -142,6 +145,8 @@ def other_value(path: str):
     if _generic(path) in EXAMPLES:
         return EXAMPLES[_generic(path)]
     s, now = _schema_at(path), _current(path)
+    if now is None:  # not in the config: the schema's default is in effect
+        now = s.get("default")
     if "enum" in s:
         return next(v for v in s["enum"] if v != now)
     types = s.get("type") if isinstance(s.get("type"), list) else [s.get("type")]

@@ -71,7 +71,7 @@ def _own_module(node: ast.AST, module: str | None) -> list[str]:
 
 def _module_aliases(tree: ast.Module, module: str | None) -> dict:
     """Local name -> pqgrid module, for imports that bind a module (`from pqgrid.core import
-    harness`): what `harness.__file__` refers to."""
+    harness`): what `harness.__file__` refers to, and imports that run a module."""
     aliases = {}
     for node in tree.body:
         if isinstance(node, ast.ImportFrom):
@@ -156,7 +156,13 @@ def _read(stmt: ast.stmt, module: str | None, aliases: dict) -> _Statement:
                 imports.append(ref[1])
                 names.add(ref[2])
     text = None if _own_module(stmt, module) else _canon(stmt, module)
-    return _Statement(frozenset(_defined(stmt)), frozenset(names), tuple(imports), tuple(runs_file), text)
+    defines = _defined(stmt)
+    if isinstance(stmt, ast.ImportFrom) and defines and defines <= set(aliases):
+        # `from pqgrid.report import claims_size`: importing a module runs it (its
+        # registrations, e.g. @claim), so the statement is reached whenever its module is,
+        # not only where a name it binds is used
+        defines = set()
+    return _Statement(frozenset(defines), frozenset(names), tuple(imports), tuple(runs_file), text)
 
 
 @functools.cache
