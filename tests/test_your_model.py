@@ -296,3 +296,30 @@ def test_readme_shows_each_kind_of_model():
     text = (ROOT / "docs/your-model.md").read_text()
     for needle in ("model: ", "custom_objects: ", "builder: ", "scaling: ", ".npz"):
         assert needle in text, needle
+
+
+def test_a_model_file_fine_tunes_when_its_architecture_asks(user_folder, tmp_path):
+    """`training.epochs` on a `model:` architecture: the import job fine-tunes the user's model
+    for those epochs (history rows, changed weights) before saving it as the trained model;
+    without epochs it is saved as it is."""
+    from conftest import stage_command, synthetic_npz
+
+    root, _ = user_folder
+    d = synthetic_npz(tmp_path / "data", 10, 5)
+    settings = {"epochs": 1, "batch_size": 32, "learning_rate": 1e-3, "final_learning_rate": 1e-4, "momentum": 0.9,
+                "validation": "test", "deterministic": True}  # fmt: skip
+    common = dict(train_npz=str(d / "train.npz"), test_npz=str(d / "test.npz"), manifest=str(d / "manifest.json"),
+                  arch_cfg={"model": str(root / "mine.keras"), "scaling": "tf"}, seed=0, threads=1)  # fmt: skip
+    for name, epochs in (("tuned", 1), ("as_is", 0)):
+        cmd = stage_command("models.train", "train_model", model_out=str(tmp_path / f"{name}.h5"),
+                            history_csv=str(tmp_path / f"{name}.csv"), settings={**settings, "epochs": epochs}, **common)  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True)
+    check = (
+        "import os, sys, numpy as np; os.environ['TF_USE_LEGACY_KERAS'] = '1'; import tf_keras; "
+        "a, b, c = (tf_keras.models.load_model(p, compile=False).get_weights() for p in sys.argv[1:]); "
+        "print(all(np.array_equal(x, y) for x, y in zip(a, c)), all(np.array_equal(x, y) for x, y in zip(a, b)))"
+    )
+    out = subprocess.run([sys.executable, "-c", check, str(root / "mine.keras"), str(tmp_path / "tuned.h5"),
+                          str(tmp_path / "as_is.h5")], check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
+    assert out == ["True", "False"], "as is: the user's weights; fine-tuned: changed"
+    assert len((tmp_path / "tuned.csv").read_text().splitlines()) == 2, "one epoch in the history"

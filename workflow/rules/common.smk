@@ -16,6 +16,7 @@ from pqgrid.core.catalog import is_user_builder
 from pqgrid.core.config import (
     grid,
     input_size,
+    module_file,
     sparsity_value,
     user_builder_file,
     workflow_path,
@@ -242,9 +243,7 @@ def model_files_digest(wildcards):
         layers = arch.get("custom_objects")
         return {
             "model": folder_digest(path) if os.path.isdir(path) else file_digest(path),
-            "custom_objects": (
-                file_digest(user_builder_file(f"{layers}:_")) if layers else None
-            ),
+            "custom_objects": (file_digest(module_file(layers)) if layers else None),
         }
     if is_user_builder(arch.get("builder")):
         return {"builder_code": file_digest(user_builder_file(arch["builder"]))}

@@ -242,17 +242,21 @@ def _check_model_file(name: str, a: dict) -> None:
             "torch (x/255, ImageNet mean/std) or {scale, mean, std}"
         )
     module = a.get("custom_objects")
-    if module and user_builder_file(f"{module}:_") is None:
+    if module and module_file(module) is None:
         raise ConfigError(
             f"{key}.custom_objects: {module!r} not found; give a path/to/file.py or a module importable from {WORKFLOW_DIR}"
         )
 
 
 def user_builder_file(builder: str) -> str | None:
-    """The file a `module:function` builder lives in, found without importing it: a path
-    (relative to the workflow's folder), a module under the workflow's folder, or an
-    installed module; None when there is none."""
-    module = builder.rsplit(":", 1)[0]
+    """The file a `module:function` builder lives in (module_file)."""
+    return module_file(builder.rsplit(":", 1)[0])
+
+
+def module_file(module: str) -> str | None:
+    """The file of a module the config names, found without importing it: a path (relative
+    to the workflow's folder), a module under the workflow's folder, or an installed module;
+    None when there is none."""
     if module.endswith(".py"):
         path = workflow_path(module)
         return path if os.path.isfile(path) else None

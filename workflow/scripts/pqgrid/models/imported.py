@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import subprocess
 import sys
@@ -120,20 +119,19 @@ def import_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_
     epochs = settings.get("epochs", 0)
     log.info("imported %s: %d layers; fine-tuning %d epochs", arch_cfg["model"], len(model.layers), epochs)
     if epochs:
-        steps = math.ceil(len(x) / settings["batch_size"])
-        fit.fit_resumable(
+        fit.fine_tune(
             model,
-            fit.rmsprop(settings, steps * epochs),
+            settings,
             (x, y),
             val,
             epochs=epochs,
-            batch_size=settings["batch_size"],
             seed=seed,
             scaling=input_scaling(arch_cfg),
             num_classes=len(man["classes"]),
-            resume_dir=f"{model_out}.resume",
-            run_id=fit.fingerprint(arch_cfg, settings, seed, man["npz_sha256"]),
+            model_out=model_out,
             history_csv=history_csv,
+            run_id=fit.fingerprint(arch_cfg, settings, seed, man["npz_sha256"]),
+            callbacks=[],
         )
     else:
         fit.write_history(history_csv, [])
