@@ -250,7 +250,12 @@ def test_every_schema_leaf_has_a_stage():
 # Keys that make an architecture another kind of model (a Keras file, a .tflite): no value
 # fits the smoke run's builder architecture. What their content reruns is tested where such
 # models run (tests/test_your_model.py: a replaced model file, an edited builder file).
-REPLACE_THE_MODEL = {"architectures.*.model", "architectures.*.tflite", "architectures.*.custom_objects"}
+REPLACE_THE_MODEL = {
+    "architectures.*.model",
+    "architectures.*.tflite",
+    "architectures.*.custom_objects",
+    "architectures.*.classes",
+}
 
 
 def test_every_setting_reruns_exactly_its_stages(moved_run):

@@ -95,6 +95,12 @@ h = L.GlobalAveragePooling2D()(L.Conv2D(32, 3, strides=2, padding="same", activa
 fit_and_save(tf_keras.Model(i, L.Dense(10, activation="softmax")(h)), "custom.h5")
 wide = L.Input((48, 48, 3))
 tf_keras.Model(wide, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(wide)))).save("wide48.keras")
+# two layers QAT cannot quantize (a custom layer twice, a non-constant TFOpLambda)
+q = L.Input((32, 32, 3))
+h = ScaledReLU(name="act_a")(L.Conv2D(8, 3, strides=2, padding="same")(q))
+h = ScaledReLU(name="act_b")(L.Conv2D(8, 3, strides=2, padding="same")(h))
+h = tf.math.sin(h)
+tf_keras.Model(q, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(h))).save("noqat.keras")
 five = L.Input((32, 32, 3))
 tf_keras.Model(five, L.Dense(5, activation="softmax")(L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(five)))).save("five.keras")
 json.dump(out, open("outside.json", "w"))
@@ -118,6 +124,18 @@ def user_folder(tmp_path_factory):
         x_test=test.x,
         y_test=test.y,
         classes=np.array([f"stripes{c}" for c in range(10)]),
+    )
+    # the same images with the classes in another order (labels renumbered): a model trained
+    # on data.npz names its outputs with `classes:` to be scored on this one
+    order = [3, 7, 0, 9, 1, 6, 8, 2, 4, 5]  # new label i is old class order[i]; no class stays
+    new_label = np.argsort(order)
+    np.savez(
+        root / "shuffled.npz",
+        x_train=train.x,
+        y_train=new_label[train.y],
+        x_test=test.x,
+        y_test=new_label[test.y],
+        classes=np.array([f"stripes{c}" for c in order]),
     )
     (root / "layers.py").write_text(textwrap.dedent(LAYERS))
     (root / "arch.py").write_text(textwrap.dedent(ARCH))
@@ -240,6 +258,22 @@ def test_models_from_outside_go_through_the_grid(user_folder):
             r"give one of builder .* not model and tflite",
         ),
         ({"scaling": "tf"}, r"mine: give builder \(to train it\), model .* or tflite"),
+        (
+            {"model": "{root}/mine.keras", "scaling": "tf", "classes": ["stripes0", "stripes1"]},
+            r"mine.classes: names 2 classes, the model outputs 10",
+        ),
+        (
+            {"model": "{root}/mine.keras", "scaling": "tf", "classes": [f"stripes{c}" for c in range(9)] + ["cat"]},
+            r"mine.classes: the data set's classes \['stripes9'\] are not among the model's, \['cat'\]",
+        ),
+        (
+            {"tflite": "{root}/lite.tflite", "scaling": "tf", "classes": [f"s{c}" for c in range(10)]},
+            r"mine.classes: the data set's classes",
+        ),
+        (
+            {"builder": "{root}/arch.py:small_net", "scaling": "tf", "classes": ["a", "b"]},
+            r"mine.classes: names a model file's outputs; a builder trains",
+        ),
     ],
     ids=[
         "size",
@@ -255,6 +289,10 @@ def test_models_from_outside_go_through_the_grid(user_folder):
         "tflite-size",
         "two-kinds",
         "none",
+        "classes-count",
+        "classes-names",
+        "tflite-classes-names",
+        "classes-builder",
     ],
 )
 def test_bad_models_fail_before_any_job(user_folder, arch, message):
@@ -323,3 +361,53 @@ def test_a_model_file_fine_tunes_when_its_architecture_asks(user_folder, tmp_pat
                           str(tmp_path / "as_is.h5")], check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
     assert out == ["True", "False"], "as is: the user's weights; fine-tuned: changed"
     assert len((tmp_path / "tuned.csv").read_text().splitlines()) == 2, "one epoch in the history"
+
+
+def test_a_models_class_order_maps_onto_the_data_sets(user_folder):
+    """`classes:` names a model's outputs in its own order. On a data set numbering the same
+    classes otherwise (no class keeps its number), the model file (reordered when imported)
+    and the .tflite (scores reordered where read, on the host and on the device) score what
+    the model scored on its own data; the .tflite without `classes:` is near chance."""
+    root, wf = user_folder
+    trained_order = [f"stripes{c}" for c in range(10)]
+    archs = {
+        "mine": {"model": str(root / "mine.keras"), "scaling": "tf", "classes": trained_order},
+        "lite": {"tflite": str(root / "lite.tflite"), "scaling": "tf", "classes": trained_order},
+        "lite_unmapped": {"tflite": str(root / "lite.tflite"), "scaling": "tf"},
+    }
+    args = _config(root, wf, archs, pruning={"sparsities": [0]}, devices={"local": {"type": "local", "accuracy": True}})
+    cfg = yaml.safe_load((wf / "yours.yaml").read_text())
+    cfg.update(run_dir="runs/order", dataset={"source": str(root / "shuffled.npz"), "seed": 0})
+    cfg["quantization"]["modes"] = ["fp32"]
+    (wf / "yours.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(wf, "--cores", "2", "all", *args, timeout=1200)
+    run = wf / "runs/order/results"
+    s = pd.read_csv(run / "tables/summary.csv").set_index("arch")
+    keras_top1 = json.loads((root / "outside.json").read_text())["mine.keras"]["keras_top1"]
+    assert s.loc["mine", "top1"] == pytest.approx(keras_top1, abs=0.001)
+    assert s.loc["lite", "top1"] == pytest.approx(keras_top1, abs=0.001)
+    assert s.loc["lite_unmapped", "top1"] < keras_top1 - 0.15, "the order matters on this data"
+    on_device = json.loads((run / "device_eval/local/lite/seed0/s0_fp32.json").read_text())
+    assert on_device["top1"] == pytest.approx(keras_top1, abs=0.001) and on_device["answers_differing_from_host"] == 0
+    per_class = pd.read_csv(run / "eval/mine/seed0/s0_fp32.per_class.csv")
+    assert list(per_class.iloc[:, 0]) == [f"stripes{c}" for c in (3, 7, 0, 9, 1, 6, 8, 2, 4, 5)], "the data set's order"
+
+
+def test_every_layer_qat_cannot_quantize_is_named(user_folder):
+    """A model with three layers tfmot's 8-bit scheme has no config for: the check names
+    each (one line each, with what to do) and the run goes on without QAT; a grid asking
+    QAT for it stops before any job."""
+    root, wf = user_folder
+    arch = {"model": str(root / "noqat.keras"), "custom_objects": str(root / "layers.py"), "scaling": "tf"}
+    proc = snakemake(wf, "-n", "all", *_config(root, wf, {"mine": arch}))
+    named = [line for line in proc.stderr.splitlines() if "QAT cannot quantize" in line]
+    assert len(named) == 3, proc.stderr[-2000:]
+    assert ["act_a" in named[0], "act_b" in named[1], "TFOpLambda" in named[2]] == [True] * 3, named
+    assert all("give it one" in line or "write it as a Keras layer" in line for line in named), named
+    args = _config(root, wf, {"mine": arch})
+    cfg = yaml.safe_load((wf / "yours.yaml").read_text())
+    cfg["quantization"]["modes"] = ["fp32", "qat"]
+    (wf / "yours.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(wf, "-n", "all", *args, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("pqgrid config error:")]
+    assert proc.returncode != 0 and len(errors) == 1 and "QAT cannot fine-tune it (3 layers" in errors[0], errors

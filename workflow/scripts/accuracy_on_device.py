@@ -19,4 +19,5 @@ run_script(
     scaling=input_scaling(snakemake.params.model),
     batch_size=snakemake.params.batch_size,
     classes=load_manifest(snakemake.input.manifest)["classes"],
+    arch_cfg=snakemake.params.model,
 )

@@ -73,6 +73,7 @@ for _name, _entry in BUILDERS.items():
 #   scaling     what the model takes (core/harness.py scale_inputs); default: the builder's
 #   model       a trained model file instead of a builder (models/imported.py)
 #   custom_objects  the module of that model's own layers
+#   classes     the class names of a model file's outputs, in its order (output_order)
 ARCH_RESERVED = {
     "builder",
     "training",
@@ -85,6 +86,7 @@ ARCH_RESERVED = {
     "model",
     "custom_objects",
     "tflite",
+    "classes",
 }
 # What tables and findings call a model given as a file (it has no builder).
 MODEL_FILE = "model file"
@@ -117,3 +119,21 @@ def builder_name(arch_cfg: dict) -> str:
 
 def input_scaling(arch_cfg: dict):
     return arch_cfg.get("scaling") or builder_entry(arch_cfg["builder"])["input"]
+
+
+def output_order(arch_cfg: dict, data_classes) -> list | None:
+    """Which output of a model file scores each class of the data set (`classes:` names its
+    outputs in its own order): order[j] is the output of data class j. None: the same order.
+    A Keras model gets its last Dense layer reordered once, when it is imported
+    (models/imported.py); a .tflite's scores are reordered where they are read."""
+    named = arch_cfg.get("classes")
+    if not named or list(named) == list(data_classes):
+        return None
+    missing = [c for c in data_classes if c not in named]
+    if missing or len(named) != len(data_classes):
+        extra = [c for c in named if c not in data_classes]
+        raise ValueError(
+            f"classes: the data set's classes {missing} are not among the model's, {extra} are not the data set's; "
+            "name the data set's classes (its folder names or .npz `classes`) in the model's output order"
+        )
+    return [list(named).index(c) for c in data_classes]

@@ -136,6 +136,11 @@ def _check_architectures(config: dict) -> None:
         if "model" in a or "tflite" in a:
             _check_model_file(name, a)
             continue
+        if "classes" in a:
+            raise ConfigError(
+                f"architectures.{name}.classes: names a model file's outputs; a builder trains on the data set's "
+                "order - remove classes"
+            )
         b = a.get("builder")
         if is_user_builder(b):
             check_user_builder(name, a)

@@ -155,11 +155,18 @@ def _load_folder_split(chosen: dict, classes, read, size, mode, skip_bad) -> Spl
     return split
 
 
-def image_folders(tree, read, train_limit, test_limit, seed, opts):
+def image_folders(tree, read, train_limit, test_limit, seed, opts, order=None):
+    """Train and test Splits and the class names of a {split: {class: [name]}} tree whose
+    images `read(name)` returns as bytes. Class numbers follow `order` (a TFRecord's label
+    numbers), else the sorted class names (folders)."""
     if "all" in tree:
         tree = split_unsplit(tree["all"], opts.get("test_fraction", 0.2), seed)
-    train_cls, test_cls = sorted(tree["train"]), sorted(tree["test"])
-    if train_cls != test_cls:
+
+    def ordered(names):
+        return [c for c in order if c in names] if order else sorted(names)
+
+    train_cls, test_cls = ordered(tree["train"]), ordered(tree["test"])
+    if set(train_cls) != set(test_cls):
         diff = sorted(set(train_cls) ^ set(test_cls))
         raise DataError(
             f"train and test have different classes (only in one: {', '.join(diff)}); "

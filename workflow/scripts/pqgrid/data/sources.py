@@ -2,8 +2,8 @@
 
 Sources: 'keras' (tf_keras.datasets.cifar10), 'synthetic' (procedural, for tests), an
 image-folder tree (directory or .tar/.tar.gz: <root>/train/<class>/*, <root>/test/<class>/*,
-or <root>/<class>/* split here), or the original CIFAR-10 python batches (directory or
-cifar-10-python.tar.gz). Photos of any size are made square (crop or pad) while decoding.
+or <root>/<class>/* split here), the original CIFAR-10 python batches (directory or
+cifar-10-python.tar.gz), an .npz of arrays, TFRecord files or a saved tf.data set (records.py). Photos of any size are made square (crop or pad) while decoding.
 Images are decoded with Pillow straight from the archive: nothing is unpacked to disk."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from pqgrid.core.io import sha256_file
 from pqgrid.data.arrays import DataError, Split
 from pqgrid.data.images import IMAGE_SUFFIXES, image_folders, index_folder, resize_split, split_unsplit
+from pqgrid.data.records import is_saved_dataset, is_tfrecord, read_records, read_saved, record_files
 
 log = logging.getLogger("pqgrid")
 
@@ -198,6 +199,15 @@ def load(source: str, train_per_class=None, test_per_class=None, seed=0, synthet
         path = Path(source)
         if not path.exists():
             raise DataError(f"dataset.source {source}: does not exist; check the path")
+        if is_tfrecord(path) or (path.is_dir() and (record_files(path) or is_saved_dataset(path))):
+            reader = read_records if is_tfrecord(path) or record_files(path) else read_saved
+            try:
+                tree, read, order = reader(path)
+                train, test, classes = image_folders(tree, read, train_per_class, test_per_class, seed, opts, order)
+            except DataError as e:
+                raise DataError(f"dataset.source {source}: {e}") from None
+            digest = _directory_digest(path) if path.is_dir() else sha256_file(path)
+            return _check(train, test, classes, source) + (digest,)
         if path.is_dir():
             train, test, classes = _from_directory(path, train_per_class, test_per_class, seed, opts)
             digest = _directory_digest(path)

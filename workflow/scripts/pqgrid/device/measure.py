@@ -29,7 +29,7 @@ from pqgrid.core.config import device_with_defaults
 from pqgrid.core.io import atomic_path, check_file, read_json, read_predictions, sha256_file, write_json
 from pqgrid.data.arrays import load_npz
 from pqgrid.device.sessions import DeviceError, _parse, session
-from pqgrid.evaluate.accuracy import per_class_table, topk_accuracy, write_predictions
+from pqgrid.evaluate.accuracy import in_data_order, per_class_table, topk_accuracy, write_predictions
 
 log = logging.getLogger("pqgrid")
 
@@ -198,7 +198,7 @@ def measure_energy(*, tflite, out_json, name, cfg, cell):
 
 def device_accuracy(
     *, tflite, test_npz, host_json, host_predictions, out_json, out_predictions, out_per_class, name, cfg, cell,
-    scaling, batch_size, classes,
+    scaling, batch_size, classes, arch_cfg=None,
 ):  # fmt: skip
     """Stage `accuracy_on_device`: the cell's test set through the device's interpreter (the
     set shipped once per device and cached there by content), scored on the host with the
@@ -225,7 +225,7 @@ def device_accuracy(
         ]
         result = _parse(name, *s.run(args))
         s.get(f"{s.job}/scores.npy", Path(tmp) / "scores.npy")
-        scores = np.load(Path(tmp) / "scores.npy")
+        scores = in_data_order(np.load(Path(tmp) / "scores.npy"), arch_cfg or {}, classes)
     if scores.shape[0] != len(y):
         raise DeviceError(f"device {name}: {scores.shape[0]} scores for {len(y)} test images")
     top1 = topk_accuracy(scores, y, 1)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from pqgrid.core.catalog import input_scaling
+from pqgrid.core.catalog import input_scaling, output_order
 from pqgrid.core.harness import predict_scores
 from pqgrid.core.io import atomic_path, check_file, damaged, read_json, sha256_file, versions, write_json
 from pqgrid.core.modes import mode
@@ -157,7 +157,7 @@ def evaluate_tflite(
 
     man = arrays.load_manifest(manifest)
     x, y = arrays.load_npz(test_npz)
-    scores = _scores(tflite, x, arch_cfg, batch_size, threads)
+    scores = in_data_order(_scores(tflite, x, arch_cfg, batch_size, threads), arch_cfg, man["classes"])
     pred = np.argmax(scores, axis=1)
     per_class = per_class_table(y, pred, man["classes"])
     top1 = topk_accuracy(scores, y, 1)
@@ -214,6 +214,13 @@ def _qat_metrics(qat_json, top1) -> dict:
         "qat_tflite_minus_keras": top1 - q["keras_qat_top1"],
         "kernel_sparsity_before_qat": q["kernel_sparsity_before_qat"],
     }
+
+
+def in_data_order(scores: np.ndarray, arch_cfg: dict, data_classes) -> np.ndarray:
+    """A `.tflite` architecture's scores with column j for the data set's class j (`classes:`
+    names its outputs in its own order). A Keras model file was reordered when imported."""
+    order = output_order(arch_cfg, data_classes) if "tflite" in arch_cfg else None
+    return scores if order is None else scores[:, order]
 
 
 def _scores(tflite, x, arch_cfg, batch_size, threads):

@@ -22,15 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from pqgrid import __version__
-from pqgrid.core.catalog import input_scaling
+from pqgrid.core.catalog import input_scaling, output_order
 from pqgrid.core.config import ConfigError, cells, grid, workflow_path
 from pqgrid.core.modes import mode
 from pqgrid.core.provenance import file_digest, folder_digest
 from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays
+from pqgrid.data.sources import CIFAR10_CLASSES
 from pqgrid.models import builders, fit
 from pqgrid.models.prune import prunable_layer_names
-from pqgrid.models.qat import qat_support
+from pqgrid.models.qat import qat_problems
 from pqgrid.models.weights import ModelError
 
 log = logging.getLogger("pqgrid")
@@ -55,7 +56,7 @@ def load_model_file(path, module=None):
 
 def inspect_model(path: str, module: str | None = None) -> dict:
     """What pqgrid needs to know of a model before any job: input (h, w, channels), output
-    width, the layers pruning wraps and the layer QAT cannot quantize (None: every layer can).
+    width, the layers pruning wraps and every layer QAT cannot quantize (one line each).
     Runs in this process (TensorFlow imported here)."""
     tensorflow(1, 0)
     model = load_model_file(path, module)
@@ -66,8 +67,42 @@ def inspect_model(path: str, module: str | None = None) -> dict:
         "output_shape": list(model.output_shape[1:]) if not isinstance(model.output_shape, list) else None,
         "layers": len(model.layers),
         "pruned_layers": prunable_layer_names(model),
-        "qat_problem": qat_support(model),
+        "qat_problems": qat_problems(model),
+        "class_layer": class_layer(model),
     }
+
+
+# Layers after the one that scores the classes that keep the class order (softmax, dropout).
+CLASSWISE = ("Activation", "Softmax", "Dropout")
+
+
+def class_layer(model) -> str | None:
+    """The Dense layer whose units score the classes (the output layer, or the layer before
+    class-wise ones such as a separate softmax): the layer `classes:` reorders. None when
+    the scores come from anything else."""
+    layer = model.layers[-1]
+    while type(layer).__name__ in CLASSWISE:
+        inbound = layer.inbound_nodes[0].inbound_layers if layer.inbound_nodes else None
+        if not inbound or isinstance(inbound, list):
+            return None
+        layer = inbound
+    return layer.name if type(layer).__name__ == "Dense" else None
+
+
+def reorder_outputs(model, order) -> None:
+    """Output j of the model becomes its output order[j] (`classes:` mapped onto the data
+    set's order): the class layer's kernel columns and bias permuted in place, so every
+    later stage sees a model in the data set's order."""
+    name = class_layer(model)
+    if name is None:
+        raise ModelError(
+            f"the model's scores do not come from a Dense layer (it ends in {model.layers[-1].name}); reorder "
+            "its outputs in the model and remove classes"
+        )
+    dense = model.get_layer(name)
+    weights = dense.get_weights()
+    dense.set_weights([weights[0][:, order], *(w[order] for w in weights[1:])])
+    log.info("reordered the outputs of %s to the data set's class order %s", name, order)
 
 
 def inspected(path: str, module: str | None = None) -> dict:
@@ -116,6 +151,12 @@ def import_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_
             f"model {arch_cfg['model']}: outputs {model.output_shape[-1]} classes, the data set has "
             f"{len(man['classes'])}; give the matching data set or a model for it"
         )
+    try:
+        order = output_order(arch_cfg, man["classes"])
+    except ValueError as e:
+        raise ModelError(f"model {arch_cfg['model']}: {e}") from None
+    if order is not None:
+        reorder_outputs(model, order)
     epochs = settings.get("epochs", 0)
     log.info("imported %s: %d layers; fine-tuning %d epochs", arch_cfg["model"], len(model.layers), epochs)
     if epochs:
@@ -182,6 +223,7 @@ def _check_tflite(config: dict, name: str, a: dict, out) -> None:
         raise ConfigError(
             f"{key}: outputs {t['output_shape']}, the data set has {classes} classes; give the matching model"
         )
+    _check_classes(config, name, a, t["output_shape"][0])
     grid = [c for c in full_grid(config) if c["arch"] == name]
     kept = {(c["sparsity"], c["quant"]) for c in cells(config) if c["arch"] == name}
     left = sorted({f"s{c['sparsity']} {c['quant']}" for c in grid if (c["sparsity"], c["quant"]) not in kept})
@@ -204,22 +246,52 @@ def full_grid(config: dict) -> list:
     ]
 
 
-def dataset_classes(config: dict) -> int | None:
-    """How many classes the data set has, where that is cheap to know before any job (None:
-    an archive; the import job checks it)."""
+def dataset_class_names(config: dict) -> list | None:
+    """The data set's class names in label order, where that is cheap to know before any job
+    (None: an archive, records; the import job checks them against the prepared data)."""
     source = config["dataset"]["source"]
-    if source in ("keras", "synthetic", "synthetic-photos"):
-        return 10
+    if source == "keras":
+        return list(CIFAR10_CLASSES)
+    if source == "synthetic":
+        return [f"class{c}" for c in range(10)]
+    if source == "synthetic-photos":
+        return None
     path = Path(workflow_path(source))
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as d:
             if "classes" in d.files:
-                return len(d["classes"])
-            return 1 + int(max(d[k].max() for k in d.files if k.startswith("y")))
-    if path.is_dir():
+                return [str(c) for c in d["classes"]]
+            return [str(c) for c in range(1 + int(max(d[k].max() for k in d.files if k.startswith("y"))))]
+    if path.is_dir() and not any(".tfrecord" in p.name or p.name == "dataset_spec.pb" for p in path.rglob("*")):
         root = path / "train" if (path / "train").is_dir() else path
-        return sum(1 for p in root.iterdir() if p.is_dir()) or None
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) or None
     return None
+
+
+def dataset_classes(config: dict) -> int | None:
+    """How many classes the data set has, where that is cheap to know before any job."""
+    names = dataset_class_names(config)
+    return None if names is None else len(names)
+
+
+def _check_classes(config: dict, name: str, a: dict, width: int, class_layer_name="") -> None:
+    """`classes:` names the model's outputs: one name per output, the data set's names."""
+    if "classes" not in a:
+        return
+    key = f"architectures.{name}.classes"
+    if len(a["classes"]) != width:
+        raise ConfigError(f"{key}: names {len(a['classes'])} classes, the model outputs {width}; name each output")
+    if class_layer_name is None:
+        raise ConfigError(
+            f"{key}: the model's scores do not come from a Dense layer, so pqgrid cannot reorder them; reorder the "
+            "outputs in your model and remove classes"
+        )
+    names = dataset_class_names(config)
+    if names is not None:
+        try:
+            output_order(a, names)
+        except ValueError as e:
+            raise ConfigError(f"architectures.{name}.{e}") from None
 
 
 def check_outside_models(config: dict, out=sys.stderr) -> None:
@@ -269,12 +341,16 @@ def check_outside_models(config: dict, out=sys.stderr) -> None:
             raise ConfigError(
                 f"{key}: outputs {outputs[0]} classes, the data set has {classes}; give the matching data set or model"
             )
-        if name in wants_qat and report["qat_problem"]:
+        _check_classes(config, name, a, outputs[0], report["class_layer"])
+        problems = report["qat_problems"]
+        for line in problems:
+            print(f"pqgrid: {name}: QAT cannot quantize {line}", file=out)
+        if name in wants_qat and problems:
             raise ConfigError(
-                f"{key}: QAT cannot fine-tune it ({report['qat_problem']}); leave it out with "
-                "quantization.subsets.qat.architectures"
+                f"{key}: QAT cannot fine-tune it ({len(problems)} layer{'s' * (len(problems) > 1)} above, first: "
+                f"{problems[0]}); leave it out with quantization.subsets.qat.architectures"
             )
-        qat = "QAT: every layer quantizable" if not report["qat_problem"] else f"QAT: no ({report['qat_problem']})"
+        qat = "QAT: every layer quantizable" if not problems else f"QAT: no ({len(problems)} layers listed above)"
         print(
             f"pqgrid: {name}: {report['layers']} layers, pruning wraps {len(report['pruned_layers'])} "
             f"({', '.join(report['pruned_layers'][:4])}{', ...' if len(report['pruned_layers']) > 4 else ''}); {qat}",

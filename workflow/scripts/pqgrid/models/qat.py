@@ -157,16 +157,14 @@ def rewrite_for_qat(model, probe):
     return new, {"rewritten_layers": rewritten, "rewrite_max_abs_diff": diff}
 
 
-def quantize_for_training(model, preserve_sparsity: bool):
-    """Annotate every layer (see the module docstring) and apply tfmot's default 8-bit scheme,
-    or its pruning-preserving variant. A layer tfmot cannot quantize: ValueError naming it."""
-    import tensorflow_model_optimization as tfmot
+def _classifier():
+    """How QAT quantizes a layer: "default" (tfmot's 8-bit scheme, or folded/no computation),
+    "output" (an output quantizer only), or why it cannot (a text)."""
     import tf_keras
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry import (
         Default8BitQuantizeRegistry,
     )
 
-    quant = tfmot.quantization.keras
     cls = _layers()
     registry = Default8BitQuantizeRegistry()
     output_only = (
@@ -178,15 +176,67 @@ def quantize_for_training(model, preserve_sparsity: bool):
     # Folded into the convolution before them by tfmot's layout transforms, or no computation.
     passthrough = (tf_keras.layers.BatchNormalization, tf_keras.layers.InputLayer)
 
-    def annotate(layer):
+    def classify(layer) -> str:
         if isinstance(layer, output_only):
-            return quant.quantize_annotate_layer(layer, cls["OutputQuantizeConfig"]())
+            return "output"
         if isinstance(layer, passthrough) or registry.supports(layer):
-            return quant.quantize_annotate_layer(layer)
-        raise ValueError(
-            f"layer {layer.name!r} ({type(layer).__name__}) has no quantization config in tfmot's "
-            "default 8-bit scheme nor in pqgrid/models/qat.py; QAT cannot fine-tune this architecture"
+            return "default"
+        return (
+            "has no quantization config in tfmot's default 8-bit scheme nor in pqgrid/models/qat.py; "
+            "QAT cannot fine-tune this architecture"
         )
+
+    return classify
+
+
+def qat_problems(model) -> list:
+    """Every layer QAT cannot quantize, one line each with what to do (empty: QAT can
+    fine-tune `model`). A model whose layers all pass can still fail in tfmot's
+    quantize_apply: that error is the one line then."""
+    classify = _classifier()
+    problems = []
+    for layer in model.layers:
+        if type(layer).__name__ == "TFOpLambda":
+            fn = getattr(layer, "symbol", None) or layer.get_config().get("function")
+            if fn not in CONSTANT_OPS:
+                problems.append(
+                    f"layer {layer.name!r} (TFOpLambda {fn}): only a constant add or multiply is rewritten; "
+                    "write it as a Keras layer"
+                )
+            continue
+        how = classify(layer)
+        if how not in ("default", "output"):
+            problems.append(
+                f"layer {layer.name!r} ({type(layer).__name__}): no quantization config in tfmot's 8-bit scheme; "
+                "give it one (tfmot quantize_annotate_layer + QuantizeConfig) or replace it"
+            )
+    if problems:
+        return problems
+    probe = np.zeros((1, *model.input_shape[1:]), dtype=np.float32)
+    try:
+        quantize_for_training(rewrite_for_qat(model, probe)[0], preserve_sparsity=False)
+    except (ValueError, TypeError, AttributeError, RuntimeError) as e:
+        return [str(e).splitlines()[0]]
+    return []
+
+
+def quantize_for_training(model, preserve_sparsity: bool):
+    """Annotate every layer (see the module docstring) and apply tfmot's default 8-bit scheme,
+    or its pruning-preserving variant. A layer tfmot cannot quantize: ValueError naming it."""
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    quant = tfmot.quantization.keras
+    cls = _layers()
+    classify = _classifier()
+
+    def annotate(layer):
+        how = classify(layer)
+        if how == "output":
+            return quant.quantize_annotate_layer(layer, cls["OutputQuantizeConfig"]())
+        if how == "default":
+            return quant.quantize_annotate_layer(layer)
+        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) {how}")
 
     annotated = tf_keras.models.clone_model(model, clone_function=annotate)
     scheme = (
@@ -341,14 +391,3 @@ def tfmot_scope():
     import tensorflow_model_optimization as tfmot
 
     return tfmot.quantization.keras.quantize_scope(custom_objects())
-
-
-def qat_support(model) -> str | None:
-    """Whether QAT can fine-tune `model`: None, or the first reason it cannot (the layer
-    tfmot has no quantization config for, named)."""
-    probe = np.zeros((1, *model.input_shape[1:]), dtype=np.float32)
-    try:
-        quantize_for_training(rewrite_for_qat(model, probe)[0], preserve_sparsity=False)
-    except (ValueError, TypeError, AttributeError, RuntimeError) as e:
-        return str(e).splitlines()[0]
-    return None
