@@ -16,6 +16,7 @@ BUILDERS = {
     "v3l": {"builder": "MobileNetV3Large"},
     "v3s": {"builder": "MobileNetV3Small"},
     "v3s_min": {"builder": "MobileNetV3Small", "minimalistic": True},
+    "sparse_mobilenet": {"builder": "SparseMobileNet"},
 }
 
 
@@ -64,12 +65,13 @@ def run_tables(rng, *, archs=("mobilenet", "v3l"), seeds=(0,), cells=((0, "fp32"
         for seed in seeds:
             parent = answers(rng, y, p)
             for sp, q in cells:
+                pct = int("".join(ch for ch in str(sp) if ch.isdigit()) or 0)  # "ch50": a method's cell
                 d, cd = delta(arch, sp, q)
                 f = (pie_flip or {}).get((arch, sp, q), flip)
                 lab = parent.copy() if (sp, q) == (0, "fp32") else derive(rng, parent, y, p, f, d, cd)
                 share = (forgotten or {}).get((arch, sp, q), 0.0)
                 if share:
-                    same = np.random.default_rng([sp, len(q)]).random(n) < share  # the same images every seed
+                    same = np.random.default_rng([pct, len(q)]).random(n) < share  # the same images every seed
                     lab[same] = (y[same] + 1) % len(CLASSES)
                 labels[arch, seed, sp, q] = lab
                 right, was = lab == y, parent == y
@@ -78,9 +80,9 @@ def run_tables(rng, *, archs=("mobilenet", "v3l"), seeds=(0,), cells=((0, "fp32"
                     arch=arch, seed=seed, sparsity=sp, quant=q, top1=right.mean(), test_images=n,
                     chance_top1=1 / len(CLASSES), parent_top1=was.mean(),
                     gained_vs_fp32=int((right & ~was).sum()), lost_vs_fp32=int((was & ~right).sum()),
-                    file_bytes=file_b, gzip_bytes=gz, zero_fraction=max(sp / 100 - zeros_short, 0.0),
-                    tflite_kernel_sparsity=sp / 100 - (pqat_drop if q == "qat" else 0.0),
-                    kernel_sparsity_before_qat=sp / 100,
+                    file_bytes=file_b, gzip_bytes=gz, zero_fraction=max(pct / 100 - zeros_short, 0.0),
+                    tflite_kernel_sparsity=pct / 100 - (pqat_drop if q == "qat" else 0.0),
+                    kernel_sparsity_before_qat=pct / 100,
                 ))  # fmt: skip
                 for c in range(len(CLASSES)):
                     m = y == c

@@ -38,6 +38,23 @@ def cfg(**changes):
         ({"quantization__modes": ["fp32", "int4"]}, r"quantization.modes: unknown mode 'int4'"),
         ({"pruning__sparsities": [0, 100]}, r"pruning.sparsities: 100 is not a whole percentage"),
         ({"pruning__sparsities": [0, -5]}, r"pruning.sparsities: -5"),
+        (
+            {
+                "pruning__methods": ["channels"],
+                "pruning__sparsities": [0, "2:4"],
+                "pruning__schedules": {"2:4": {"frequency_epochs": 1, "steps": 1}},
+            },  # fmt: skip
+            r"pruning.methods: channels prune to a percentage; add one",
+        ),
+        (
+            {
+                "pruning__methods": ["magnitude", "channels"],
+                "pruning__sparsities": [0, 95],
+                "pruning__schedules": {95: {"frequency_epochs": 1, "steps": 1}},
+            },
+            r"pruning.sparsities: 95 % of channels leaves almost no network",
+        ),  # fmt: skip
+        ({"pruning__methods": ["thinning"]}, r"pruning.methods.*thinning"),
         ({"pruning__sparsities": [0, 50]}, r"pruning.schedules: no schedule for sparsity 50"),
         (
             {"pruning__schedules__30": {"frequency_epochs": 0, "steps": 2}},

@@ -378,6 +378,26 @@ NULL_AND_EFFECT = {
         ),
     ),
     19: ("the device 0.5 pp off the host", "equal", 20, lambda on: dict(device_diff=0.0 if on else 0.5)),
+    20: (
+        "channels cells as fast as the dense model (and 0.65x: short of the 0.6x goal)",
+        "0.5x its latency",
+        50,
+        lambda on: dict(
+            archs=("mobilenet",),
+            cells=((0, "fp32"), ("ch50", "fp32"), (0, "int8"), ("ch90", "int8")),
+            latency=lambda a, sp, q: 1000.0 * {0: 1.0, "ch50": 0.65, "ch90": 0.5 if on else 1.0}[sp],
+        ),
+    ),
+    21: (
+        "sparse-encoded cells as fast as the dense model",
+        "0.5x its latency",
+        50,
+        lambda on: dict(
+            archs=("sparse_mobilenet",),
+            cells=((0, "fp32"), (0, "fp32_sparse"), ("xnn90", "fp32_sparse"), ("xnn90", "fp32")),
+            latency=lambda a, sp, q: 1000.0 * (0.5 if on and sp == "xnn90" and q == "fp32_sparse" else 1.0),
+        ),
+    ),
 }
 # Claim 16 has its own test above (test_claim_16_pies_are_harder_only_when_some_images_are).
 OWN_TESTS = {16}

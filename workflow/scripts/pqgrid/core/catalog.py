@@ -19,6 +19,9 @@ _V3 = {"alpha": _ALPHA, "minimalistic": {"type": "boolean"}, "dropout_rate": _RA
 # "min_size": the smallest input side the builder accepts (keras.applications checks 32;
 # SqueezeNet's is torchvision's). "source": "pqgrid" marks the builders of architectures.py
 # (written here; no ImageNet weights, `weights:` takes an .h5 file for them).
+# "methods": the pruning methods besides magnitude its layout allows (core/config.py METHODS;
+# xnnpack_sparse needs SparseMobileNet's symmetric padding, channels a chain of 1x1 convolutions
+# models/channels.py can narrow); a user's model or builder is tried by the pruning job.
 # "function": where the builder function is, as "module:attribute" (imported by
 # models/builders.py when a model is built, never at parse time; written out in full so that
 # core/provenance.py sees which definitions a stage reaches through it).
@@ -30,9 +33,17 @@ BUILDERS = {
         "kwargs": {"alpha": _ALPHA, "depth_multiplier": {"type": "integer", "minimum": 1}, "dropout": _RATE},
         "input": "tf",
         "qat": True,
+        "methods": ["channels"],
         **_KERAS,
     },
-    "MobileNetV2": {"kwargs": {"alpha": _ALPHA}, "input": "tf", "qat": True, **_KERAS},
+    "MobileNetV2": {"kwargs": {"alpha": _ALPHA}, "input": "tf", "qat": True, "methods": ["channels"], **_KERAS},
+    "SparseMobileNet": {
+        "kwargs": {"alpha": _ALPHA, "dropout": _RATE},
+        "min_size": 32,
+        "methods": ["xnnpack_sparse", "channels"],
+        **_OWN,
+        "function": "pqgrid.models.architectures:SparseMobileNet",
+    },
     "MobileNetV3Large": {"kwargs": _V3, "input": "raw", "qat": True, **_KERAS},
     "MobileNetV3Small": {"kwargs": _V3, "input": "raw", "qat": True, **_KERAS},
     **{f"EfficientNetB{i}": {"kwargs": {}, "input": "raw", "qat": True, **_KERAS} for i in range(8)},
@@ -109,7 +120,15 @@ def builder_entry(builder: str) -> dict:
     QAT tried (a layer tfmot cannot quantize fails naming it), no smallest size."""
     if builder in BUILDERS:
         return BUILDERS[builder]
-    return {"kwargs": None, "input": None, "qat": True, "min_size": 1, "source": "user", "function": builder}
+    return {
+        "kwargs": None,
+        "input": None,
+        "qat": True,
+        "min_size": 1,
+        "source": "user",
+        "function": builder,
+        "methods": ["xnnpack_sparse", "channels"],
+    }
 
 
 def builder_name(arch_cfg: dict) -> str:
@@ -137,3 +156,13 @@ def output_order(arch_cfg: dict, data_classes) -> list | None:
             "name the data set's classes (its folder names or .npz `classes`) in the model's output order"
         )
     return [list(named).index(c) for c in data_classes]
+
+
+def pruning_methods(arch_cfg: dict) -> list:
+    """The pruning methods an architecture can have: magnitude always; the others where its
+    builder's layout allows them (a model file or user builder: tried by the pruning job)."""
+    if "tflite" in arch_cfg:
+        return []
+    if "model" in arch_cfg:
+        return ["magnitude", "xnnpack_sparse", "channels"]
+    return ["magnitude", *builder_entry(arch_cfg["builder"]).get("methods", [])]

@@ -9,9 +9,10 @@ import copy
 import importlib.util
 import os
 import re
+import sys
 
 from pqgrid.core import registry
-from pqgrid.core.catalog import BUILDERS, STEMS, builder_entry, builder_kwargs, is_user_builder
+from pqgrid.core.catalog import BUILDERS, STEMS, builder_entry, builder_kwargs, is_user_builder, pruning_methods
 from pqgrid.core.devices import DEVICE_TYPES
 from pqgrid.core.modes import MODES, SPARSE_SUFFIX, derives_from_fp32, mode, split_quant
 
@@ -38,6 +39,37 @@ class ConfigError(ValueError):
 PATTERNS = {"2:4": (2, 4)}
 
 
+# Pruning methods (pruning.methods). A cell's {sparsity} wildcard carries a method other than
+# magnitude as a prefix ("ch50": channels at 50 %), so magnitude cells keep the paths and
+# params they always had ("50") and finished results stay valid.
+#   magnitude       tfmot's unstructured magnitude pruning of every prunable kernel (the thesis)
+#   xnnpack_sparse  tfmot's PruneForLatencyOnXNNPack policy: 1x1 convolutions only, in the
+#                   layout XNNPACK's sparse inference takes (models/prune.py)
+#   channels        the filters of lowest L1 norm removed: a smaller dense model (models/channels.py)
+METHODS = {"magnitude": "", "xnnpack_sparse": "xnn", "channels": "ch"}
+
+
+def sparsity_method(token) -> tuple:
+    """A {sparsity} token or config value -> (method, percentage or pattern): "ch50" ->
+    ("channels", 50), "50" or 50 -> ("magnitude", 50), "2of4" or "2:4" -> ("magnitude", "2:4")."""
+    if token in PATTERNS:
+        return "magnitude", token
+    token = str(token)
+    for method, prefix in METHODS.items():
+        if prefix and token.startswith(prefix) and token[len(prefix) :].isdigit():
+            return method, int(token[len(prefix) :])
+    return "magnitude", sparsity_value(token)
+
+
+def method_of(token) -> str:
+    """The pruning method of a {sparsity} token or table value; never raises (report code)."""
+    token = str(token)
+    for method, prefix in METHODS.items():
+        if prefix and token.startswith(prefix) and token[len(prefix) :].isdigit():
+            return method
+    return "magnitude"
+
+
 def sparsity_token(value) -> str:
     """Config value -> the `{sparsity}` wildcard: 30 -> "30", "2:4" -> "2of4" (no colon in
     file names; the two kinds can never collide since one is all digits)."""
@@ -47,7 +79,9 @@ def sparsity_token(value) -> str:
 
 
 def sparsity_value(token: str):
-    """Inverse of sparsity_token."""
+    """Inverse of sparsity_token; a method's token stays as it is ("ch50")."""
+    if any(p and token.startswith(p) for p in METHODS.values()):
+        return token
     return token.replace("of", ":") if "of" in token else int(token)
 
 
@@ -62,9 +96,21 @@ def grid(config: dict) -> dict:
     return {
         "arch": selected_architectures(config),
         "seed": [str(s) for s in config["seeds"]],
-        "sparsity": [sparsity_token(s) for s in config["pruning"]["sparsities"]],
+        "sparsity": _sparsity_tokens(config["pruning"]),
         "quant": list(config["quantization"]["modes"]),
     }
+
+
+def _sparsity_tokens(pruning: dict) -> list:
+    """The {sparsity} values of the grid: 0 (the trained model) once, then each method's
+    cells - magnitude's as they always were (percentages and patterns), the others' with
+    their prefix (percentages only)."""
+    methods = pruning.get("methods", ["magnitude"])
+    tokens = [sparsity_token(s) for s in pruning["sparsities"] if s == 0 or "magnitude" in methods]
+    for m in methods:
+        if m != "magnitude":
+            tokens += [f"{METHODS[m]}{s}" for s in pruning["sparsities"] if isinstance(s, int) and s > 0]
+    return tokens
 
 
 def from_tflite_file(arch_cfg: dict, sparsity: str, quant: str) -> bool:
@@ -87,6 +133,8 @@ def cells(config: dict) -> list:
             for p in g["sparsity"]:
                 for q in g["quant"]:
                     if not from_tflite_file(config["architectures"][a], p, q):
+                        continue
+                    if method_of(p) not in pruning_methods(config["architectures"][a]):
                         continue
                     sub = subsets.get(q) or {}
                     if "architectures" in sub and a not in sub["architectures"]:
@@ -400,6 +448,7 @@ def _check_pruning(config: dict) -> None:
             sch = schedule_for(pr, s)
             if sch.get("frequency_epochs", 0) <= 0 or sch.get("steps", 0) < 1:
                 raise ConfigError(f"pruning.schedules.{s}: frequency_epochs must be > 0 and steps >= 1")
+    _check_methods(config)
     for regex_key in [("pruning", pr.get("exclude", ""))] + [
         (f"architectures.{n}.pruning", a.get("pruning", {}).get("exclude", "")) for n, a in archs.items()
     ]:
@@ -407,6 +456,31 @@ def _check_pruning(config: dict) -> None:
             re.compile(regex_key[1] or "")
         except re.error as e:
             raise ConfigError(f"{regex_key[0]}.exclude: invalid regex ({e})") from None
+
+
+def _check_methods(config: dict) -> None:
+    """pruning.methods: each needs a whole percentage to prune to; an architecture whose
+    layout a method cannot take is left out of that method's cells, with one line."""
+    pr = config["pruning"]
+    methods = [m for m in pr.get("methods", ["magnitude"]) if m != "magnitude"]
+    if methods and not any(isinstance(s, int) and s > 0 for s in pr["sparsities"]):
+        raise ConfigError(
+            f"pruning.methods: {', '.join(methods)} prune to a percentage; add one (e.g. 50) to pruning.sparsities"
+        )
+    for s in pr["sparsities"]:
+        if methods and isinstance(s, int) and s > 90 and "channels" in methods:
+            raise ConfigError(
+                f"pruning.sparsities: {s} % of channels leaves almost no network; channels prunes up to 90 %"
+            )
+    for name in selected_architectures(config):
+        a = config["architectures"][name]
+        left = [m for m in methods if m not in pruning_methods(a)]
+        if left and "tflite" not in a:
+            print(
+                f"pqgrid: {name}: no {' or '.join(left)} cells (the layout of {a.get('builder')} does not allow it: "
+                "xnnpack_sparse needs SparseMobileNet's symmetric padding, channels a chain of convolutions)",
+                file=sys.stderr,
+            )
 
 
 def _check_devices(config: dict) -> None:

@@ -90,6 +90,12 @@ ENTRIES = (
         "Boards side by side: latency, memory, power, energy per inference, host vs on-device top-1, throttling",
         ("summary", "bench"),
     ),
+    _table(
+        "table_methods",
+        "Pruning methods side by side: top-1, size, MACs read back from the .tflite and p50 latency, "
+        "each against the dense model",
+        ("summary", "bench"),
+    ),
     _figure(
         "fig_4_1_quantization_change",
         "device",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 
 from pqgrid.core.catalog import input_scaling
-from pqgrid.core.config import PATTERNS, grid, input_size, schedule_for, sparsity_value
+from pqgrid.core.config import PATTERNS, grid, input_size, schedule_for, sparsity_method, sparsity_value
 from pqgrid.core.modes import mode
 
 __all__ = [
@@ -77,8 +77,11 @@ def pruning_settings(config: dict, arch: str, sparsity) -> dict:
     """Fine-tuning settings and the schedule of one target sparsity (an int percentage or a
     pattern like "2:4"), overrides applied, plus what fine-tuning shares with training."""
     pr = config["pruning"]
-    merged = {k: copy.deepcopy(v) for k, v in pr.items() if k not in ("sparsities", "schedules")}
+    merged = {k: copy.deepcopy(v) for k, v in pr.items() if k not in ("sparsities", "schedules", "methods")}
     merged.update(config["architectures"][arch].get("pruning", {}))
+    method, sparsity = sparsity_method(sparsity)
+    if method != "magnitude":  # only where set: magnitude cells keep their params
+        merged["method"] = method
     merged["schedule"] = dict(schedule_for(pr, sparsity))
     if sparsity in PATTERNS:
         m, n = PATTERNS[sparsity]

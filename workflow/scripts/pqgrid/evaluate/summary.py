@@ -8,7 +8,7 @@ import re
 import pandas as pd
 
 from pqgrid.core.catalog import builder_name
-from pqgrid.core.config import arch_label
+from pqgrid.core.config import arch_label, method_of
 from pqgrid.core.io import atomic_path, damaged, read_csv, read_json, read_predictions, write_text
 from pqgrid.core.registry import LONG_TABLES
 from pqgrid.core.sanity import collapsed
@@ -41,6 +41,7 @@ DEVICE_EVAL_COLUMNS = ["top1_device", "top3_device", "top1_host", "top1_host_dif
 TFLITE_KEYS = (
     *("tflite_kernel_sparsity", "tflite_conv_dense_sparsity", "tflite_depthwise_sparsity"),
     *("tflite_sparse_encoded_tensors", "m_by_n", "m_by_n_layers_eligible", "m_by_n_layers_ok"),
+    *("tflite_macs", "tflite_macs_nonzero"),
 )
 # Only some cells have these (float_ops: calibrated modes; the rest: qat cells).
 OPTIONAL_KEYS = ("float_ops", "keras_qat_top1", "qat_tflite_minus_keras", "kernel_sparsity_before_qat")
@@ -52,7 +53,7 @@ EVAL_KEYS = (
 CELL_KEYS = ("arch", "seed", "sparsity", "quant")
 COLUMNS = [
     *CELL_KEYS,
-    *("builder", "label", "input_px"),
+    *("method", "builder", "label", "input_px"),
     *("top1", "top3", "keras_top1_test", "keras_top1_train", "keras_top3_train", "keras_top3_test"),
     *("file_bytes", "gzip_bytes", "gzip_ratio", *SPARSITY_KEYS, *TFLITE_KEYS, *OPTIONAL_KEYS),
     *("input_dtype", "output_dtype", "test_images", "worst_class", "worst_class_top1"),
@@ -175,6 +176,7 @@ def _row(e: dict, keras: dict, classes: pd.DataFrame) -> dict:
     parent = keras.get((c["arch"], str(c["seed"]), "0"), {}).get("top1_test", float("nan"))
     return {
         **{key: c[key] for key in CELL_KEYS},
+        "method": method_of(c["sparsity"]),
         # older metrics JSONs lack input_px: the thesis' 32 px
         "builder": builder_name(e["settings"]["architecture"]),
         "label": arch_label(e["settings"]["architecture"], e.get("input_px", 32)),
@@ -194,8 +196,10 @@ def _row(e: dict, keras: dict, classes: pd.DataFrame) -> dict:
 
 
 def _natural(col):
-    if col.name in ("seed", "sparsity"):  # numeric order; patterns ("2:4") last
-        return pd.to_numeric(col, errors="coerce").fillna(1000)
+    if col.name in ("seed", "sparsity"):  # numeric order; patterns ("2:4") and methods ("ch50") after
+        number = pd.to_numeric(col, errors="coerce")
+        other = col.astype(str).str.extract(r"(\d+)$")[0].astype(float)
+        return number.fillna(1000 + other.fillna(0))
     return col
 
 

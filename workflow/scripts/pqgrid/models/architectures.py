@@ -304,3 +304,64 @@ def _load_weights(model, weights):
     if weights is None:
         return
     load_weights_file(model, weights)
+
+
+# ---------------------------------------------------------------- MobileNet, sparse layout
+# keras.applications' MobileNet pads its stride-2 layers (0, 1), TensorFlow's SAME on even
+# sizes. XNNPACK's sparse inference (delegates/xnnpack/README.md, "Sparse Inference"; Elsen
+# et al. 2020, "Fast Sparse ConvNets") takes only a subgraph that starts with a 3x3 stride-2
+# convolution padded 1 on each side and holds depthwise convolutions padded symmetrically, so
+# tfmot's PruneForLatencyOnXNNPack refuses keras' MobileNet. This is MobileNet v1 with every
+# strided layer padded 1 on each side (ZeroPadding2D + valid) and a keepdims mean before the
+# 1x1 classifier: the same blocks, widths and parameter count.
+_MOBILENET_PLAN = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(512, 1)] * 5, (1024, 2), (1024, 1)]
+
+
+def SparseMobileNet(  # noqa: N802 - named as keras.applications names builders
+    *,
+    input_shape,
+    classes=1000,
+    alpha=1.0,
+    dropout=1e-3,
+    include_top=True,
+    weights=None,
+    classifier_activation="softmax",
+    pooling=None,
+    stem="imagenet",
+):
+    """MobileNet v1 in the layout XNNPACK's sparse path takes (see above). `stem: cifar`
+    sets the first convolution's and the first strided block's stride to 1 (padding stays
+    symmetric: 'same' at stride 1 pads 1 on each side)."""
+    import tf_keras
+
+    L = tf_keras.layers
+    cifar = stem == "cifar"
+
+    def bn_relu(x, name):
+        return L.ReLU(6.0, name=f"{name}_relu")(L.BatchNormalization(name=f"{name}_bn")(x))
+
+    inputs = L.Input(shape=tuple(input_shape))
+    first = int(32 * alpha)
+    if cifar:
+        x = L.Conv2D(first, 3, padding="same", use_bias=False, name="conv1")(inputs)
+    else:
+        x = L.Conv2D(first, 3, strides=2, use_bias=False, name="conv1")(L.ZeroPadding2D(1, name="conv1_pad")(inputs))
+    x = bn_relu(x, "conv1")
+    strided = 0
+    for i, (filters, stride) in enumerate(_MOBILENET_PLAN, start=1):
+        if stride == 2:
+            strided += 1
+        if stride == 2 and not (cifar and strided == 1):
+            x = L.ZeroPadding2D(1, name=f"conv_pad_{i}")(x)
+            x = L.DepthwiseConv2D(3, strides=2, use_bias=False, name=f"conv_dw_{i}")(x)
+        else:
+            x = L.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"conv_dw_{i}")(x)
+        x = bn_relu(x, f"conv_dw_{i}")
+        x = bn_relu(L.Conv2D(int(filters * alpha), 1, use_bias=False, name=f"conv_pw_{i}")(x), f"conv_pw_{i}")
+    if include_top:
+        x = L.GlobalAveragePooling2D(keepdims=True, name="global_average_pooling2d")(x)
+        x = L.Dropout(dropout, name="dropout")(x)
+        x = L.Conv2D(classes, 1, name="conv_preds")(x)
+        x = L.Reshape((classes,), name="reshape_2")(x)
+        x = L.Activation(classifier_activation, name="predictions")(x)
+    return _finish(inputs, x, f"sparse_mobilenet_{alpha:g}", include_top, pooling, weights)

@@ -1,5 +1,6 @@
-"""Stage `prune_model`: magnitude pruning with tfmot (thesis §3.5, Table 3.1), fine-tuning,
-BatchNorm re-estimation, and the pruned .h5."""
+"""Stage `prune_model`: pruning with tfmot (thesis §3.5, Table 3.1) - magnitude, or for
+XNNPACK's sparse inference (`xnnpack_sparse`) - or channel pruning (models/channels.py),
+fine-tuning, BatchNorm re-estimation, and the pruned .h5."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pqgrid.core.sanity import collapse_message, collapsed
 from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays
 from pqgrid.models import builders, fit
+from pqgrid.models.channels import prune_channels
+from pqgrid.models.weights import ModelError
 
 log = logging.getLogger("pqgrid")
 
@@ -36,7 +39,13 @@ def prune_model(
     base_top1 = _top1(base, val, scaling)
     spe = math.ceil(len(x) / settings["batch_size"])
     plan = pruning_schedule(settings["schedule"], spe)
-    model, target = wrap_for_pruning(base, settings, plan)
+    channels = settings.get("method") == "channels"
+    if channels:
+        # filters removed at once, then the schedule's epochs of fine-tuning of the smaller model
+        objects = builders.custom_objects(arch_cfg.get("custom_objects"))
+        model, _ = prune_channels(base, settings["target_sparsity"] / 100, objects)
+    else:
+        model, _ = wrap_for_pruning(base, settings, plan)
     fit.fine_tune(
         model,
         settings,
@@ -49,9 +58,9 @@ def prune_model(
         model_out=model_out,
         history_csv=history_csv,
         run_id=fit.fingerprint(arch_cfg, settings, seed, sha256_file(trained_h5), man["npz_sha256"]),
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        callbacks=[] if channels else [tfmot.sparsity.keras.UpdatePruningStep()],
     )
-    stripped = tfmot.sparsity.keras.strip_pruning(model)
+    stripped = model if channels else tfmot.sparsity.keras.strip_pruning(model)
     batches = settings.get("recalibration_batches", 0)
     n_bn = builders.recalibrate_batchnorm(
         stripped, x, batch_size=settings["batch_size"], batches=batches, scaling=scaling, seed=seed
@@ -89,10 +98,22 @@ def wrap_for_pruning(base, settings, plan):
         )
     exclude = re.compile(settings["exclude"]) if settings.get("exclude") else None
     wrapped, skipped = [], []
+    policy = None
+    if settings.get("method") == "xnnpack_sparse":
+        policy = tfmot.sparsity.keras.PruneForLatencyOnXNNPack()
+        try:
+            policy.ensure_model_supports_pruning(base)
+        except ValueError as e:
+            raise ModelError(
+                f"xnnpack_sparse: tfmot's PruneForLatencyOnXNNPack refuses this model ({str(e).splitlines()[0][:200]}); "
+                "use builder SparseMobileNet (XNNPACK's sparse layout) or leave xnnpack_sparse out"
+            ) from None
 
     def wrap(layer):
         if exclude and exclude.search(layer.name):
             return layer
+        if policy is not None and not policy.allow_pruning(layer):
+            return layer  # 1x1 convolutions only: what XNNPACK's sparse kernels take
         extra = {}
         if m_by_n:
             if not _takes_m_by_n(layer, tf_keras):

@@ -31,7 +31,8 @@ def _names(cls):
 
 def read_kernels(path) -> list[dict]:
     """One row per kernel (weights input of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED):
-    layer name, kind, shape, element count, zeros, whether it is sparse-encoded."""
+    layer name, kind, shape, element count, zeros, whether it is sparse-encoded, and its
+    multiply-accumulates per image (all, and with a non-zero weight)."""
     from ai_edge_litert import schema_py_generated as schema
 
     buf = Path(path).read_bytes()
@@ -61,6 +62,9 @@ def read_kernels(path) -> list[dict]:
         values = np.frombuffer(bytes(bytearray(data)), dtype=dtype)
         shape = [int(s) for s in t.shape]
         size = int(np.prod(shape))
+        out_shape = [int(v) for v in sg.tensors[op.outputs[0]].shape]
+        # every output value is one dot product: positions x kernel elements per output channel
+        positions = int(np.prod(out_shape)) // max(1, out_shape[-1]) if out_shape else 1
         zero = 0
         if t.quantization is not None and t.quantization.zeroPoint is not None and len(t.quantization.zeroPoint):
             zp = np.asarray(t.quantization.zeroPoint)
@@ -85,6 +89,8 @@ def read_kernels(path) -> list[dict]:
                 "sparsity": zeros / size if size else 0.0,
                 "dtype": type_names[t.type].lower(),
                 "sparse_encoded": t.sparsity is not None,
+                "macs": positions * size,
+                "macs_nonzero": positions * (size - zeros),
                 "_values": values.reshape(shape) if t.sparsity is None else None,
             }
         )
@@ -104,6 +110,10 @@ def kernel_sparsity(rows) -> dict:
         "tflite_depthwise_sparsity": share([r for r in rows if r["kind"] == "depthwise"]),
         "tflite_kernel_params": sum(r["size"] for r in rows),
         "tflite_sparse_encoded_tensors": sum(r["sparse_encoded"] for r in rows),
+        # The cost model: multiply-accumulates of the convolutions and dense layers as stored,
+        # and those with a non-zero weight (what a runtime skipping zeros would compute).
+        "tflite_macs": sum(r["macs"] for r in rows),
+        "tflite_macs_nonzero": sum(r["macs_nonzero"] for r in rows),
     }
 
 

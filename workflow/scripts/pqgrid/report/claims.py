@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pqgrid.core.config import method_of
 from pqgrid.core.sanity import clearly_above_chance
 from pqgrid.core.stats import (
     CELL,
@@ -60,6 +61,12 @@ class Run:
     pie_per_class: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __post_init__(self):
+        # Cells of another pruning method than magnitude (pruning.methods) go to their own
+        # claims (claims_methods.py); every other claim sees the thesis' kind of cells only.
+        self.methods, self.summary = _split_methods(self.summary)
+        self.methods_bench, self.bench = _split_methods(self.bench)
+        _, self.per_class = _split_methods(self.per_class)
+        _, self.pie = _split_methods(self.pie)
         self.near_chance = near_chance_archs(self.summary)
         self.broken = collapsed_cells(self.summary)
         bad = set(_cell_key(self.broken))
@@ -95,6 +102,14 @@ class Run:
         s = self.acc_summary if accuracy else self.summary
         s = s.assign(sp=sparsity_number(s.sparsity))
         return s[s.sparsity.astype(str).str.isdigit()]
+
+
+def _split_methods(df):
+    """(cells of pruning methods other than magnitude, the rest) of a long table."""
+    if df.empty or "sparsity" not in df:
+        return df.iloc[0:0], df
+    other = df.sparsity.map(method_of) != "magnitude"
+    return df[other], df[~other]
 
 
 def near_chance_archs(summary) -> list:

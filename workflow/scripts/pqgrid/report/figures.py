@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from pqgrid.core import registry  # noqa: E402
+from pqgrid.core.config import method_of  # noqa: E402
 from pqgrid.core.io import atomic_path  # noqa: E402
 from pqgrid.core.stats import CELL, MB, is_unpruned, pareto_front, per_class_changes, sparsity_number, t_interval  # noqa: E402
 from pqgrid.evaluate.summary import mobilenet_v3, read_long_tables  # noqa: E402
@@ -337,7 +338,9 @@ def _pareto(d, x, xlabel, title, settings, n_seeds=1):
     d["top1_pct"] = 100 * d.top1
     d["front"] = pareto_front(d, x, "top1_pct")
     fig, ax = plt.subplots(figsize=settings.get("size", (8, 5.5)))
-    sns.scatterplot(data=d, x=x, y="top1_pct", hue="arch", style="quant", s=45, alpha=0.6, ax=ax)
+    # several pruning methods: the marker says the method (the labels say the mode)
+    style = "method" if "method" in d and d.method.nunique() > 1 else "quant"
+    sns.scatterplot(data=d, x=x, y="top1_pct", hue="arch", style=style, s=45, alpha=0.6, ax=ax)
     f = d[d.front].sort_values(x)
     ax.plot(f[x], f.top1_pct, color="0.2", lw=1, drawstyle="steps-post", label="Pareto front")
     # Label front cells, skipping near-duplicates of the last label (same accuracy within
@@ -369,6 +372,7 @@ def pareto_gzip(t, settings):
     n = t["summary"].seed.nunique()
     s = t["summary"].groupby(CELL[:1] + CELL[2:], as_index=False)[["top1", "gzip_bytes"]].mean()
     s["gzip_mb"] = s.gzip_bytes / MB
+    s["method"] = s.sparsity.map(method_of)
     return _pareto(s, "gzip_mb", "gzip -9 size (MB, log)", "Accuracy vs compressed size: every cell", settings, n)
 
 
@@ -381,6 +385,7 @@ def pareto_latency(t, settings, device):
     d = t["summary"].merge(b[b.device == device][[*CELL, "latency_us"]], on=CELL)
     n = d.seed.nunique()
     d = d.groupby(["arch", "sparsity", "quant"], as_index=False)[["top1", "latency_us"]].mean()
+    d["method"] = d.sparsity.map(method_of)
     return _pareto(d, "latency_us", f"mean latency on {device} (µs, log)", title, settings, n)
 
 

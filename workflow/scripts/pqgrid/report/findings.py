@@ -20,7 +20,7 @@ from pqgrid.core.io import atomic_path, write_text
 from pqgrid.evaluate.summary import read_long_tables
 
 # imported for their @claim registrations, which fill CLAIMS
-from pqgrid.report import claims_accuracy, claims_device, claims_populations, claims_size  # noqa: F401
+from pqgrid.report import claims_accuracy, claims_device, claims_methods, claims_populations, claims_size  # noqa: F401
 from pqgrid.report.claims import CLAIMS, FAILS, HOLDS, NOT_MEASURED, NotMeasured, Run, cell_names, collapsed_cells
 
 
@@ -63,7 +63,8 @@ def findings(summary, bench, per_class, architectures, pie=None, pie_per_class=N
 def findings_markdown(df: pd.DataFrame, context: str, broken: pd.DataFrame | None = None) -> str:
     lines = [
         "# Findings: the thesis' claims (1-11), pqgrid's remedies (12-14) and what compressed models forget "
-        "(15-18, Hooker et al. 2019) and the device (19) checked against this run",
+        "(15-18, Hooker et al. 2019), the device (19) and pruning methods that pay on it (20-21) checked against "
+        "this run",
         "",
         context,
         "",

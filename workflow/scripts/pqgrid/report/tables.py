@@ -287,6 +287,50 @@ def table_devices(summary, bench, per_class, thesis):
     return mean_std(s, keys, DEVICE_VALUES)
 
 
+METHOD_VALUES = [
+    *("fp32_top1", "int8_top1", "fp32_file_mb", "int8_file_mb", "macs_m", "nonzero_macs_m"),
+    *("fp32_p50_us", "int8_p50_us", "fp32_p50_vs_dense", "int8_p50_vs_dense", "macs_vs_dense", "nonzero_macs_vs_dense"),
+]
+
+
+def table_methods(summary, bench, per_class, thesis):
+    """Pruning methods side by side (pruning.methods), per device and architecture: for each
+    method and sparsity, top-1 and file size in fp32 and int8, multiply-accumulates read back
+    from the fp32 .tflite (all, and those with a non-zero weight: the cost model), p50
+    latency, and each as a ratio to the dense model (sparsity 0) of the same seed and mode -
+    how much of the theoretical saving (MACs) the device realises (latency)."""
+    keys = ["device", "arch", "method", "sparsity"]
+    if summary.empty or "method" not in summary:
+        return pd.DataFrame(columns=[*keys, *METHOD_VALUES])
+    s = summary[summary.quant.isin(["fp32", "int8"])].copy()
+    s["method"] = np.where(is_unpruned(s), "dense", s.method)
+    s["file_mb"] = s.file_bytes / MB
+    if bench.empty:
+        s = s.assign(device="(no device)", p50_us=np.nan)
+    else:
+        s = s.merge(bench[[*CELL, "device", "p50_us"]], on=CELL, how="inner")
+    dense = s[s.method == "dense"].set_index(["device", "arch", "seed", "quant"])
+    for col in ("p50_us", "tflite_macs", "tflite_macs_nonzero"):
+        s[f"{col}_dense"] = [dense[col].get((r.device, r.arch, r.seed, r.quant), np.nan) for r in s.itertuples()]
+    s["p50_vs_dense"] = s.p50_us / s.p50_us_dense
+    wide = s.pivot_table(index=[*keys, "seed"], columns="quant", values=["top1", "file_mb", "p50_us", "p50_vs_dense"])
+    wide.columns = [f"{quant}_{value}" for value, quant in wide.columns]
+    fp32 = s[s.quant == "fp32"].set_index([*keys, "seed"])
+    wide = wide.join(
+        pd.DataFrame(
+            {
+                "macs_m": fp32.tflite_macs / 1e6,
+                "nonzero_macs_m": fp32.tflite_macs_nonzero / 1e6,
+                "macs_vs_dense": fp32.tflite_macs / fp32.tflite_macs_dense,
+                "nonzero_macs_vs_dense": fp32.tflite_macs_nonzero / fp32.tflite_macs_dense,
+            }
+        )
+    )
+    wide = wide.reindex(columns=METHOD_VALUES).reset_index()
+    wide[METHOD_VALUES] = wide[METHOD_VALUES].apply(pd.to_numeric, errors="coerce")
+    return mean_std(wide, keys, METHOD_VALUES)
+
+
 TABLES = {
     "table_4_1_training": table_4_1_training,
     "table_4_2_fp32_device": table_4_2_fp32_device,
@@ -299,4 +343,5 @@ TABLES = {
     "table_remedies": table_remedies,
     "table_widths": table_widths,
     "table_devices": table_devices,
+    "table_methods": table_methods,
 }
