@@ -87,6 +87,34 @@ def _lscpu():
         return None
 
 
+# ELF e_machine values of the instruction sets a board may run.
+ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv64"}
+
+
+def elf_machine(path):
+    """The instruction set an ELF file is built for (e_machine at byte 18), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    return ELF_MACHINES.get(int.from_bytes(head[18:20], "little" if head[5] == 1 else "big"), "other")
+
+
+def emulation():
+    """Whether this process runs under an emulator (qemu user mode): its own code's
+    instruction set (what qemu shows it: /proc/self/exe) against that of the process that
+    started it, which the emulator does not rewrite. On a real board both are the board's;
+    under qemu-aarch64 on an x86 machine the parent is x86_64. None when it cannot be read."""
+    own = elf_machine("/proc/self/exe")
+    parent = elf_machine(f"/proc/{os.getppid()}/exe")
+    if own is None or parent is None:
+        return None
+    return {"emulated": own != parent, "code": own, "host_code": parent}
+
+
 def device_facts():
     cpuinfo = read("/proc/cpuinfo")
     cpu = cpu_model(cpuinfo) or cpu_model(None, _lscpu())
@@ -107,6 +135,8 @@ def device_facts():
         "temperature_c": int(temp) / 1000.0 if temp and temp.lstrip("-").isdigit() else None,
         "loadavg": os.getloadavg(),
         "python": platform.python_version(),
+        # latency and memory of an emulated device say nothing about hardware (issue 35)
+        "emulation": emulation(),
     }
 
 

@@ -89,9 +89,20 @@ def energy_args(cfg):
 # ---------------------------------------------------------------- the rules
 def _record(name, cfg, tflite, cell, started, result) -> dict:
     public_cfg = {k: v for k, v in cfg.items() if k not in ("identity_file",)}
+    emulation = (result.get("device") or {}).get("emulation") or {}
+    if emulation.get("emulated"):
+        log.warning(
+            "device %s runs %s code under an emulator on a %s machine: its latency and memory are marked emulated "
+            "and no finding uses them",
+            name,
+            emulation.get("code"),
+            emulation.get("host_code"),
+        )
     return {
         "cell": cell,
         "device_name": name,
+        # measured on an emulator (the harness' device facts): never a hardware figure
+        "emulated": bool(emulation.get("emulated")),
         "device_config": public_cfg,
         "model_sha256": sha256_file(tflite),
         "model_bytes": os.path.getsize(tflite),

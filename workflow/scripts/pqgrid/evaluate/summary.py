@@ -29,6 +29,7 @@ SPARSITY_KEYS = (
 BENCH_COLUMNS = [
     *("arch", "seed", "sparsity", "quant", "device", "latency_us", "latency_std_us", "p50_us", "p90_us"),
     *("ram_delta_mb", "process_peak_rss_mb", "tool", "threads", "cpu_model", "throttled", "cooldown_timed_out"),
+    *("machine", "emulated"),
 ]
 # From the energy JSONs (devices with a `power` source; empty elsewhere, never 0).
 ENERGY_COLUMNS = [
@@ -296,6 +297,8 @@ def load_bench(paths) -> pd.DataFrame:
                 "cpu_model": (b.get("device") or {}).get("cpu_model"),
                 "throttled": b.get("throttled"),
                 "cooldown_timed_out": b.get("cooldown_timed_out"),
+                "machine": (b.get("device") or {}).get("machine"),
+                "emulated": bool(b.get("emulated", False)),
             }
         )
     return pd.DataFrame(rows, columns=BENCH_COLUMNS)

@@ -19,9 +19,9 @@ def _unpruned_latency(run) -> pd.DataFrame:
     neither - inside the timing noise - otherwise. Two timings of one model on one CPU differed
     by up to 20 % (docs/devices.md); 50 runs' p50 moves much less, so this rule says
     "equal" for models whose true latencies are equal (tests/test_findings_null.py)."""
-    b = run.bench
+    b = run.timing
     if b.empty:
-        raise NotMeasured("no device configured")
+        raise NotMeasured("no device configured (or only emulated ones: their timing is no hardware's)")
     if "p90_us" not in b or b.p90_us.isna().all():
         raise NotMeasured("no p50/p90 latency in bench.csv (rerun the device stage)")
     b = b[is_unpruned(b) & (b.quant == "fp32")]
@@ -138,6 +138,15 @@ def _minimalistic(run):
     return "; ".join(parts), ok
 
 
+def _code(g) -> str:
+    """' (aarch64, emulated)': the instruction set the device ran, where the bench knows it -
+    an ARM board against the x86 host compares two instruction sets' kernels."""
+    machine = g.machine.dropna().iloc[0] if "machine" in g and g.machine.notna().any() else None
+    emulated = "emulated" in g and g.emulated.astype(str).str.lower().eq("true").any()
+    parts = [p for p in (machine, "emulated" if emulated else None) if p]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 @claim(
     19,
     "a deployed model is as accurate on the device as on the host",
@@ -151,7 +160,7 @@ def _device_accuracy(run):
     d = b[b.top1_host_diff_pp.notna()]
     off = d[d.top1_host_diff_pp.abs() > 0.1]
     per_device = ", ".join(
-        f"{dev}: {len(g)} cells, largest |Δ| {g.top1_host_diff_pp.abs().max():.2f} pp, "
+        f"{dev}{_code(g)}: {len(g)} cells, largest |Δ| {g.top1_host_diff_pp.abs().max():.2f} pp, "
         f"{int(g.answers_differing_from_host.sum())} answers differ"
         for dev, g in d.groupby("device", sort=False)
     )

@@ -17,7 +17,7 @@ RATIO = 0.6
 def method_latency(run, method: str, quants) -> pd.DataFrame:
     """One row per measured cell of `method` (its quant in `quants`) with the dense model's
     p50/p90 on the same device, in the same mode (sparsity 0): the method's effect alone."""
-    b = run.methods_bench
+    b = run.methods_timing
     if b.empty or not (b.sparsity.map(method_of) == method).any():
         raise NotMeasured(f"no {method} cell measured on a device")
     if "p90_us" not in b or b.p90_us.isna().all():
@@ -25,7 +25,7 @@ def method_latency(run, method: str, quants) -> pd.DataFrame:
     cells = b[(b.sparsity.map(method_of) == method) & b.quant.isin(quants)].copy()
     if cells.empty:
         raise NotMeasured(f"no {method} cell in {' or '.join(quants)} measured")
-    dense = run.bench[run.bench.sparsity.astype(str) == "0"]
+    dense = run.timing[run.timing.sparsity.astype(str) == "0"]
     if dense.empty:
         raise NotMeasured("no dense cell (sparsity 0) measured on the same device")
     key = ["device", "arch", "seed", "quant"]

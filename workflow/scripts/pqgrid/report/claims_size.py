@@ -30,10 +30,10 @@ def _pruning_keeps_size(run):
     s = run.summary[run.summary.quant == "fp32"]
     if s.sparsity.astype(str).nunique() < 2:
         raise NotMeasured("needs more than one sparsity")
-    if run.bench.empty:
+    if run.timing.empty:
         raise NotMeasured("RAM and latency need a device")
     size = s.groupby("arch").file_bytes.agg(spread_percent)
-    fp = run.bench[run.bench.quant == "fp32"]
+    fp = run.timing[run.timing.quant == "fp32"]
     # p50, not the mean: one scheduler hiccup in 50 runs moves a mean by several %
     latency = fp.p50_us if "p50_us" in fp and fp.p50_us.notna().all() else fp.latency_us
     noise = fp.assign(n=(fp.p90_us - latency) / latency).groupby("device").n.median() if "p90_us" in fp else None

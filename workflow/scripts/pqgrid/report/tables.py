@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pqgrid.core.config import method_of
 from pqgrid.core.io import atomic_path, write_text
 from pqgrid.core.stats import CELL, MB, ci_halfwidth, is_unpruned
 from pqgrid.evaluate.summary import (
@@ -270,8 +271,10 @@ def table_devices(summary, bench, per_class, thesis):
     """Boards side by side (the MobileNet study's device comparison, seed 003): per device and
     cell - latency, memory, power idle and under load, energy per inference (with how power
     was known), host and on-device top-1 and their difference, and the share of seeds whose
-    timing ran while the board throttled. Empty where a device did not measure it."""
-    keys = ["device", "cpu_model", "arch", "label", "sparsity", "quant", "energy_method"]
+    timing ran while the board throttled; the instruction set each ran and whether under an
+    emulator (`emulated`: its latency and memory are no hardware figure). Empty where a
+    device did not measure it."""
+    keys = ["device", "cpu_model", "machine", "emulated", "arch", "label", "sparsity", "quant", "energy_method"]
     if bench.empty or summary.empty:
         return pd.DataFrame(columns=[*keys, *DEVICE_VALUES])
     # a bench table from before a column existed (or without energy/accuracy) still reads
@@ -281,6 +284,9 @@ def table_devices(summary, bench, per_class, thesis):
         throttled_share=s.throttled.map({True: 1.0, False: 0.0, "True": 1.0, "False": 0.0}),
         energy_method=s.energy_method.astype(object).fillna("not measured"),
         cpu_model=s.cpu_model.astype(object).fillna(""),
+        machine=s.machine.astype(object).fillna(""),
+        # an emulated board's latency and memory are no hardware's (tests/arm_board.py)
+        emulated=s.emulated.astype(object).fillna(False).astype(str).str.lower().eq("true"),
     )
     s = s.reindex(columns=[*keys, "seed", *DEVICE_VALUES])
     s[DEVICE_VALUES] = s[DEVICE_VALUES].apply(pd.to_numeric, errors="coerce")
@@ -300,10 +306,11 @@ def table_methods(summary, bench, per_class, thesis):
     latency, and each as a ratio to the dense model (sparsity 0) of the same seed and mode -
     how much of the theoretical saving (MACs) the device realises (latency)."""
     keys = ["device", "arch", "method", "sparsity"]
-    if summary.empty or "method" not in summary:
+    if summary.empty:
         return pd.DataFrame(columns=[*keys, *METHOD_VALUES])
     s = summary[summary.quant.isin(["fp32", "int8"])].copy()
-    s["method"] = np.where(is_unpruned(s), "dense", s.method)
+    s["method"] = np.where(is_unpruned(s), "dense", s.sparsity.map(method_of))
+    s = s.reindex(columns=list(dict.fromkeys([*s.columns, "tflite_macs", "tflite_macs_nonzero"])))
     s["file_mb"] = s.file_bytes / MB
     if bench.empty:
         s = s.assign(device="(no device)", p50_us=np.nan)

@@ -1,0 +1,83 @@
+"""An ARM board in the test run (tests/arm_board.py): Debian arm64's Python and the aarch64
+wheels of numpy and LiteRT under qemu as a Cortex-A72, reached over a real sshd. The smoke
+grid runs on it beside `local`: the upload, the harness and on-device accuracy run ARM code,
+and the board says it is emulated - so its timing is marked and no finding uses it."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import SSHServer, copy_workflow, snakemake
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="module")
+def arm_python():
+    if not (
+        shutil.which("qemu-aarch64-static") and (shutil.which("debootstrap") or Path("/usr/sbin/debootstrap").exists())
+    ):
+        pytest.skip(
+            "qemu-user-static and debootstrap not installed (apt-get install qemu-user-static debootstrap; .ci/run does)"
+        )
+    from arm_board import build
+
+    return build()
+
+
+def test_the_emulated_board_knows_it_is_one(arm_python):
+    """The harness' device facts on the board: aarch64, the Pi's CPU, emulated (its own code
+    aarch64, the process that started it x86_64); on this machine: not emulated."""
+    import subprocess
+
+    from pqgrid.core.harness import emulation
+
+    harness = Path(__file__).resolve().parents[1] / "workflow/scripts/pqgrid/core/harness.py"
+    code = f"import runpy; h = runpy.run_path({str(harness)!r}); import json; print(json.dumps(h['device_facts']()))"
+    facts = json.loads(subprocess.run([str(arm_python), "-c", code], check=True, capture_output=True, text=True).stdout)
+    assert facts["machine"] == "aarch64" and "Raspberry Pi 4" in facts["cpu_model"]
+    assert facts["emulation"] == {"emulated": True, "code": "aarch64", "host_code": "x86_64"}
+    here = emulation()
+    assert here is not None and here["emulated"] is False, "this machine runs its own code"
+
+
+def test_the_smoke_grid_on_an_emulated_raspberry_pi(arm_python, tmp_path):
+    """One architecture, fp32 and int8, on `local` and on the emulated board with on-device
+    accuracy: every cell gives the host's answers on ARM kernels (0 differing images), the
+    board's timing is marked emulated in the JSON, bench.csv and table_devices, and the
+    timing findings leave it out while finding 19 compares ARM with x86."""
+    wf = copy_workflow(tmp_path / "wf")
+    (tmp_path / "sshd").mkdir()
+    server = SSHServer(tmp_path / "sshd")
+    try:
+        board = server.device(python=str(arm_python), num_runs=5, timeout=900, accuracy=True)
+        overlay = {
+            "run_dir": "runs/arm",
+            "grid_architectures": ["mobilenet_tiny"],
+            "pruning": {"sparsities": [0]},
+            "quantization": {"modes": ["fp32", "int8"], "subsets": None},
+            "devices": {"local": {"type": "local", "threads": 1}, "armboard": board},
+        }
+        (wf / "arm.yaml").write_text(yaml.safe_dump(overlay))
+        snakemake(wf, "--cores", "2", "all", "--configfile", "presets/smoke.yaml", "arm.yaml", timeout=1800)
+    finally:
+        server.stop()
+    results = wf / "runs/arm/results"
+    for quant in ("fp32", "int8"):
+        bench = json.loads((results / f"bench/armboard/mobilenet_tiny/seed0/s0_{quant}.json").read_text())
+        assert bench["emulated"] is True and bench["device"]["machine"] == "aarch64"
+        local = json.loads((results / f"bench/local/mobilenet_tiny/seed0/s0_{quant}.json").read_text())
+        assert local["emulated"] is False
+        on_board = json.loads((results / f"device_eval/armboard/mobilenet_tiny/seed0/s0_{quant}.json").read_text())
+        assert on_board["answers_differing_from_host"] == 0, (quant, on_board["top1"], on_board["host_top1"])
+    b = pd.read_csv(results / "tables/bench.csv")
+    assert set(b[b.device == "armboard"].emulated) == {True} and set(b[b.device == "local"].emulated) == {False}
+    devices = pd.read_csv(results / "tables/table_devices.csv")
+    assert set(devices[devices.device == "armboard"].emulated) == {True}
+    findings = pd.read_csv(results / "findings.csv").set_index("no")
+    assert "armboard (aarch64, emulated)" in findings.loc[19, "measured"]
+    assert "armboard" not in " ".join(findings.measured.drop(19).astype(str)), "no timing finding uses the emulator"
