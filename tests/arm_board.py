@@ -56,6 +56,7 @@ def build(root: Path = CACHE) -> Path:
     (a script running ROOT's python3.11 under qemu as a Cortex-A72)."""
     python = root / "python-arm64"
     if python.is_file():
+        _bare(root)
         return python
     for tool in ("qemu-aarch64-static", "debootstrap", "dpkg"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -89,7 +90,19 @@ def build(root: Path = CACHE) -> Path:
     script.chmod(0o755)
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)  # whole or not at all: a killed build leaves only the .tmp folder
+    _bare(root)
     return python
+
+
+def _bare(root: Path) -> Path:
+    """The board's Python without the packages: a fresh Pi, for `setup: packages` to set up."""
+    bare = root / "python-arm64-bare"
+    bare.write_text(
+        "#!/bin/sh\n# The emulated board's Python without numpy or LiteRT (tests/arm_board.py)\n"
+        f'exec qemu-aarch64-static -cpu cortex-a72 -L "{root / "root"}" "{root / "root/usr/bin/python3.11"}" "$@"\n'
+    )
+    bare.chmod(0o755)
+    return bare
 
 
 def main():

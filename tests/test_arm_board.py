@@ -4,6 +4,7 @@ grid runs on it beside `local`: the upload, the harness and on-device accuracy r
 and the board says it is emulated - so its timing is marked and no finding uses it."""
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -81,3 +82,52 @@ def test_the_smoke_grid_on_an_emulated_raspberry_pi(arm_python, tmp_path):
     findings = pd.read_csv(results / "findings.csv").set_index("no")
     assert "armboard (aarch64, emulated)" in findings.loc[19, "measured"]
     assert "armboard" not in " ".join(findings.measured.drop(19).astype(str)), "no timing finding uses the emulator"
+
+
+def test_pqgrid_sets_up_a_bare_board(arm_python, tmp_path):
+    """`setup: packages` on the emulated board whose Python has neither numpy nor LiteRT:
+    the setup job checks the board (aarch64, Python 3.11, glibc, space), sends up the pinned
+    packages built here for aarch64, and the board then measures a cell; a second run finds
+    them in place. Boards that cannot work get one line each (board_problem)."""
+    import subprocess
+
+    from pqgrid.core.devices import board_pins
+    from pqgrid.device.setup import board_problem
+
+    bare = arm_python.with_name("python-arm64-bare")
+    probe = subprocess.run([str(bare), "-c", "import numpy"], capture_output=True, text=True)
+    assert probe.returncode != 0, "a bare board: no numpy"
+    wf = copy_workflow(tmp_path / "wf")
+    (tmp_path / "sshd").mkdir()
+    server = SSHServer(tmp_path / "sshd")
+    try:
+        board = server.device(python=str(bare), num_runs=3, timeout=900, setup="packages")
+        overlay = {
+            "run_dir": "runs/setup",
+            "grid_architectures": ["mobilenet_tiny"],
+            "pruning": {"sparsities": [0]},
+            "quantization": {"modes": ["fp32"], "subsets": None},
+            "devices": {"pi": board},
+        }
+        (wf / "setup.yaml").write_text(yaml.safe_dump(overlay))
+        args = ("--configfile", "presets/smoke.yaml", "setup.yaml")
+        target = "results/bench/pi/mobilenet_tiny/seed0/s0_fp32.json"
+        snakemake(wf, "--cores", "2", target, *args, timeout=1800)
+        setup = json.loads((wf / "runs/setup/results/devices/pi.setup.json").read_text())
+        assert setup["board"]["machine"] == "aarch64" and setup["versions"] == dict(p.split("==") for p in board_pins())
+        bench = json.loads((wf / "runs/setup" / target).read_text())
+        assert bench["emulated"] is True and bench["p50_us"] > 0
+        (wf / "runs/setup/results/devices/pi.setup.json").unlink()
+        log = snakemake(wf, "--cores", "1", "results/devices/pi.setup.json", *args).stderr
+        assert "already set up" in (wf / "runs/setup/logs/devices/pi.setup.log").read_text(), log[-1000:]
+    finally:
+        server.stop()
+    facts = {"python": "3.11.2", "machine": "aarch64", "libc": ("glibc", "2.36"), "free_mb": 5000}
+    assert board_problem("pi", facts) is None
+    for change, message in (
+        ({"machine": "armv7l"}, r"a 32-bit OS \(armv7l\); .* 64-bit Raspberry Pi OS"),
+        ({"python": "3.7.3"}, "Python 3.7.3 is older than"),
+        ({"free_mb": 50}, "50 MB free under remote_dir; the packages need 300 MB"),
+        ({"libc": ("", "")}, "C library unknown; the wheels need glibc"),
+    ):
+        assert re.search(message, board_problem("pi", {**facts, **change})), change

@@ -8,15 +8,33 @@
 if config.get("benchmark_on_submit_host", True):
 
     localrules:
+        setup_device,
         benchmark_on_device,
         energy_on_device,
         accuracy_on_device,
+
+
+rule setup_device:
+    """The pinned numpy and ai-edge-litert set up on a board with `setup: packages`
+    (device/setup.py): the board's facts checked, the packages for its platform sent up.
+    """
+    output:
+        setup="results/devices/{device}.setup.json",
+    log:
+        "logs/devices/{device}.setup.log",
+    params:
+        device=device_params("setup"),
+        pins=board_pins(),
+        code=stage_code("setup_device.py"),
+    script:
+        "../scripts/setup_device.py"
 
 
 rule benchmark_on_device:
     """Latency and peak memory of one .tflite on one configured device."""
     input:
         tflite=rules.convert_tflite.output.tflite,
+        setup=device_setup,
     output:
         bench="results/bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json",
     log:
@@ -41,6 +59,7 @@ rule energy_on_device:
     with a `power` source."""
     input:
         tflite=rules.convert_tflite.output.tflite,
+        setup=device_setup,
     output:
         energy="results/energy/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json",
     log:
@@ -67,6 +86,7 @@ rule accuracy_on_device:
         manifest=data_file("manifest"),
         host=rules.evaluate_tflite.output.metrics,
         host_predictions=rules.evaluate_tflite.output.predictions,
+        setup=device_setup,
     output:
         metrics="results/device_eval/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json",
         per_class="results/device_eval/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.per_class.csv",

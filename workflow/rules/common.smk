@@ -21,7 +21,7 @@ from pqgrid.core.config import (
     user_builder_file,
     workflow_path,
 )
-from pqgrid.core.devices import DEVICE_TYPES
+from pqgrid.core.devices import DEVICE_TYPES, board_pins
 from pqgrid.core.modes import derives_from_fp32, mode
 from pqgrid.core.provenance import file_digest, folder_digest, stage_code
 
@@ -352,6 +352,13 @@ def cell_settings(wildcards):
 def device_params(stage):
     """The device's settings that `stage` (latency, energy, accuracy) reads."""
     return lambda wildcards: settings.device_settings(config, wildcards.device, stage)
+
+
+def device_setup(wildcards):
+    """A board with `setup: packages` is set up before any job measures on it."""
+    if config["devices"][wildcards.device].get("setup"):
+        return rules.setup_device.output.setup.format(device=wildcards.device)
+    return []
 
 
 def device_slot(name):

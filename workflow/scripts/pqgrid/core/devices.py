@@ -6,6 +6,7 @@ schema's enum name the same types. Adding a type = a record here and a session c
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 
@@ -29,3 +30,26 @@ DEVICE_TYPES = {
         ),
     )
 }
+
+
+# ---------------------------------------------------------------- a board set up by pqgrid
+# `setup: packages`: the packages the harness needs, at the versions this machine runs
+# (requirements.txt pins them), installed for the board's platform into a folder of their
+# own under remote_dir (named by the versions, so a new pin is a new folder) and put first
+# on the board Python's path.
+BOARD_PACKAGES = ("numpy", "ai-edge-litert")
+
+
+def board_pins() -> list:
+    """["numpy==2.4.6", "ai-edge-litert==2.3.0"]: the host's versions of the board's packages."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in BOARD_PACKAGES]
+
+
+def packages_dir(cfg: dict) -> str | None:
+    """The folder of a set-up board's packages (None: the board's Python has its own)."""
+    if cfg.get("setup") != "packages":
+        return None
+    digest = hashlib.sha256(" ".join(board_pins()).encode()).hexdigest()[:12]
+    return f"{cfg['remote_dir'].rstrip('/')}/packages-{digest}"

@@ -163,6 +163,10 @@ DEVICE_KEYS_UNUSED = {
     "latency": ("accuracy", "power"),
     "energy": ("accuracy", "num_runs", "tool", "benchmark_model", "op_profiling"),
     "accuracy": ("power", "cooldown", "num_runs", "warmup_runs", "tool", "benchmark_model", "op_profiling"),
+    "setup": (
+        *("accuracy", "power", "cooldown", "num_runs", "warmup_runs", "tool", "benchmark_model", "op_profiling"),
+        "threads",
+    ),
 }
 
 

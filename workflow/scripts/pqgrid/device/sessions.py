@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pqgrid.core import harness
+from pqgrid.core.devices import packages_dir
 from pqgrid.core.io import sha256_file
 
 log = logging.getLogger("pqgrid")
@@ -175,7 +176,14 @@ class SSHSession:
 
     def run(self, args, on_line=None):
         cmd = " ".join(shlex.quote(a) for a in [self.cfg["python"], f"{self.job}/harness.py", *args])
+        packages = packages_dir(self.cfg)
+        if packages:  # `setup: packages`: the pinned packages first on the path
+            cmd = f"PYTHONPATH={shlex.quote(packages)} {cmd}"
         return _exec(self.client, self.name, cmd, self.cfg["timeout"], on_line)
+
+    def shell(self, cmd: str, timeout=None):
+        """A shell command on the board: (stdout, stderr, exit status)."""
+        return _exec(self.client, self.name, cmd, timeout or self.cfg["timeout"])
 
     def close(self):
         # remove the job's files also when it failed; best effort: the error above matters

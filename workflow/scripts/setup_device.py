@@ -1,0 +1,10 @@
+from pqgrid.core.jobs import run_script
+from pqgrid.device.setup import setup_device
+
+run_script(
+    snakemake.log[0],
+    setup_device,
+    name=snakemake.wildcards.device,
+    cfg=snakemake.params.device,
+    out_json=snakemake.output.setup,
+)
