@@ -75,10 +75,13 @@ def test_the_smoke_grid_on_an_emulated_raspberry_pi(arm_python, tmp_path):
         assert local["emulated"] is False
         on_board = json.loads((results / f"device_eval/armboard/mobilenet_tiny/seed0/s0_{quant}.json").read_text())
         assert on_board["answers_differing_from_host"] == 0, (quant, on_board["top1"], on_board["host_top1"])
+        assert on_board["confidence_max_abs_diff"] < 0.02, "the winning scores agree too (int8: within an output step)"
     b = pd.read_csv(results / "tables/bench.csv")
     assert set(b[b.device == "armboard"].emulated) == {True} and set(b[b.device == "local"].emulated) == {False}
     devices = pd.read_csv(results / "tables/table_devices.csv")
-    assert set(devices[devices.device == "armboard"].emulated) == {True}
+    arm = devices[devices.device == "armboard"]
+    assert set(arm.emulated) == {True} and set(arm.machine) == {"aarch64"}
+    assert (arm.answers_differing_from_host == 0).all() and arm.confidence_max_abs_diff.notna().all()
     findings = pd.read_csv(results / "findings.csv").set_index("no")
     assert "armboard (aarch64, emulated)" in findings.loc[19, "measured"]
     assert "armboard" not in " ".join(findings.measured.drop(19).astype(str)), "no timing finding uses the emulator"

@@ -220,7 +220,8 @@ def device_accuracy(
     cfg = device_config(cfg)
     _, y = load_npz(test_npz)
     host = read_json(host_json)
-    host_labels = read_predictions(host_predictions)["label"]
+    host_predictions = read_predictions(host_predictions)
+    host_labels = host_predictions["label"]
     started = dt.datetime.now(dt.UTC).isoformat()
     with session(name, cfg) as s, tempfile.TemporaryDirectory() as tmp:
         model = s.put(tflite, "model.tflite")
@@ -247,6 +248,8 @@ def device_accuracy(
         host_top1=host["top1"],
         top1_host_diff_pp=(top1 - host["top1"]) * 100,
         answers_differing_from_host=int((labels != host_labels).sum()),
+        # how far the device's kernels (ARM's, another library's) move the winning score
+        confidence_max_abs_diff=float(np.max(np.abs(np.max(scores, axis=1) - host_predictions["confidence"]))),
         test_images=int(len(y)),
         test_sha256=sha256_file(test_npz),
     )

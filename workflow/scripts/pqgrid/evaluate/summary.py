@@ -37,7 +37,10 @@ ENERGY_COLUMNS = [
     *("energy_mj_per_inference", "energy_net_mj_per_inference", "energy_throttled"),
 ]
 # From the on-device accuracy JSONs (devices with `accuracy: true`).
-DEVICE_EVAL_COLUMNS = ["top1_device", "top3_device", "top1_host", "top1_host_diff_pp", "answers_differing_from_host"]
+DEVICE_EVAL_COLUMNS = [
+    *("top1_device", "top3_device", "top1_host", "top1_host_diff_pp", "answers_differing_from_host"),
+    "confidence_max_abs_diff",
+]
 # What the .tflite's own weights say (read back by tflite_weights.py); absent for some modes.
 TFLITE_KEYS = (
     *("tflite_kernel_sparsity", "tflite_conv_dense_sparsity", "tflite_depthwise_sparsity"),
@@ -159,6 +162,7 @@ def _device_eval_row(d: dict) -> dict:
         "top1_host": d["host_top1"],
         "top1_host_diff_pp": d["top1_host_diff_pp"],
         "answers_differing_from_host": d["answers_differing_from_host"],
+        "confidence_max_abs_diff": d.get("confidence_max_abs_diff"),
     }
 
 

@@ -263,7 +263,8 @@ def table_widths(summary, bench, per_class, thesis):
 
 DEVICE_VALUES = [
     *("latency_us", "p50_us", "p90_us", "ram_delta_mb", "power_idle_w", "power_load_w", "energy_mj_per_inference"),
-    *("energy_net_mj_per_inference", "top1", "top1_device", "top1_host_diff_pp", "throttled_share"),
+    *("energy_net_mj_per_inference", "top1", "top1_device", "top1_host_diff_pp", "answers_differing_from_host"),
+    *("confidence_max_abs_diff", "throttled_share"),
 ]
 
 
