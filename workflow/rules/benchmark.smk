@@ -22,6 +22,8 @@ rule setup_device:
         setup="results/devices/{device}.setup.json",
     log:
         "logs/devices/{device}.setup.log",
+    conda:
+        "../../envs/device.yaml"
     params:
         device=device_params("setup"),
         pins=board_pins(),
