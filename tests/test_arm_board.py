@@ -49,9 +49,9 @@ def test_the_emulated_board_knows_it_is_one(arm_python):
 def test_the_smoke_grid_on_an_emulated_raspberry_pi_pqgrid_set_up(arm_python, tmp_path):
     """A bare emulated board (its Python has neither numpy nor LiteRT) with `setup: packages`:
     the setup job checks it (aarch64, Python 3.11, glibc, space) and sends up the pinned
-    packages built here for aarch64; then one architecture, fp32 and int8, on `local` and on
-    the board with on-device accuracy: every cell gives the host's answers on ARM kernels (0
-    differing images), the board's timing is marked emulated in the JSON, bench.csv and
+    packages built here for aarch64; then the smoke grid on `local` and on the board with
+    on-device accuracy: every cell (fp32, int8, int16x8, QAT, pruned) gives the host's answers
+    on ARM kernels (0 differing images), the board's timing is marked emulated in the JSON, bench.csv and
     table_devices, and the timing findings leave it out while finding 19 compares ARM with
     x86. A second setup finds the packages in place."""
     import subprocess
@@ -65,13 +65,8 @@ def test_the_smoke_grid_on_an_emulated_raspberry_pi_pqgrid_set_up(arm_python, tm
     server = SSHServer(tmp_path / "sshd")
     try:
         board = server.device(python=str(bare), num_runs=5, timeout=900, accuracy=True, setup="packages")
-        overlay = {
-            "run_dir": "runs/arm",
-            "grid_architectures": ["mobilenet_tiny"],
-            "pruning": {"sparsities": [0]},
-            "quantization": {"modes": ["fp32", "int8"], "subsets": None},
-            "devices": {"local": {"type": "local", "threads": 1}, "armboard": board},
-        }
+        # the whole smoke grid (12 cells: fp32, int8, int16x8, QAT, pruned) on both devices
+        overlay = {"run_dir": "runs/arm", "devices": {"local": {"type": "local", "threads": 1}, "armboard": board}}
         (wf / "arm.yaml").write_text(yaml.safe_dump(overlay))
         args = ("--configfile", "presets/smoke.yaml", "arm.yaml")
         snakemake(wf, "--cores", "2", "all", *args, timeout=1800)
@@ -83,13 +78,15 @@ def test_the_smoke_grid_on_an_emulated_raspberry_pi_pqgrid_set_up(arm_python, tm
         assert "already set up" in (wf / "runs/arm/logs/devices/armboard.setup.log").read_text()
     finally:
         server.stop()
-    for quant in ("fp32", "int8"):
-        bench = json.loads((results / f"bench/armboard/mobilenet_tiny/seed0/s0_{quant}.json").read_text())
+    cells = sorted((results / "device_eval/armboard").rglob("*.json"))
+    assert len(cells) == 12, "every smoke cell evaluated on the board"
+    for path in cells:
+        cell = path.relative_to(results / "device_eval/armboard")
+        bench = json.loads((results / "bench/armboard" / cell).read_text())
         assert bench["emulated"] is True and bench["device"]["machine"] == "aarch64"
-        local = json.loads((results / f"bench/local/mobilenet_tiny/seed0/s0_{quant}.json").read_text())
-        assert local["emulated"] is False
-        on_board = json.loads((results / f"device_eval/armboard/mobilenet_tiny/seed0/s0_{quant}.json").read_text())
-        assert on_board["answers_differing_from_host"] == 0, (quant, on_board["top1"], on_board["host_top1"])
+        assert json.loads((results / "bench/local" / cell).read_text())["emulated"] is False
+        on_board = json.loads(path.read_text())
+        assert on_board["answers_differing_from_host"] == 0, (str(cell), on_board["top1"], on_board["host_top1"])
         assert on_board["confidence_max_abs_diff"] < 0.02, "the winning scores agree too (int8: within an output step)"
     b = pd.read_csv(results / "tables/bench.csv")
     assert set(b[b.device == "armboard"].emulated) == {True} and set(b[b.device == "local"].emulated) == {False}

@@ -88,7 +88,7 @@ def _quant_change(t, settings, archs=None, title=""):
         bb = b[(b.device == dev) & is_unpruned(b)].groupby(["arch", "seed", "quant"])[["ram_delta_mb", "latency_us"]]
         m = m.join(bb.mean())
         metrics.update({"ram_delta_mb": "RAM", "latency_us": "latency"})
-        title += f"; RAM and latency on {dev}"
+        title += f"; RAM and latency on {dev}{_emulated(b, dev)}"
     rows = []
     for (arch, seed, q), r in m.iterrows():
         if q == "fp32" or (arch, seed, "fp32") not in m.index:
@@ -382,11 +382,20 @@ def pareto_latency(t, settings, device):
     title = f"Accuracy vs latency on {device}"
     if b is None or b.empty or device not in set(b.device):
         return placeholder(title, f"no benchmark results for device {device!r}", settings)
+    title += _emulated(b, device)
     d = t["summary"].merge(b[b.device == device][[*CELL, "latency_us"]], on=CELL)
     n = d.seed.nunique()
     d = d.groupby(["arch", "sparsity", "quant"], as_index=False)[["top1", "latency_us"]].mean()
     d["method"] = d.sparsity.map(method_of)
     return _pareto(d, "latency_us", f"mean latency on {device} (µs, log)", title, settings, n)
+
+
+def _emulated(bench, device) -> str:
+    """' (EMULATED: ...)' for a device measured under an emulator: its timing is no hardware's."""
+    rows = bench[bench.device == device]
+    if "emulated" in rows and rows.emulated.astype(str).str.lower().eq("true").any():
+        return " (EMULATED: an emulator's timing, no hardware figure)"
+    return ""
 
 
 @figure("energy_vs_top1")
