@@ -531,3 +531,14 @@ def test_compare_runs_sees_a_changed_file_and_metric(tmp_path):
         tmp_path / "new/results/tables/summary.csv", index=False
     )
     assert not compare(tmp_path / "old", tmp_path / "new")
+
+
+def test_an_emulated_devices_latency_figures_say_so():
+    """A device measured under an emulator (bench.csv `emulated`) gets it in the title of its
+    latency figures; a hardware device does not."""
+    import pandas as pd
+    from pqgrid.report.figures import _emulated
+
+    bench = pd.DataFrame({"device": ["armboard", "local"], "emulated": [True, False]})
+    assert "EMULATED" in _emulated(bench, "armboard") and _emulated(bench, "local") == ""
+    assert _emulated(bench.drop(columns="emulated"), "armboard") == "", "a bench.csv from before the column"
