@@ -55,6 +55,7 @@ def cfg(**changes):
             r"pruning.sparsities: 95 % of channels leaves almost no network",
         ),  # fmt: skip
         ({"pruning__methods": ["thinning"]}, r"pruning.methods.*thinning"),
+        ({"devices__local__setup": "packages"}, r"devices.local.setup: sets up a board over SSH; remove it"),
         ({"pruning__sparsities": [0, 50]}, r"pruning.schedules: no schedule for sparsity 50"),
         (
             {"pruning__schedules__30": {"frequency_epochs": 0, "steps": 2}},

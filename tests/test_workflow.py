@@ -304,7 +304,7 @@ def test_a_grid_on_two_devices_local_and_loopback(smoke_run, sshd, tmp_path):
     assert set(table.device) == {"local", "loopback"} and len(table) == 24
     assert set(table[table.device == "loopback"].energy_method) == {"not measured"}
     findings = pd.read_csv(res / "findings.csv").set_index("no")
-    assert findings.loc[19, "verdict"] == "holds" and "loopback: 12 cells" in findings.loc[19, "measured"]
+    assert findings.loc[19, "verdict"] == "holds" and "loopback (x86_64): 12 cells" in findings.loc[19, "measured"]
     assert (res / "figures" / "energy_vs_top1.png").stat().st_size > 10_000
     assert (res / "figures" / "pareto_latency_loopback.png").is_file()
 

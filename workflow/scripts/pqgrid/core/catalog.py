@@ -161,8 +161,8 @@ def output_order(arch_cfg: dict, data_classes) -> list | None:
 def pruning_methods(arch_cfg: dict) -> list:
     """The pruning methods an architecture can have: magnitude always; the others where its
     builder's layout allows them (a model file or user builder: tried by the pruning job)."""
-    if "tflite" in arch_cfg:
-        return []
+    if "tflite" in arch_cfg:  # its unpruned cells only (config.from_tflite_file)
+        return ["magnitude"]
     if "model" in arch_cfg:
         return ["magnitude", "xnnpack_sparse", "channels"]
     return ["magnitude", *builder_entry(arch_cfg["builder"]).get("methods", [])]

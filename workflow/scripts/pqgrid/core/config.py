@@ -490,6 +490,10 @@ def _check_devices(config: dict) -> None:
         for key, why in DEVICE_TYPES[dev.get("type", "local")].needs:
             if not dev.get(key):
                 raise ConfigError(f"devices.{name}.{key}: {why}")
+        if dev.get("setup") and dev.get("type", "local") != "ssh":
+            raise ConfigError(
+                f"devices.{name}.setup: sets up a board over SSH; remove it from a {dev.get('type', 'local')} device"
+            )
         if dev.get("tool") == "benchmark_model" and not dev.get("benchmark_model"):
             raise ConfigError(
                 f"devices.{name}.benchmark_model: tool benchmark_model needs the binary's path on the device"
