@@ -28,6 +28,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+from pqgrid.core.devices import board_pins  # noqa: E402 - the board gets the host's versions
+from pqgrid.device.setup import PLATFORMS  # noqa: E402 - the wheels `setup: packages` would send
+
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pqgrid" / "arm64-bookworm"
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
 # A Raspberry Pi 4's /proc/cpuinfo (4 x Cortex-A72, r0p3), what LiteRT's CPU detection reads.
@@ -40,15 +44,6 @@ CPUINFO = (
     + "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4 (emulated)\n"
 )
 PYTHON = "3.11"
-PLATFORMS = ("manylinux_2_27_aarch64", "manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
-
-
-def pinned(package: str) -> str:
-    """The pin of `package` in requirements.txt: the board gets the host's versions."""
-    for line in (Path(__file__).resolve().parents[1] / "requirements.txt").read_text().splitlines():
-        if line.split("==")[0].strip().lower() == package:
-            return line.split("#")[0].strip()
-    raise SystemExit(f"requirements.txt pins no {package}")
 
 
 def build(root: Path = CACHE) -> Path:
@@ -77,8 +72,8 @@ def build(root: Path = CACHE) -> Path:
     site = tmp / "site-packages"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--target", str(site), "--only-binary=:all:",
-         "--python-version", PYTHON, "--implementation", "cp", *(f"--platform={p}" for p in PLATFORMS),
-         pinned("numpy"), pinned("ai-edge-litert")],
+         "--python-version", PYTHON, "--implementation", "cp", *(f"--platform={p}" for p in PLATFORMS["aarch64"]),
+         *board_pins()],
         check=True, capture_output=True,
     )  # fmt: skip
     script = tmp / "python-arm64"

@@ -54,11 +54,10 @@ def sparsity_method(token) -> tuple:
     ("channels", 50), "50" or 50 -> ("magnitude", 50), "2of4" or "2:4" -> ("magnitude", "2:4")."""
     if token in PATTERNS:
         return "magnitude", token
-    token = str(token)
-    for method, prefix in METHODS.items():
-        if prefix and token.startswith(prefix) and token[len(prefix) :].isdigit():
-            return method, int(token[len(prefix) :])
-    return "magnitude", sparsity_value(token)
+    method = method_of(token)
+    if method != "magnitude":
+        return method, int(str(token)[len(METHODS[method]) :])
+    return "magnitude", sparsity_value(str(token))
 
 
 def method_of(token) -> str:
