@@ -28,10 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-from pqgrid.core.devices import board_pins  # noqa: E402 - the board gets the host's versions
-from pqgrid.device.setup import PLATFORMS  # noqa: E402 - the wheels `setup: packages` would send
-
+SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pqgrid" / "arm64-bookworm"
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
 # A Raspberry Pi 4's /proc/cpuinfo (4 x Cortex-A72, r0p3), what LiteRT's CPU detection reads.
@@ -49,6 +46,10 @@ PYTHON = "3.11"
 def build(root: Path = CACHE) -> Path:
     """The arm64 userland with numpy and ai-edge-litert; returns the board's python command
     (a script running ROOT's python3.11 under qemu as a Cortex-A72)."""
+    sys.path.insert(0, str(SCRIPTS))
+    from pqgrid.core.devices import board_pins  # the board gets the host's versions
+    from pqgrid.device.setup import PLATFORMS  # the wheels `setup: packages` would send
+
     python = root / "python-arm64"
     if python.is_file():
         _bare(root)
@@ -106,7 +107,7 @@ def main():
         "folder", nargs="?", default="/tmp/armboard", help="where sshd's keys, config and the overlay go"
     )
     parser.add_argument("--accuracy", action="store_true", help="turn on on-device accuracy for `armboard`")
-    args = parser.parse_args()
+    args = parser.parse_args()  # --help ends here, before anything is built, written or started
     import yaml
 
     sys.path.insert(0, str(Path(__file__).parent))

@@ -5,15 +5,16 @@
 
 Latency and memory are measurements, not results of the code: they are not compared."""
 
+import argparse
 import sys
 from pathlib import Path
-
-import pandas as pd
 
 KEY = ["arch", "seed", "sparsity", "quant"]
 
 
 def compare(old: Path, new: Path) -> bool:
+    import pandas as pd
+
     tflites = sorted(p.relative_to(old) for p in old.rglob("*.tflite"))
     same = sum((new / p).is_file() and (old / p).read_bytes() == (new / p).read_bytes() for p in tflites)
     print(f".tflite files: {same}/{len(tflites)} byte-identical")
@@ -29,4 +30,11 @@ def compare(old: Path, new: Path) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if compare(Path(sys.argv[1]), Path(sys.argv[2])) else 1)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("old", type=Path, help="the run folder before the change (holds results/)")
+    parser.add_argument("new", type=Path, help="the run folder after it")
+    args = parser.parse_args()
+    for folder in (args.old, args.new):
+        if not (folder / "results/tables/summary.csv").is_file():
+            parser.error(f"{folder}: no results/tables/summary.csv - give a finished run folder (e.g. runs/smoke)")
+    sys.exit(0 if compare(args.old, args.new) else 1)

@@ -214,7 +214,15 @@ class SSHServer:
             "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nMaxStartups 50\n"
         )
         Path("/run/sshd").mkdir(exist_ok=True)
-        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+        # sshd's output goes to a file, never to the caller's stdout/stderr: a helper that
+        # leaves sshd running (tests/loopback_device.py) then works inside $(...) and a pipe,
+        # and an unread pipe cannot fill up and stall sshd.
+        self.log = root / "sshd.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
         import socket
         import time
 
@@ -259,3 +267,53 @@ def sshd(tmp_path_factory):
     server = SSHServer(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
+
+
+# ------------------------------------------------------------------ parallel runs (pytest-xdist)
+# CI runs the suite on every core (`pytest -n auto --dist loadgroup`, .ci/run). A fixture of
+# module or session scope (a finished smoke run, a trained model, a SLURM cluster) is made
+# once per worker that asks for it, so the tests sharing one must stay on one worker: each
+# test gets one `xdist_group`, the connected set of the shared fixtures it uses (tests that
+# use two such fixtures join their groups). Tests with none spread over the workers alone.
+# `@pytest.mark.shares("name")` joins tests that share something no fixture holds (the
+# system's SLURM config). Left out, and made once per worker instead: fixtures that cost a
+# second or two (an sshd on loopback, one untrained .tflite), whose grouping would put most
+# of the device tests on one worker.
+CHEAP_SHARED_FIXTURES = {"sshd", "tiny_tflite"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shares(name): keep this test on one xdist worker with others sharing `name`")
+
+
+def _shared_fixtures(item) -> set:
+    info = getattr(item, "_fixtureinfo", None)
+    keys = {f"shares:{m.args[0]}" for m in item.iter_markers("shares")}
+    for name, defs in info.name2fixturedefs.items() if info else ():
+        fixture = defs[-1]
+        if fixture.scope != "function" and name not in CHEAP_SHARED_FIXTURES and _is_ours(fixture.func):
+            keys.add(f"{fixture.baseid or 'session'}::{name}")
+    return keys
+
+
+def _is_ours(func) -> bool:
+    code = getattr(func, "__code__", None)
+    return code is not None and Path(code.co_filename).resolve().is_relative_to(ROOT / "tests")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into node ids
+def pytest_collection_modifyitems(config, items):
+    parent = {}
+
+    def find(k):
+        while parent.setdefault(k, k) != k:
+            k = parent[k]
+        return k
+
+    keys = {item: sorted(_shared_fixtures(item)) for item in items}
+    for ks in keys.values():
+        for k in ks[1:]:
+            parent[find(k)] = find(ks[0])
+    for item, ks in keys.items():
+        if ks:
+            item.add_marker(pytest.mark.xdist_group(find(ks[0]).replace("/", ".")))

@@ -6,7 +6,9 @@ adds it as device `loopback`, for trying the SSH path end to end without a board
 
 `--accuracy` also turns on on-device accuracy for `loopback` (docs/devices.md).
 
-sshd keeps running in the background (its pid is in /tmp/loopback/sshd.pid)."""
+sshd keeps running in the background after this script returns (its output goes to
+FOLDER/sshd.log, so `OVERLAY=$(...)` and pipes return at once); stop it with
+`kill $(cat /tmp/loopback/sshd.pid)`. Everything it writes goes into FOLDER."""
 
 import argparse
 import sys

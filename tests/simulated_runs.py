@@ -1,13 +1,21 @@
 """Simulated runs for the claims' null and power tests (tests/test_findings_null.py): the
 tables a run writes (summary, bench, per-class, PIE), generated from per-image answers with a
 stated true effect and the noise a real run has - answers that change between two models of
-one seed, timing noise, counting noise of PIEs. Test data, never results."""
+one seed, timing noise, counting noise of PIEs. Test data, never results.
+
+    .venv/bin/python tests/simulated_runs.py /tmp/sim --delta -2     # writes /tmp/sim/*.csv
+
+writes one simulated run's summary.csv, bench.csv and per_class.csv (columns as a real
+run's results/tables/) into the folder it is given, to try a claim on by hand."""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from pqgrid.evaluate import pie
 
 CLASSES = [f"c{i}" for i in range(10)]
 BUILDERS = {
@@ -102,6 +110,8 @@ def run_tables(rng, *, archs=("mobilenet", "v3l"), seeds=(0,), cells=((0, "fp32"
 
 
 def _pie_tables(labels, archs, seeds, cells, y):
+    from pqgrid.evaluate import pie
+
     summaries, per_class = [], []
     pred = lambda lab: {"label": lab, "true": y, "test_sha256": "sim", "confidence": np.ones(len(y))}  # noqa: E731
     for arch in archs:
@@ -111,3 +121,25 @@ def _pie_tables(labels, archs, seeds, cells, y):
         summaries.append(summary.assign(arch=arch))
         per_class.append(pc.assign(arch=arch))
     return [pd.concat(summaries, ignore_index=True), pd.concat(per_class, ignore_index=True)]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="where the tables go (created)")
+    parser.add_argument("--delta", type=float, default=0.0, help="true change of int8's top-1 in pp (default 0)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per architecture (default 1)")
+    parser.add_argument("--rng", type=int, default=0, help="the generator's seed (default 0)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+    rng = np.random.default_rng(args.rng)
+    tables = run_tables(
+        rng, seeds=tuple(range(args.seeds)), delta=lambda a, sp, q: (args.delta / 100 if q == "int8" else 0.0, None)
+    )
+    args.folder.mkdir(parents=True, exist_ok=True)
+    for name, table in zip(("summary", "bench", "per_class"), tables, strict=True):
+        table.to_csv(args.folder / f"{name}.csv", index=False)
+        print(args.folder / f"{name}.csv")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,10 +1,15 @@
 """A real one-node SLURM cluster on loopback (Debian's slurm-wlm + munge), for the cluster
-profile test. Every wait is bounded.
+profile test and for trying the cluster profile by hand:
 
-The config must live at SLURM's default path (/etc/slurm/slurm.conf): the executor plugin's
-job step drops every inherited SLURM_* variable, SLURM_CONF included, before its nested
-`srun`, which then finds no configuration. An existing file there is kept aside and put
-back on stop."""
+    .venv/bin/python tests/slurm_cluster.py /tmp/slurm      # runs until Ctrl-C
+
+It changes a system file: SLURM's config must live at its default path
+(/etc/slurm/slurm.conf), because the executor plugin's job step drops every inherited
+SLURM_* variable, SLURM_CONF included, before its nested `srun`, which then finds no
+configuration. An existing file there is kept aside (slurm.conf.pqgrid-backup) and put back
+on stop. Everything else (state, spool, logs, pid files) goes into the folder it is given.
+It starts munged (when no munge daemon answers), slurmctld and slurmd, and stops every one
+of them on exit, Ctrl-C or SIGTERM. Every wait is bounded."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,7 +84,19 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
     def start(self, timeout=60):
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
-            subprocess.run(["munged", "--force"], check=True, capture_output=True)
+            # in the foreground, so it is ours to stop like the other two daemons
+            munged = subprocess.Popen(
+                ["munged", "--force", "--foreground", f"--pid-file={self.root / 'munged.pid'}",
+                 f"--log-file={self.root / 'log' / 'munged.log'}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            self.procs.append(munged)
+            deadline = time.time() + 20
+            while subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
+                if munged.poll() is not None or time.time() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"munged did not start (log: {self.root / 'log' / 'munged.log'})")
+                time.sleep(0.2)
         self.procs.append(
             subprocess.Popen(
                 ["slurmctld", "-D", "-c", "-f", str(self.conf)],
@@ -124,8 +142,31 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
             self.backup.rename(self.conf)
 
 
-if __name__ == "__main__":
-    import sys
+def main():
+    import argparse
+    import signal
 
-    c = SlurmCluster(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/slurm")).start()
-    print(f"export SLURM_CONF={c.conf}")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", help="where SLURM's state, spool, logs and pid files go (created)")
+    args = parser.parse_args()  # --help ends here, before anything is written or started
+    why = available()
+    if why:
+        raise SystemExit(f"slurm_cluster: {why}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM stops the daemons like Ctrl-C
+    cluster = None
+    try:
+        cluster = SlurmCluster(Path(args.folder).resolve())
+        cluster.start()
+        print(f"SLURM is up ({cluster.conf}); Ctrl-C stops it and puts the old config back", flush=True)
+        while all(p.poll() is None for p in cluster.procs):
+            time.sleep(1)
+        print("slurm_cluster: a daemon exited; stopping the others", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

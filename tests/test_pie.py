@@ -97,7 +97,8 @@ def test_t_interval_and_welch_interval_against_hand_computation():
     lo, hi = stats.t_interval([1, 2, 3, 4, 5])  # mean 3, s/sqrt(n) = 0.70711, t(0.975, 4) = 2.776445
     assert (lo, hi) == pytest.approx((3 - 1.963243, 3 + 1.963243), abs=1e-5)
     assert stats.ci_halfwidth([1, 2, 3, 4, 5]) == pytest.approx(1.963243, abs=1e-5)
-    assert np.isnan(stats.t_interval([1.0])[0]) and stats.t_interval([2, 2, 2]) == (2, 2)
+    assert np.isnan(stats.t_interval([1.0])[0]) and np.isnan(stats.t_interval([2, 2, 2])).all()
+    assert stats.ci_halfwidth([2, 2, 2]) == 0.0  # a table's constant (a file size) is known exactly
     from scipy.stats import ttest_1samp  # scipy's own interval, another code path
 
     v = [0.61, 0.58, 0.66, 0.59, 0.63, 0.60]

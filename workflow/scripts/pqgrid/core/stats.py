@@ -34,7 +34,10 @@ CONFIDENCE = 0.95
 
 
 def t_interval(values, confidence=CONFIDENCE) -> tuple[float, float]:
-    """Student-t interval for the mean of `values` (NaN dropped); (nan, nan) below 2 values."""
+    """Student-t interval for the mean of `values` (NaN dropped); (nan, nan) below 2 values
+    and when every value is the same: seeds that agree exactly show no spread to build an
+    interval on, and (m, m) would claim a certainty no data give (a verdict then needs the
+    per-image evidence: claims.paired_delta)."""
     from scipy import stats
 
     v = np.asarray(values, float)
@@ -43,7 +46,7 @@ def t_interval(values, confidence=CONFIDENCE) -> tuple[float, float]:
         return float("nan"), float("nan")
     m, sem = float(v.mean()), float(stats.sem(v))
     if sem == 0:
-        return m, m
+        return float("nan"), float("nan")
     lo, hi = stats.t.interval(confidence, len(v) - 1, loc=m, scale=sem)
     return float(lo), float(hi)
 
@@ -88,8 +91,13 @@ def independent_interval(k1, n1, k2, n2, confidence=CONFIDENCE) -> tuple[float, 
 
 
 def ci_halfwidth(values, confidence=CONFIDENCE) -> float:
-    """Half the width of `t_interval` (the `± x` of a table); NaN below 2 values."""
-    lo, hi = t_interval(values, confidence)
+    """Half the width of `t_interval` (the `± x` of a table); NaN below 2 values, 0 where
+    every seed gives the same value (a file size that does not depend on the seed)."""
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    if len(v) >= 2 and np.all(v == v[0]):
+        return 0.0
+    lo, hi = t_interval(v, confidence)
     return (hi - lo) / 2
 
 
@@ -101,7 +109,7 @@ def welch_t(a, b):
     if len(a) < 2 or len(b) < 2:
         return float("nan")
     if np.var(a, ddof=1) == 0 and np.var(b, ddof=1) == 0:
-        return 0.0 if np.mean(a) != np.mean(b) else 1.0
+        return float("nan")  # no spread on either side: no test (a p of 0 would claim certainty)
     with warnings.catch_warnings():  # near-identical seeds: scipy warns of precision loss, p is still right
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
@@ -109,15 +117,15 @@ def welch_t(a, b):
 
 def welch_interval(a, b, confidence=CONFIDENCE) -> tuple[float, float]:
     """Interval for mean(b) - mean(a) by Welch's t (scipy's `confidence_interval`);
-    (nan, nan) with fewer than 2 values per side."""
+    (nan, nan) with fewer than 2 values per side or no spread on either (t_interval says
+    why)."""
     from scipy import stats
 
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or len(b) < 2:
         return float("nan"), float("nan")
     if np.var(a, ddof=1) == 0 and np.var(b, ddof=1) == 0:
-        d = float(np.mean(b) - np.mean(a))
-        return d, d
+        return float("nan"), float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(confidence)
@@ -144,6 +152,42 @@ def class_heterogeneity(base: pd.DataFrame, variant: pd.DataFrame) -> tuple[floa
     overall = v.correct.sum() / v.support.sum() - b.correct.sum() / b.support.sum()
     ratio = float(delta.abs().max() / abs(overall)) if overall else float("inf")
     return p, ratio
+
+
+def heterogeneity_power(base: pd.DataFrame, effect: float, level=0.05, power=0.8) -> tuple[float, float]:
+    """What `class_heterogeneity` can see: its power to call the classes uneven when one
+    class changes by `effect` (a share: 0.10 = 10 pp) more than the others, on `base`'s
+    per-class counts (rows by class; `correct`, `support`), and the images per class at which
+    that power reaches `power`. Under that alternative Q is noncentral χ² (classes - 1
+    degrees of freedom) with noncentrality Σ w_c (Δ_c - Δ̄)², the same weights as the test;
+    the weights grow with the support, so the noncentrality does too, in proportion.
+
+    That power is the test's on independent draws. A compressed model answers the same
+    images as its parent, so each class' change carries far less noise than the test's
+    variance assumes, and Q is little more than its noncentrality: it detects the effect
+    only once the noncentrality itself passes the critical value. The images needed are
+    therefore where both hold - 80 % power and a noncentrality two standard deviations of
+    χ²(classes - 1) above the critical value (tests/test_findings_boundary.py simulates both).
+    Returns (power on independent draws at the support given, images per class needed;
+    inf with one class)."""
+    from scipy import optimize, stats
+
+    k = len(base)
+    if k < 2:
+        return float("nan"), float("inf")
+    n = float(base.support.mean())
+    p = ((base.correct + 0.5) / (base.support + 1)).to_numpy(float)
+    delta = np.zeros(k)
+    delta[int(np.argmax(p))] = -effect  # the easiest class loses: its accuracy has room to fall
+    q = np.clip(p + delta, 1e-3, 1 - 1e-3)
+    w = 1 / (p * (1 - p) / (n + 1) + q * (1 - q) / (n + 1))
+    mean = (w * delta).sum() / w.sum()
+    nc = float((w * (delta - mean) ** 2).sum())
+    crit = stats.chi2.isf(level, k - 1)
+    have = float(stats.ncx2.sf(crit, k - 1, nc))
+    needed_nc = optimize.brentq(lambda x: stats.ncx2.sf(crit, k - 1, x) - power, 1e-6, 1e4)
+    needed_nc = max(needed_nc, crit + 2 * np.sqrt(2 * (k - 1)))
+    return have, float(np.ceil(n * needed_nc / nc))
 
 
 def bh_adjust(p_values) -> np.ndarray:

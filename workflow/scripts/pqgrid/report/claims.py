@@ -159,10 +159,13 @@ def int8_pairs(run, accuracy=False):
 def paired_delta(run, a, b) -> pd.DataFrame:
     """Per architecture: top-1 of cells `b` minus cells `a` (each a (sparsity, quant)), in pp,
     paired: mean, 95 % interval (lo, hi), n seeds. Two or more seeds: Student-t over the
-    per-seed differences (the seed is the unit that varies between trainings). One seed, `a`
-    the unpruned fp32 model: the exact paired interval of the images the two models answer
-    differently (stats.paired_interval, McNemar); else no interval (lo, hi NaN). Collapsed
-    cells and architectures whose trained model is near chance are left out."""
+    per-seed differences (the seed is the unit that varies between trainings), widened to
+    cover the exact paired interval of every seed's discordant images pooled (`a` the
+    unpruned fp32 model): a few seeds that happen to agree closely say little about the
+    test set's own sampling noise, and seeds that agree exactly give no t-interval at all.
+    One seed: that paired interval alone (stats.paired_interval, McNemar); else no interval
+    (lo, hi NaN). Collapsed cells and architectures whose trained model is near chance are
+    left out."""
     s = run.acc_summary.assign(sp=lambda x: x.sparsity.astype(str))
 
     def cells(cell):
@@ -175,18 +178,32 @@ def paired_delta(run, a, b) -> pd.DataFrame:
     for arch, v in d.groupby(level="arch", sort=False):
         lo, hi = t_interval(v.values)
         row = {"mean": float(v.mean()), "lo": lo, "hi": hi, "n": len(v), "gained": np.nan, "lost": np.nan}
-        if len(v) == 1 and counts is not None and v.index[0] in counts.index:
-            g, lost, n = counts.loc[v.index[0]]
-            if not (pd.isna(g) or pd.isna(lost)):
-                lo, hi = paired_interval(g, lost, n)
-                row.update(lo=100 * lo, hi=100 * hi, gained=g, lost=lost)
+        pooled = _pooled_counts(counts, v.index)
+        if pooled is not None:
+            g, lost, n = pooled
+            p_lo, p_hi = (100 * x for x in paired_interval(g, lost, n))
+            # the hull: never narrower than the seeds' spread nor than the images allow
+            row.update(lo=np.nanmin([lo, p_lo]), hi=np.nanmax([hi, p_hi]), gained=g, lost=lost)
         rows[arch] = row
     return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "lo", "hi", "n", "gained", "lost"])
+
+
+def _pooled_counts(counts, cells):
+    """(images gained, lost, images scored) summed over the seeds `cells` ((arch, seed)
+    pairs), or None where a seed lacks its per-image counts."""
+    if counts is None or not all(c in counts.index for c in cells):
+        return None
+    c = counts.loc[list(cells)]
+    if c.isna().any().any():
+        return None
+    return int(c.gained_vs_fp32.sum()), int(c.lost_vs_fp32.sum()), int(c.test_images.sum())
 
 
 def delta_text(r) -> str:
     """'+0.4 pp [-0.1, +0.9], 5 seeds', '+0.4 pp [-0.3, +1.1] (1 seed: 12 images gained, 8
     lost)' or '+0.4 pp (1 seed, no interval)'."""
+    if r["n"] >= 2 and pd.isna(r["lo"]):
+        return f"{r['mean']:+.1f} pp, {int(r['n'])} seeds (no interval: they agree exactly, no per-image counts)"
     if r["n"] >= 2:
         return f"{r['mean']:+.1f} pp [{r['lo']:+.1f}, {r['hi']:+.1f}], {int(r['n'])} seeds"
     if not pd.isna(r["lo"]):

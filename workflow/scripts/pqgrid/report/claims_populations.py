@@ -29,18 +29,19 @@ def _populations(run) -> pd.DataFrame:
 @claim(
     15,
     "PIEs are a small fraction of the test set",
-    "PIE rate < 10 % for every compressed variant",
+    "PIE rate below 10 % for every compressed variant: its exact (Clopper-Pearson) 95 % upper bound",
     "a population of >= 2 seeds and compressed cells",
     about_accuracy=True,
 )
 def _pies_few(run):
     p = _populations(run)
-    worst = p.loc[p.pie_rate.idxmax()]
+    high = pd.Series([proportion_interval(k, n)[1] for k, n in zip(p.pies, p.test_images, strict=True)], p.index)
+    worst = p.loc[high.idxmax()]
     text = f"{len(p)} variants, PIE rate {100 * p.pie_rate.min():.1f}-{100 * p.pie_rate.max():.1f} % " + (
-        f"(highest: {worst.arch} {worst.variant}, {int(worst.pies)} of {int(worst.test_images)} images, "
-        f"{int(worst.n_models)} models per population)"
+        f"(highest: {worst.arch} {worst.variant}, {int(worst.pies)} of {int(worst.test_images)} images, up to "
+        f"{100 * high.max():.1f} %, {int(worst.n_models)} models per population)"
     )
-    return text, bool((p.pie_rate < 0.10).all())
+    return text, bool((high < 0.10).all())
 
 
 @claim(
