@@ -284,6 +284,20 @@ CHEAP_SHARED_FIXTURES = {"sshd", "tiny_tflite"}
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "shares(name): keep this test on one xdist worker with others sharing `name`")
+    # xdist would sort the groups by their number of tests; the order set below (longest
+    # first, by tests/durations.txt) balances the workers better: a 5-minute test started
+    # last keeps one worker busy while the others idle.
+    if getattr(config.option, "dist", None) == "loadgroup":
+        config.option.loadscopereorder = False
+
+
+def _known_seconds() -> dict:
+    """nodeid -> seconds of the slowest tests of one measured run (tests/durations.txt)."""
+    path = ROOT / "tests" / "durations.txt"
+    if not path.is_file():
+        return {}
+    rows = (line.split(maxsplit=1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    return {nodeid.strip(): float(sec) for sec, nodeid in rows}
 
 
 def _shared_fixtures(item) -> set:
@@ -314,6 +328,16 @@ def pytest_collection_modifyitems(config, items):
     for ks in keys.values():
         for k in ks[1:]:
             parent[find(k)] = find(ks[0])
+    unit = {}
     for item, ks in keys.items():
+        unit[item] = find(ks[0]).replace("/", ".") if ks else item.nodeid
         if ks:
-            item.add_marker(pytest.mark.xdist_group(find(ks[0]).replace("/", ".")))
+            item.add_marker(pytest.mark.xdist_group(unit[item]))
+    # Longest work first (each group as a whole; a test not listed counts one second):
+    # the workers then finish close together.
+    seconds = _known_seconds()
+    weight = {}
+    for item in items:
+        weight[unit[item]] = weight.get(unit[item], 0.0) + seconds.get(item.nodeid.split("@")[0], 1.0)
+    position = {item: i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-weight[unit[item]], unit[item], position[item]))
