@@ -315,8 +315,28 @@ def _is_ours(func) -> bool:
     return code is not None and Path(code.co_filename).resolve().is_relative_to(ROOT / "tests")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into node ids
+@pytest.hookimpl(wrapper=True)  # before every other implementation: xdist reads the marks into node ids
 def pytest_collection_modifyitems(config, items):
+    _group_and_order(items)
+    if getattr(config.option, "loadgroup", False):  # set on xdist workers under --dist loadgroup
+        _name_groups_in_node_ids(items)
+    return (yield)
+
+
+def _name_groups_in_node_ids(items):
+    """What xdist's loadgroup scheduler reads: `nodeid@group`. pytest-xdist 3.8 writes it to
+    `item._nodeid`, which pytest 9 no longer reads (a node's id lives in `_id`), so its groups
+    are silently ignored and a shared fixture is built on every worker; written here the
+    way pytest 9 keeps it (tests/test_helpers.py checks a group stays on one worker)."""
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        group = next((m.args[0] for m in item.iter_markers("xdist_group")), None)
+        if group is not None and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")
+
+
+def _group_and_order(items):
     parent = {}
 
     def find(k):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import SSHServer, copy_workflow, snakemake
+from conftest import SMOKE_RUN, SSHServer, ran_rules, snakemake
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -46,36 +46,41 @@ def test_the_emulated_board_knows_it_is_one(arm_python):
     assert here is not None and here["emulated"] is False, "this machine runs its own code"
 
 
-def test_the_smoke_grid_on_an_emulated_raspberry_pi_pqgrid_set_up(arm_python, tmp_path):
+def test_the_smoke_grid_on_an_emulated_raspberry_pi_pqgrid_set_up(arm_python, smoke_run, tmp_path):
     """A bare emulated board (its Python has neither numpy nor LiteRT) with `setup: packages`:
     the setup job checks it (aarch64, Python 3.11, glibc, space) and sends up the pinned
     packages built here for aarch64; then the smoke grid on `local` and on the board with
     on-device accuracy: every cell (fp32, int8, int16x8, QAT, pruned) gives the host's answers
     on ARM kernels (0 differing images), the board's timing is marked emulated in the JSON, bench.csv and
     table_devices, and the timing findings leave it out while finding 19 compares ARM with
-    x86. A second setup finds the packages in place."""
+    x86. A second setup finds the packages in place. The finished smoke run is copied (with
+    its files' dates), so only the board's jobs and what reads them run: the models and the
+    host's evaluation are the smoke run's."""
     import subprocess
 
     from pqgrid.core.devices import board_pins
 
     bare = arm_python.with_name("python-arm64-bare")
     assert subprocess.run([str(bare), "-c", "import numpy"], capture_output=True).returncode != 0, "a bare board"
-    wf = copy_workflow(tmp_path / "wf")
+    wf = tmp_path / "wf"
+    shutil.copytree(smoke_run, wf, symlinks=True)  # copies keep their mtimes: nothing upstream is stale
     (tmp_path / "sshd").mkdir()
     server = SSHServer(tmp_path / "sshd")
     try:
         board = server.device(python=str(bare), num_runs=5, timeout=900, accuracy=True, setup="packages")
         # the whole smoke grid (12 cells: fp32, int8, int16x8, QAT, pruned) on both devices
-        overlay = {"run_dir": "runs/arm", "devices": {"local": {"type": "local", "threads": 1}, "armboard": board}}
+        overlay = {"devices": {"local": {"type": "local", "threads": 1}, "armboard": board}}
         (wf / "arm.yaml").write_text(yaml.safe_dump(overlay))
         args = ("--configfile", "presets/smoke.yaml", "arm.yaml")
-        snakemake(wf, "--cores", "2", "all", *args, timeout=1800)
-        results = wf / "runs/arm/results"
+        proc = snakemake(wf, "--cores", "2", "all", *args, timeout=1800)
+        ran = ran_rules(proc.stdout + proc.stderr)
+        assert "train_model" not in ran and ran.count("accuracy_on_device") == 12, "the board's jobs only"
+        results = wf / SMOKE_RUN / "results"
         setup = json.loads((results / "devices/armboard.setup.json").read_text())
         assert setup["board"]["machine"] == "aarch64" and setup["versions"] == dict(p.split("==") for p in board_pins())
         (results / "devices/armboard.setup.json").unlink()
         snakemake(wf, "--cores", "1", "results/devices/armboard.setup.json", *args)
-        assert "already set up" in (wf / "runs/arm/logs/devices/armboard.setup.log").read_text()
+        assert "already set up" in (wf / SMOKE_RUN / "logs/devices/armboard.setup.log").read_text()
     finally:
         server.stop()
     cells = sorted((results / "device_eval/armboard").rglob("*.json"))

@@ -59,10 +59,12 @@ def test_local_device(tiny_tflite, tmp_path):
 
 def test_ssh_device(sshd, tiny_tflite, tmp_path):
     out = tmp_path / "ssh.json"
-    r = benchmark(tflite=tiny_tflite, out_json=out, name="loopback", cfg=sshd.device(), cell=CELL)
+    # a remote_dir of its own: the shared sshd's default one holds what other tests left there
+    # (the test set of on-device accuracy), in whatever order the workers ran them
+    remote = tmp_path / "remote"
+    r = benchmark(tflite=tiny_tflite, out_json=out, name="loopback", cfg=sshd.device(remote_dir=str(remote)), cell=CELL)
     _check_result(r, 5)
     assert "identity_file" not in r["device_config"]
-    remote = Path(sshd.device()["remote_dir"])
     assert [p.name for p in remote.iterdir()] == [".pqgrid.lock"], "job files removed"
 
 

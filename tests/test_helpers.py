@@ -97,3 +97,38 @@ def test_loopback_device_returns_its_callers_stdout(tmp_path):
         assert psutil.pid_exists(pid) and psutil.Process(pid).name() == "sshd"
     finally:
         os.kill(pid, 15)
+
+
+def test_tests_sharing_a_fixture_stay_on_one_xdist_worker(tmp_path):
+    """tests/conftest.py's grouping under `-n 2 --dist loadgroup`: two modules whose tests
+    share a session fixture (as test_workflow and test_staleness share the smoke run) build it
+    once, on one worker; tests that share nothing still spread over both."""
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    log = tmp_path / "log"
+    (tests / "conftest.py").write_text(
+        (ROOT / "tests" / "conftest.py").read_text()
+        + f"\n\n@pytest.fixture(scope='session')\ndef built():\n    open({str(log)!r}, 'a').write(f'BUILT {{os.getpid()}}\\n')\n"
+    )
+    for name in ("a", "b"):
+        (tests / f"test_{name}.py").write_text(
+            "import os, time\nimport pytest\n\n"
+            f"def test_{name}1(built):\n    open({str(log)!r}, 'a').write(f'{name}1 {{os.getpid()}}\\n')\n\n"
+            f"def test_{name}2(built):\n    open({str(log)!r}, 'a').write(f'{name}2 {{os.getpid()}}\\n')\n\n"
+            "@pytest.mark.parametrize('i', range(6))\ndef test_free(i):\n"
+            f"    time.sleep(0.3)\n    open({str(log)!r}, 'a').write(f'free {{os.getpid()}}\\n')\n"
+        )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup", "tests"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    lines = [line.split() for line in log.read_text().splitlines()]
+    built = [pid for what, pid in lines if what == "BUILT"]
+    users = {pid for what, pid in lines if what[:1] in "ab" and what != "BUILT"}
+    free = {pid for what, pid in lines if what == "free"}
+    assert len(built) == 1 and users == set(built), lines
+    assert len(free) == 2, "ungrouped tests use both workers"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake
+from conftest import SMOKE_RUN, snakemake
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -90,13 +90,17 @@ def test_channel_pruning_narrows_only_what_it_can_and_says_when_nothing():
         prune_channels(residual_only, 0.5)
 
 
-def test_each_method_through_the_grid(tmp_path):
+def test_each_method_through_the_grid(smoke_run, tmp_path):
     """SparseMobileNet pruned by magnitude, for XNNPACK's sparse inference and by channels,
     in fp32, fp32_sparse and int8, measured on `local`; keras' MobileNet (padded (0, 1), which
-    XNNPACK's sparse path does not take) gets no xnnpack_sparse cells, with one line."""
-    wf = copy_workflow(tmp_path / "wf")
+    XNNPACK's sparse path does not take) gets no xnnpack_sparse cells, with one line. Grown
+    from a copy of the finished smoke run (files' dates kept): mobilenet_tiny's trained model
+    and its magnitude cells are the smoke run's, since adding methods builds only new cells."""
+    import shutil
+
+    wf = tmp_path / "wf"
+    shutil.copytree(smoke_run, wf, symlinks=True)
     overlay = {
-        "run_dir": "runs/methods",
         "grid_architectures": ["sparse_tiny", "mobilenet_tiny"],
         "architectures": {"sparse_tiny": {"builder": "SparseMobileNet", "alpha": 0.25}},
         "pruning": {"methods": ["magnitude", "xnnpack_sparse", "channels"], "sparsities": [0, 50]},
@@ -106,7 +110,9 @@ def test_each_method_through_the_grid(tmp_path):
     args = ("--configfile", "presets/smoke.yaml", "methods.yaml")
     proc = snakemake(wf, "--cores", "2", "all", *args, timeout=1800)
     assert re.search(r"pqgrid: mobilenet_tiny: no xnnpack_sparse cells .*symmetric padding", proc.stderr)
-    results = wf / "runs/methods/results"
+    trained = re.findall(r"^\[ *\d+/\d+ +\d+%\] train_model (\w+)", proc.stdout + proc.stderr, re.M)
+    assert trained == ["sparse_tiny"], "mobilenet_tiny's model is the smoke run's"
+    results = wf / SMOKE_RUN / "results"
     s = pd.read_csv(results / "tables/summary.csv")
     cells = {(a, str(sp), m) for a, sp, m in zip(s.arch, s.sparsity, s.method, strict=True)}
     assert cells == {
