@@ -500,16 +500,18 @@ def test_accuracy_on_the_device_equals_the_host_and_ships_the_test_set_once(sshd
     from pqgrid.core.io import read_predictions
 
     test, host_scores = _host_eval(tiny_tflite, tmp_path)
-    for name, cfg in (("local", {"type": "local", "remote_dir": str(tmp_path / "lock")}), ("loopback", sshd.device())):
+    # its own remote_dir: the shared sshd's default one caches other tests' test sets
+    board = sshd.device(remote_dir=str(tmp_path / "remote"))
+    for name, cfg in (("local", {"type": "local", "remote_dir": str(tmp_path / "lock")}), ("loopback", board)):
         r = _device_accuracy(tiny_tflite, tmp_path, name, cfg, test)
         assert r["top1_host_diff_pp"] == 0 and r["answers_differing_from_host"] == 0 and r["test_images"] == 40
         p = read_predictions(tmp_path / name / "d.npz")
         assert (p["label"] == np.argmax(host_scores, 1)).all()
         assert (p["confidence"] == np.max(host_scores, 1).astype(np.float32)).all()
-    cached = list((Path(sshd.device()["remote_dir"]) / "data").iterdir())
+    cached = list((tmp_path / "remote" / "data").iterdir())
     assert len(cached) == 1 and cached[0].stat().st_size == test.stat().st_size
     mtime = cached[0].stat().st_mtime_ns
-    _device_accuracy(tiny_tflite, tmp_path, "loopback", sshd.device(), test)
+    _device_accuracy(tiny_tflite, tmp_path, "loopback", board, test)
     assert cached[0].stat().st_mtime_ns == mtime, "the cached test set is not uploaded again"
 
 

@@ -132,7 +132,8 @@ def test_each_method_through_the_grid(smoke_run, tmp_path):
     # magnitude: zeros, the same MACs as stored, half of them on non-zero weights
     mag = t.loc[("50", "fp32")]
     assert mag.tflite_macs == dense.tflite_macs and mag.tflite_macs_nonzero < 0.6 * dense.tflite_macs
-    assert len(list((results / "bench").rglob("*.json"))) == len(s), "every cell measured"
+    for r in s.itertuples():  # (the copied smoke run's other cells keep their files)
+        assert (results / f"bench/local/{r.arch}/seed{r.seed}/s{r.sparsity}_{r.quant}.json").is_file(), r
     methods = pd.read_csv(results / "tables/table_methods.csv")
     assert set(methods.method) == {"dense", "magnitude", "xnnpack_sparse", "channels"}
     f = pd.read_csv(results / "findings.csv").set_index("no")
