@@ -4,10 +4,10 @@ a mutation the tests do not fail ("SURVIVED") is a hole in the null suite.
     .venv/bin/python benchmarks/claim_mutations.py            # all, ~6 min on 2 cores
     .venv/bin/python benchmarks/claim_mutations.py point-t    # one
 
-The list holds the mutations an outside review made to report/claims*.py (a t-interval
+The list holds the one-line mistakes a refactor of report/claims*.py most easily makes (a t-interval
 replaced by its point value, the wrong end of an interval, the near-chance exclusion or
 Benjamini-Hochberg dropped, a point value in claim 16) - written by hand, each a one-line
-change, because they are what a wrong refactor does. A general mutation run (mutmut over
+change that leaves every verdict plausible and only the error rates wrong. A general mutation run (mutmut over
 report/claims*.py and core/stats.py) has not been made (docs/report.md says so)."""
 
 import argparse

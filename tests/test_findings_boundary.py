@@ -1,6 +1,6 @@
 """Verdicts at their thresholds' boundary: where the true change sits exactly on a claim's
 threshold, "holds" may come no more often than the test's level (one-sided 2.5 %), with 1
-and 3 seeds; and the mutations an outside reviewer made to the claim code (a t-interval
+and 3 seeds; and the one-line mistakes in the claim code that keep verdicts plausible (a t-interval
 replaced by its point value, the wrong end of an interval, the near-chance exclusion or
 Benjamini-Hochberg dropped, a point value in claim 16) each fail a test here.
 

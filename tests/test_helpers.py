@@ -71,7 +71,7 @@ def test_help_prints_usage_and_touches_nothing(helper, tmp_path):
 
 def test_help_is_broken_by_a_helper_that_writes_before_parsing(tmp_path):
     """The check above catches what it is for: a helper that writes a file before parsing
-    its arguments (the old slurm_cluster.py) leaves that file behind."""
+    its arguments (as a SLURM helper that writes its config first would) leaves that file behind."""
     helper = tmp_path / "writes_first.py"
     helper.write_text(
         "import argparse, pathlib\npathlib.Path('state').mkdir()\nargparse.ArgumentParser().parse_args()\n"
