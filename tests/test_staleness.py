@@ -390,3 +390,33 @@ def test_provenance_names_pqgrid_and_every_writer():
     if commit.returncode == 0:
         assert v["pqgrid"]["commit"] == commit.stdout.strip()
     assert v["ai-edge-quantizer"] and v["ai-edge-litert"]
+
+
+def test_stage_code_digests_are_cached_per_state_of_the_code(tmp_path):
+    """Every Snakemake start reads the digests from the user's cache instead of re-reading
+    ~70 modules: the cached value is the one computed from the code, it is what a later start
+    returns, and any changed byte under workflow/scripts is another cache file."""
+    import json
+    import sys
+
+    code = ROOT / "workflow" / "scripts"
+
+    def digest(scripts, cache):
+        prog = (
+            f"import sys; sys.path.insert(0, {str(scripts)!r}); from pqgrid.core import provenance as p; "
+            "print(p.stage_code('train_model.py'), p._cache_file().name)"
+        )
+        env = {"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cache)}
+        out = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    cold, name = digest(code, tmp_path / "a")
+    files = list((tmp_path / "a" / "pqgrid" / "stage-code").glob("*.json"))
+    assert [f.name for f in files] == [name] and json.loads(files[0].read_text())["train_model.py"] == cold
+    files[0].write_text(json.dumps({"train_model.py": "from-the-cache"}))
+    assert digest(code, tmp_path / "a")[0] == "from-the-cache"
+    assert digest(code, tmp_path / "b") == [cold, name], "an empty cache gives the same digest"
+    copy = tmp_path / "scripts"
+    shutil.copytree(code, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "pqgrid" / "models" / "prune.py").write_text((copy / "pqgrid" / "models" / "prune.py").read_text() + "\n")
+    assert digest(copy, tmp_path / "a")[1] != name, "one changed byte: another cache file"

@@ -14,15 +14,23 @@ changes reached code reruns its stages even when their outputs would come out th
 the alternative, a version number per stage bumped by hand, reruns nothing by mistake
 when someone forgets to bump it. `--cleanup-metadata` keeps results on purpose.
 
-Pure standard library, called by the rule files at parse time: ~0.1 s for all stages."""
+Pure standard library, called by the rule files at parse time. Reading and normalising the
+~70 modules takes ~1 s, paid by every Snakemake start (each dry run, each cluster job), so the
+digests are kept in the user's cache (`$XDG_CACHE_HOME/pqgrid`, else `~/.cache/pqgrid`) under
+a hash of every file's bytes in workflow/scripts and the Python version: any edit is a new key,
+and a cache that cannot be written or read only costs the second."""
 
 from __future__ import annotations
 
 import ast
 import functools
 import hashlib
+import json
+import os
 import re
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,10 +225,50 @@ def reached(script: str | Path) -> list:
 def stage_code(script: str) -> str:
     """sha256 (first 16 hex digits) of the normalised code a rule script reaches; `script`
     is a file name in workflow/scripts/."""
-    # a set: the same import in two modules counts once, so moving a function next to
-    # imports its new module already has changes nothing
-    texts = sorted({st.text for st in reached(SCRIPTS / script) if st.text is not None})
-    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    cache = _code_cache()
+    if script not in cache:
+        # a set: the same import in two modules counts once, so moving a function next to
+        # imports its new module already has changes nothing
+        texts = sorted({st.text for st in reached(SCRIPTS / script) if st.text is not None})
+        cache[script] = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+        _keep(cache)
+    return cache[script]
+
+
+KEPT_CODE_STATES = 20  # cache files kept: one per state of the code (a few kB each)
+
+
+def _cache_file() -> Path:
+    """The cache file of this exact code: named by a hash of every file under
+    workflow/scripts (names and bytes) and the Python version (its ast may differ)."""
+    h = hashlib.sha256(f"{sys.version_info[:2]}".encode())
+    for path in sorted(SCRIPTS.rglob("*.py")):
+        h.update(f"{path.relative_to(SCRIPTS)}\0".encode() + path.read_bytes())
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pqgrid" / "stage-code"
+    return root / f"{h.hexdigest()[:24]}.json"
+
+
+@functools.cache
+def _code_cache() -> dict:
+    try:
+        return json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _keep(cache: dict) -> None:
+    """Write the cache atomically (concurrent Snakemake starts each write whole files);
+    drop the oldest code states beyond KEPT_CODE_STATES."""
+    path = _cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+            json.dump(cache, f)
+        os.replace(f.name, path)
+        for old in sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime)[:-KEPT_CODE_STATES]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def file_digest(path) -> str | None:
