@@ -79,3 +79,43 @@ def test_every_number_of_a_marked_table_is_in_its_file(doc, source, header, rows
                 assert _matches(number, values), (
                     f"{doc.relative_to(ROOT)}: {number!r} in row {cells[:2]} is not in {source}'s row"
                 )
+
+
+def test_the_thesis_mobilenet_table_is_the_runs_files_beside_the_thesis(tmp_path):
+    """benchmarks/thesis_mobilenet.py on a run folder of known numbers: each cell's top-1,
+    sizes and latency are the run's, the thesis' are its published ones; a folder with no
+    run gets one line naming the missing file."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    (run / "results/tables").mkdir(parents=True)
+    models = run / "results/models/mobilenet/seed0"
+    models.mkdir(parents=True)
+    cells = [(0, "fp32", 0.731, 12_850_000), (0, "int8", 0.728, 3_620_000), (90, "fp32", 0.652, 12_850_000), (90, "int8", 0.649, 3_620_000)]  # fmt: skip
+    pd.DataFrame(
+        [{"arch": "mobilenet", "seed": 0, "sparsity": s, "quant": q, "top1": t, "top3": t + 0.2, "tflite_kernel_sparsity": s / 100 * 0.97,
+          "file_bytes": b, "gzip_bytes": b // (10 if s else 2), "test_images": 10000} for s, q, t, b in cells]
+        + [{"arch": "other", "seed": 0, "sparsity": 0, "quant": "fp32", "top1": 0.1}]
+    ).to_csv(run / "results/tables/summary.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        [{"arch": "mobilenet", "seed": 0, "sparsity": s, "quant": q, "device": "local", "p50_us": 100.0 + i} for i, (s, q, _, _) in enumerate(cells)]
+    ).to_csv(run / "results/tables/bench.csv", index=False)  # fmt: skip
+    for name, n in (("trained", 3), ("pruned_90", 2)):
+        pd.DataFrame({"epoch": range(1, n + 1), "seconds": 1.0, "loss": 1.0, "accuracy": 0.5, "top3": 0.8,
+                      "val_loss": 1.2, "val_accuracy": 0.4, "val_top3": 0.7}).to_csv(models / f"{name}.history.csv", index=False)  # fmt: skip
+    script = ROOT / "benchmarks/thesis_mobilenet.py"
+    subprocess.run([sys.executable, str(script), str(run), str(tmp_path / "out")], check=True, capture_output=True)
+    t = pd.read_csv(tmp_path / "out/thesis_mobilenet.csv").set_index(["sparsity", "quant"])
+    assert list(t.index) == [(0, "fp32"), (0, "int8"), (90, "fp32"), (90, "int8")]
+    assert t.loc[(0, "fp32"), "top1_pct"] == 73.1 and t.loc[(90, "int8"), "gzip_mb"] == 0.362
+    assert t.loc[(0, "int8"), "p50_us_local"] == 101.0 and t.loc[(90, "fp32"), "zero_fraction_pct"] == 87.3
+    assert t.loc[(0, "fp32"), "thesis_top1_pct"] == 72.77 and t.loc[(0, "int8"), "thesis_top1_pct"] == 74.01
+    assert t.loc[(90, "fp32"), "thesis_top1_pct"] == 67.0 and t.loc[(90, "fp32"), "thesis_zero_fraction_pct"] == 86.18
+    assert t.loc[(90, "int8"), "thesis_gzip_mb"] == 0.9 and t.loc[(0, "fp32"), "thesis_pi4_us"] == 11803
+    h = pd.read_csv(tmp_path / "out/thesis_mobilenet_history.csv")
+    assert list(h.stage) == ["training"] * 3 + ["pruning to 90 %"] * 2
+    assert (tmp_path / "out/figures/thesis_mobilenet_history.png").stat().st_size > 10_000
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "none"), str(tmp_path / "out2")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "summary.csv is missing: run the preset first" in proc.stderr.splitlines()[-1]
+    assert not (tmp_path / "out2").exists()
