@@ -116,6 +116,8 @@ def test_the_thesis_mobilenet_table_is_the_runs_files_beside_the_thesis(tmp_path
     h = pd.read_csv(tmp_path / "out/thesis_mobilenet_history.csv")
     assert list(h.stage) == ["training"] * 3 + ["pruning to 90 %"] * 2
     assert (tmp_path / "out/figures/thesis_mobilenet_history.png").stat().st_size > 10_000
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "none"), str(tmp_path / "out2")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "none"), str(tmp_path / "out2")], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "summary.csv is missing: run the preset first" in proc.stderr.splitlines()[-1]
     assert not (tmp_path / "out2").exists()
