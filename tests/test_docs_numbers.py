@@ -1,7 +1,12 @@
-"""Measured tables in the docs come from files a run wrote: each carries a marker
-`<!-- numbers from: docs/....csv -->` on the line above it, and every number in each of its
-rows is a value of the matching row of that file (as it is, or x100 for a share), rounded as
-printed. A table retyped by hand, or a file regenerated without its table, fails here."""
+"""Measured tables in the docs come from files a run wrote: each carries a marker on the
+line above it naming its file and, for each of its columns, the file's column it shows:
+
+    <!-- numbers from: docs/results/x.csv | =arch | =variant | top1 % | ci_low, ci_high -->
+
+`=col`: the row's key (the cell's text is that column's value, `-` for an empty one); `col`:
+every number printed in the cell is that column's value of the row, rounded as printed (`%`:
+x100); several columns: the cell's numbers in that order (`-` for an empty value). So a number
+retyped by hand, swapped with its neighbour or left behind by a regenerated file fails here."""
 
 import re
 from pathlib import Path
@@ -10,13 +15,14 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"<!-- numbers from: (\S+) -->")
-NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?!\w)")  # not the 0 of s0 or the 8 of int8
+MARKER = re.compile(r"<!-- numbers from: (\S+)((?: \|[^|>]+)*) -->")
+# a number (not the 0 of s0 or the 8 of int8), or a lone "-" standing for an empty value
+NUMBER = re.compile(r"(?<![\w.])(?:[-+]?\d[\d,]*(?:\.\d+)?|-)(?![\w.\d])")
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 
 
 def marked_tables(path: Path):
-    """(source file, header cells, rows of cells) of every marked table in `path`."""
+    """(source file, column specs, header cells, rows of cells) of every marked table."""
     lines = path.read_text().splitlines()
     for i, line in enumerate(lines):
         m = MARKER.search(line)
@@ -27,58 +33,130 @@ def marked_tables(path: Path):
             if not row.startswith("|"):
                 break
             rows.append([c.strip() for c in row.strip("|").split("|")])
-        yield m.group(1), rows[0], [r for r in rows[2:]]
+        specs = [c.strip() for c in m.group(2).split("|")[1:]]
+        yield m.group(1), specs, rows[0], rows[2:]
 
 
-def _matches(text: str, values) -> bool:
-    """`text` (a printed number) equals a value, or 100x a value, at its printed decimals."""
+def _printed_equals(text: str, value) -> bool:
+    """`text` (a printed number, or "-") equals `value` at its printed decimals."""
+    if text == "-":
+        return value is None or pd.isna(value)
+    if value is None or isinstance(value, str) or pd.isna(value):
+        return False
     decimals = len(text.split(".")[1]) if "." in text else 0
-    x = float(text.replace(",", ""))
-    for v in values:
-        for scaled in (v, 100 * v):
-            if abs(round(scaled, decimals) - x) <= 10**-decimals / 2 + 1e-9:
-                return True
-    return False
+    return abs(round(float(value), decimals) - float(text.replace(",", ""))) <= 10**-decimals / 2 + 1e-9
 
 
-def _source_row(source: pd.DataFrame, cells: list) -> pd.Series:
-    """The file's row that the table row names best (its text fields found in the row), and
-    among those the one most of the row's numbers come from (a seed, a sparsity)."""
-    text = " | ".join(cells)
-    printed = [n for c in cells for n in NUMBER.findall(c)]
+def _key_equals(text: str, value) -> bool:
+    if text == "-":
+        return value is None or pd.isna(value)
+    if isinstance(value, str):
+        return text == value
+    try:
+        return float(text) == float(value)
+    except ValueError:
+        return False
 
-    def score(row):
-        named = sum(isinstance(v, str) and v in text for v in row.values)
-        values = [float(v) for v in row.values if pd.api.types.is_number(v) and pd.notna(v)]
-        return 1000 * named + sum(_matches(n, values) for n in printed)
 
-    return source.loc[source.apply(score, axis=1).idxmax()]
+def table_errors(source: pd.DataFrame, specs: list, header: list, rows: list) -> list:
+    """What in a marked table is not its file's: each row found by its keys, each number in
+    its column."""
+    if len(specs) != len(header):
+        return [f"the marker names {len(specs)} columns, the table has {len(header)}"]
+    missing = (
+        {c.strip().lstrip("=").removesuffix(" %") for spec in specs for c in spec.split(",")}
+        - set(source.columns)
+        - {""}
+    )
+    if missing:
+        return [f"no column {sorted(missing)} in the file"]
+    errors = []
+    for cells in rows:
+        keys = [(spec[1:], cell) for spec, cell in zip(specs, cells, strict=True) if spec.startswith("=")]
+        match = source
+        for col, cell in keys:
+            match = match[[_key_equals(cell, v) for v in match[col]]]
+        if len(match) != 1:
+            errors.append(f"row {cells[:3]}: {len(match)} rows of the file have its keys")
+            continue
+        row = match.iloc[0]
+        for spec, head, cell in zip(specs, header, cells, strict=True):
+            if spec.startswith("=") or not spec:
+                continue
+            cols = [c.strip() for c in spec.split(",")]
+            printed = NUMBER.findall(cell)
+            if len(printed) != len(cols):
+                errors.append(f"row {cells[:3]}, {head!r}: {cell!r} has {len(printed)} numbers for {cols}")
+                continue
+            for text, col in zip(printed, cols, strict=True):
+                name, pct = col.removesuffix(" %"), col.endswith(" %")
+                value = row[name] * 100 if pct and pd.notna(row[name]) else row[name]
+                if not _printed_equals(text, value):
+                    errors.append(f"row {cells[:3]}, {head!r}: {text} is not {name} ({row[name]!r})")
+    return errors
 
 
 TABLES = [(doc, *t) for doc in DOCS for t in marked_tables(doc)]
 
 
 def test_the_results_tables_are_marked():
-    """The measured tables these tests hold to their files."""
-    named = {src for _, src, _, _ in TABLES}
-    assert {"docs/population/pie.csv", "docs/results/int8_loss.csv"} <= named, named
+    """The measured tables these tests hold to their files, each with a column per column."""
+    named = {src for _, src, _, _, _ in TABLES}
+    assert {"docs/population/pie.csv", "docs/results/int8_loss.csv", "docs/results/methods.csv"} <= named, named
+    for doc, src, specs, header, _ in TABLES:
+        assert len(specs) == len(header), f"{doc.relative_to(ROOT)}: {src}'s marker names no column for each column"
 
 
-@pytest.mark.parametrize("doc, source, header, rows", TABLES, ids=[f"{d.name}:{s}" for d, s, _, _ in TABLES])
-def test_every_number_of_a_marked_table_is_in_its_file(doc, source, header, rows):
+@pytest.mark.parametrize("doc, source, specs, header, rows", TABLES, ids=[f"{d.name}:{s}" for d, s, *_ in TABLES])
+def test_every_number_of_a_marked_table_is_in_its_file(doc, source, specs, header, rows):
     path = ROOT / source
     assert path.exists(), f"{doc.relative_to(ROOT)}: the table's file {source} is missing"
-    data = pd.read_csv(path)
-    for cells in rows:
-        row = _source_row(data, cells)
-        values = [float(v) for v in row.values if pd.api.types.is_number(v) and pd.notna(v)]
-        # numbers inside the file's own text fields are names ("200 train images"), not measurements
-        named = {n for v in row.values if isinstance(v, str) for n in NUMBER.findall(v)}
-        for cell in cells:
-            for number in set(NUMBER.findall(cell)) - named:
-                assert _matches(number, values), (
-                    f"{doc.relative_to(ROOT)}: {number!r} in row {cells[:2]} is not in {source}'s row"
-                )
+    errors = table_errors(pd.read_csv(path), specs, header, rows)
+    assert not errors, f"{doc.relative_to(ROOT)} ({source}):\n" + "\n".join(errors)
+
+
+def _changed(rows, how):
+    """The table's rows with its first number changed as `how` says (None: nothing to change)."""
+    for i, cells in enumerate(rows):
+        for j, cell in enumerate(cells):
+            nums = [m for m in NUMBER.finditer(cell) if m.group(0) != "-"]
+            if how == "last digit" and nums:
+                m = nums[0]
+                digit = str((int(m.group(0)[-1]) + 3) % 10)
+                new = cell[: m.end() - 1] + digit + cell[m.end() :]
+            elif how == "swap in cell" and len(nums) >= 2 and float(nums[0].group(0)) != float(nums[1].group(0)):
+                a, b = nums[0], nums[1]
+                new = cell[: a.start()] + b.group(0) + cell[a.end() : b.start()] + a.group(0) + cell[b.end() :]
+            else:
+                continue
+            return [*rows[:i], [*cells[:j], new, *cells[j + 1 :]], *rows[i + 1 :]]
+    return None
+
+
+def _swapped_columns(specs, rows):
+    """Two numeric cells of a row whose values differ, exchanged (a number in the wrong column)."""
+    for i, cells in enumerate(rows):
+        numeric = [j for j, s in enumerate(specs) if s and not s.startswith("=") and cells[j] != "-"]
+        for a in numeric:
+            for b in numeric:
+                if a < b and NUMBER.findall(cells[a]) != NUMBER.findall(cells[b]):
+                    swapped = list(cells)
+                    swapped[a], swapped[b] = cells[b], cells[a]
+                    return [*rows[:i], swapped, *rows[i + 1 :]]
+    return None
+
+
+@pytest.mark.parametrize("doc, source, specs, header, rows", TABLES, ids=[f"{d.name}:{s}" for d, s, *_ in TABLES])
+def test_a_changed_or_swapped_number_fails(doc, source, specs, header, rows):
+    """The check above catches each edit a hand or a stale file makes: one digit changed, two
+    numbers of a cell exchanged ("30.3 / 50.1"), two columns of a row exchanged."""
+    data = pd.read_csv(ROOT / source)
+    edits = {"last digit": _changed(rows, "last digit"), "swap in cell": _changed(rows, "swap in cell"),
+             "swapped columns": _swapped_columns(specs, rows)}  # fmt: skip
+    assert edits["last digit"] is not None and edits["swapped columns"] is not None
+    for how, edited in edits.items():
+        if edited is not None:
+            assert table_errors(data, specs, header, edited), f"{doc.name}: {how} passes"
 
 
 def test_the_thesis_mobilenet_table_is_the_runs_files_beside_the_thesis(tmp_path):
