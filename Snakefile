@@ -82,6 +82,7 @@ include: "workflow/rules/pie.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/ship.smk"
 
 
 # Seconds of pandas/seaborn each: not worth a cluster submission.
@@ -96,6 +97,7 @@ localrules:
     make_table,
     plot_figure,
     check_findings,
+    choose_ship,
 
 
 # Warm starts (pqgrid/core/warm.py): one process imports TensorFlow for the run's jobs to fork

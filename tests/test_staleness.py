@@ -63,6 +63,7 @@ EXAMPLES = {
     "report.figures.per_figure.*": {"label_top": 3},
     "report.figures.format": ["png", "pdf"],
     "run_dir": "runs/elsewhere",
+    "ship.devices": ["local"],
 }
 
 
@@ -404,7 +405,7 @@ def test_stage_code_digests_are_cached_per_state_of_the_code(tmp_path):
     def digest(scripts, cache):
         prog = (
             f"import sys; sys.path.insert(0, {str(scripts)!r}); from pqgrid.core import provenance as p; "
-            "print(p.stage_code('train_model.py'), p._cache_file().name)"
+            "print(p.stage_digest('train_model.py'), p._cache_file().name)"
         )
         env = {"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cache)}
         out = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True, text=True, check=True)
@@ -420,3 +421,8 @@ def test_stage_code_digests_are_cached_per_state_of_the_code(tmp_path):
     shutil.copytree(code, copy, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "pqgrid" / "models" / "prune.py").write_text((copy / "pqgrid" / "models" / "prune.py").read_text() + "\n")
     assert digest(copy, tmp_path / "a")[1] != name, "one changed byte: another cache file"
+    # the cache's own code is reached by the rule files only, never by a stage: editing it
+    # reruns nothing (stage_code itself is part of every digest: decorated, it runs at import)
+    prov = copy / "pqgrid" / "core" / "provenance.py"
+    prov.write_text(prov.read_text().replace("KEPT_CODE_STATES = 20", "KEPT_CODE_STATES = 21"))
+    assert digest(copy, tmp_path / "c")[0] == cold

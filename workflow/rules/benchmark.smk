@@ -27,7 +27,7 @@ rule setup_device:
     params:
         device=device_params("setup"),
         pins=board_pins(),
-        code=stage_code("setup_device.py"),
+        code=stage_digest("setup_device.py"),
     script:
         "../scripts/setup_device.py"
 
@@ -51,7 +51,7 @@ rule benchmark_on_device:
     params:
         device=device_params("latency"),
         cell=cell,
-        code=stage_code("benchmark_on_device.py"),
+        code=stage_digest("benchmark_on_device.py"),
     script:
         "../scripts/benchmark_on_device.py"
 
@@ -74,7 +74,7 @@ rule energy_on_device:
     params:
         device=device_params("energy"),
         cell=cell,
-        code=stage_code("energy_on_device.py"),
+        code=stage_digest("energy_on_device.py"),
     script:
         "../scripts/energy_on_device.py"
 
@@ -105,6 +105,6 @@ rule accuracy_on_device:
         model=model_params,
         batch_size=config["evaluation"]["batch_size"],
         cell=cell,
-        code=stage_code("accuracy_on_device.py"),
+        code=stage_digest("accuracy_on_device.py"),
     script:
         "../scripts/accuracy_on_device.py"

@@ -17,16 +17,18 @@ from pqgrid.core.config import (
     grid,
     input_size,
     module_file,
+    ship_devices,
     sparsity_value,
     user_builder_file,
     workflow_path,
 )
 from pqgrid.core.devices import DEVICE_TYPES, board_pins
 from pqgrid.core.modes import derives_from_fp32, mode
-from pqgrid.core.provenance import file_digest, folder_digest, stage_code
+from pqgrid.core.provenance import file_digest, folder_digest, stage_digest
 
 GRID = grid(config)
 DEVICES = list(config.get("devices") or {})
+SHIP_DEVICES = ship_devices(config)
 ENERGY_DEVICES = settings.devices_with(config, "power")
 ACCURACY_DEVICES = settings.devices_with(config, "accuracy")
 # The forgetting analysis' settings, schema defaults filled in for configs without the block.
@@ -128,6 +130,7 @@ def report_targets():
         + [rules.plot_figure.output.png.format(figure=f) for f in FIGURES]
         + [f"results/figures/{f}.{ext}" for f in FIGURES for ext in FIGURE_FORMATS]
         + [rules.check_findings.output.md]
+        + expand("results/ship/{device}.md", device=SHIP_DEVICES)
         + [rules.collect_pie.output.csv]
         + expand(rules.pie_gallery.output.png, arch=GRID["arch"])
     )

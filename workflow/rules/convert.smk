@@ -26,6 +26,6 @@ rule convert_tflite:
     params:
         model=model_params,
         calibration_samples=calibration_params,
-        code=stage_code("convert_tflite.py"),
+        code=stage_digest("convert_tflite.py"),
     script:
         "../scripts/convert_tflite.py"

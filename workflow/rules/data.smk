@@ -16,7 +16,7 @@ rule prepare_data:
     params:
         dataset=settings.data_settings(config),
         image_size=config["dataset"].get("image_size"),
-        code=stage_code("prepare_data.py"),
+        code=stage_digest("prepare_data.py"),
     script:
         "../scripts/prepare_data.py"
 
@@ -33,4 +33,4 @@ use rule prepare_data as prepare_data_resized with:
     params:
         dataset=settings.data_settings(config),
         image_size=lambda wildcards: int(wildcards.px),
-        code=stage_code("prepare_data.py"),
+        code=stage_digest("prepare_data.py"),

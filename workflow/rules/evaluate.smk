@@ -26,7 +26,7 @@ rule evaluate_keras:
     params:
         model=model_params,
         cell=cell,
-        code=stage_code("evaluate_keras.py"),
+        code=stage_digest("evaluate_keras.py"),
     script:
         "../scripts/evaluate_keras.py"
 
@@ -61,6 +61,6 @@ rule evaluate_tflite:
         cell=cell,
         settings=cell_settings,
         batch_size=config["evaluation"]["batch_size"],
-        code=stage_code("evaluate_tflite.py"),
+        code=stage_digest("evaluate_tflite.py"),
     script:
         "../scripts/evaluate_tflite.py"

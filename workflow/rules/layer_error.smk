@@ -21,7 +21,7 @@ rule layer_error:
         model=model_params,
         calibration_samples=config["quantization"]["calibration_samples"],
         samples=config["quantization"]["layer_error_samples"],
-        code=stage_code("layer_error.py"),
+        code=stage_digest("layer_error.py"),
     script:
         "../scripts/layer_error.py"
 
@@ -38,6 +38,6 @@ rule collect_layer_error:
         "../../envs/report.yaml"
     params:
         cells=layer_error_models(),
-        code=stage_code("collect_layer_error.py"),
+        code=stage_digest("collect_layer_error.py"),
     script:
         "../scripts/collect_layer_error.py"

@@ -22,7 +22,7 @@ rule pie:
         reference_seeds=GRID["seed"],
         variant_cells=pie_cells,
         alpha=FORGETTING["fdr"],
-        code=stage_code("pie_analysis.py"),
+        code=stage_digest("pie_analysis.py"),
     script:
         "../scripts/pie_analysis.py"
 
@@ -45,7 +45,7 @@ rule collect_pie:
     conda:
         "../../envs/report.yaml"
     params:
-        code=stage_code("collect_pie.py"),
+        code=stage_digest("collect_pie.py"),
     script:
         "../scripts/collect_pie.py"
 
@@ -69,6 +69,6 @@ rule pie_gallery:
         "../../envs/report.yaml"
     params:
         tiles=FORGETTING["gallery_tiles"],
-        code=stage_code("pie_gallery.py"),
+        code=stage_digest("pie_gallery.py"),
     script:
         "../scripts/pie_gallery.py"

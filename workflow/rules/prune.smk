@@ -21,6 +21,6 @@ rule prune_model:
     params:
         model=model_params,
         pruning=prune_params,
-        code=stage_code("prune_model.py"),
+        code=stage_digest("prune_model.py"),
     script:
         "../scripts/prune_model.py"

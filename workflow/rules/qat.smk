@@ -23,6 +23,6 @@ rule qat_model:
     params:
         model=model_params,
         qat=qat_params,
-        code=stage_code("qat_model.py"),
+        code=stage_digest("qat_model.py"),
     script:
         "../scripts/qat_model.py"

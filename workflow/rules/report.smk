@@ -12,7 +12,7 @@ rule collect_bench:
     conda:
         "../../envs/report.yaml"
     params:
-        code=stage_code("collect_bench.py"),
+        code=stage_digest("collect_bench.py"),
     script:
         "../scripts/collect_bench.py"
 
@@ -36,7 +36,7 @@ rule make_table:
         thesis_dir=config["report"].get("thesis_dir"),
         thesis_files=thesis_files(),
         caption=table_caption,
-        code=stage_code("make_table.py"),
+        code=stage_digest("make_table.py"),
     script:
         "../scripts/make_table.py"
 
@@ -60,7 +60,7 @@ rule plot_figure:
     params:
         settings=figure_settings,
         caption=figure_caption,
-        code=stage_code("plot_figure.py"),
+        code=stage_digest("plot_figure.py"),
     script:
         "../scripts/plot_figure.py"
 
@@ -83,7 +83,7 @@ rule check_findings:
     params:
         context=findings_context,
         architectures={a: settings.model_settings(config, a) for a in GRID["arch"]},
-        code=stage_code("check_findings.py"),
+        code=stage_digest("check_findings.py"),
     script:
         "../scripts/check_findings.py"
 
@@ -109,6 +109,6 @@ rule export_mlflow:
             f"{c['arch']} seed{c['seed']} s{c['sparsity']} {c['quant']}"
             for c in cells()
         ],
-        code=stage_code("export_mlflow.py"),
+        code=stage_digest("export_mlflow.py"),
     script:
         "../scripts/export_mlflow.py"

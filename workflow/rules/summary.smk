@@ -15,6 +15,6 @@ rule summarize_grid:
     conda:
         "../../envs/report.yaml"
     params:
-        code=stage_code("summarize_grid.py"),
+        code=stage_digest("summarize_grid.py"),
     script:
         "../scripts/summarize_grid.py"

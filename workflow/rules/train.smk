@@ -22,6 +22,6 @@ rule train_model:
         model=model_params,
         training=train_params,
         weights=model_files_digest,
-        code=stage_code("train_model.py"),
+        code=stage_digest("train_model.py"),
     script:
         "../scripts/train_model.py"

@@ -167,6 +167,7 @@ def check_config(config: dict, schema: dict | None = None) -> None:
     check_dataset_source(config["dataset"]["source"])
     _check_devices(config)
     _check_figures(config)
+    _check_ship(config)
 
 
 def _check_architectures(config: dict) -> None:
@@ -530,6 +531,30 @@ def _check_power(name: str, power) -> None:
                 )
         except re.error as e:
             raise ConfigError(f"devices.{name}.power.pattern: invalid regex ({e})") from None
+
+
+def _check_ship(config: dict) -> None:
+    """`ship:` needs devices to choose for, each one of `devices`, and for energy a power source."""
+    ship, devices = config.get("ship") or {}, config.get("devices") or {}
+    names = ship.get("devices")
+    for name in names or ():
+        if name not in devices:
+            known = ", ".join(devices) or "none"
+            raise ConfigError(
+                f"ship.devices: {name!r} is not a device of this config (devices: {known}); name one of them"
+            )
+    if ship.get("objective") == "energy_mj":
+        for name in names or devices:
+            if not (devices.get(name) or {}).get("power"):
+                raise ConfigError(
+                    f"ship.objective: energy_mj needs a power source on {name} (devices.{name}.power), or choose another objective"
+                )
+
+
+def ship_devices(config: dict) -> list:
+    """The devices `ship:` chooses for: those it names, else every device."""
+    names = (config.get("ship") or {}).get("devices")
+    return list(names) if names else list(config.get("devices") or {})
 
 
 def _check_figures(config: dict) -> None:

@@ -1,6 +1,6 @@
 """What made a result: pqgrid's version and commit, and a hash of the code each stage runs.
 
-A rule passes `code=stage_code("<script>.py")` as a param, so Snakemake reruns a job when
+A rule passes `code=stage_digest("<script>.py")` (stage_code, cached) as a param, so Snakemake reruns a job when
 the pqgrid code it executes changes, and only then (its params trigger). The hash is
 hand-written: no library follows a script's calls through a package. It covers the
 definitions the script can reach by name, normalised:
@@ -224,21 +224,29 @@ def reached(script: str | Path) -> list:
 @functools.cache
 def stage_code(script: str) -> str:
     """sha256 (first 16 hex digits) of the normalised code a rule script reaches; `script`
-    is a file name in workflow/scripts/."""
+    is a file name in workflow/scripts/. The rule files call `stage_digest`, its cached form."""
+    # a set: the same import in two modules counts once, so moving a function next to
+    # imports its new module already has changes nothing
+    texts = sorted({st.text for st in reached(SCRIPTS / script) if st.text is not None})
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+
+
+# The cache lives beside stage_code, not in it: every stage reaches stage_code (a decorated
+# definition runs at import), so its text is part of every digest; the functions below are
+# reached only by the rule files.
+def stage_digest(script: str) -> str:
+    """`stage_code(script)`, from the user's cache when this exact code was digested before."""
     cache = _code_cache()
     if script not in cache:
-        # a set: the same import in two modules counts once, so moving a function next to
-        # imports its new module already has changes nothing
-        texts = sorted({st.text for st in reached(SCRIPTS / script) if st.text is not None})
-        cache[script] = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-        _keep(cache)
+        cache[script] = stage_code(script)
+        _keep_cache(cache)
     return cache[script]
 
 
 KEPT_CODE_STATES = 20  # cache files kept: one per state of the code (a few kB each)
 
 
-def _cache_file() -> Path:
+def _cache_file_of_this_code() -> Path:
     """The cache file of this exact code: named by a hash of every file under
     workflow/scripts (names and bytes) and the Python version (its ast may differ)."""
     h = hashlib.sha256(f"{sys.version_info[:2]}".encode())
@@ -248,15 +256,18 @@ def _cache_file() -> Path:
     return root / f"{h.hexdigest()[:24]}.json"
 
 
-@functools.cache
-def _code_cache() -> dict:
+def _read_code_cache() -> dict:
     try:
         return json.loads(_cache_file().read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _keep(cache: dict) -> None:
+_cache_file = functools.cache(_cache_file_of_this_code)
+_code_cache = functools.cache(_read_code_cache)
+
+
+def _keep_cache(cache: dict) -> None:
     """Write the cache atomically (concurrent Snakemake starts each write whole files);
     drop the oldest code states beyond KEPT_CODE_STATES."""
     path = _cache_file()

@@ -166,7 +166,13 @@ def paired_delta(run, a, b) -> pd.DataFrame:
     One seed: that paired interval alone (stats.paired_interval, McNemar); else no interval
     (lo, hi NaN). Collapsed cells and architectures whose trained model is near chance are
     left out."""
-    s = run.acc_summary.assign(sp=lambda x: x.sparsity.astype(str))
+    return paired_delta_in(run.acc_summary, a, b)
+
+
+def paired_delta_in(summary, a, b) -> pd.DataFrame:
+    """`paired_delta` over the cells of a summary table as given (the ship stage: every
+    method's cells, collapsed ones included - they only fail its budget)."""
+    s = summary.assign(sp=lambda x: x.sparsity.astype(str))
 
     def cells(cell):
         return s[(s.sp == str(cell[0])) & (s.quant == cell[1])].groupby(["arch", "seed"])

@@ -1,0 +1,129 @@
+"""What to ship (config `ship:`, pqgrid/ship/choose.py): on tables of known numbers, the
+cell within the budget with the best objective is chosen, a budget no cell meets gets "no
+cell qualifies" and the closest cell, a per-class limit rejects a cell that loses one class;
+bad `ship:` values are one line each; the smoke run writes its answer."""
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import SMOKE_RUN
+from pqgrid.core.config import ConfigError, check_config
+from pqgrid.ship.choose import candidates, choose, markdown
+from test_config import SCHEMA, cfg
+
+CLASSES = [f"c{i}" for i in range(10)]
+N = 1000  # test images, 100 per class
+
+
+def _tables(cells, seeds=(0,)):
+    """summary, per_class and bench of one architecture `a`: `cells` maps (sparsity, quant)
+    to (per-class correct counts of 100, images gained and lost against fp32, p50 µs)."""
+    rows, pcs, bench = [], [], []
+    for seed in seeds:
+        for (sp, q), (correct, gained, lost, p50) in cells.items():
+            rows.append({"arch": "a", "seed": seed, "sparsity": sp, "quant": q, "top1": sum(correct) / N,
+                         "test_images": N, "gained_vs_fp32": gained, "lost_vs_fp32": lost,
+                         "file_bytes": 4_000_000 if q == "fp32" else 1_000_000, "gzip_bytes": 900_000})  # fmt: skip
+            pcs += [{"arch": "a", "seed": seed, "sparsity": sp, "quant": q, "class": c, "support": 100, "correct": k,
+                     "accuracy": k / 100} for c, k in zip(CLASSES, correct, strict=True)]  # fmt: skip
+            bench.append({"arch": "a", "seed": seed, "sparsity": sp, "quant": q, "device": "local", "p50_us": p50})
+    return pd.DataFrame(rows), pd.DataFrame(pcs), pd.DataFrame(bench)
+
+
+FP32 = [80] * 10  # 80.0 %
+CELLS = {
+    ("0", "fp32"): (FP32, 0, 0, 100.0),
+    # int8: 80.0 % with 3 images gained and 3 lost: drop 0 pp, upper bound ~0.5 pp
+    ("0", "int8"): (FP32, 3, 3, 40.0),
+    # pruned int8: faster, 5 pp lower
+    ("50", "int8"): ([75] * 10, 10, 60, 30.0),
+    # pruned fp32: within budget but slower than int8
+    ("50", "fp32"): ([80] * 10, 2, 2, 90.0),
+}
+
+
+def _answer(cells=CELLS, seeds=(0,), budget=1.0, class_drop=None, objective="p50_us"):
+    s, pc, b = _tables(cells, seeds)
+    c = candidates(s, pc, b, "local", objective, budget, class_drop)
+    return c, choose(c, "local", objective, budget, class_drop)
+
+
+def test_the_fastest_cell_within_the_budget_is_chosen():
+    c, answer = _answer()
+    a = answer["architectures"]["a"]
+    assert (a["chosen"]["sparsity"], a["chosen"]["quant"]) == ("0", "int8")
+    assert [(r["sparsity"], r["quant"]) for r in a["runners_up"]] == [("50", "fp32")], "s50 int8 misses the budget"
+    assert a["chosen"]["drop_high_pp"] < 1.0 and a["reference"]["objective"] == 100.0
+    assert not c.set_index(["sparsity", "quant"]).loc[("0", "fp32"), "qualifies"], "the reference is no candidate"
+    assert answer["overall"]["chosen"]["quant"] == "int8"
+    text = markdown(answer)
+    assert "**Ship a s0 int8**" in text and "| a | chosen | a s0 int8 | 80.00 |" in text
+    # another objective, another answer: the smallest gzip size within budget
+    _, by_size = _answer(objective="gzip_bytes")
+    assert by_size["architectures"]["a"]["chosen"]["objective"] == 900_000
+
+
+def test_a_budget_no_cell_meets_names_the_closest_cell():
+    _, answer = _answer(budget=0.1)
+    a = answer["architectures"]["a"]
+    assert a["chosen"] is None and a["closest"]["misses_by_pp"] > 0
+    assert (a["closest"]["sparsity"], a["closest"]["quant"]) == ("50", "fp32"), "the fewest discordant images"
+    assert answer["overall"]["chosen"] is None
+    text = markdown(answer)
+    assert "No compressed cell is within 0.1 pp" in text and "no cell qualifies; closest (misses by" in text
+
+
+def test_a_class_limit_rejects_a_cell_that_loses_one_class():
+    """int8 keeps top-1 (80 %) but moves 20 images of one class onto the others: within the
+    overall budget, not within a 15 pp per-class limit (100 images per class: a class's
+    drop is known to about +-11 pp, so a tighter limit fails every cell)."""
+    lopsided = [60] + [82, 82, 82, 82, 82, 82, 82, 82, 84]
+    cells = {**CELLS, ("0", "int8"): (lopsided, 3, 3, 40.0)}
+    _, free = _answer(cells)
+    assert free["architectures"]["a"]["chosen"]["quant"] == "int8"
+    assert free["architectures"]["a"]["chosen"]["worst_classes"].startswith("c0 +20.0 pp")
+    _, limited = _answer(cells, class_drop=15.0)
+    chosen = limited["architectures"]["a"]["chosen"]
+    assert (chosen["sparsity"], chosen["quant"]) == ("50", "fp32"), "the next cell within both limits"
+
+
+def test_seeds_that_disagree_widen_the_drop():
+    """Three seeds: the drop's interval is the seeds' t-interval widened to the pooled
+    per-image one - a cell whose seeds scatter by 2 pp does not fit a 1 pp budget."""
+    s, pc, b = _tables(CELLS, seeds=(0, 1, 2))
+    s.loc[(s.quant == "int8") & (s.sparsity == "0"), "top1"] = [0.79, 0.80, 0.81]
+    s.loc[(s.quant == "int8") & (s.sparsity == "0") & (s.seed == 2), "top1"] = 0.77
+    c = candidates(s, pc, b, "local", "p50_us", 1.0)
+    r = c.set_index(["sparsity", "quant"]).loc[("0", "int8")]
+    assert r.seeds == 3 and r.drop_high_pp > 1.0 and not r.qualifies
+
+
+@pytest.mark.parametrize(
+    "ship, message",
+    [
+        ({"devices": ["pi"]}, r"ship.devices: 'pi' is not a device of this config \(devices: local\)"),
+        ({"objective": "energy_mj"}, r"ship.objective: energy_mj needs a power source on local"),
+        ({"objective": "speed"}, r"ship.objective: 'speed' is not allowed \(choose one of p50_us"),
+        ({"max_top1_drop": -1}, r"ship.max_top1_drop: -1 is out of range"),
+        ({"max_class_drop": "5"}, r"ship.max_class_drop: "),
+        ({"budget": 1}, r"ship.budget: unknown key \(allowed: devices, max_class_drop, max_top1_drop, objective\)"),
+        ({"devices": []}, r"ship.devices: "),
+    ],
+)
+def test_bad_ship_values_are_one_line(ship, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        check_config(cfg(ship=ship, devices={"local": {"type": "local"}}), SCHEMA)
+    assert "\n" not in str(err.value)
+
+
+def test_the_smoke_run_says_what_to_ship(smoke_run):
+    """The smoke preset's answer on `local`: a file per device, a chosen or closest cell per
+    architecture, the figure beside."""
+    res = smoke_run / SMOKE_RUN / "results"
+    answer = json.loads((res / "ship/local.json").read_text())
+    assert set(answer["architectures"]) == {"mobilenet_tiny", "v3small_tiny"}
+    for e in answer["architectures"].values():
+        assert e["chosen"] or e["closest"]
+    assert (res / "ship/local.md").read_text().startswith("# What to ship on local")
+    assert (res / "figures/ship_local.png").stat().st_size > 10_000

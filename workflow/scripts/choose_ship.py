@@ -1,0 +1,16 @@
+from pqgrid.core.jobs import run_script
+from pqgrid.ship.choose import choose_ship
+
+run_script(
+    snakemake.log[0],
+    choose_ship,
+    summary_csv=snakemake.input.summary,
+    per_class_csv=snakemake.input.per_class,
+    bench_csv=snakemake.input.bench,
+    device=snakemake.wildcards.device,
+    settings=snakemake.params.settings,
+    style=snakemake.params.style,
+    out_json=snakemake.output.json,
+    out_md=snakemake.output.md,
+    out_png=snakemake.output.png,
+)
