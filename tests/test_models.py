@@ -102,8 +102,7 @@ def converter_tflites(trained, small_data, tmp_path_factory):
     from pqgrid.quant.convert import convert_tflite
 
     out = tmp_path_factory.mktemp("converter")
-    by_converter = (n for n, m in MODES.items() if m.from_fp32 and m.by_converter)
-    paths = {m: out / f"{m}.tflite" for m in (*by_converter, "fp32", "qat")}
+    paths = {m: out / f"{m}.tflite" for m in (*(n for n, m in MODES.items() if m.from_fp32), "fp32", "qat")}
     for mode, path in paths.items():
         convert_tflite(model_h5=trained, stock=True, **_convert_args(small_data, path, mode))
     return paths
@@ -112,15 +111,11 @@ def converter_tflites(trained, small_data, tmp_path_factory):
 def test_each_quant_mode_loads_with_right_dtypes(tflites):
     from pqgrid.evaluate.accuracy import interpreter, io_dtypes
 
-    expected = {m: ("float32", "float32") for m in tuple(MODES)} | {
-        "int8_full": ("int8", "int8"),
-        "qat": ("int8", "int8"),
-    }
-    expected["int8_ma"] = ("int8", "int8")  # the quantizer's static recipe quantizes the input and output too
+    expected = {m: "float32" for m in tuple(MODES)} | {"int8_full": "int8", "qat": "int8"}
     for mode, path in tflites.items():
         it = interpreter(path)
         it.allocate_tensors()
-        assert io_dtypes(path) == {"input_dtype": expected[mode][0], "output_dtype": expected[mode][1]}, mode
+        assert io_dtypes(path) == {"input_dtype": expected[mode], "output_dtype": expected[mode]}, mode
     # int8 stores weights in a quarter of the bytes (plus a small graph overhead)
     ratio = tflites["int8"].stat().st_size / tflites["fp32"].stat().st_size
     assert 0.2 < ratio < 0.4, ratio
@@ -635,42 +630,7 @@ def test_fp16_from_ai_edge_quantizer_has_the_converters_float16_weights(tflites,
     )
 
 
-def test_int8_ma_keeps_moving_average_ranges_and_the_answers(tflites, small_data):
-    """int8_ma (ai-edge-quantizer's static int8, from the fp32 file): int8 weights and
-    activations, integer-only like int8_full (int8 input and output); a moving average of each image's min/max
-    is never wider than the absolute min/max over the images, so its largest activation step
-    is at most int8's; its answers are the fp32 model's but for a few images. The converter
-    cannot make it (nor a _sparse variant: a one-line config error)."""
-    from pqgrid.core.config import ConfigError, check_config
-    from pqgrid.core.harness import scale_inputs
-    from pqgrid.evaluate.accuracy import interpreter, predict_tflite
-    from pqgrid.quant.convert import converter_for
-
-    def largest_activation_step(path):
-        return max(
-            float(d["quantization_parameters"]["scales"][0])
-            for d in interpreter(path).get_tensor_details()
-            if d["dtype"] == np.int8 and len(d["quantization_parameters"]["scales"]) == 1
-        )
-
-    kinds = {d["dtype"] for d in interpreter(tflites["int8_ma"]).get_tensor_details()}
-    assert np.int8 in kinds and np.float32 in kinds
-    assert largest_activation_step(tflites["int8_ma"]) <= largest_activation_step(tflites["int8"]) * 1.0001
-    x = scale_inputs(arrays.load_npz(small_data / "test.npz")[0], "tf")
-    same = predict_tflite(tflites["int8_ma"], x).argmax(1) == predict_tflite(tflites["fp32"], x).argmax(1)
-    assert same.mean() >= 0.9, same.mean()
-    assert 0.2 < tflites["int8_ma"].stat().st_size / tflites["fp32"].stat().st_size < 0.4
-    with pytest.raises(ValueError, match="int8_ma is made from the fp32 .tflite only"):
-        converter_for(None, "int8_ma", representative=None)
-    import yaml
-
-    c = yaml.safe_load((ROOT / "config.yaml").read_text())
-    c["quantization"]["modes"] = ["fp32", "int8_ma_sparse"]
-    with pytest.raises(ConfigError, match=r"quantization.modes: int8_ma_sparse cannot be made: .* use int8_ma"):
-        check_config(c)
-
-
-@pytest.mark.parametrize("mode", ["int8", "dynamic", "int8_ma"])
+@pytest.mark.parametrize("mode", ["int8", "dynamic"])
 def test_derivation_refuses_a_damaged_fp32_tflite(small_data, tmp_path, mode):
     from pqgrid.core.io import DamagedFile
     from pqgrid.quant.convert import derive_from_fp32

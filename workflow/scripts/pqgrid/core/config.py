@@ -384,12 +384,6 @@ def _check_grid(config: dict) -> None:
                 f"quantization.modes: unknown mode {m!r}; choose from {', '.join(MODES)}"
                 f" (each optionally with {SPARSE_SUFFIX!r})"
             )
-        base, sparse = split_quant(m)
-        if sparse and not MODES[base].by_converter:
-            raise ConfigError(
-                f"quantization.modes: {m} cannot be made: {base} is derived from the fp32 .tflite, which stores "
-                f"no sparse tensors; use {base} (and fp32{SPARSE_SUFFIX} for the sparse encoding)"
-            )
     if not config.get("seeds"):
         raise ConfigError("seeds: the grid is empty; give at least one seed, e.g. [0]")
     _check_subsets(config)

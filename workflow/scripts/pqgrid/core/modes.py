@@ -17,16 +17,12 @@ class Mode:
     calibrated: bool  # the conversion runs a representative set of training images
     # how the .tflite is made from the cell's fp32 .tflite instead of converting the Keras model
     # again (convert.py says why each is the same file): "calibrator" (TensorFlow's calibrator
-    # and quantizer), "ai-edge-quantizer" (Google's LiteRT quantizer: its weight-only recipes,
-    # or its static int8 recipe where `calibrated`), or None (the converter)
+    # and quantizer), "ai-edge-quantizer" (weight-only recipes), or None (the converter)
     from_fp32: str | None
     int8_weights: bool  # weights stored as int8 (claim 4's "smallest" cells)
     layer_error: bool  # the QuantizationDebugger's per-layer int8 error describes it
     integer_io: bool  # int8 input and output tensors
     from_qat_model: bool = False  # converted from a quantization-aware fine-tuned model (qat.py)
-    # TFLiteConverter can make it from the Keras model (the `_sparse` variants and the tests'
-    # stock reference need that); False: only from the fp32 .tflite
-    by_converter: bool = True
 
 
 MODES = {
@@ -57,21 +53,6 @@ MODES = {
             "int16x8", "int16 activations, int8 weights, float input/output", True, "calibrator", True, False, False
         ),  # fmt: skip
         Mode("qat", "integer-only from a quantization-aware fine-tuned model", True, None, True, False, True, True),
-        # A repair for models whose int8 min/max ranges are ruined by a few images: the LiteRT
-        # quantizer's static recipe keeps a moving average (factor 0.95) of each image's
-        # activation min/max where TensorFlow's calibrator keeps the absolute min/max
-        # (EfficientNet-B0, laptop cells: -30.6 pp with min/max, -4.1 pp with these ranges,
-        # docs/results/int8_loss.csv).
-        Mode(
-            "int8_ma",
-            "integer-only (int8 input/output), moving-average activation ranges (ai-edge-quantizer)",
-            True,
-            "ai-edge-quantizer",
-            True,
-            False,
-            True,
-            by_converter=False,
-        ),  # fmt: skip
     )
 }
 # Any mode + this suffix also stores pruned tensors in TFLite's sparse format

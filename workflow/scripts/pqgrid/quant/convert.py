@@ -111,8 +111,6 @@ def converter_for(model, mode: str, representative=None, stock: bool = False):
     record = modes.MODES.get(mode)
     if record is None:
         raise ValueError(f"unknown quantization mode {mode!r}")
-    if not record.by_converter:
-        raise ValueError(f"{mode} is made from the fp32 .tflite only (derive_from_fp32), not by TFLiteConverter")
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if not stock:
         _lean_saved_model(conv)
@@ -169,11 +167,7 @@ def derive_from_fp32(*, fp32_tflite, train_npz, out_tflite, arch_cfg, mode, cali
     if not modes.derives_from_fp32(mode):
         made = ", ".join(n for n, m in modes.MODES.items() if m.from_fp32)
         raise ValueError(f"{mode} is not derived from the fp32 .tflite (only {made})")
-    record = modes.mode(mode)
-    if record.from_fp32 == "ai-edge-quantizer" and record.calibrated:
-        images = scale_inputs(calibration_images(train_npz, calibration_samples, seed), input_scaling(arch_cfg))
-        flat = quantize_static(fp32_tflite, images, threads=threads)
-    elif record.from_fp32 == "ai-edge-quantizer":
+    if modes.mode(mode).from_fp32 == "ai-edge-quantizer":
         flat = quantize_weights(fp32_tflite, mode)
     else:
         images = scale_inputs(calibration_images(train_npz, calibration_samples, seed), input_scaling(arch_cfg))
@@ -211,36 +205,6 @@ def quantize_weights(fp32_tflite, mode: str) -> bytes:
         return bytes(job.quantize(enable_progress_report=False).quantized_model)
     except Exception as e:  # noqa: BLE001 - a damaged flatbuffer fails anywhere inside
         raise damaged(fp32_tflite, e) from None
-
-
-def quantize_static(fp32_tflite, images, threads=None) -> bytes:
-    """int8_ma: ai-edge-quantizer's static int8 recipe (int8 weights per channel, int8
-    activations, float input/output) calibrated on `images`; its calibrator keeps a moving
-    average of each image's activation min/max (TensorFlow's keeps the absolute min/max)."""
-    from ai_edge_quantizer import quantizer, recipe
-
-    check_file(fp32_tflite)
-    try:
-        job = quantizer.Quantizer(str(fp32_tflite))
-        job.load_quantization_recipe(recipe.static_wi8_ai8())
-        key, name = _signature_input(fp32_tflite)
-        calibration = job.calibrate(
-            {key: [{name: img[None].astype(np.float32)} for img in images]}, num_threads=threads or 1
-        )
-        return bytes(job.quantize(calibration, enable_progress_report=False).quantized_model)
-    except Exception as e:  # noqa: BLE001 - a damaged flatbuffer fails anywhere inside
-        raise damaged(fp32_tflite, e) from None
-
-
-def _signature_input(fp32_tflite) -> tuple[str, str]:
-    """(signature key, input name) of the file's first signature, as the quantizer's
-    calibration data are keyed."""
-    from pqgrid.core.harness import load_interpreter
-
-    interpreter_class, _, _ = load_interpreter()
-    signatures = interpreter_class(model_path=str(fp32_tflite)).get_signature_list()
-    key = next(iter(signatures))
-    return key, signatures[key]["inputs"][0]
 
 
 def quantize_like_converter(fp32_tflite, mode: str, images, threads=None, seed=None) -> bytes:
