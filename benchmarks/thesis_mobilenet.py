@@ -57,7 +57,8 @@ def cells(run: Path):
 
 
 def _thesis_rows():
-    """The thesis' MobileNet numbers per cell (MB as published: 2^20 bytes; resources/thesis)."""
+    """The thesis' MobileNet numbers per cell (resources/thesis; its MB are 10^6 bytes: its fp32
+    MobileNet of 12.8453 MB is this run's 12,844,256-byte file within 0.01 %)."""
     import pandas as pd
 
     t = ROOT / "resources" / "thesis"
