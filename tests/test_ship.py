@@ -88,6 +88,17 @@ def test_a_class_limit_rejects_a_cell_that_loses_one_class():
     assert (chosen["sparsity"], chosen["quant"]) == ("50", "fp32"), "the next cell within both limits"
 
 
+def test_without_an_fp32_cell_the_answer_says_what_to_add():
+    """An architecture without its unpruned fp32 cell has no drop to measure; the others are
+    answered as ever."""
+    s, pc, b = _tables(CELLS)
+    s2, pc2, b2 = (t[~((t.sparsity == "0") & (t.quant == "fp32"))].assign(arch="b") for t in _tables(CELLS))
+    s, pc, b = pd.concat([s, s2]), pd.concat([pc, pc2]), pd.concat([b, b2])
+    answer = choose(candidates(s, pc, b, "local", "p50_us", 1.0), "local", "p50_us", 1.0)
+    assert answer["architectures"]["b"]["chosen"] is None and answer["architectures"]["a"]["chosen"]["quant"] == "int8"
+    assert "| b | no unpruned fp32 cell to measure drops against: add fp32 to quantization.modes |" in markdown(answer)
+
+
 def test_seeds_that_disagree_widen_the_drop():
     """Three seeds: the drop's interval is the seeds' t-interval widened to the pooled
     per-image one - a cell whose seeds scatter by 2 pp does not fit a 1 pp budget."""

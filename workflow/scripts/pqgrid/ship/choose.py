@@ -89,8 +89,11 @@ def candidates(summary, per_class, bench, device, objective, max_top1_drop, max_
     95 % interval), worst classes, objective, and whether it qualifies."""
     s = summary.assign(sparsity=summary.sparsity.astype(str))
     obj = objective_per_cell(s, bench, device, objective)
-    rows = []
+    rows, without_reference = [], []
     for arch, g in s.groupby("arch", sort=False):
+        if not ((g.sparsity == REFERENCE[0]) & (g.quant == REFERENCE[1])).any():
+            without_reference.append(arch)
+            continue
         for cell in dict.fromkeys(zip(g.sparsity, g.quant, strict=True)):
             d = paired_delta_in(g, REFERENCE, cell)
             if arch not in d.index:  # no fp32 model of the same seeds to compare with
@@ -118,6 +121,7 @@ def candidates(summary, per_class, bench, device, objective, max_top1_drop, max_
                 }
             )
     df = pd.DataFrame(rows)
+    df.attrs["without_reference"] = without_reference  # set again below: a merge drops attrs
     if df.empty:
         return df
     df = df.merge(obj, on=["arch", "sparsity", "quant"], how="left")
@@ -130,6 +134,7 @@ def candidates(summary, per_class, bench, device, objective, max_top1_drop, max_
     if max_class_drop is not None:
         miss = np.maximum(miss, df.worst_class_drop_high_pp.fillna(np.inf) - max_class_drop)
     df["misses_by_pp"] = miss.clip(lower=0)
+    df.attrs["without_reference"] = without_reference
     return df
 
 
@@ -139,6 +144,8 @@ def choose(c, device, objective, max_top1_drop, max_class_drop=None) -> dict:
     choice across the grid."""
     answer = {"device": device, "objective": objective, "max_top1_drop": max_top1_drop,
               "max_class_drop": max_class_drop, "architectures": {}, "overall": None}  # fmt: skip
+    for arch in c.attrs.get("without_reference", []):
+        answer["architectures"][arch] = {"reference": None, "chosen": None, "runners_up": [], "closest": None}
     if c.empty:
         return answer
     for arch, g in c.groupby("arch", sort=False):
@@ -243,7 +250,9 @@ def markdown(answer) -> str:
     for arch, e in answer["architectures"].items():
         ref = _objective_text(e["reference"], obj) if e["reference"] else "-"
         rows = [("chosen", e["chosen"])] + [("runner-up", r) for r in e["runners_up"]] if e["chosen"] else []
-        if not e["chosen"]:
+        if e["reference"] is None:
+            rows = [("no unpruned fp32 cell to measure drops against: add fp32 to quantization.modes", None)]
+        elif not e["chosen"]:
             rows = [(f"no cell qualifies; closest (misses by {e['closest']['misses_by_pp']:.1f} pp)", e["closest"])] if e["closest"] else [("no compressed cell measured", None)]  # fmt: skip
         for what, r in rows:
             if r is None:
