@@ -13,7 +13,14 @@ import psutil
 import pytest
 from conftest import ROOT
 
-HELPERS = ["slurm_cluster.py", "loopback_device.py", "arm_board.py", "compare_runs.py", "simulated_runs.py"]
+HELPERS = [
+    "slurm_cluster.py",
+    "loopback_device.py",
+    "arm_board.py",
+    "compare_runs.py",
+    "simulated_runs.py",
+    "dry_run_server.py",
+]
 SLURM_CONFIG = Path("/etc/slurm")
 
 

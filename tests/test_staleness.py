@@ -6,11 +6,15 @@
   moved function reruns nothing;
 - the copied run folder itself needs no job."""
 
+import atexit
 import fnmatch
+import functools
 import re
 import shutil
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import yaml
@@ -190,11 +194,22 @@ def declared(path: str) -> list:
     return STAGE_MAP["keys"][max(keys, key=len)]
 
 
+@functools.cache
+def _dry_runs():
+    """Two warm Snakemake servers for this module's ~140 dry runs (tests/dry_run_server.py:
+    the same CLI, without its ~1 s of imports per run), ended with the worker."""
+    from dry_run_server import DryRuns
+
+    pool = DryRuns(Path(tempfile.mkdtemp(prefix="pqgrid-dry-")))
+    atexit.register(pool.close)
+    return pool
+
+
 def planned(wf, *extra) -> list:
     """(rule, reason) of every job a dry run plans."""
-    proc = snakemake(wf, "-n", "all", *SMOKE, *extra, check=False, timeout=300)
-    assert proc.returncode == 0, f"{extra}: {proc.stdout[-1500:]}{proc.stderr[-1500:]}"
-    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n)*)", proc.stdout, re.M)
+    code, out = _dry_runs().run(wf, "-n", "all", *SMOKE, *extra)
+    assert code == 0, f"{extra}: {out[-3000:]}"
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n)*)", out, re.M)
     return [(rule, (re.search(r"reason: (.*)", body) or [None, ""])[1]) for rule, body in jobs if rule != "all"]
 
 
