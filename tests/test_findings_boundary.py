@@ -264,3 +264,61 @@ def test_claim_8_says_it_cannot_tell_rather_than_does_not_hold():
     f = findings.findings(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame(pcs), {"m": {"builder": "MobileNet"}},
                           only={8}).iloc[0]  # fmt: skip
     assert f.verdict == report_claims.NOT_MEASURED and "cannot tell with 300 images per class" in f.measured
+
+
+# ---------------------------------------------------------------- latency between sessions
+def _latency_holds(rng, no, archs, latency, seeds, cells=((0, "fp32"),), drift=None, repeats=3):
+    from simulated_runs import BUILDERS, run_tables
+
+    tables = run_tables(rng, archs=archs, seeds=seeds, cells=cells, latency=latency, drift=drift, repeats=repeats)
+    f = findings.findings(*tables[:3], {a: BUILDERS[a] for a in archs}, *tables[3:], only={no})
+    return f.verdict.iloc[0], f.measured.iloc[0]
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2)])
+def test_equal_latencies_with_drift_between_jobs_are_not_called_different(seeds):
+    """The issue's null: two models of equal latency whose p50 drifts between runs: "B0
+    slower" (9) held in 20 % of runs by the old p90-below-p50 rule at a 4 % drift. Here the
+    sessions stray as this machine's benchmark jobs did (simulated_runs.measured_drift: 6.6 %,
+    one job in five 13-26 % slow), and as a lognormal 8 %."""
+    rng = np.random.default_rng(9)
+    for drift in (None, 0.08):
+        held = [
+            _latency_holds(rng, 9, ("b0", "v3l"), lambda a, sp, q: 1000.0, seeds, drift=drift)[0] == report_claims.HOLDS
+            for _ in range(SIMS)
+        ]
+        print(f"\nclaim 9, equal latencies, {len(seeds)} seed(s), drift {drift or 'as measured'}: holds in "
+              f"{100 * np.mean(held):.1f} %")  # fmt: skip
+        assert np.mean(held) <= CEILING, drift
+
+
+@pytest.mark.parametrize("ratio", [0.63, 0.60])
+def test_channel_pruning_just_short_of_or_at_the_goal_does_not_pay(ratio):
+    """Claim 20 at a true 0.63x (goal 0.6x) held in 30 % of runs (3 seeds x 2 modes, any
+    cell), at exactly 0.60x in 51 %: one paying cell sufficed. Now every seed's sessions
+    together, Bonferroni over the (architecture, mode) choices."""
+    rng = np.random.default_rng(20)
+    cells = ((0, "fp32"), ("ch50", "fp32"), (0, "int8"), ("ch50", "int8"))
+    held = [
+        _latency_holds(
+            rng, 20, ("mobilenet",), lambda a, sp, q: 1000.0 * (ratio if sp == "ch50" else 1.0), (0, 1, 2), cells
+        )[0]
+        == report_claims.HOLDS  # fmt: skip
+        for _ in range(SIMS)
+    ]
+    print(f"\nclaim 20 at a true {ratio}x: holds in {100 * np.mean(held):.1f} %")
+    assert np.mean(held) <= CEILING
+
+
+@pytest.mark.parametrize("no", [9, 20])
+def test_one_timing_session_per_cell_gives_no_latency_verdict(no):
+    """With `repeats: 1` there is no spread to compare against: not measured, and the
+    verdict names the setting - even where one model is twice as fast."""
+    rng = np.random.default_rng(1)
+    if no == 9:
+        verdict, measured = _latency_holds(rng, 9, ("b0", "v3l"), lambda a, sp, q: 2000.0 if a == "b0" else 1000.0,
+                                           (0,), repeats=1)  # fmt: skip
+    else:
+        verdict, measured = _latency_holds(rng, 20, ("mobilenet",), lambda a, sp, q: 500.0 if sp == "ch50" else 1000.0,
+                                           (0,), ((0, "fp32"), ("ch50", "fp32")), repeats=1)  # fmt: skip
+    assert verdict == report_claims.NOT_MEASURED and "repeats" in measured, measured

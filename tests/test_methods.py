@@ -136,11 +136,12 @@ def test_each_method_through_the_grid(smoke_run, tmp_path):
     mag = t.loc[("50", "fp32")]
     assert mag.tflite_macs == dense.tflite_macs and mag.tflite_macs_nonzero < 0.6 * dense.tflite_macs
     for r in s.itertuples():  # (the copied smoke run's other cells keep their files)
-        assert (results / f"bench/local/{r.arch}/seed{r.seed}/s{r.sparsity}_{r.quant}.json").is_file(), r
+        assert (results / f"bench/local/{r.arch}/seed{r.seed}/s{r.sparsity}_{r.quant}.r0.json").is_file(), r
     methods = pd.read_csv(results / "tables/table_methods.csv")
     assert set(methods.method) == {"dense", "magnitude", "xnnpack_sparse", "channels"}
     f = pd.read_csv(results / "findings.csv").set_index("no")
-    assert f.loc[20, "verdict"] in ("holds", "does not hold") and "vs dense" in f.loc[20, "measured"]
+    # a verdict or "cannot tell" from the 2 timing sessions per cell, never "no sessions"
+    assert "x the dense model's [" in f.loc[20, "measured"] and "ch50" in f.loc[20, "measured"], f.loc[20].to_dict()
     # Whether the runtime takes XNNPACK's sparse path is measured, never assumed: on this
     # x86 machine with LiteRT 2.3.0 it does not (p50 within a few % of the dense model's).
-    assert f.loc[21, "verdict"] in ("holds", "does not hold") and "xnn50 fp32_sparse" in f.loc[21, "measured"]
+    assert "xnn50 fp32_sparse" in f.loc[21, "measured"] and "x the dense model's [" in f.loc[21, "measured"]

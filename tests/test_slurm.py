@@ -54,6 +54,7 @@ def test_smoke_grid_through_slurm(cluster, tmp_path):
     (wf / "one_arch.yaml").write_text(
         "grid_architectures: [mobilenet_tiny]\ntraining: {epochs: 2}\n"
         "quantization:\n  modes: [fp32, int8]\n  subsets: null\n"
+        "devices: {local: {repeats: 1}}\n"  # one timing session: this test is about where jobs run
     )
     t0 = time.time()
     proc = subprocess.run(

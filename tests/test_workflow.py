@@ -43,8 +43,11 @@ def test_smoke_builds_every_target(smoke_run):
                     "ai-edge-litert",
                 }
                 assert len(metrics["manifest_sha256"]) == 64 and metrics["settings"]["quantization"]["mode"] == q
-                bench = json.loads((res / "bench" / "local" / arch / "seed0" / f"s{s}_{q}.json").read_text())
-                assert bench["count"] == 50 and bench["avg_us"] > 0 and bench["device_name"] == "local"
+                for session in (0, 1):  # presets/smoke.yaml: 2 timing sessions per cell, each its own job
+                    bench = json.loads(
+                        (res / "bench" / "local" / arch / "seed0" / f"s{s}_{q}.r{session}.json").read_text()
+                    )
+                    assert bench["count"] == 50 and bench["avg_us"] > 0 and bench["device_name"] == "local"
                 pc = pd.read_csv(res / "eval" / arch / "seed0" / f"s{s}_{q}.per_class.csv")
                 assert list(pc.columns) == ["class", "support", "correct", "accuracy"] and pc["support"].sum() == 500
     summary = pd.read_csv(res / "tables" / "summary.csv")
@@ -203,7 +206,7 @@ def test_touching_one_trained_model_reruns_exactly_its_downstream(smoke_run):
         + ["evaluate_keras"] * 2
         + ["convert_tflite"] * 4
         + ["evaluate_tflite"] * 4
-        + ["benchmark_on_device"] * 4
+        + ["benchmark_on_device"] * 4 * 2  # 2 timing sessions per cell
     )
     assert "train_model" not in names and "prepare_data" not in names
 
@@ -276,7 +279,8 @@ def test_a_grid_on_two_devices_local_and_loopback(smoke_run, sshd, tmp_path):
     meter = {"command": "echo 2.5 W", "interval_seconds": 0.1, "idle_seconds": 0.3, "load_seconds": 0.3}
     devices = {
         "local": {"type": "local", "threads": 1, "accuracy": True, "power": meter},
-        "loopback": {**sshd.device(), "accuracy": True},
+        # one timing session: this test is about the devices' other measurements
+        "loopback": {**sshd.device(), "accuracy": True, "repeats": 1},
     }
     (wf / "two-devices.yaml").write_text(yaml.safe_dump({"devices": devices}))
     # the files asserted below, not `all`: the other figures and tables redraw the same way

@@ -33,14 +33,17 @@ rule setup_device:
 
 
 rule benchmark_on_device:
-    """Latency and peak memory of one .tflite on one configured device."""
+    """Latency and peak memory of one .tflite on one configured device: one timing session
+    (session `repeat` of the device's `repeats`; the latency findings compare sessions).
+    """
     input:
         tflite=rules.convert_tflite.output.tflite,
         setup=device_setup,
     output:
-        bench="results/bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.json",
+        bench="results/bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.r{repeat}.json",
     log:
-        "logs/bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.log",
+        "logs/bench/{device}/{arch}/seed{seed}/s{sparsity}_{quant}.r{repeat}.log",
+    priority: session_priority
     conda:
         "../../envs/device.yaml"
     # A local device is this machine: hold every core so no training or conversion job

@@ -56,6 +56,7 @@ wildcard_constraints:
     table=_alternatives(registry.TABLES),
     figure=_alternatives(FIGURES),
     px="[0-9]+",
+    repeat="[0-9]+",
 
 
 # ---------------------------------------------------------------- grid expansion
@@ -83,12 +84,20 @@ def for_models(pattern):
 
 
 def bench_targets():
-    """Every cell on every configured device."""
+    """Every cell on every configured device, one file per timing session (`repeats`)."""
     return [
-        rules.benchmark_on_device.output.bench.format(device=d, **c)
+        rules.benchmark_on_device.output.bench.format(device=d, repeat=r, **c)
         for d in DEVICES
+        for r in range(config["devices"][d]["repeats"])
         for c in cells()
     ]
+
+
+def session_priority(wildcards):
+    """Every cell's session r before any cell's session r + 1 (Snakemake runs the ready job
+    of highest priority first): the sessions of a cell are spread over the run, so a drift
+    of the device during it hits every cell alike."""
+    return -int(wildcards.repeat)
 
 
 def energy_targets():

@@ -160,11 +160,14 @@ def findings_context(config: dict, devices: list) -> str:
 # What each device stage does not read: changing it does not rerun that stage's jobs
 # (turning on `accuracy` does not retime every cell).
 DEVICE_KEYS_UNUSED = {
-    "latency": ("accuracy", "power"),
-    "energy": ("accuracy", "num_runs", "tool", "benchmark_model", "op_profiling"),
-    "accuracy": ("power", "cooldown", "num_runs", "warmup_runs", "tool", "benchmark_model", "op_profiling"),
+    # `repeats` says how many session files there are, not how one is measured: raising it
+    # measures only the new sessions
+    "latency": ("accuracy", "power", "repeats"),
+    "energy": ("accuracy", "num_runs", "repeats", "tool", "benchmark_model", "op_profiling"),
+    "accuracy": ("power", "cooldown", "num_runs", "repeats", "warmup_runs", "tool", "benchmark_model", "op_profiling"),
     "setup": (
-        *("accuracy", "power", "cooldown", "num_runs", "warmup_runs", "tool", "benchmark_model", "op_profiling"),
+        *("accuracy", "power", "cooldown", "num_runs", "repeats", "warmup_runs", "tool", "benchmark_model"),
+        "op_profiling",
         "threads",
     ),
 }

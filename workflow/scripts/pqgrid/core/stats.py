@@ -132,6 +132,15 @@ def welch_interval(a, b, confidence=CONFIDENCE) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
+def ratio_interval(a, b, confidence=CONFIDENCE) -> tuple[float, float, float]:
+    """b / a for two sets of positive timings (one per session): the ratio of their geometric
+    means and its interval, Welch's on the logs (timing noise is multiplicative: a model
+    twice as slow drifts twice as many µs). NaN bounds with fewer than 2 sessions a side."""
+    la, lb = np.log(np.asarray(a, float)), np.log(np.asarray(b, float))
+    lo, hi = welch_interval(la, lb, confidence)
+    return float(np.exp(lb.mean() - la.mean())), float(np.exp(lo)), float(np.exp(hi))
+
+
 def class_heterogeneity(base: pd.DataFrame, variant: pd.DataFrame) -> tuple[float, float]:
     """Do the classes change by different amounts? Per class (rows indexed by class, columns
     `correct` and `support`, seeds summed): Δ_c = variant's minus base's accuracy. Under

@@ -124,7 +124,7 @@ def _warn_throttled(name, result):
 
 
 def benchmark(*, tflite, out_json, name, cfg, cell):
-    """Stage `benchmark_on_device`: latency and peak memory of one .tflite."""
+    """Stage `benchmark_on_device`: latency and peak memory of one .tflite, one timing session."""
     check_file(tflite)
     cfg = device_config(cfg)
     started = dt.datetime.now(dt.UTC).isoformat()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import statistics
 
 import pandas as pd
 
@@ -28,6 +29,7 @@ SPARSITY_KEYS = (
 )
 BENCH_COLUMNS = [
     *("arch", "seed", "sparsity", "quant", "device", "latency_us", "latency_std_us", "p50_us", "p90_us"),
+    "session_p50_us",
     *("ram_delta_mb", "process_peak_rss_mb", "tool", "threads", "cpu_model", "throttled", "cooldown_timed_out"),
     *("machine", "emulated"),
 ]
@@ -281,31 +283,61 @@ def concat_csvs(*, pairs):
             df.to_csv(tmp, index=False)
 
 
+def session_p50s(value) -> list:
+    """bench.csv's `session_p50_us` (each timing session's p50, ";"-joined) as floats."""
+    if value is None or pd.isna(value) or str(value).strip() == "":
+        return []
+    return [float(x) for x in str(value).split(";") if x.strip()]
+
+
 def load_bench(paths) -> pd.DataFrame:
-    """bench.csv: one row per cell and device, from the benchmark JSONs."""
-    rows = []
-    for p in paths:
+    """bench.csv: one row per cell and device, from the benchmark JSONs (one per timing
+    session). A cell's latency is the median over its sessions (one disturbed session moves
+    nothing), its memory the largest, its flags set when any session's is; each session's
+    p50 is kept in `session_p50_us` for the latency findings."""
+    sessions = {}
+    for p in sorted(paths):
         b = read_json(p)
-        rows.append(
-            {
-                **b["cell"],
-                "device": b["device_name"],
-                "latency_us": b["avg_us"],
-                "latency_std_us": b.get("std_us"),
-                "p50_us": b.get("p50_us"),
-                "p90_us": b.get("p90_us"),
-                "ram_delta_mb": b.get("ram_delta_mb"),
-                "process_peak_rss_mb": b.get("process_peak_rss_mb"),
-                "tool": b["tool"],
-                "threads": b.get("threads"),
-                "cpu_model": (b.get("device") or {}).get("cpu_model"),
-                "throttled": b.get("throttled"),
-                "cooldown_timed_out": b.get("cooldown_timed_out"),
-                "machine": (b.get("device") or {}).get("machine"),
-                "emulated": bool(b.get("emulated", False)),
-            }
-        )
-    return pd.DataFrame(rows, columns=BENCH_COLUMNS)
+        sessions.setdefault((tuple(sorted(b["cell"].items())), b["device_name"]), []).append(b)
+    return pd.DataFrame([_bench_row(runs) for runs in sessions.values()], columns=BENCH_COLUMNS)
+
+
+def _median(runs, key):
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def _largest(runs, key):
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return max(values) if values else None
+
+
+def _any_flag(runs, key):
+    """True when a session says so, False when all that can tell say not, else None."""
+    known = [r[key] for r in runs if r.get(key) is not None]
+    return any(known) if known else None
+
+
+def _bench_row(runs: list) -> dict:
+    first = runs[0]
+    return {
+        **first["cell"],
+        "device": first["device_name"],
+        "latency_us": _median(runs, "avg_us"),
+        "latency_std_us": _median(runs, "std_us"),
+        "p50_us": _median(runs, "p50_us"),
+        "p90_us": _median(runs, "p90_us"),
+        "session_p50_us": ";".join(f"{r['p50_us']:.3f}" for r in runs if r.get("p50_us") is not None),
+        "ram_delta_mb": _largest(runs, "ram_delta_mb"),
+        "process_peak_rss_mb": _largest(runs, "process_peak_rss_mb"),
+        "tool": first["tool"],
+        "threads": first.get("threads"),
+        "cpu_model": (first.get("device") or {}).get("cpu_model"),
+        "throttled": _any_flag(runs, "throttled"),
+        "cooldown_timed_out": _any_flag(runs, "cooldown_timed_out"),
+        "machine": (first.get("device") or {}).get("machine"),
+        "emulated": any(bool(r.get("emulated", False)) for r in runs),
+    }
 
 
 def mobilenet_v3(summary) -> list:

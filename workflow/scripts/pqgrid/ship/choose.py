@@ -23,6 +23,7 @@ import pandas as pd
 
 from pqgrid.core.io import atomic_path, write_text
 from pqgrid.core.stats import independent_interval, t_interval
+from pqgrid.evaluate.summary import session_p50s
 from pqgrid.report.claims import paired_delta_in
 
 REFERENCE = ("0", "fp32")
@@ -38,8 +39,8 @@ WORST_CLASSES = 3  # classes named per cell, the largest drops first
 
 
 def objective_per_cell(summary, bench, device, objective) -> pd.DataFrame:
-    """Per (arch, sparsity, quant): the objective's mean over seeds, its t-interval (NaN
-    below 2 seeds or without spread), and how many seeds measured it."""
+    """Per (arch, sparsity, quant): the objective's mean over seeds - for p50 latency over
+    every seed's timing sessions - and its t-interval (NaN below 2 values or without spread)."""
     table, column, _, _ = OBJECTIVES[objective]
     df = summary if table == "summary" else bench[bench.device == device]
     if df.empty or column not in df or df[column].isna().all():
@@ -48,6 +49,9 @@ def objective_per_cell(summary, bench, device, objective) -> pd.DataFrame:
     rows = []
     for (arch, sp, q), g in df.groupby(["arch", "sparsity", "quant"], sort=False):
         v = g[column].dropna().to_numpy(float)
+        sessions = [x for s in g.get("session_p50_us", []) for x in session_p50s(s)]
+        if column == "p50_us" and sessions:  # latency: over every seed's timing sessions
+            v = np.array(sessions)
         if not len(v):
             continue
         lo, hi = t_interval(v)
