@@ -277,10 +277,10 @@ def _latency_holds(rng, no, archs, latency, seeds, cells=((0, "fp32"),), drift=N
 
 @pytest.mark.parametrize("seeds", [(0,), (0, 1, 2)])
 def test_equal_latencies_with_drift_between_jobs_are_not_called_different(seeds):
-    """The issue's null: two models of equal latency whose p50 drifts between runs: "B0
-    slower" (9) held in 20 % of runs by the old p90-below-p50 rule at a 4 % drift. Here the
-    sessions stray as this machine's benchmark jobs did (simulated_runs.measured_drift: 6.6 %,
-    one job in five 13-26 % slow), and as a lognormal 8 %."""
+    """Two models of equal latency whose p50 drifts between jobs: one session's p90 against
+    the other's p50 would call one of them slower in a fifth of runs at a 4 % drift. Here
+    the sessions stray as this machine's benchmark jobs did (simulated_runs.measured_drift:
+    6.6 %, one job in five 13-26 % slow), and as a lognormal 8 %."""
     rng = np.random.default_rng(9)
     for drift in (None, 0.08):
         held = [
@@ -294,9 +294,9 @@ def test_equal_latencies_with_drift_between_jobs_are_not_called_different(seeds)
 
 @pytest.mark.parametrize("ratio", [0.63, 0.60])
 def test_channel_pruning_just_short_of_or_at_the_goal_does_not_pay(ratio):
-    """Claim 20 at a true 0.63x (goal 0.6x) held in 30 % of runs (3 seeds x 2 modes, any
-    cell), at exactly 0.60x in 51 %: one paying cell sufficed. Now every seed's sessions
-    together, Bonferroni over the (architecture, mode) choices."""
+    """Claim 20 at a true 0.63x (goal 0.6x) and exactly at 0.60x: with 3 seeds x 2 modes,
+    "any one cell paid" would hold in about a third to a half of runs. Every seed's sessions
+    together, Bonferroni over the (architecture, mode) choices, keep it at the level."""
     rng = np.random.default_rng(20)
     cells = ((0, "fp32"), ("ch50", "fp32"), (0, "int8"), ("ch50", "int8"))
     held = [

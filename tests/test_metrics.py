@@ -33,3 +33,25 @@ def test_confusion_rows_are_truth():
     cm = confusion_matrix(Y, SCORES.argmax(1), 3)
     assert cm.tolist() == [[1, 0, 0], [1, 0, 0], [1, 0, 1]]
     assert cm.sum() == len(Y)
+
+
+def test_bench_csv_has_one_row_per_cell_from_its_timing_sessions(tmp_path):
+    """Each timing session is its own JSON: bench.csv takes the median latency over a cell's
+    sessions (one disturbed session moves nothing), the largest memory, a flag any session
+    raised, and keeps each session's p50 for the latency findings."""
+    import json
+
+    from pqgrid.evaluate.summary import load_bench, session_p50s
+
+    cell = {"arch": "m", "seed": 0, "sparsity": 0, "quant": "fp32"}
+    paths = []
+    for r, (p50, ram, throttled) in enumerate([(100.0, 10.0, False), (130.0, 12.0, True), (101.0, 11.0, None)]):
+        path = tmp_path / f"s0_fp32.r{r}.json"
+        path.write_text(json.dumps({"cell": cell, "device_name": "pi", "avg_us": p50, "p50_us": p50, "p90_us": p50 * 1.1,
+                                    "ram_delta_mb": ram, "tool": "pqgrid-harness", "throttled": throttled}))  # fmt: skip
+        paths.append(path)
+    b = load_bench(paths)
+    assert len(b) == 1
+    row = b.iloc[0]
+    assert row.p50_us == 101.0 and row.latency_us == 101.0 and row.ram_delta_mb == 12.0 and row.throttled
+    assert sorted(session_p50s(row.session_p50_us)) == [100.0, 101.0, 130.0]
