@@ -1,13 +1,14 @@
 """The claim code's named mutations, each applied alone and the claims' tests run against it:
 a mutation the tests do not fail ("SURVIVED") is a hole in the null suite.
 
-    .venv/bin/python benchmarks/claim_mutations.py            # all, ~6 min on 2 cores
+    .venv/bin/python benchmarks/claim_mutations.py            # all: the whole null suite per mutant (tens of minutes)
     .venv/bin/python benchmarks/claim_mutations.py point-t    # one
 
-The list holds the one-line mistakes a refactor of report/claims*.py most easily makes (a t-interval
-replaced by its point value, the wrong end of an interval, the near-chance exclusion or
-Benjamini-Hochberg dropped, a point value in claim 16) - written by hand, each a one-line
-change that leaves every verdict plausible and only the error rates wrong. A general mutation run (mutmut over
+The list holds the one-line mistakes a refactor of report/claims*.py most easily makes (a
+t-interval replaced by its point value, the wrong end of an interval, the near-chance exclusion
+or Benjamini-Hochberg dropped, point values in claims 15-17, the seed-to-seed baseline dropped),
+written by hand, each a one-line change that leaves every verdict plausible and only the error
+rates wrong. A general mutation run (mutmut over
 report/claims*.py and core/stats.py) has not been made (docs/report.md says so)."""
 
 import argparse
@@ -30,8 +31,13 @@ MUTATIONS = {
                        "        s = self.summary\n"),
     "no-bh": ("report/claims_accuracy.py", "uneven = list(bh_adjust([p for _, p, _ in tests]) < 0.05)",
               "uneven = [p < 0.05 for _, p, _ in tests]"),
-    "point-16": ("report/claims_populations.py", "(p.heldout_pies_minus_rest_ci_high_pp < 0).all()",
-                 "(p.heldout_pies_minus_rest_pp < 0).all()"),
+    "point-16": ("report/claims_populations.py", "(forgets.excess_pies_minus_all_ci_high_pp < 0).all()",
+                 "(forgets.excess_pies_minus_all_pp < 0).all()"),
+    "point-15": ("report/claims_populations.py", "(p.excess_pie_ci_high < 0.10).all()", "(p.excess_pie_rate < 0.10).all()"),
+    "no-seed-baseline-15": ("report/claims_populations.py", "(p.excess_pie_ci_high < 0.10).all()",
+                            "(p.pie_rate < 0.10).all()"),
+    "point-17": ("report/claims_populations.py", "ok = ok and r.excess_pie_ci_high < floor", "ok = ok and r.excess_pie_rate < at"),
+    "all-forgetting-16": ("report/claims_populations.py", "forgets = p[p.excess_pie_ci_low > 0]", "forgets = p"),
 }  # fmt: skip
 
 

@@ -52,7 +52,7 @@ def derive(rng, parent, y, p, flip, delta=0.0, class_delta=None):
     `class_delta[c]` more in class c) moving right answers to wrong or back."""
     labels = parent.copy()
     redraw = rng.random(len(y)) < flip
-    labels[redraw] = answers(rng, y[redraw], p)
+    labels[redraw] = answers(rng, y[redraw], p[redraw] if np.ndim(p) else p)
     for c in range(len(CLASSES)):
         d = delta + (class_delta or {}).get(c, 0.0)
         idx = np.flatnonzero(y == c)
@@ -68,7 +68,8 @@ def derive(rng, parent, y, p, flip, delta=0.0, class_delta=None):
 
 def run_tables(rng, *, archs=("mobilenet", "v3l"), seeds=(0,), cells=((0, "fp32"), (0, "int8")), n=3000, p=0.7,
                flip=0.05, delta=None, size=None, latency=None, zeros_short=0.02, pqat_drop=0.0, device_diff=0.0,
-               populations=False, pie_flip=None, forgotten=None, repeats=3, drift=None):  # fmt: skip
+               populations=False, pie_flip=None, forgotten=None, forget=None, unequal=None, repeats=3,
+               drift=None):  # fmt: skip
     """summary, bench, per_class (and pie, pie_per_class with `populations`) of a simulated run.
 
     delta(arch, sparsity, quant) -> (true Δ top-1, {class: extra Δ}) against the unpruned
@@ -77,12 +78,18 @@ def run_tables(rng, *, archs=("mobilenet", "v3l"), seeds=(0,), cells=((0, "fp32"
     job (as benchmark.smk runs them): its p50 the true latency strayed as measured here
     (measured_drift; `drift`: a lognormal relative SD instead), the p90 5 % above the p50.
     forgotten[(arch, sparsity, quant)]: a share of the test images every seed's model of that
-    cell answers wrong the same way (systematic forgetting: what makes PIEs)."""
+    cell answers wrong the same way (systematic forgetting: what makes PIEs), drawn with
+    weights forget(right chance) or forget[(arch, sparsity, quant)](right chance) (default:
+    any image alike). unequal: images of unequal difficulty, each image's chance of a right
+    answer a Beta draw of mean `p` and this concentration (2: many images nearly always
+    right, some nearly never); None: every image equally hard."""
     delta = delta or (lambda a, sp, q: (0.0, None))
     size = size or (lambda a, sp, q: (4e6 * (0.28 if q != "fp32" else 1.0),) * 2)
     latency = latency or (lambda a, sp, q: 1000.0)
     strays = measured_drift() if drift is None else None
     y = np.arange(n) % len(CLASSES)
+    if unequal:
+        p = np.random.default_rng(n).beta(p * unequal, (1 - p) * unequal, n)  # the same images every run
     rows, bench, per_class, labels = [], [], [], {}
     for arch in archs:
         for seed in seeds:
@@ -93,8 +100,11 @@ def run_tables(rng, *, archs=("mobilenet", "v3l"), seeds=(0,), cells=((0, "fp32"
                 f = (pie_flip or {}).get((arch, sp, q), flip)
                 lab = parent.copy() if (sp, q) == (0, "fp32") else derive(rng, parent, y, p, f, d, cd)
                 share = (forgotten or {}).get((arch, sp, q), 0.0)
-                if share:
-                    same = np.random.default_rng([pct, len(q)]).random(n) < share  # the same images every seed
+                if share:  # the same images every seed
+                    how = forget.get((arch, sp, q)) if isinstance(forget, dict) else forget
+                    weight = np.broadcast_to(how(p) if how else 1.0, n).astype(float)
+                    same = np.random.default_rng([pct, len(q)]).choice(n, int(round(share * n)), replace=False,
+                                                                        p=weight / weight.sum())  # fmt: skip
                     lab[same] = (y[same] + 1) % len(CLASSES)
                 labels[arch, seed, sp, q] = lab
                 right, was = lab == y, parent == y

@@ -6,7 +6,13 @@ line above it naming its file and, for each of its columns, the file's column it
 `=col`: the row's key (the cell's text is that column's value, `-` for an empty one); `col`:
 every number printed in the cell is that column's value of the row, rounded as printed (`%`:
 x100); several columns: the cell's numbers in that order (`-` for an empty value). So a number
-retyped by hand, swapped with its neighbour or left behind by a regenerated file fails here."""
+retyped by hand, swapped with its neighbour or left behind by a regenerated file fails here.
+
+A number in prose carries its source right after it:
+
+    a relative SD of 6.6 %<!-- number: docs/results/x.csv | model=a, seeds=3 | relsd % -->
+
+the number just before the marker is that column's value in the one row whose keys match."""
 
 import re
 from pathlib import Path
@@ -18,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"<!-- numbers from: (\S+)((?: \|[^|>]+)*) -->")
 # a number (not the 0 of s0 or the 8 of int8), or a lone "-" standing for an empty value
 NUMBER = re.compile(r"(?<![\w.])(?:[-+]?\d[\d,]*(?:\.\d+)?|-)(?![\w.\d])")
+PROSE = re.compile(r"<!-- number: (\S+) \| ([^|>]*) \| ([^|>]+?) -->")
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 
 
@@ -199,3 +206,54 @@ def test_the_thesis_mobilenet_table_is_the_runs_files_beside_the_thesis(tmp_path
     )
     assert proc.returncode == 2 and "summary.csv is missing: run the preset first" in proc.stderr.splitlines()[-1]
     assert not (tmp_path / "out2").exists()
+
+
+def prose_numbers(path: Path):
+    """(line number, the number printed before the marker, source, keys, column) of every
+    prose marker of a document."""
+    for no, line in enumerate(path.read_text().splitlines(), 1):
+        for m in PROSE.finditer(line):
+            before = NUMBER.findall(PROSE.sub("", line[: m.start()]))
+            keys = dict(k.strip().split("=", 1) for k in m.group(2).split(",") if k.strip())
+            yield no, before[-1] if before else None, m.group(1), keys, m.group(3).strip()
+
+
+def prose_error(printed, source: pd.DataFrame, keys: dict, column: str):
+    """What is wrong with one prose number (None: it is its file's)."""
+    if printed is None:
+        return "no number before the marker"
+    match = source
+    for col, value in keys.items():
+        if col not in match:
+            return f"no column {col!r} in the file"
+        match = match[[_key_equals(value, v) for v in match[col]]]
+    if len(match) != 1:
+        return f"{len(match)} rows of the file have the keys {keys}"
+    name, pct = column.removesuffix(" %"), column.endswith(" %")
+    if name not in match:
+        return f"no column {name!r} in the file"
+    value = match.iloc[0][name] * (100 if pct else 1)
+    return None if _printed_equals(printed, value) else f"{printed} is not {column} ({match.iloc[0][name]!r})"
+
+
+PROSE_NUMBERS = [(doc, *n) for doc in DOCS for n in prose_numbers(doc)]
+
+
+def test_prose_numbers_are_their_files():
+    """Every marked prose number is the value its marker names; the marked ones include the
+    claims' error rates and the latency drift."""
+    sources = {src for _, _, _, src, _, _ in PROSE_NUMBERS}
+    assert {"docs/results/claim_rates.csv", "docs/results/latency_drift_summary.csv"} <= sources, sources
+    errors = []
+    for doc, line, printed, src, keys, column in PROSE_NUMBERS:
+        error = prose_error(printed, pd.read_csv(ROOT / src), keys, column)
+        if error:
+            errors.append(f"{doc.relative_to(ROOT)}:{line}: {error}")
+    assert not errors, "\n".join(errors)
+
+
+def test_a_changed_prose_number_fails():
+    """One digit changed in each marked prose number is caught."""
+    for doc, line, printed, src, keys, column in PROSE_NUMBERS:
+        changed = printed[:-1] + str((int(printed[-1]) + 3) % 10)
+        assert prose_error(changed, pd.read_csv(ROOT / src), keys, column), f"{doc.name}:{line}: {changed} passes"

@@ -70,7 +70,60 @@ def test_pies_against_hand_made_populations():
 def test_identical_populations_have_no_pies():
     summary, images, _ = pie.analyse(REF, [0, 1, 2], {("0", "fp32"): list(enumerate(REF))}, CLASSES)
     assert summary.pies.iloc[0] == 0 and images.empty
-    assert summary.heldout_pies_minus_rest_pp.isna().all()
+    assert summary.excess_pie_rate.iloc[0] == 0 and summary.excess_pies_minus_all_pp.isna().all()
+
+
+def _models(rng, models, right_chance, y):
+    """Answers of `models` independent models: right on image j with probability
+    right_chance[j], else a random wrong label."""
+    right = rng.random((models, len(y))) < right_chance
+    return np.where(right, y, (y + rng.integers(1, 10, (models, len(y)))) % 10)
+
+
+def test_seed_baseline_counts_only_what_compression_adds():
+    """Five more seeds of the same model as the "compressed" population: many PIEs (single
+    models of two seeds disagree often) but no excess over the seed-to-seed ones, however
+    unequal the images; a population that also gets 6 % of the images wrong the same way
+    forgets them beyond another seed; one seed has nothing to split."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 4000)
+    chance = rng.beta(1.4, 0.6, len(y))  # unequal images
+    ref, var = _models(rng, 3, chance, y), _models(rng, 3, chance, y)
+    same = pie.seed_baseline(ref, [0, 1, 2], var, [0, 1, 2], y, 10, resamples=200)
+    assert same["compression_split_pie_rate"] > 0.3 and same["half_models"] == 1
+    assert same["excess_pie_ci_low"] < 0 < same["excess_pie_ci_high"] and abs(same["excess_pie_rate"]) < 0.01
+    forgot = var.copy()
+    gone = rng.choice(len(y), 240, replace=False)
+    forgot[:, gone] = (y[gone] + 1) % 10
+    lost = pie.seed_baseline(ref, [0, 1, 2], forgot, [0, 1, 2], y, 10, resamples=200)
+    assert 0.02 < lost["excess_pie_ci_low"] < lost["excess_pie_rate"] < lost["excess_pie_ci_high"] < 0.06
+    one = pie.seed_baseline(ref[:1], [0], var[:1], [0], y, 10)
+    assert np.isnan(one["excess_pie_rate"]) and np.isnan(one["excess_pies_minus_all_pp"])
+
+
+def test_the_images_compression_forgets_are_harder_only_when_they_are():
+    """Claim 16's measure: a compressed copy that forgets images the models get right only
+    sometimes (right chance 0.15-0.45) shows them harder than the test set; one that forgets
+    images at random among equally hard ones does not (its interval holds 0)."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 10, 6000)
+
+    def gap(chance, gone):
+        ref = _models(rng, 3, chance, y)
+        var = ref.copy()
+        var[:, gone] = (y[gone] + 1) % 10
+        b = pie.seed_baseline(ref, [0, 1, 2], var, [0, 1, 2], y, 10, resamples=200)
+        return (
+            b["excess_pies_minus_all_pp"],
+            b["excess_pies_minus_all_ci_low_pp"],
+            b["excess_pies_minus_all_ci_high_pp"],
+        )
+
+    chance = rng.beta(1.4, 0.6, len(y))
+    hard = rng.choice(np.flatnonzero((chance > 0.15) & (chance < 0.45)), 300, replace=False)
+    assert gap(chance, hard)[2] < -10
+    point, lo, hi = gap(np.full(len(y), 0.7), rng.choice(len(y), 300, replace=False))
+    assert lo < 0 < hi
 
 
 def test_predictions_on_another_test_set_are_refused():
@@ -144,7 +197,7 @@ def test_class_changes_flag_the_class_hit_harder_than_the_model():
     assert not even.significant.any() and (even.q_value >= even.p_value).all()
 
 
-def _pie_tables(pie_rate=0.02, harder=True, quant_rate=0.005, significant=("j",), overall=-3.0):
+def _pie_tables(pie_rate=0.02, harder=True, quant_rate=0.005, significant=("j",), overall=-3.0, seeds=5):
     """pie.csv / pie_per_class.csv as the stage writes them, with the quantities the claims
     15-18 read set directly."""
     pie_rows = []
@@ -160,16 +213,20 @@ def _pie_tables(pie_rate=0.02, harder=True, quant_rate=0.005, significant=("j",)
                 sparsity=sp,
                 quant=q,
                 variant=f"s{sp} {q}",
-                n_models=5,
+                n_models=seeds,
                 test_images=10000,
-                pies=int(rate * 10000),
-                pie_rate=rate,
+                pies=int(3 * rate * 10000),
+                pie_rate=3 * rate,
                 top1_delta_pp=delta,
-                uncompressed_top1_on_pies=0.3 if harder else 0.9,
-                uncompressed_top1_on_rest=0.8,
-                heldout_pies_minus_rest_pp=-50 if harder else 10,
-                heldout_pies_minus_rest_ci_low_pp=-55 if harder else 5,
-                heldout_pies_minus_rest_ci_high_pp=-45 if harder else 15,
+                half_models=seeds // 2,
+                compression_split_pie_rate=0.3 + rate,
+                seed_split_pie_rate=0.3,
+                excess_pie_rate=rate,
+                excess_pie_ci_low=rate - 0.002,
+                excess_pie_ci_high=rate + 0.002,
+                excess_pies_minus_all_pp=-30 if harder else 10,
+                excess_pies_minus_all_ci_low_pp=-35 if harder else 5,
+                excess_pies_minus_all_ci_high_pp=-25 if harder else 15,
             )
         )
     per_class = pd.DataFrame(
@@ -212,10 +269,17 @@ def test_forgetting_claims_need_a_population():
     from test_report import ARCHS, fabricated
 
     s, b, pc = fabricated()
-    one, per_class = _pie_tables()
-    f = findings.findings(s, b, pc, ARCHS, one.assign(n_models=1), per_class).set_index("no")
+    one, per_class = _pie_tables(seeds=1)
+    f = findings.findings(s, b, pc, ARCHS, one, per_class).set_index("no")
     assert (f.loc[[15, 16, 17, 18], "verdict"] == "not measured").all()
-    assert "at least 2 seeds" in f.loc[15, "measured"]
+    assert "at least 2 seeds (add seeds: `seeds: [0, 1, 2]`)" in f.loc[15, "measured"]
+    two, per_class = _pie_tables(seeds=2)
+    f = findings.findings(s, b, pc, ARCHS, two, per_class).set_index("no")
+    assert f.loc[15, "verdict"] == "holds" and "at least 3 seeds" in f.loc[16, "measured"]
+    # a variant that forgets nothing beyond another seed has no images to call harder
+    none = _pie_tables(pie_rate=0.0)[0].assign(excess_pie_ci_low=-0.002)
+    f = findings.findings(s, b, pc, ARCHS, none, per_class).set_index("no")
+    assert f.loc[16, "verdict"] == "not measured" and "beyond what another seed changes" in f.loc[16, "measured"]
 
 
 def test_gallery_tile_shows_the_test_image_upright_in_rgb(tmp_path):

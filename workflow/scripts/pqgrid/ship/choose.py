@@ -265,8 +265,9 @@ def markdown(answer) -> str:
             lines.append(f"| {arch} | {what} | {_cell(r)} | {r['top1_pct']:.2f} | {_drop_text(r)} | "
                          f"{_objective_text(r, obj)} | {ref} | {r['worst_classes'] or '-'} |")  # fmt: skip
     if OBJECTIVES[obj][0] == "bench":
-        lines += ["", "Latency is one measurement session per cell: differences of a few per cent are within "
-                  "run-to-run drift on a shared machine (results/findings.md, findings 9-11)."]  # fmt: skip
+        lines += ["", "Latency: the mean over every seed's timing sessions (`repeats` per cell, each its own job) "
+                  "with its 95 % interval; two cells whose intervals overlap are no measured difference "
+                  "(results/findings.md, findings 9-11)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
