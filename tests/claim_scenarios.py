@@ -156,13 +156,13 @@ NULL_AND_EFFECT = {
     15: (
         "a variant forgetting 18.4 % of the images at random: 10.0 % beyond another seed, the boundary",
         "1 %",
-        200,
+        100,
         lambda on: dict(FORGETTING, forgotten={("mobilenet", 60, "fp32"): 0.01 if on else BOUNDARY_15}),
     ),
     16: (
         "a variant forgetting 10 % of the images, as hard as the test set (right chance 0.513-0.813): the boundary",
         "10 % of hard images (right chance 0.15-0.45)",
-        200,
+        100,
         lambda on: dict(
             FORGETTING, n=5000, forgotten={("mobilenet", 60, "fp32"): 0.10}, forget=_window(0.15 if on else BOUNDARY_16)
         ),  # fmt: skip
@@ -170,7 +170,7 @@ NULL_AND_EFFECT = {
     17: (
         "int8 forgets as the pruning curve does at its Δ (what 50 % pruning forgets: on the curve)",
         "int8 loses as much top-1 on hard images (a third of the PIEs beyond another seed)",
-        200,
+        100,
         lambda on: dict(
             FORGETTING,
             n=3000,
