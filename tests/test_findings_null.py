@@ -95,7 +95,7 @@ def _per_class(rng, per_class, p, deltas):
 
 @pytest.mark.parametrize("per_class", [50, 300])
 def test_claim_8_is_a_test_of_unequal_classes_not_of_test_set_size(per_class):
-    """Issue 30: with every class changed alike, the old ratio rule said "uneven" in 87-97 %
+    """With every class changed alike, a ratio rule (largest class change >= 2x the overall) says "uneven" in 87-97 %
     of runs with 50 images per class. The heterogeneity test keeps its level at 50 and 300
     images per class, and finds one class hit 20 pp harder than the rest with 300 (with 50
     per class it rarely can: the rate is printed, a run that small gets "does not hold")."""
@@ -140,7 +140,7 @@ def test_claim_8_verdict_under_the_null_and_with_an_uneven_class():
 
 
 def test_no_verdict_on_accuracy_when_every_model_is_near_chance():
-    """Issue 30: with every model at 10 % of 10 classes, claims 2, 6 and 14 held."""
+    """With every model at 10 % of 10 classes, a change is noise: claims 2, 6 and 14 must not hold."""
     rows = []
     for arch in ("a", "b"):
         for sp, q, top1 in ((0, "fp32", 0.10), (30, "fp32", 0.105), (0, "int8", 0.10), (0, "int16x8", 0.10)):
