@@ -13,6 +13,8 @@
 #   tables/summary.csv, summary.md, per_class.csv, bench.csv, layer_error.csv, pie.csv,
 #     pie_per_class.csv, table_*.csv/.md
 #   figures/{figure}.png, pie_gallery_{arch}.png, findings.md/.csv
+#   ship/{device}.md/.json (what to ship), repair/{arch}/seed{seed}/s0_{candidate}.* (int8
+#     repaired where no cell qualifies: docs/ship.md)
 # logs/ and benchmarks/results/ mirror these paths (one log and one Snakemake benchmark
 # file per job).
 

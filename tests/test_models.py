@@ -653,7 +653,7 @@ def test_layer_error_from_fp32_tflite_equals_the_debugger_on_the_converter(tflit
     from pqgrid.core.harness import scale_inputs
     from pqgrid.models.builders import load_keras
     from pqgrid.quant.convert import calibration_images, converter_for
-    from pqgrid.quant.layer_error import error_table, layer_error
+    from pqgrid.quant.layer_error import channel_noise, error_table, layer_error
 
     ours = layer_error(
         fp32_tflite=tflites["fp32"],
@@ -668,7 +668,11 @@ def test_layer_error_from_fp32_tflite_equals_the_debugger_on_the_converter(tflit
     rep = scale_inputs(calibration_images(small_data / "train.npz", 20, 0), "tf")
     probe = scale_inputs(calibration_images(small_data / "test.npz", 8, 0), "tf")
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter_for(load_keras(trained), "int8", rep), debug_dataset=lambda: ([img[None]] for img in probe)
+        converter=converter_for(load_keras(trained), "int8", rep),
+        debug_dataset=lambda: ([img[None]] for img in probe),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            layer_direct_compare_metrics={"channel_noise": channel_noise}
+        ),
     )
     debugger.run()
     buf = io.StringIO()

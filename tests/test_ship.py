@@ -118,7 +118,13 @@ def test_seeds_that_disagree_widen_the_drop():
         ({"objective": "speed"}, r"ship.objective: 'speed' is not allowed \(choose one of p50_us"),
         ({"max_top1_drop": -1}, r"ship.max_top1_drop: -1 is out of range"),
         ({"max_class_drop": "5"}, r"ship.max_class_drop: "),
-        ({"budget": 1}, r"ship.budget: unknown key \(allowed: devices, max_class_drop, max_top1_drop, objective\)"),
+        (
+            {"budget": 1},
+            r"ship.budget: unknown key \(allowed: devices, max_candidates, max_class_drop, max_top1_drop, objective, repair\)",
+        ),
+        ({"repair": "yes"}, r"ship.repair: "),
+        ({"max_candidates": 0}, r"ship.max_candidates: 0 is out of range"),
+        ({"max_candidates": 13}, r"ship.max_candidates: 13 is out of range"),
         ({"devices": []}, r"ship.devices: "),
     ],
 )

@@ -5,6 +5,7 @@
 # changed setting or changed code reruns the stage that reads it and what follows.
 # The Snakefile has checked the config (pqgrid.core.config.check_config) and put the library on
 # sys.path before including this file.
+import json
 import os
 import re
 
@@ -23,7 +24,7 @@ from pqgrid.core.config import (
     workflow_path,
 )
 from pqgrid.core.devices import DEVICE_TYPES, board_pins
-from pqgrid.core.modes import derives_from_fp32, mode
+from pqgrid.core.modes import REPAIR_TOKEN, derives_from_fp32, mode
 from pqgrid.core.provenance import file_digest, folder_digest, stage_digest
 
 GRID = grid(config)
@@ -412,3 +413,96 @@ def figure_settings(wildcards):
 
 def findings_context(wildcards):
     return settings.findings_context(config, DEVICES)
+
+
+# ---------------------------------------------------------------- repair candidates (ship.smk)
+def repair_plan(wildcards):
+    """The candidates plan_repair named for this device (after the checkpoint ran)."""
+    plan = checkpoints.plan_repair.get(device=wildcards.device).output.plan
+    with open(
+        plan
+    ) as fh:  # plan_repair's JSON (pqgrid/ship/search.py); no pandas at parse time
+        return json.load(fh)["candidates"]
+
+
+def repair_files(pattern, **extra):
+    """`pattern` for every planned candidate of the device (tokens as `repair`)."""
+
+    def files(wildcards):
+        return [
+            pattern.format(
+                arch=c["arch"],
+                seed=c["seed"],
+                sparsity=c["sparsity"],
+                repair=c["token"],
+                device=wildcards.device,
+                **extra,
+            )
+            for c in repair_plan(wildcards)
+        ]
+
+    return files
+
+
+def repair_references(pattern):
+    """`pattern` for the fp32 cell each planned candidate is measured against."""
+
+    def files(wildcards):
+        cells = {(c["arch"], c["seed"], c["sparsity"]) for c in repair_plan(wildcards)}
+        return [
+            pattern.format(arch=a, seed=s, sparsity=p, quant="fp32")
+            for a, s, p in sorted(cells)
+        ]
+
+    return files
+
+
+def repair_bench_files(wildcards):
+    repeats = config["devices"][wildcards.device]["repeats"]
+    return [
+        f
+        for r in range(repeats)
+        for f in repair_files(rules.bench_repair.output.bench, repeat=r)(wildcards)
+    ]
+
+
+def repair_keras(wildcards):
+    """The Keras models' metrics of the planned candidates (a .tflite architecture has none)."""
+    cells = {(c["arch"], c["seed"], c["sparsity"]) for c in repair_plan(wildcards)}
+    return [
+        rules.evaluate_keras.output.metrics.format(arch=a, seed=s, sparsity=p)
+        for a, s, p in sorted(cells)
+        if "tflite" not in config["architectures"][a]
+    ]
+
+
+def repair_source(wildcards):
+    """A candidate's inputs: the cell's fp32 .tflite, calibration images and, for the ones
+    keeping the worst tensors float, the model's per-layer error."""
+    model = {**wildcards, "quant": "fp32"}
+    out = {"fp32": rules.convert_tflite.output.tflite.format(**model)}
+    if wildcards.repair != "int8ma":
+        out["layer_error"] = rules.layer_error.output.csv.format(**wildcards)
+    return out
+
+
+def repair_reference(wildcards):
+    """What a candidate's accuracy is compared with, as for any cell (reference_metrics)."""
+    model = dict(arch=wildcards.arch, seed=wildcards.seed, sparsity=wildcards.sparsity)
+    if "tflite" not in config["architectures"][wildcards.arch]:
+        return {"keras": rules.evaluate_keras.output.metrics.format(**model)}
+    return {
+        "reference": rules.evaluate_tflite.output.metrics.format(**model, quant="fp32")
+    }
+
+
+def repair_cell(wildcards):
+    return settings.cell(
+        wildcards.arch, wildcards.seed, wildcards.sparsity, wildcards.repair
+    )
+
+
+def repair_settings(wildcards):
+    """The int8 cell's settings, and which candidate this is."""
+    base = settings.cell_settings(config, wildcards.arch, wildcards.sparsity, "int8")
+    return {**base, "repair": wildcards.repair}

@@ -13,4 +13,9 @@ run_script(
     out_json=snakemake.output.json,
     out_md=snakemake.output.md,
     out_png=snakemake.output.png,
+    plan_json=snakemake.input.plan,
+    repair_summary_csv=snakemake.input.repair_summary,
+    repair_per_class_csv=snakemake.input.repair_per_class,
+    repair_bench_csv=snakemake.input.repair_bench,
+    record_jsons=snakemake.input.records,
 )

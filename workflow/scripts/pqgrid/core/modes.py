@@ -7,6 +7,7 @@ Snakefile reads this at parse time."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -83,3 +84,14 @@ def derives_from_fp32(name: str) -> bool:
 def names(**facts) -> tuple:
     """Mode names whose records have the given facts, e.g. names(calibrated=True)."""
     return tuple(n for n, m in MODES.items() if all(getattr(m, k) == v for k, v in facts.items()))
+
+
+# The repair candidates of int8 (pqgrid/ship/repair.py) are files, not grid modes: calibrated
+# int8 made where no cell qualifies, named int8ma (moving-average ranges) or int8f<k> (the k
+# worst tensors kept float). Named here so that evaluation reads one place for "calibrated".
+REPAIR_TOKEN = re.compile(r"int8(?:ma|f([1-9]\d*))")
+
+
+def calibrated(name: str) -> bool:
+    """The conversion ran a representative set: a calibrated grid mode or a repair candidate."""
+    return bool(REPAIR_TOKEN.fullmatch(name)) or mode(name).calibrated

@@ -12,7 +12,7 @@ import pandas as pd
 from pqgrid.core.catalog import input_scaling, output_order
 from pqgrid.core.harness import predict_scores
 from pqgrid.core.io import atomic_path, check_file, damaged, read_json, sha256_file, versions, write_json
-from pqgrid.core.modes import mode
+from pqgrid.core.modes import calibrated
 from pqgrid.core.sanity import collapse_message, collapsed
 from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays
@@ -185,7 +185,7 @@ def evaluate_tflite(
         **kernel_sparsity(kernels),
         **_pattern_check(layers, m_by_n),
         **io_dtypes(tflite),
-        "float_ops": float_ops(tflite) if mode(cell["quant"]).calibrated else "",
+        "float_ops": float_ops(tflite) if calibrated(cell["quant"]) else "",
         **_qat_metrics(qat_json, top1),
         "confusion_matrix": confusion_matrix(y, pred, len(man["classes"])).tolist(),
         "classes": man["classes"],

@@ -8,7 +8,12 @@ from the cell's fp32 .tflite and the int8 cell's calibration images (pqgrid/quan
 calibrate_fp32): no second conversion of the Keras model. As in its official tutorial (which uses MobileNetV3-Small),
 the error is put on the tensor's own scale: rmse/scale = sqrt(mean squared error) / scale,
 i.e. the error in quantization steps (~0.29 is rounding alone; far above it, the range is
-too wide for 256 steps). One CSV per Keras model serves both int8 and int8_full: they
+too wide for 256 steps). That measure is blind to one failure: a tensor whose range one channel
+dominates (a channel 1000x the others, which the next layer divides back) rounds every other
+channel to zero while its error stays under one step. `channel_noise` sees it: per channel,
+the quantization noise's power over the float signal's, the median over channels (a few rarely
+firing channels of a healthy layer do not count; ~1 means most channels are lost). The repair
+of int8 (pqgrid/ship/repair.py) keeps the ops with the largest `channel_noise` in float. One CSV per Keras model serves both int8 and int8_full: they
 quantize the same ops with the same calibration and differ in input/output type only.
 int16x8 and qat are not covered: the debugger builds int8 NumericVerify models only, and a
 QAT model has no float twin in the converter."""
@@ -30,9 +35,28 @@ from pqgrid.quant.convert import calibrate_fp32, calibration_images
 log = logging.getLogger("pqgrid")
 
 COLUMNS = [
-    *("rank", "layer", "op", "rmse_over_scale", "mean_error", "max_abs_error", "mean_squared_error"),
+    *("rank", "layer", "op", "rmse_over_scale", "channel_noise", "mean_error", "max_abs_error"),
+    "mean_squared_error",
     *("stddev", "range", "scale", "zero_point", "num_elements", "tensor"),
 ]
+
+
+# channel_noise is nan where a tensor's channels were all silent on every probe image
+FILLED = [c for c in COLUMNS if c != "channel_noise"]
+
+
+def channel_noise(float_values, quantized, scale, zero_point) -> float:
+    """The median over channels (last axis) of the int8 noise's power over the float
+    signal's, for one probe image (the debugger's `layer_direct_compare_metrics` signature;
+    it averages over images). Channels silent on this image are left out; nan if all are."""
+    f = np.asarray(float_values, dtype=np.float64)
+    noise = (np.asarray(quantized, dtype=np.float64) - zero_point) * scale - f
+    axes = tuple(range(f.ndim - 1))
+    signal = np.mean(f**2, axis=axes)
+    live = signal > 0
+    if not live.any():
+        return float("nan")
+    return float(np.median(np.mean(noise**2, axis=axes)[live] / signal[live]))
 
 
 def layer_error(
@@ -80,8 +104,11 @@ def _run_debugger(tf, debug_model, debug_dataset):
     against). Models XNNPACK takes keep the numbers of earlier rounds."""
     from tensorflow.lite.tools.optimize.debugging.python import debugger as dbg
 
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={"channel_noise": channel_noise}
+    )
     debugger = tf.lite.experimental.QuantizationDebugger(
-        quant_debug_model_content=debug_model, debug_dataset=debug_dataset
+        quant_debug_model_content=debug_model, debug_dataset=debug_dataset, debug_options=options
     )
     try:
         debugger.run()
@@ -100,7 +127,7 @@ def _run_debugger(tf, debug_model, debug_dataset):
     dbg._interpreter.Interpreter = ReferenceKernels
     try:
         debugger = tf.lite.experimental.QuantizationDebugger(
-            quant_debug_model_content=debug_model, debug_dataset=debug_dataset
+            quant_debug_model_content=debug_model, debug_dataset=debug_dataset, debug_options=options
         )
         debugger.run()
     finally:
@@ -137,7 +164,7 @@ def keras_layer_name(tensor: str) -> str:
 
 def collect_layer_error(*, csvs, cells, out_csv):
     """Stage `collect_layer_error`: every model's per-op error as one long table."""
-    frames = [read_csv(p, COLUMNS).assign(**c) for p, c in zip(csvs, cells, strict=True)]
+    frames = [read_csv(p, FILLED).assign(**c) for p, c in zip(csvs, cells, strict=True)]
     cols = ["arch", "seed", "sparsity", *COLUMNS]
     df = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
     with atomic_path(out_csv) as tmp:

@@ -12,7 +12,11 @@ counts over the seeds against the fp32 model's (Newcombe's interval, stats.indep
 the per-class tables keep counts, not per-image answers, so it is the wider unpaired one).
 Across architectures, one line: the qualifying cell with the best objective whose top-1 is
 within the budget of the best fp32 model of the grid (Newcombe on pooled images again: other
-architectures' answers are not paired in the tables)."""
+architectures' answers are not paired in the tables).
+
+Where no cell of an architecture qualified, its repair candidates (pqgrid/ship/search.py,
+repair.py) join its cells here and are judged by the same rules; the answer then says why
+they were made and what each keeps float."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from pqgrid.core.io import atomic_path, write_text
+from pqgrid.core.io import atomic_path, read_json, write_text
 from pqgrid.core.stats import independent_interval, t_interval
 from pqgrid.evaluate.summary import session_p50s
 from pqgrid.report.claims import paired_delta_in
@@ -226,8 +230,9 @@ def _objective_text(r, objective) -> str:
 
 def _drop_text(r) -> str:
     if r.get("drop_high_pp") is None:
-        return f"drop {r['drop_pp']:+.1f} pp (no interval: 1 seed without per-image answers)"
-    return f"drop {r['drop_pp']:+.1f} pp [{r['drop_low_pp']:+.1f}, {r['drop_high_pp']:+.1f}], {r['seeds']} seed(s)"
+        return f"drop {r['drop_pp'] + 0.0:+.1f} pp (no interval: 1 seed without per-image answers)"
+    # + 0.0: a drop of -0.0 reads as 0.0
+    return f"drop {r['drop_pp'] + 0.0:+.1f} pp [{r['drop_low_pp'] + 0.0:+.1f}, {r['drop_high_pp'] + 0.0:+.1f}], {r['seeds']} seed(s)"
 
 
 def markdown(answer) -> str:
@@ -268,6 +273,7 @@ def markdown(answer) -> str:
         lines += ["", "Latency: the mean over every seed's timing sessions (`repeats` per cell, each its own job) "
                   "with its 95 % interval; two cells whose intervals overlap are no measured difference "
                   "(results/findings.md, findings 9-11)."]  # fmt: skip
+    lines += _repair_markdown(answer.get("repair") or {}, obj)
     return "\n".join(lines) + "\n"
 
 
@@ -309,16 +315,86 @@ def plot(candidates_df, answer, out_png, style="whitegrid") -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------- repair candidates
+def with_rows(grid: pd.DataFrame, more: pd.DataFrame | None) -> pd.DataFrame:
+    """`grid` with the rows of `more` whose keys it lacks (a grid cell's own row wins)."""
+    if more is None or not len(more):
+        return grid
+    keys = [k for k in ("arch", "seed", "sparsity", "quant", "class", "device") if k in grid and k in more]
+    both = pd.concat([grid.astype({"sparsity": str}), more.astype({"sparsity": str})], ignore_index=True)
+    return both.drop_duplicates(subset=keys, keep="first").reset_index(drop=True)
+
+
+def repair_section(c: pd.DataFrame, plan: dict, records: dict) -> dict:
+    """Per architecture repaired: why, and each candidate's numbers and what it keeps float."""
+    out = {}
+    for arch, why in (plan or {}).get("why", {}).items():
+        order = [p["token"] for p in plan.get("candidates", []) if p["arch"] == arch]
+        rows = c[(c.arch == arch) & c.quant.isin(order)] if len(c) else c
+        rows = rows.sort_values("quant", key=lambda q: q.map(order.index), kind="stable")
+        tried = []
+        for _, r in rows.iterrows():
+            kept = [
+                records[k] for k in sorted(records) if records[k]["arch"] == arch and records[k]["token"] == r.quant
+            ]
+            tried.append({**_record(r), "qualifies": bool(r.qualifies), "describes": kept[0]["describes"] if kept else r.quant,
+                          "float_ops": kept[0]["float_ops"] if kept else [],
+                          "float_mac_share": kept[0]["float_mac_share"] if kept else None})  # fmt: skip
+        out[arch] = {"why": why, "candidates": tried}
+    return out
+
+
+def read_repairs(summary_csv, per_class_csv, bench_csv, plan_json, record_jsons) -> dict:
+    """The candidates' tables (summarize_repair's), the plan and each candidate's record,
+    keyed 'arch seedN token'."""
+    records = {}
+    for p in record_jsons:
+        r = read_json(p)
+        records[f"{r['arch']} seed{r['seed']} {r['token']}"] = r
+    return {"summary": pd.read_csv(summary_csv), "per_class": pd.read_csv(per_class_csv),
+            "bench": pd.read_csv(bench_csv), "plan": read_json(plan_json), "records": records}  # fmt: skip
+
+
+def _repair_markdown(section: dict, objective) -> list:
+    lines = []
+    for arch, e in section.items():
+        lines += ["", f"## Repair of int8: {arch}", "", f"{e['why']}; candidates made from each seed's unpruned fp32 .tflite:", "",
+                  "| candidate | what it is | top-1 (%) | drop vs fp32 | objective | qualifies | kept float |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in e["candidates"]:
+            share = (
+                f"{len(r['float_ops'])} ops, {100 * r['float_mac_share']:.1f} % of MACs"
+                if r["float_mac_share"] is not None
+                else "-"
+            )
+            ops = "; ".join(op.split(";")[0] for op in r["float_ops"][:4])
+            kept = f"{share}: {ops}" if r["float_ops"] else "nothing"
+            lines.append(f"| {r['quant']} | {r['describes']} | {r['top1_pct']:.2f} | {_drop_text(r)} | "
+                         f"{_objective_text(r, objective)} | {'yes' if r['qualifies'] else 'no'} | {kept} |")  # fmt: skip
+        if not e["candidates"]:
+            lines.append("| - | no candidate measured | - | - | - | - | - |")
+    return lines
+
+
 # ---------------------------------------------------------------- the stage
 def choose_ship(
-    *, summary_csv, per_class_csv, bench_csv, device, settings, out_json, out_md, out_png, style="whitegrid"
-):
+    *, summary_csv, per_class_csv, bench_csv, device, settings, out_json, out_md, out_png, style="whitegrid",
+    plan_json=None, repair_summary_csv=None, repair_per_class_csv=None, repair_bench_csv=None, record_jsons=(),
+):  # fmt: skip
+    """Stage `choose_ship`; the repair_* tables and records (summarize_repair's, repair_tflite's)
+    add the candidates the plan made, judged with the grid's cells by the same rules."""
     summary = pd.read_csv(summary_csv)
     per_class = pd.read_csv(per_class_csv) if per_class_csv else None
     bench = pd.read_csv(bench_csv) if bench_csv else pd.DataFrame(columns=["device"])
+    repairs = {}
+    if plan_json:
+        repairs = read_repairs(repair_summary_csv, repair_per_class_csv, repair_bench_csv, plan_json, record_jsons)
+    summary = with_rows(summary, repairs.get("summary"))
+    per_class = with_rows(per_class, repairs.get("per_class")) if per_class is not None else None
+    bench = with_rows(bench, repairs.get("bench"))
     args = dict(objective=settings["objective"], max_top1_drop=settings["max_top1_drop"], max_class_drop=settings.get("max_class_drop"))  # fmt: skip
     c = candidates(summary, per_class, bench, device, **args)
     answer = choose(c, device, **args)
+    answer["repair"] = repair_section(c, repairs.get("plan"), repairs.get("records", {}))
     plot(c, answer, out_png, style)
     write_text(out_md, markdown(answer))
     with atomic_path(out_json) as tmp:

@@ -1,0 +1,11 @@
+from pqgrid.core.jobs import run_script
+from pqgrid.ship.search import plan_repair
+
+run_script(
+    snakemake.log[0],
+    plan_repair,
+    summary_csv=snakemake.input.summary,
+    per_class_csv=snakemake.input.per_class,
+    settings=snakemake.params.settings,
+    out_json=snakemake.output.plan,
+)
