@@ -100,6 +100,7 @@ def _ruined_run(tmp_path, ruined, **ship):
         pruning={**cfg["pruning"], "sparsities": [0], "schedules": {}},
         quantization={**cfg["quantization"], "modes": ["fp32", "int8"], "subsets": {}, "calibration_samples": 50},
         ship={**cfg["ship"], **ship},
+        devices={"local": {"type": "local", "threads": 1, "repeats": 1}},  # one session: the choice, not latency claims
     )
     (wf / "ruined.yaml").write_text(yaml.safe_dump(cfg))
     return wf, ("--configfile", "ruined.yaml")
@@ -136,3 +137,25 @@ def test_the_search_repairs_int8_in_the_dag(ruined, tmp_path):
     off = snakemake(wf, "--cores", "2", "results/ship/local.md", *args, "--config", "ship={repair: false}")
     assert json.loads((ship / "local.repair_plan.json").read_text())["candidates"] == [], off.stderr[-2000:]
     assert json.loads((ship / "local.json").read_text())["architectures"]["ruined"]["chosen"] is None
+
+
+def test_damaged_inputs_stop_a_candidate_with_one_line(ruined, tmp_path):
+    """A cut-off fp32 .tflite, or a per-layer error file without channel_noise, each one
+    line naming the file; nothing is written."""
+    from pqgrid.core.io import DamagedFile
+    from pqgrid.ship.repair import repair_tflite
+
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(ruined["tflite"].read_bytes()[:5000])
+    old = tmp_path / "old.layer_error.csv"
+    import pandas as pd
+    from pqgrid.quant.layer_error import COLUMNS
+
+    pd.DataFrame([dict.fromkeys([c for c in COLUMNS if c != "channel_noise"], 1)]).to_csv(old, index=False)
+    common = dict(train_npz=ruined["data"] / "train.npz", arch_cfg=ARCH, calibration_samples=10, seed=0)
+    out = tmp_path / "out.tflite"
+    for fp32, table, name in ((cut, None, "cut.tflite"), (ruined["tflite"], old, "old.layer_error.csv")):
+        with pytest.raises(DamagedFile, match=name) as err:
+            repair_tflite(fp32_tflite=fp32, layer_error_csv=table, out_tflite=out, out_json=tmp_path / "r.json",
+                          cell={**CELL, "quant": "int8f1"}, **common)  # fmt: skip
+        assert "\n" not in str(err.value) and not out.exists() and not (tmp_path / "r.json").exists()

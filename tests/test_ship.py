@@ -144,3 +144,64 @@ def test_the_smoke_run_says_what_to_ship(smoke_run):
         assert e["chosen"] or e["closest"]
     assert (res / "ship/local.md").read_text().startswith("# What to ship on local")
     assert (res / "figures/ship_local.png").stat().st_size > 10_000
+
+
+def test_the_repair_plan_covers_only_architectures_without_a_qualifying_cell(tmp_path):
+    """plan_repair: an architecture with an int8 cell within the budget gets no candidate; one
+    without gets max_candidates per seed, in order, even where a pruned fp32 cell qualifies;
+    the class limit counts; repair: false and a budget every int8 cell meets plan none."""
+    from pqgrid.ship.search import plan_repair
+
+    s, pc, _ = _tables(CELLS, seeds=(0, 1))
+    # b: no s0 int8 and its s50 int8 loses 5 pp; its s50 fp32 is within the budget, but
+    # only an int8 cell spares a repair (search.INT8_ACTIVATIONS)
+    other = {k: v for k, v in CELLS.items() if k != ("0", "int8")}
+    s2, pc2, _ = _tables(other, seeds=(0, 1))
+    s = pd.concat([s, s2.assign(arch="b")], ignore_index=True)
+    pc = pd.concat([pc, pc2.assign(arch="b")], ignore_index=True)
+    s.to_csv(tmp_path / "summary.csv", index=False)
+    pc.to_csv(tmp_path / "per_class.csv", index=False)
+
+    def plan(**ship):
+        out = tmp_path / "plan.json"
+        settings = {"max_top1_drop": 1.0, "max_class_drop": None, "repair": True, "max_candidates": 3, **ship}
+        plan_repair(
+            summary_csv=tmp_path / "summary.csv",
+            per_class_csv=tmp_path / "per_class.csv",
+            settings=settings,
+            out_json=out,
+        )
+        return json.loads(out.read_text())
+
+    p = plan()
+    assert list(p["why"]) == ["b"] and "closest b s50 int8 misses by" in p["why"]["b"]
+    assert [(c["arch"], c["seed"], c["token"]) for c in p["candidates"]] == [
+        ("b", s, t) for s in (0, 1) for t in ("int8ma", "int8f1", "int8f2")
+    ]
+    assert plan(repair=False)["candidates"] == [] and plan(max_top1_drop=20.0)["candidates"] == []
+    assert {c["arch"] for c in plan(max_class_drop=0.5)["candidates"]} == {"a", "b"}, "no cell meets 0.5 pp per class"
+
+
+def test_repair_candidates_join_the_choice_and_say_what_they_keep_float():
+    """A candidate's rows (summarize_repair's) are judged with the grid's cells: where the
+    grid has none within the budget, the candidate is chosen and the answer says what it
+    keeps float; a grid cell's own row is never replaced."""
+    from pqgrid.ship.choose import repair_section, with_rows
+
+    bad = {k: v for k, v in CELLS.items() if k[1] == "fp32"}
+    bad[("0", "int8")] = ([50] * 10, 0, 300, 40.0)
+    bad[("50", "fp32")] = ([70] * 10, 0, 100, 90.0)
+    s, pc, b = _tables(bad)
+    rs, rpc, rb = _tables({("0", "fp32"): (FP32, 0, 0, 999.0), ("0", "int8f1"): (FP32, 2, 2, 60.0)})
+    s, pc, b = with_rows(s, rs), with_rows(pc, rpc), with_rows(b, rb)
+    assert b[(b.quant == "fp32") & (b.sparsity == "0")].p50_us.tolist() == [100.0], "the grid's fp32 row stays"
+    c = candidates(s, pc, b, "local", "p50_us", 1.0)
+    answer = choose(c, "local", "p50_us", 1.0)
+    assert answer["architectures"]["a"]["chosen"]["quant"] == "int8f1"
+    plan = {"why": {"a": "no cell within 1 pp"}, "candidates": [{"arch": "a", "token": "int8f1"}]}
+    record = {"arch": "a", "seed": 0, "token": "int8f1", "describes": "int8 with the 1 worst tensor(s) kept float",
+              "float_ops": ["CONV_2D model/conv_first/Relu"], "float_mac_share": 0.25}  # fmt: skip
+    answer["repair"] = repair_section(c, plan, {"a seed0 int8f1": record})
+    text = markdown(answer)
+    assert "## Repair of int8: a" in text and "1 ops, 25.0 % of MACs: CONV_2D model/conv_first/Relu" in text
+    assert "| int8f1 | int8 with the 1 worst tensor(s) kept float | 80.00 |" in text

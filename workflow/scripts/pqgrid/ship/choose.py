@@ -59,6 +59,7 @@ def objective_per_cell(summary, bench, device, objective) -> pd.DataFrame:
         if not len(v):
             continue
         lo, hi = t_interval(v)
+        lo = max(lo, 0.0) if not np.isnan(lo) else lo  # two sessions' t(1) interval reaches below 0; no objective does
         rows.append(
             {"arch": arch, "sparsity": sp, "quant": q, "objective": v.mean(), "objective_lo": lo, "objective_hi": hi}
         )

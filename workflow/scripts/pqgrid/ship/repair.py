@@ -69,7 +69,10 @@ def parse(token: str) -> Repair:
 
 def worst_tensors(layer_error_csv, k: int) -> list[str]:
     """The k tensors of largest channel_noise (ties: larger rmse/scale first)."""
-    table = read_csv(layer_error_csv, FILLED).dropna(subset=["channel_noise"])
+    table = read_csv(layer_error_csv, FILLED)
+    if "channel_noise" not in table:
+        raise damaged(layer_error_csv, "no channel_noise column: written by an older pqgrid")
+    table = table.dropna(subset=["channel_noise"])
     table = table.sort_values(["channel_noise", "rmse_over_scale"], ascending=False, kind="stable")
     return list(dict.fromkeys(table.tensor))[:k]
 
