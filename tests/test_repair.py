@@ -159,3 +159,19 @@ def test_damaged_inputs_stop_a_candidate_with_one_line(ruined, tmp_path):
             repair_tflite(fp32_tflite=fp32, layer_error_csv=table, out_tflite=out, out_json=tmp_path / "r.json",
                           cell={**CELL, "quant": "int8f1"}, **common)  # fmt: skip
         assert "\n" not in str(err.value) and not out.exists() and not (tmp_path / "r.json").exists()
+
+
+def test_every_op_of_a_model_is_named(tmp_path):
+    """The op graph names ops the quantizer has no recipe for (SHAPE, in EfficientNet-B0's
+    file): the candidate's record lists them, and nothing stops at them."""
+    import tensorflow as tf
+    from pqgrid.ship.repair import graph
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 4, 3], tf.float32)])
+    def flatten(x):
+        return tf.reshape(x, tf.concat([tf.shape(x)[:1], [-1]], 0))
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([flatten.get_concrete_function()], flatten)
+    (tmp_path / "shape.tflite").write_bytes(conv.convert())
+    ops, _ = graph(tmp_path / "shape.tflite")
+    assert "SHAPE" in {name for name, *_ in ops}, ops

@@ -77,6 +77,12 @@ def worst_tensors(layer_error_csv, k: int) -> list[str]:
     return list(dict.fromkeys(table.tensor))[:k]
 
 
+def _op_names() -> dict:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
 def graph(fp32_tflite):
     """(ops, tensors) of the model's first subgraph: each op as (name, input names, output
     names, MACs); `tensors` maps a name to its shape."""
@@ -88,11 +94,14 @@ def graph(fp32_tflite):
     except Exception as e:  # noqa: BLE001 - flatbuffers raises anything on damaged bytes
         raise damaged(fp32_tflite, e) from None
     sub = model.subgraphs[0]
+    op_names = _op_names()
     names = [fb.get_tensor_name(t) for t in sub.tensors]
     ops = []
     for op in sub.operators:
-        code = fb.TFL_OP_CODE_TO_NAME[model.operatorCodes[op.opcodeIndex].builtinCode]
-        name = getattr(code, "value", str(code))  # the enum's text, e.g. CONV_2D
+        code = model.operatorCodes[op.opcodeIndex]
+        # the schema's name of every builtin (the quantizer's own table lists only the ops it
+        # quantizes); old files keep codes < 127 in deprecatedBuiltinCode
+        name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
         ins = [names[i] for i in op.inputs if i >= 0]
         outs = [names[i] for i in op.outputs if i >= 0]
         macs = 0
