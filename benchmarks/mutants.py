@@ -69,15 +69,21 @@ def run(modules, work: Path, children: int) -> pd.DataFrame:
         diff = ""
         if status == "survived":
             shown = subprocess.run([str(mutmut), "show", name], cwd=work, capture_output=True, text=True)
-            diff = "\n".join(x for x in shown.stdout.splitlines() if x.startswith(("+", "-")) and not x.startswith(("+++", "---")))
+            diff = "\n".join(
+                x for x in shown.stdout.splitlines() if x.startswith(("+", "-")) and not x.startswith(("+++", "---"))
+            )
         rows.append({"mutant": name, "status": status, "diff": diff})
     return pd.DataFrame(rows, columns=["mutant", "status", "diff"])
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", type=Path, help="folder for mutants.csv (docs/results)")
-    parser.add_argument("--only", nargs="+", default=MODULES, help=f"modules under {PACKAGE} (default: {' '.join(MODULES)})")
+    parser.add_argument(
+        "--only", nargs="+", default=MODULES, help=f"modules under {PACKAGE} (default: {' '.join(MODULES)})"
+    )
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
     args = parser.parse_args(argv)
     unknown = [m for m in args.only if not (ROOT / PACKAGE / m).is_file()]
@@ -91,7 +97,11 @@ def main(argv=None):
         raise SystemExit("mutmut checked no mutant (its test run failed: see its output above)")
     table.to_csv(args.out / "mutants.csv", index=False)
     counts = table.status.value_counts()
-    print(f"{len(table)} mutants: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; written to {args.out / 'mutants.csv'}")
+    print(
+        f"{len(table)} mutants: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + f"; written to {args.out / 'mutants.csv'}"
+    )
 
 
 if __name__ == "__main__":
