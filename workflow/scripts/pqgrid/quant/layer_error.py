@@ -20,6 +20,7 @@ QAT model has no float twin in the converter."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 
@@ -97,26 +98,15 @@ def layer_error(
     return table
 
 
-def _run_debugger(tf, debug_model, debug_dataset):
-    """QuantizationDebugger.run(). Its interpreters get LiteRT's default XNNPACK delegate, which
-    refuses some NumericVerify debug models (SqueezeNet's: "failed to create XNNPACK runtime");
-    then the same model runs on the reference kernels (the int8 spec the debugger checks
-    against). Models XNNPACK takes keep the numbers of earlier rounds."""
+@contextlib.contextmanager
+def reference_kernels():
+    """The debugger's interpreters on LiteRT's reference kernels, without the default XNNPACK
+    delegate: `channel_noise` reads each op's float and int8 outputs, and the interpreter keeps
+    no intermediate tensor of ops a delegate runs (their values are stale, run to run); the
+    reference kernels are also the int8 spec the debugger checks against, and take the
+    NumericVerify models XNNPACK refuses (SqueezeNet's)."""
     from tensorflow.lite.tools.optimize.debugging.python import debugger as dbg
 
-    options = tf.lite.experimental.QuantizationDebugOptions(
-        layer_direct_compare_metrics={"channel_noise": channel_noise}
-    )
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        quant_debug_model_content=debug_model, debug_dataset=debug_dataset, debug_options=options
-    )
-    try:
-        debugger.run()
-        return debugger
-    except RuntimeError as e:
-        if "XNNPACK" not in str(e):
-            raise
-        log.info("XNNPACK refused the debug model (%s); running it on the reference kernels", str(e)[:80])
     plain = dbg._interpreter.Interpreter
     reference = dbg._interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
@@ -126,12 +116,21 @@ def _run_debugger(tf, debug_model, debug_dataset):
 
     dbg._interpreter.Interpreter = ReferenceKernels
     try:
+        yield
+    finally:
+        dbg._interpreter.Interpreter = plain
+
+
+def _run_debugger(tf, debug_model, debug_dataset):
+    """QuantizationDebugger.run() with `channel_noise`, on the reference kernels."""
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={"channel_noise": channel_noise}
+    )
+    with reference_kernels():
         debugger = tf.lite.experimental.QuantizationDebugger(
             quant_debug_model_content=debug_model, debug_dataset=debug_dataset, debug_options=options
         )
         debugger.run()
-    finally:
-        dbg._interpreter.Interpreter = plain
     return debugger
 
 
