@@ -656,16 +656,12 @@ def test_layer_error_from_fp32_tflite_equals_the_debugger_on_the_converter(tflit
     from pqgrid.quant.convert import calibration_images, converter_for
     from pqgrid.quant.layer_error import error_table, layer_error, reference_kernels
 
-    ours = layer_error(
-        fp32_tflite=tflites["fp32"],
-        train_npz=small_data / "train.npz",
-        test_npz=small_data / "test.npz",
-        out_csv=tmp_path / "le.csv",
-        arch_cfg=TINY,
-        calibration_samples=20,
-        samples=8,
-        seed=0,
-    )
+    def ours_in(name):
+        return layer_error(fp32_tflite=tflites["fp32"], train_npz=small_data / "train.npz",
+                           test_npz=small_data / "test.npz", out_csv=tmp_path / name, arch_cfg=TINY,
+                           calibration_samples=20, samples=8, seed=0)  # fmt: skip
+
+    ours = ours_in("le.csv")
     rep = scale_inputs(calibration_images(small_data / "train.npz", 20, 0), "tf")
     probe = scale_inputs(calibration_images(small_data / "test.npz", 8, 0), "tf")
     with reference_kernels():  # as layer_error runs it (its docstring says why)
@@ -681,17 +677,7 @@ def test_layer_error_from_fp32_tflite_equals_the_debugger_on_the_converter(tflit
     # only the NumericVerify statistics compare; channel_noise is checked to repeat exactly
     theirs = pd.read_csv(buf).assign(channel_noise=0.0)
     pd.testing.assert_frame_equal(ours.drop(columns="channel_noise"), error_table(theirs).drop(columns="channel_noise"))
-    again = layer_error(
-        fp32_tflite=tflites["fp32"],
-        train_npz=small_data / "train.npz",
-        test_npz=small_data / "test.npz",
-        out_csv=tmp_path / "le2.csv",
-        arch_cfg=TINY,
-        calibration_samples=20,
-        samples=8,
-        seed=0,
-    )
-    assert ours.channel_noise.tolist() == again.channel_noise.tolist()
+    assert ours.channel_noise.tolist() == ours_in("le2.csv").channel_noise.tolist()
 
 
 def test_input_pipelines_do_not_autotune():
