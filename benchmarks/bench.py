@@ -36,7 +36,7 @@ P10 steps per call of Keras' traced training function (decided that pqgrid keeps
     default): plain model.fit with 1 step per call against 32 (`compile(steps_per_execution=32)`,
     a loop inside the graph), MobileNet and MobileNetV3Small, 32 px, 3000 images, 1 thread,
     alternated fresh processes; ratio of the median images/s of the epochs after the first.
-P11 the cost of code-aware staleness (issue 29; goal <= 10 %): computing the code hash of
+P11 the cost of code-aware staleness (goal <= 10 %): computing the code hash of
     every rule script (pqgrid/core/provenance.py, what the rule files do at parse time) in a
     fresh process, against a dry run of the default grid with 10 seeds; ratio hash / dry run,
     3 rounds, medians.

@@ -14,7 +14,7 @@ machine's pip for the aarch64 platform (`--platform manylinux_2_27_aarch64 --tar
 nothing runs under emulation while building. Needs the Debian packages qemu-user-static and
 debootstrap (.ci/run installs them) and access to a Debian mirror and PyPI.
 
-Facts behind the choices (issue 35): LiteRT segfaults in allocate_tensors while
+Facts behind the choices: LiteRT segfaults in allocate_tensors while
 /proc/cpuinfo is the x86 host's (qemu passes it through; with -L it reads ROOT/proc/cpuinfo
 first, so an ARM one is written there); with qemu's default CPU (-cpu max) int8 models come
 out wrong, with -cpu cortex-a72 (the Pi 4's) they agree with x86."""

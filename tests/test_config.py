@@ -52,7 +52,7 @@ def cfg(**changes):
                 "pruning__sparsities": [0, 95],
                 "pruning__schedules": {95: {"frequency_epochs": 1, "steps": 1}},
             },
-            r"pruning.sparsities: 95 % of channels leaves almost no network",
+            r"pruning.sparsities: 95 % is beyond what channels prunes \(up to 90 %\); lower it",
         ),  # fmt: skip
         ({"pruning__methods": ["thinning"]}, r"pruning.methods.*thinning"),
         ({"devices__local__setup": "packages"}, r"devices.local.setup: sets up a board over SSH; remove it"),
@@ -405,6 +405,25 @@ def test_training_deterministic_reaches_pruning_and_qat_only_where_set():
     )
     c["architectures"]["mobilenet"]["training"] = {"deterministic": True}
     assert pruning_settings(c, "mobilenet", 30)["deterministic"] is True
+
+
+def test_schema_lists_every_pruning_method():
+    """The schema's enum of pruning.methods is exactly METHODS; each record's limit is what the
+    config check enforces, and its prefix what the grid's tokens carry."""
+    from pqgrid.core.pruning_methods import METHODS, method_of
+
+    text = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")["properties"]["pruning"]
+    assert text["properties"]["methods"]["items"]["enum"] == list(METHODS)
+    for m in METHODS.values():
+        if m.prefix:
+            assert method_of(f"{m.prefix}50") == m.name and method_of(f"{m.prefix}x") == "magnitude"
+    schedules = {s: {"frequency_epochs": 1, "steps": 1} for s in (50, 91)}
+    c = cfg(pruning__methods=["magnitude", "channels"], pruning__sparsities=[0, 50], pruning__schedules=schedules)
+    check_config(c, SCHEMA)
+    assert "ch50" in grid(c)["sparsity"]
+    bad = cfg(pruning__methods=["magnitude", "channels"], pruning__sparsities=[0, 91], pruning__schedules=schedules)
+    with pytest.raises(ConfigError, match=f"up to {METHODS['channels'].largest_sparsity} %"):
+        check_config(bad, SCHEMA)
 
 
 def test_schema_lists_every_quantization_mode():

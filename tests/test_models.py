@@ -237,7 +237,7 @@ def test_pruning_schedule_reproduces_table_3_1_in_steps():
 
 
 def test_tfmot_updates_masks_on_the_step_the_schedule_says(trained, small_data):
-    """The cause of issue 9: tfmot's wrapper counts steps from 1, so with Δt = one epoch the
+    """Why a 90 % model can stay at chance: tfmot's wrapper counts steps from 1, so with Δt = one epoch the
     first update happens on the epoch's *last* batch (not its first): the epoch-1 validation
     already sees the first pruned masks."""
     from pqgrid.core.tfsetup import tensorflow
@@ -402,7 +402,7 @@ def test_resume_crash_windows_never_fail(small_data, tmp_path, damage, caplog):
     assert resumed or "discarding the inconsistent checkpoint" in caplog.text
 
 
-# ------------------------------------------------------------------ issue 3: what the file holds
+# ------------------------------------------------------------------ what the file holds
 @pytest.fixture(scope="module")
 def pruned50(trained, small_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("p50") / "pruned_50.h5"

@@ -152,22 +152,25 @@ def test_the_repair_plan_covers_only_architectures_without_a_qualifying_cell(tmp
     the class limit counts; repair: false and a budget every int8 cell meets plan none."""
     from pqgrid.ship.search import plan_repair
 
-    s, pc, _ = _tables(CELLS, seeds=(0, 1))
+    s, pc, b = _tables(CELLS, seeds=(0, 1))
     # b: no s0 int8 and its s50 int8 loses 5 pp; its s50 fp32 is within the budget, but
     # only an int8 cell spares a repair (search.INT8_ACTIVATIONS)
     other = {k: v for k, v in CELLS.items() if k != ("0", "int8")}
-    s2, pc2, _ = _tables(other, seeds=(0, 1))
+    s2, pc2, b2 = _tables(other, seeds=(0, 1))
     s = pd.concat([s, s2.assign(arch="b")], ignore_index=True)
     pc = pd.concat([pc, pc2.assign(arch="b")], ignore_index=True)
     s.to_csv(tmp_path / "summary.csv", index=False)
     pc.to_csv(tmp_path / "per_class.csv", index=False)
+    pd.concat([b, b2.assign(arch="b")], ignore_index=True).to_csv(tmp_path / "bench.csv", index=False)
 
-    def plan(**ship):
+    def plan(bench="bench.csv", **ship):
         out = tmp_path / "plan.json"
         settings = {"max_top1_drop": 1.0, "max_class_drop": None, "repair": True, "max_candidates": 3, **ship}
         plan_repair(
             summary_csv=tmp_path / "summary.csv",
             per_class_csv=tmp_path / "per_class.csv",
+            bench_csv=tmp_path / bench,
+            device="local",
             settings=settings,
             out_json=out,
         )
@@ -200,8 +203,46 @@ def test_repair_candidates_join_the_choice_and_say_what_they_keep_float():
     assert answer["architectures"]["a"]["chosen"]["quant"] == "int8f1"
     plan = {"why": {"a": "no cell within 1 pp"}, "candidates": [{"arch": "a", "token": "int8f1"}]}
     record = {"arch": "a", "seed": 0, "token": "int8f1", "describes": "int8 with the 1 worst tensor(s) kept float",
-              "float_ops": ["CONV_2D model/conv_first/Relu"], "float_mac_share": 0.25}  # fmt: skip
+              "kept_ops": ["CONV_2D model/conv_first/Relu"], "kept_mac_share": 0.25, "kept_as": "float"}  # fmt: skip
     answer["repair"] = repair_section(c, plan, {"a seed0 int8f1": record})
     text = markdown(answer)
     assert "## Repair of int8: a" in text and "1 ops, 25.0 % of MACs: CONV_2D model/conv_first/Relu" in text
     assert "| int8f1 | int8 with the 1 worst tensor(s) kept float | 80.00 |" in text
+
+
+def test_int16_candidates_are_planned_only_where_the_device_runs_int16x8_faster(tmp_path):
+    """int8x<k> candidates join the plan for a device whose int16x8 cell's p50 interval lies
+    wholly below fp32's; not where int16x8 is slower, where the intervals overlap (drift,
+    not a difference), or where no int16x8 cell was timed on that device."""
+    from pqgrid.ship.search import plan_repair
+
+    cells = {k: v for k, v in CELLS.items() if k[1] == "fp32"}
+    cells[("0", "int8")] = ([50] * 10, 0, 300, 40.0)  # int8 ruined: a repair is planned
+    cells[("0", "int16x8")] = (FP32, 1, 1, 0.0)
+    s, pc, b = _tables(cells, seeds=(0, 1))
+    s.to_csv(tmp_path / "summary.csv", index=False)
+    pc.to_csv(tmp_path / "per_class.csv", index=False)
+
+    def plan(fp32_us, int16_us):
+        b16 = b.copy()
+        for q, us in (("fp32", fp32_us), ("int16x8", int16_us)):
+            rows = (b16.quant == q) & (b16.sparsity == "0")
+            b16.loc[rows, "p50_us"] = us if us is not None else float("nan")
+        if int16_us is None:
+            b16 = b16[b16.quant != "int16x8"]
+        b16.to_csv(tmp_path / "bench.csv", index=False)
+        out = tmp_path / "plan.json"
+        plan_repair(summary_csv=tmp_path / "summary.csv", per_class_csv=tmp_path / "per_class.csv",
+                    bench_csv=tmp_path / "bench.csv", device="local", out_json=out,
+                    settings={"max_top1_drop": 1.0, "repair": True, "max_candidates": 5})  # fmt: skip
+        p = json.loads(out.read_text())
+        return [c["token"] for c in p["candidates"] if c["seed"] == 0], p["int16"]["a"]
+
+    tokens, why = plan([100.0, 104.0], [60.0, 62.0])
+    assert tokens == ["int8ma", "int8f1", "int8x1", "int8f2", "int8x2"] and "faster than fp32" in why, why
+    tokens, why = plan([100.0, 104.0], [900.0, 950.0])
+    assert tokens == ["int8ma", "int8f1", "int8f2", "int8f4", "int8f8"] and "not faster" in why, why
+    tokens, why = plan([100.0, 110.0], [90.0, 104.0])  # 7 % apart, intervals overlap
+    assert "int8x1" not in tokens and "not faster" in why, why
+    tokens, why = plan([100.0, 104.0], None)
+    assert "int8x1" not in tokens and "no unpruned int16x8" in why, why

@@ -118,7 +118,7 @@ def test_smoke_remedies_qat_pqat_int16x8_and_layer_error(smoke_run):
     )
     findings = pd.read_csv(res / "findings.csv").set_index("no")
     assert findings.loc[13, "verdict"] == "holds"  # PQAT keeps the zeros
-    for no in (2, 8, 12, 14):  # no evidence for them in a run this small (issue 30)
+    for no in (2, 8, 12, 14):  # no evidence for them in a run this small
         assert findings.loc[no, "verdict"] != "holds", findings.loc[no].to_dict()
     assert (res / "figures" / "layer_error_worst.png").stat().st_size > 2000
 

@@ -7,12 +7,14 @@
 
 checkpoint plan_repair:
     """Which repair candidates to build for this device's answer: for each architecture
-    with no cell within the budget (on accuracy: timings never change the plan), every
-    seed's int8ma, int8f1, int8f2, ... up to ship.max_candidates; none with repair: false.
+    with no cell within the budget (on accuracy alone), every seed's int8ma, int8f1,
+    int8f2, ... up to ship.max_candidates - with int8x1, int8x2, ... between them where
+    this device ran int16x8 faster than fp32; none with repair: false.
     """
     input:
         summary=rules.summarize_grid.output.csv,
         per_class=rules.summarize_grid.output.per_class,
+        bench=rules.collect_bench.output.csv,
     output:
         plan="results/ship/{device}.repair_plan.json",
     log:
@@ -30,8 +32,9 @@ checkpoint plan_repair:
 
 rule repair_tflite:
     """One repair candidate of int8 from the cell's fp32 .tflite (ai-edge-quantizer): with
-    moving-average ranges (int8ma) or with the k worst tensors kept float (int8f<k>), its
-    gzip -9 copy and what it keeps float (pqgrid/ship/repair.py)."""
+    moving-average ranges (int8ma), with the k worst tensors kept float (int8f<k>) or at
+    int16 activations (int8x<k>), its gzip -9 copy and what it keeps out of int8
+    (pqgrid/ship/repair.py)."""
     input:
         unpack(repair_source),
         train=data_file("train"),

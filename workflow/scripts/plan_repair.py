@@ -6,6 +6,8 @@ run_script(
     plan_repair,
     summary_csv=snakemake.input.summary,
     per_class_csv=snakemake.input.per_class,
+    bench_csv=snakemake.input.bench,
+    device=snakemake.wildcards.device,
     settings=snakemake.params.settings,
     out_json=snakemake.output.plan,
 )

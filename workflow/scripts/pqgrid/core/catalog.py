@@ -6,6 +6,8 @@ the schema tests. Pure Python: the Snakefile reads it at parse time."""
 
 from __future__ import annotations
 
+from pqgrid.core.pruning_methods import METHODS
+
 # Builders pqgrid knows (keras.applications and its own), with the keyword arguments a user may set and the
 # input scaling the builder's own `preprocess_input` expects:
 #   "tf"  -> x / 127.5 - 1 (done by pqgrid before the model, in training, calibration and eval)
@@ -19,7 +21,7 @@ _V3 = {"alpha": _ALPHA, "minimalistic": {"type": "boolean"}, "dropout_rate": _RA
 # "min_size": the smallest input side the builder accepts (keras.applications checks 32;
 # SqueezeNet's is torchvision's). "source": "pqgrid" marks the builders of architectures.py
 # (written here; no ImageNet weights, `weights:` takes an .h5 file for them).
-# "methods": the pruning methods besides magnitude its layout allows (core/config.py METHODS;
+# "methods": the pruning methods besides magnitude its layout allows (core/pruning_methods.py;
 # xnnpack_sparse needs SparseMobileNet's symmetric padding, channels a chain of 1x1 convolutions
 # models/channels.py can narrow); a user's model or builder is tried by the pruning job.
 # "function": where the builder function is, as "module:attribute" (imported by
@@ -164,5 +166,5 @@ def pruning_methods(arch_cfg: dict) -> list:
     if "tflite" in arch_cfg:  # its unpruned cells only (config.from_tflite_file)
         return ["magnitude"]
     if "model" in arch_cfg:
-        return ["magnitude", "xnnpack_sparse", "channels"]
+        return list(METHODS)
     return ["magnitude", *builder_entry(arch_cfg["builder"]).get("methods", [])]

@@ -15,6 +15,7 @@ from pqgrid.core import registry
 from pqgrid.core.catalog import BUILDERS, STEMS, builder_entry, builder_kwargs, is_user_builder, pruning_methods
 from pqgrid.core.devices import DEVICE_TYPES
 from pqgrid.core.modes import MODES, SPARSE_SUFFIX, derives_from_fp32, mode, split_quant
+from pqgrid.core.pruning_methods import METHODS, method_of, token_for
 
 DATASET_SOURCES = ("keras", "synthetic", "synthetic-photos")  # plus a path (folder, tar, CIFAR python batches)
 
@@ -39,14 +40,7 @@ class ConfigError(ValueError):
 PATTERNS = {"2:4": (2, 4)}
 
 
-# Pruning methods (pruning.methods). A cell's {sparsity} wildcard carries a method other than
-# magnitude as a prefix ("ch50": channels at 50 %), so magnitude cells keep the paths and
-# params they always had ("50") and finished results stay valid.
-#   magnitude       tfmot's unstructured magnitude pruning of every prunable kernel (the thesis)
-#   xnnpack_sparse  tfmot's PruneForLatencyOnXNNPack policy: 1x1 convolutions only, in the
-#                   layout XNNPACK's sparse inference takes (models/prune.py)
-#   channels        the filters of lowest L1 norm removed: a smaller dense model (models/channels.py)
-METHODS = {"magnitude": "", "xnnpack_sparse": "xnn", "channels": "ch"}
+# Pruning methods: one record each in core/pruning_methods.py.
 
 
 def sparsity_method(token) -> tuple:
@@ -56,17 +50,8 @@ def sparsity_method(token) -> tuple:
         return "magnitude", token
     method = method_of(token)
     if method != "magnitude":
-        return method, int(str(token)[len(METHODS[method]) :])
+        return method, int(str(token)[len(METHODS[method].prefix) :])
     return "magnitude", sparsity_value(str(token))
-
-
-def method_of(token) -> str:
-    """The pruning method of a {sparsity} token or table value; never raises (report code)."""
-    token = str(token)
-    for method, prefix in METHODS.items():
-        if prefix and token.startswith(prefix) and token[len(prefix) :].isdigit():
-            return method
-    return "magnitude"
 
 
 def sparsity_token(value) -> str:
@@ -79,7 +64,7 @@ def sparsity_token(value) -> str:
 
 def sparsity_value(token: str):
     """Inverse of sparsity_token; a method's token stays as it is ("ch50")."""
-    if any(p and token.startswith(p) for p in METHODS.values()):
+    if any(m.prefix and token.startswith(m.prefix) for m in METHODS.values()):
         return token
     return token.replace("of", ":") if "of" in token else int(token)
 
@@ -102,13 +87,13 @@ def grid(config: dict) -> dict:
 
 def _sparsity_tokens(pruning: dict) -> list:
     """The {sparsity} values of the grid: 0 (the trained model) once, then each method's
-    cells - magnitude's as they always were (percentages and patterns), the others' with
-    their prefix (percentages only)."""
+    cells - magnitude's bare (percentages and patterns), the others' with their prefix
+    (percentages only)."""
     methods = pruning.get("methods", ["magnitude"])
     tokens = [sparsity_token(s) for s in pruning["sparsities"] if s == 0 or "magnitude" in methods]
     for m in methods:
         if m != "magnitude":
-            tokens += [f"{METHODS[m]}{s}" for s in pruning["sparsities"] if isinstance(s, int) and s > 0]
+            tokens += [token_for(m, s) for s in pruning["sparsities"] if isinstance(s, int) and s > 0]
     return tokens
 
 
@@ -468,17 +453,19 @@ def _check_methods(config: dict) -> None:
             f"pruning.methods: {', '.join(methods)} prune to a percentage; add one (e.g. 50) to pruning.sparsities"
         )
     for s in pr["sparsities"]:
-        if methods and isinstance(s, int) and s > 90 and "channels" in methods:
-            raise ConfigError(
-                f"pruning.sparsities: {s} % of channels leaves almost no network; channels prunes up to 90 %"
-            )
+        for m in methods:
+            if isinstance(s, int) and s > METHODS[m].largest_sparsity:
+                raise ConfigError(
+                    f"pruning.sparsities: {s} % is beyond what {m} prunes (up to {METHODS[m].largest_sparsity} %); "
+                    f"lower it or leave {m} out of pruning.methods"
+                )
     for name in selected_architectures(config):
         a = config["architectures"][name]
         left = [m for m in methods if m not in pruning_methods(a)]
         if left and "tflite" not in a:
+            needs = ", ".join(f"{m} needs {METHODS[m].layout}" for m in left)
             print(
-                f"pqgrid: {name}: no {' or '.join(left)} cells (the layout of {a.get('builder')} does not allow it: "
-                "xnnpack_sparse needs SparseMobileNet's symmetric padding, channels a chain of convolutions)",
+                f"pqgrid: {name}: no {' or '.join(left)} cells (the layout of {a.get('builder')} does not allow it: {needs})",
                 file=sys.stderr,
             )
 

@@ -135,7 +135,7 @@ def device_facts():
         "temperature_c": int(temp) / 1000.0 if temp and temp.lstrip("-").isdigit() else None,
         "loadavg": os.getloadavg(),
         "python": platform.python_version(),
-        # latency and memory of an emulated device say nothing about hardware (issue 35)
+        # latency and memory of an emulated device say nothing about hardware: the report marks them
         "emulation": emulation(),
     }
 

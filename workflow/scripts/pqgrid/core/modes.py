@@ -87,9 +87,9 @@ def names(**facts) -> tuple:
 
 
 # The repair candidates of int8 (pqgrid/ship/repair.py) are files, not grid modes: calibrated
-# int8 made where no cell qualifies, named int8ma (moving-average ranges) or int8f<k> (the k
-# worst tensors kept float). Named here so that evaluation reads one place for "calibrated".
-REPAIR_TOKEN = re.compile(r"int8(?:ma|f([1-9]\d*))")
+# int8 made where no cell qualifies, named int8ma (moving-average ranges), int8f<k> (the k
+# worst tensors kept float) or int8x<k> (the same at int16 activations). Named here so that evaluation reads one place for "calibrated".
+REPAIR_TOKEN = re.compile(r"int8(?:ma|([fx])([1-9]\d*))")
 
 
 def calibrated(name: str) -> bool:

@@ -80,7 +80,7 @@ def pruning_settings(config: dict, arch: str, sparsity) -> dict:
     merged = {k: copy.deepcopy(v) for k, v in pr.items() if k not in ("sparsities", "schedules", "methods")}
     merged.update(config["architectures"][arch].get("pruning", {}))
     method, sparsity = sparsity_method(sparsity)
-    if method != "magnitude":  # only where set: magnitude cells keep their params
+    if method != "magnitude":  # only where set: adding a method leaves magnitude cells' params alone
         merged["method"] = method
     merged["schedule"] = dict(schedule_for(pr, sparsity))
     if sparsity in PATTERNS:
@@ -92,7 +92,7 @@ def pruning_settings(config: dict, arch: str, sparsity) -> dict:
     train = training_settings(config, arch)
     for key in FROM_TRAINING:
         merged[key] = train[key]
-    if "deterministic" in train:  # only where set: existing results keep their params
+    if "deterministic" in train:  # only where set: a config without the key plans the same jobs
         merged["deterministic"] = train["deterministic"]
     return merged
 
@@ -105,7 +105,7 @@ def qat_settings(config: dict, arch: str, sparsity) -> dict:
     train = training_settings(config, arch)
     for key in FROM_TRAINING:
         merged[key] = train[key]
-    if "deterministic" in train:  # only where set: existing results keep their params
+    if "deterministic" in train:  # only where set: a config without the key plans the same jobs
         merged["deterministic"] = train["deterministic"]
     merged["preserve_sparsity"] = sparsity not in (0, "0")
     return merged

@@ -2,7 +2,7 @@
 
 `import tensorflow` (+ tf_keras, tfmot) costs ~5 s of a core in every job that needs it:
 on the laptop preset 152 of 391 jobs (fitting, conversion, Keras evaluation, per-layer
-error), ≥ 800 core-seconds of imports (benchmarks/README, issue 16). With
+error), ≥ 800 core-seconds of imports (benchmarks/README). With
 `warm_start: true` (config.yaml) the Snakefile starts one server per local run
 (`start_server`) that imports them once and waits on a Unix socket in a private (0700)
 directory. A job's script then calls `run_script(..., warm=True)`: its process connects,

@@ -175,7 +175,7 @@ def image_folders(tree, read, train_limit, test_limit, seed, opts, order=None):
     if len(train_cls) < 2:
         raise DataError(f"{len(train_cls)} class folder found ({', '.join(train_cls)}); need at least 2 classes")
     size, mode, skip = opts.get("image_size"), opts.get("resize", "crop"), opts.get("skip_bad_images", False)
-    rng = np.random.default_rng(seed)  # one generator, train first: the subsets of earlier rounds
+    rng = np.random.default_rng(seed)  # one generator, train drawn first: a test_limit change keeps the train subset
     chosen = [_select(tree["train"], train_limit, rng), _select(tree["test"], test_limit, rng)]
     try:
         train = _load_folder_split(chosen[0], train_cls, read, size, mode, skip)

@@ -10,6 +10,7 @@ import re
 
 from pqgrid.core.catalog import input_scaling
 from pqgrid.core.io import sha256_file
+from pqgrid.core.pruning_methods import DEFAULT, method
 from pqgrid.core.sanity import collapse_message, collapsed
 from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays
@@ -39,7 +40,7 @@ def prune_model(
     base_top1 = _top1(base, val, scaling)
     spe = math.ceil(len(x) / settings["batch_size"])
     plan = pruning_schedule(settings["schedule"], spe)
-    channels = settings.get("method") == "channels"
+    channels = method(settings.get("method", DEFAULT)).prunes == "channels"
     if channels:
         # filters removed at once, then the schedule's epochs of fine-tuning of the smaller model
         objects = builders.custom_objects(arch_cfg.get("custom_objects"))
@@ -99,14 +100,15 @@ def wrap_for_pruning(base, settings, plan):
     exclude = re.compile(settings["exclude"]) if settings.get("exclude") else None
     wrapped, skipped = [], []
     policy = None
-    if settings.get("method") == "xnnpack_sparse":
-        policy = tfmot.sparsity.keras.PruneForLatencyOnXNNPack()
+    chosen = method(settings.get("method", DEFAULT))
+    if chosen.policy:
+        policy = getattr(tfmot.sparsity.keras, chosen.policy)()
         try:
             policy.ensure_model_supports_pruning(base)
         except ValueError as e:
             raise ModelError(
-                f"xnnpack_sparse: tfmot's PruneForLatencyOnXNNPack refuses this model ({str(e).splitlines()[0][:200]}); "
-                "use builder SparseMobileNet (XNNPACK's sparse layout) or leave xnnpack_sparse out"
+                f"{chosen.name}: tfmot's {chosen.policy} refuses this model ({str(e).splitlines()[0][:200]}); "
+                f"use a model with {chosen.layout} or leave {chosen.name} out"
             ) from None
 
     def wrap(layer):
@@ -168,7 +170,7 @@ def pruning_schedule(schedule: dict, steps_per_epoch: int) -> dict:
     followed at once by that epoch's validation. The last one lands on the last step of
     t0 + nΔt epochs, so a run of exactly that length saves weights that were never trained at
     their final mask, and BatchNorm statistics that describe the denser network of one step
-    before (this is what left the laptop preset's 90 % models at chance, issue 9).
+    before (a 90 % model of the laptop preset stays at chance that way).
     `recovery_epochs` adds fine-tuning at the final sparsity after the last update."""
     # Rounded down, so that n updates never spill into an extra epoch (0.5 epochs of 235 steps
     # is 117 steps, not 118).

@@ -2,7 +2,7 @@
 pruning-preserving QAT (PQAT) of a pruned one, with tfmot - plus what keras.applications
 models need before tfmot accepts them.
 
-tfmot's `quantize_model` rejects most of the thesis' architectures (issue 12):
+tfmot's `quantize_model` rejects most of the thesis' architectures:
 - MobileNetV3 builds hard-sigmoid from `TFOpLambda` layers (`x + 3.0`, `* (1/6)`); tfmot
   hands such a layer a list and fails ("'list' object has no attribute 'dtype'", tfmot
   #546/#730/#980/#1145). `rewrite_for_qat` replaces each with `ConstantOp`, a layer of ours

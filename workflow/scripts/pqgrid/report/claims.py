@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pqgrid.core.config import method_of
+from pqgrid.core.pruning_methods import method_of
 from pqgrid.core.sanity import clearly_above_chance
 from pqgrid.core.stats import (
     CELL,

@@ -18,8 +18,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from pqgrid.core import registry  # noqa: E402
-from pqgrid.core.config import method_of  # noqa: E402
 from pqgrid.core.io import atomic_path  # noqa: E402
+from pqgrid.core.pruning_methods import method_of  # noqa: E402
 from pqgrid.core.stats import CELL, MB, is_unpruned, pareto_front, per_class_changes, sparsity_number, t_interval  # noqa: E402
 from pqgrid.evaluate.summary import mobilenet_v3, read_long_tables  # noqa: E402
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pqgrid.core.config import method_of
 from pqgrid.core.io import atomic_path, write_text
+from pqgrid.core.pruning_methods import method_of
 from pqgrid.core.stats import CELL, MB, ci_halfwidth, is_unpruned
 from pqgrid.evaluate.summary import (
     BENCH_COLUMNS,

@@ -16,7 +16,7 @@ architectures' answers are not paired in the tables).
 
 Where no cell of an architecture qualified, its repair candidates (pqgrid/ship/search.py,
 repair.py) join its cells here and are judged by the same rules; the answer then says why
-they were made and what each keeps float."""
+they were made and what each keeps out of int8."""
 
 from __future__ import annotations
 
@@ -327,7 +327,8 @@ def with_rows(grid: pd.DataFrame, more: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def repair_section(c: pd.DataFrame, plan: dict, records: dict) -> dict:
-    """Per architecture repaired: why, and each candidate's numbers and what it keeps float."""
+    """Per architecture repaired: why, and each candidate's numbers and what it keeps out of
+    int8 (the ops, as float or int16)."""
     out = {}
     for arch, why in (plan or {}).get("why", {}).items():
         order = [p["token"] for p in plan.get("candidates", []) if p["arch"] == arch]
@@ -338,10 +339,12 @@ def repair_section(c: pd.DataFrame, plan: dict, records: dict) -> dict:
             kept = [
                 records[k] for k in sorted(records) if records[k]["arch"] == arch and records[k]["token"] == r.quant
             ]
-            tried.append({**_record(r), "qualifies": bool(r.qualifies), "describes": kept[0]["describes"] if kept else r.quant,
-                          "float_ops": kept[0]["float_ops"] if kept else [],
-                          "float_mac_share": kept[0]["float_mac_share"] if kept else None})  # fmt: skip
-        out[arch] = {"why": why, "candidates": tried}
+            rec = (
+                kept[0] if kept else {"describes": r.quant, "kept_ops": [], "kept_mac_share": None, "kept_as": "float"}
+            )
+            tried.append({**_record(r), "qualifies": bool(r.qualifies),
+                          **{k: rec[k] for k in ("describes", "kept_ops", "kept_mac_share", "kept_as")}})  # fmt: skip
+        out[arch] = {"why": why, "int16": (plan.get("int16") or {}).get(arch), "candidates": tried}
     return out
 
 
@@ -359,20 +362,25 @@ def read_repairs(summary_csv, per_class_csv, bench_csv, plan_json, record_jsons)
 def _repair_markdown(section: dict, objective) -> list:
     lines = []
     for arch, e in section.items():
+        int16 = any(r["kept_as"] == "int16" for r in e["candidates"])
+        header = "kept float or at int16" if int16 else "kept float"
         lines += ["", f"## Repair of int8: {arch}", "", f"{e['why']}; candidates made from each seed's unpruned fp32 .tflite:", "",
-                  "| candidate | what it is | top-1 (%) | drop vs fp32 | objective | qualifies | kept float |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+                  f"| candidate | what it is | top-1 (%) | drop vs fp32 | objective | qualifies | {header} |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in e["candidates"]:
             share = (
-                f"{len(r['float_ops'])} ops, {100 * r['float_mac_share']:.1f} % of MACs"
-                if r["float_mac_share"] is not None
+                f"{len(r['kept_ops'])} ops{' at int16' if r['kept_as'] == 'int16' else ''}, "
+                f"{100 * r['kept_mac_share']:.1f} % of MACs"
+                if r["kept_mac_share"] is not None
                 else "-"
             )
-            ops = "; ".join(op.split(";")[0] for op in r["float_ops"][:4])
-            kept = f"{share}: {ops}" if r["float_ops"] else "nothing"
+            ops = "; ".join(op.split(";")[0] for op in r["kept_ops"][:4])
+            kept = f"{share}: {ops}" if r["kept_ops"] else "nothing"
             lines.append(f"| {r['quant']} | {r['describes']} | {r['top1_pct']:.2f} | {_drop_text(r)} | "
                          f"{_objective_text(r, objective)} | {'yes' if r['qualifies'] else 'no'} | {kept} |")  # fmt: skip
         if not e["candidates"]:
             lines.append("| - | no candidate measured | - | - | - | - | - |")
+        if e.get("int16"):
+            lines += ["", f"int16 candidates (int8x<k>): {'planned' if int16 else 'none'}; {e['int16']}."]
     return lines
 
 

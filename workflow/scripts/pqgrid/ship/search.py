@@ -51,22 +51,42 @@ def needs_repair(summary, per_class, settings) -> dict:
     return out
 
 
-def plan_repair(*, summary_csv, per_class_csv, settings, out_json):
+def int16_faster(summary, bench, device, arch) -> tuple[bool, str]:
+    """Whether the device ran `arch`'s unpruned int16x8 cell faster than its fp32 one, beyond
+    the spread of the timing sessions (int16x8's upper bound below fp32's lower bound of the
+    p50 interval, as the ship choice computes it) - and the numbers, said in words. Only
+    then are int16 repair candidates worth building on that device."""
+    p50 = choose.objective_per_cell(summary, bench, device, "p50_us")
+    p50 = p50[(p50.arch == arch) & (p50.sparsity == REPAIRED_FROM)].set_index("quant") if len(p50) else p50
+    if not {"fp32", "int16x8"} <= set(p50.index):
+        return False, f"no unpruned int16x8 and fp32 cell timed on {device}"
+    i16, f32 = p50.loc["int16x8"], p50.loc["fp32"]
+    faster = bool(i16.objective_hi < f32.objective_lo)  # NaN (one session) is never faster
+    verb = "faster" if faster else "not faster"
+    return faster, (f"int16x8 p50 {i16.objective:,.1f} µs [{i16.objective_lo:,.1f}, {i16.objective_hi:,.1f}] "
+                    f"{verb} than fp32 {f32.objective:,.1f} µs [{f32.objective_lo:,.1f}, {f32.objective_hi:,.1f}] on {device}")  # fmt: skip
+
+
+def plan_repair(*, summary_csv, per_class_csv, bench_csv, device, settings, out_json):
     """Stage `plan_repair`: the candidates to build, per architecture that needs them and
-    every seed that has its fp32 model; none with `repair: false`."""
-    summary, per_class = pd.read_csv(summary_csv), pd.read_csv(per_class_csv)
+    every seed that has its fp32 model; none with `repair: false`. int16 candidates only
+    where `int16_faster` on this device."""
+    summary, per_class, bench = pd.read_csv(summary_csv), pd.read_csv(per_class_csv), pd.read_csv(bench_csv)
     why = needs_repair(summary, per_class, settings) if settings.get("repair", True) else {}
     s = summary.assign(sparsity=summary.sparsity.astype(str))
+    bench = bench.assign(sparsity=bench.sparsity.astype(str)) if len(bench) else bench
     fp32 = s[(s.sparsity == REPAIRED_FROM) & (s.quant == "fp32")]
+    int16 = {arch: int16_faster(s, bench, device, arch) for arch in why}
     planned = [
         {"arch": arch, "seed": int(seed), "sparsity": REPAIRED_FROM, "token": r.token, "describes": r.describes}
         for arch in why
         for seed in sorted(fp32[fp32.arch == arch].seed.unique())
-        for r in repair.plan(settings.get("max_candidates", 6))
+        for r in repair.plan(settings.get("max_candidates", 6), int16=int16[arch][0])
     ]
     for arch, text in why.items():
-        log.info("%s: %s; %d repair candidates planned", arch, text, sum(p["arch"] == arch for p in planned))
-    write_json(out_json, {"why": why, "candidates": planned})
+        log.info("%s: %s; %d repair candidates planned (%s)", arch, text,
+                 sum(p["arch"] == arch for p in planned), int16[arch][1])  # fmt: skip
+    write_json(out_json, {"why": why, "int16": {a: t for a, (_, t) in int16.items()}, "candidates": planned})
 
 
 def summarize_repair(*, eval_jsons, reference_jsons, keras_jsons, per_class_csvs, prediction_npzs, bench_jsons,
