@@ -426,6 +426,14 @@ def test_schema_lists_every_pruning_method():
         check_config(bad, SCHEMA)
 
 
+def test_every_mode_has_a_converter():
+    """quant/convert.py's CONVERTERS has one setup per mode of MODES, no more."""
+    from pqgrid.core.modes import MODES
+    from pqgrid.quant.convert import CONVERTERS
+
+    assert list(CONVERTERS) == list(MODES)
+
+
 def test_schema_lists_every_quantization_mode():
     """The schema's description of quantization.modes names exactly the modes of MODES."""
     from pqgrid.core.config import load_schema

@@ -1,8 +1,8 @@
 """The quantization modes: one record per mode with every fact pqgrid uses about it - read by
 the config checks, the rules (which file a conversion starts from), conversion, evaluation,
 the per-layer error and the findings; the schema's description is checked against it
-(tests/test_config.py). Adding a mode = one entry here and its converter settings in
-convert.converter_for (CONTRIBUTING.md, "A quantization mode"). No TensorFlow import: the
+(tests/test_config.py). Adding a mode = one entry here and its converter setup in
+quant/convert.py's CONVERTERS (CONTRIBUTING.md, "A quantization mode"). No TensorFlow import: the
 Snakefile reads this at parse time."""
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def names(**facts) -> tuple:
 
 # The repair candidates of int8 (pqgrid/ship/repair.py) are files, not grid modes: calibrated
 # int8 made where no cell qualifies, named int8ma (moving-average ranges), int8f<k> (the k
-# worst tensors kept float) or int8x<k> (the same at int16 activations). Named here so that evaluation reads one place for "calibrated".
+# worst tensors kept float) or int8x<k> (the same at int16 activations). Named here so that
+# evaluation reads one place for "calibrated".
 REPAIR_TOKEN = re.compile(r"int8(?:ma|([fx])([1-9]\d*))")
 
 

@@ -90,58 +90,86 @@ def _lean_saved_model(conv):
     return conv
 
 
-def converter_for(model, mode: str, representative=None, stock: bool = False):
-    """A TFLiteConverter set up for `mode`:
-    fp32      no optimisation
-    dynamic   int8 weights, float activations computed on the fly (no calibration)
-    fp16      float16 weights
-    int8      int8 weights and activations, float32 input/output (the thesis' "float fallback")
-    int8_full integer-only: int8 input and output, every op int8 (fails if one cannot be).
-    int16x8   int16 activations, int8 weights, float I/O. TFLITE_BUILTINS is the fallback:
-              without it the converter stops at the first op lacking a 16x8 kernel
-              (HARD_SWISH: "Quantization to 16x8-bit not yet supported"); with it such ops
-              stay float (evaluate.float_ops lists them per cell).
-    qat       `model` is a quantization-aware fine-tuned one (its fake-quant ranges are used);
-              integer-only with int8 input and output, as int8_full.
-    Suffix `_sparse` adds Optimize.EXPERIMENTAL_SPARSITY: pruned tensors stored sparse.
-    `stock`: the converter's own Keras -> SavedModel step (the tests' reference)."""
-    import tensorflow as tf
+def _float(conv, tf, representative):
+    """fp32: no optimisation."""
 
-    mode, sparse = modes.split_quant(mode)
-    record = modes.MODES.get(mode)
-    if record is None:
-        raise ValueError(f"unknown quantization mode {mode!r}")
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if not stock:
-        _lean_saved_model(conv)
-    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
-    if mode == "fp32":
-        return conv
+
+def _dynamic(conv, tf, representative):
+    """dynamic: int8 weights, float activations computed on the fly (no calibration)."""
     conv.optimizations.append(tf.lite.Optimize.DEFAULT)
-    if mode == "dynamic":
-        return conv
-    if mode == "fp16":
-        conv.target_spec.supported_types = [tf.float16]
-        return conv
-    if representative is None:
-        raise ValueError(f"{mode} needs calibration images")
+
+
+def _fp16(conv, tf, representative):
+    """fp16: float16 weights."""
+    conv.optimizations.append(tf.lite.Optimize.DEFAULT)
+    conv.target_spec.supported_types = [tf.float16]
+
+
+def _calibrated(conv, tf, representative):
+    """int8: int8 weights and activations, float32 input/output (the thesis' "float
+    fallback"). For qat the fake-quant ranges decide; calibration covers what stayed float in
+    the QAT model (Rescaling/Normalization at the input)."""
+    conv.optimizations.append(tf.lite.Optimize.DEFAULT)
 
     def gen():
         for img in representative:
             yield [img[None].astype(np.float32)]
 
-    # For qat the fake-quant ranges decide; calibration covers what stayed float in the QAT
-    # model (Rescaling/Normalization at the input).
     conv.representative_dataset = gen
-    if record.integer_io:
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    elif mode == "int16x8":
-        conv.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
-            tf.lite.OpsSet.TFLITE_BUILTINS,
-        ]
+
+
+def _integer_only(conv, tf, representative):
+    """int8_full, qat: integer-only, int8 input and output, every op int8 (fails if one
+    cannot be)."""
+    _calibrated(conv, tf, representative)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+
+
+def _int16x8(conv, tf, representative):
+    """int16x8: int16 activations, int8 weights, float I/O. TFLITE_BUILTINS is the fallback:
+    without it the converter stops at the first op lacking a 16x8 kernel (HARD_SWISH:
+    "Quantization to 16x8-bit not yet supported"); with it such ops stay float
+    (evaluate.float_ops lists them per cell)."""
+    _calibrated(conv, tf, representative)
+    conv.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+    ]
+
+
+# One converter setup per mode of core/modes.py (tests/test_models.py checks the keys match).
+# A calibrated mode's setup gets the representative images; qat converts the quantization-aware
+# model (its `model`), as int8_full does the cell's. Repair candidates of int8 (ship/repair.py)
+# are no modes: ai-edge-quantizer makes them from the fp32 .tflite.
+CONVERTERS = {
+    "fp32": _float,
+    "dynamic": _dynamic,
+    "fp16": _fp16,
+    "int8": _calibrated,
+    "int8_full": _integer_only,
+    "int16x8": _int16x8,
+    "qat": _integer_only,
+}
+
+
+def converter_for(model, mode: str, representative=None, stock: bool = False):
+    """A TFLiteConverter set up for `mode` (CONVERTERS says how, per mode). Suffix `_sparse`
+    adds Optimize.EXPERIMENTAL_SPARSITY: pruned tensors stored sparse. `stock`: the
+    converter's own Keras -> SavedModel step (the tests' reference)."""
+    import tensorflow as tf
+
+    mode, sparse = modes.split_quant(mode)
+    if mode not in CONVERTERS:
+        raise ValueError(f"unknown quantization mode {mode!r}")
+    if modes.mode(mode).calibrated and representative is None:
+        raise ValueError(f"{mode} needs calibration images")
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if not stock:
+        _lean_saved_model(conv)
+    conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
+    CONVERTERS[mode](conv, tf, representative)
     return conv
 
 
