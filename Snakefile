@@ -32,6 +32,7 @@ from pqgrid.core.cli import (
     typed_config,
     unknown_targets,
 )
+from pqgrid.core.catalog import arch_kind
 from pqgrid.core.config import ConfigError, check_config, load_schema
 
 
@@ -48,7 +49,7 @@ try:
     check_config(
         config, load_schema(f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
     )
-    if any("model" in a or "tflite" in a for a in config["architectures"].values()):
+    if any(arch_kind(a) != "builder" for a in config["architectures"].values()):
         # models from outside pqgrid: read once (a Keras model in a child Python, cached)
         from pqgrid.models.imported import check_outside_models
 

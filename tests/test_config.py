@@ -426,6 +426,18 @@ def test_schema_lists_every_pruning_method():
         check_config(bad, SCHEMA)
 
 
+def test_an_architectures_kind_is_asked_in_one_place():
+    """catalog.arch_kind: a builder, a Keras model file or a .tflite - what the rules and the
+    stages branch on; a .tflite architecture has only its unpruned magnitude cells."""
+    from pqgrid.core.catalog import arch_kind, pruning_methods
+
+    assert arch_kind({"builder": "MobileNet"}) == "builder"
+    assert arch_kind({"model": "m.h5", "scaling": "tf"}) == "model"
+    assert arch_kind({"tflite": "m.tflite", "scaling": "tf"}) == "tflite"
+    assert pruning_methods({"tflite": "m.tflite"}) == ["magnitude"]
+    assert "channels" in pruning_methods({"model": "m.h5"})
+
+
 def test_every_mode_has_a_converter():
     """quant/convert.py's CONVERTERS has one setup per mode of MODES, no more."""
     from pqgrid.core.modes import MODES

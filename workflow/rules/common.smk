@@ -13,7 +13,7 @@ from snakemake.exceptions import WorkflowError
 
 from pqgrid.core import registry, settings
 from pqgrid.core.config import cells as grid_cells
-from pqgrid.core.catalog import is_user_builder
+from pqgrid.core.catalog import arch_kind, is_user_builder
 from pqgrid.core.config import (
     grid,
     input_size,
@@ -79,7 +79,7 @@ def for_models(pattern):
         {
             pattern.format(**c)
             for c in cells()
-            if "tflite" not in config["architectures"][c["arch"]]
+            if arch_kind(config["architectures"][c["arch"]]) != "tflite"
         }
     )
 
@@ -188,7 +188,7 @@ def pie_variants(wildcards):
 def pie_reference(wildcards):
     """Per-image predictions of the trained Keras models, one per seed: the uncompressed
     population (of a `.tflite` architecture: its fp32 file)."""
-    if "tflite" in config["architectures"][wildcards.arch]:
+    if arch_kind(config["architectures"][wildcards.arch]) == "tflite":
         return [
             rules.evaluate_tflite.output.predictions.format(
                 arch=wildcards.arch, seed=s, sparsity="0", quant="fp32"
@@ -239,7 +239,7 @@ def convert_source(wildcards):
         )
     if mode(wildcards.quant).from_qat_model:
         return rules.qat_model.output.model.format(**wildcards)
-    if "tflite" in config["architectures"][wildcards.arch]:
+    if arch_kind(config["architectures"][wildcards.arch]) == "tflite":
         return workflow_path(config["architectures"][wildcards.arch]["tflite"])
     return keras_model(wildcards)
 
@@ -251,7 +251,7 @@ def model_files_digest(wildcards):
     for the built-in builders from scratch."""
     arch = config["architectures"][wildcards.arch]
     weights = arch.get("weights")
-    if "model" in arch:
+    if arch_kind(arch) == "model":
         path = workflow_path(arch["model"])
         layers = arch.get("custom_objects")
         return {
@@ -270,7 +270,7 @@ def model_files_digest(wildcards):
 def reference_metrics(wildcards):
     """What a cell's accuracy is compared with (a collapse to chance is a defect): its Keras
     model's metrics; for a `.tflite` architecture, which has none, the fp32 file's."""
-    if "tflite" not in config["architectures"][wildcards.arch]:
+    if arch_kind(config["architectures"][wildcards.arch]) != "tflite":
         return {"keras": rules.evaluate_keras.output.metrics.format(**wildcards)}
     if wildcards.quant == "fp32":
         return {}
@@ -472,7 +472,7 @@ def repair_keras(wildcards):
     return [
         rules.evaluate_keras.output.metrics.format(arch=a, seed=s, sparsity=p)
         for a, s, p in sorted(cells)
-        if "tflite" not in config["architectures"][a]
+        if arch_kind(config["architectures"][a]) != "tflite"
     ]
 
 
@@ -489,7 +489,7 @@ def repair_source(wildcards):
 def repair_reference(wildcards):
     """What a candidate's accuracy is compared with, as for any cell (reference_metrics)."""
     model = dict(arch=wildcards.arch, seed=wildcards.seed, sparsity=wildcards.sparsity)
-    if "tflite" not in config["architectures"][wildcards.arch]:
+    if arch_kind(config["architectures"][wildcards.arch]) != "tflite":
         return {"keras": rules.evaluate_keras.output.metrics.format(**model)}
     return {
         "reference": rules.evaluate_tflite.output.metrics.format(**model, quant="fp32")

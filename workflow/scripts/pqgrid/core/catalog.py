@@ -133,9 +133,19 @@ def builder_entry(builder: str) -> dict:
     }
 
 
+def arch_kind(arch_cfg: dict) -> str:
+    """How an architecture is given - the one place that asks: "builder" (pqgrid trains it),
+    "model" (a trained Keras model file: imported, fine-tuned if asked) or "tflite" (a float
+    .tflite: its unpruned cells only). The config check makes it exactly one of them."""
+    for kind in ("tflite", "model"):
+        if arch_cfg.get(kind):
+            return kind
+    return "builder"
+
+
 def builder_name(arch_cfg: dict) -> str:
     """The builder of an architecture, or MODEL_FILE / TFLITE_FILE for a model given as a file."""
-    return arch_cfg.get("builder") or (TFLITE_FILE if "tflite" in arch_cfg else MODEL_FILE)
+    return {"builder": arch_cfg.get("builder"), "model": MODEL_FILE, "tflite": TFLITE_FILE}[arch_kind(arch_cfg)]
 
 
 def input_scaling(arch_cfg: dict):
@@ -163,8 +173,8 @@ def output_order(arch_cfg: dict, data_classes) -> list | None:
 def pruning_methods(arch_cfg: dict) -> list:
     """The pruning methods an architecture can have: magnitude always; the others where its
     builder's layout allows them (a model file or user builder: tried by the pruning job)."""
-    if "tflite" in arch_cfg:  # its unpruned cells only (config.from_tflite_file)
+    if arch_kind(arch_cfg) == "tflite":  # its unpruned cells only (config.from_tflite_file)
         return ["magnitude"]
-    if "model" in arch_cfg:
+    if arch_kind(arch_cfg) == "model":
         return list(METHODS)
     return ["magnitude", *builder_entry(arch_cfg["builder"]).get("methods", [])]

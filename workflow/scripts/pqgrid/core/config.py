@@ -12,7 +12,15 @@ import re
 import sys
 
 from pqgrid.core import registry
-from pqgrid.core.catalog import BUILDERS, STEMS, builder_entry, builder_kwargs, is_user_builder, pruning_methods
+from pqgrid.core.catalog import (
+    BUILDERS,
+    STEMS,
+    arch_kind,
+    builder_entry,
+    builder_kwargs,
+    is_user_builder,
+    pruning_methods,
+)
 from pqgrid.core.devices import DEVICE_TYPES
 from pqgrid.core.modes import MODES, SPARSE_SUFFIX, derives_from_fp32, mode, split_quant
 from pqgrid.core.pruning_methods import METHODS, method_of, token_for
@@ -101,7 +109,7 @@ def from_tflite_file(arch_cfg: dict, sparsity: str, quant: str) -> bool:
     """Whether a cell can be made for the architecture: any for a builder or a Keras model;
     for a `.tflite` only the file itself (fp32) and the modes derived from a float .tflite,
     at sparsity 0 (no Keras model: no pruning, QAT or converter-only modes)."""
-    if "tflite" not in arch_cfg:
+    if arch_kind(arch_cfg) != "tflite":
         return True
     return sparsity_token(sparsity) == "0" and (quant == "fp32" or derives_from_fp32(quant))
 
@@ -166,7 +174,7 @@ def _check_architectures(config: dict) -> None:
             raise ConfigError(
                 f"architectures.{name}: give builder (to train it), model (a trained Keras model) or tflite (a float .tflite)"
             )
-        if "model" in a or "tflite" in a:
+        if arch_kind(a) != "builder":
             _check_model_file(name, a)
             continue
         if "classes" in a:
@@ -374,7 +382,7 @@ def _check_grid(config: dict) -> None:
     _check_subsets(config)
     if any(mode(m).from_qat_model for m in modes if split_quant(m)[0] in MODES):
         for a in {c["arch"] for c in cells(config) if mode(c["quant"]).from_qat_model}:
-            if "model" in archs[a]:
+            if arch_kind(archs[a]) == "model":
                 continue  # a model file: models/imported.py tries QAT on it before any job
             b = archs[a]["builder"]
             if not builder_entry(b)["qat"]:
@@ -462,7 +470,7 @@ def _check_methods(config: dict) -> None:
     for name in selected_architectures(config):
         a = config["architectures"][name]
         left = [m for m in methods if m not in pruning_methods(a)]
-        if left and "tflite" not in a:
+        if left and arch_kind(a) != "tflite":
             needs = ", ".join(f"{m} needs {METHODS[m].layout}" for m in left)
             print(
                 f"pqgrid: {name}: no {' or '.join(left)} cells (the layout of {a.get('builder')} does not allow it: {needs})",

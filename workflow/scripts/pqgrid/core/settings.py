@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-from pqgrid.core.catalog import input_scaling
+from pqgrid.core.catalog import arch_kind, input_scaling
 from pqgrid.core.config import PATTERNS, grid, input_size, schedule_for, sparsity_method, sparsity_value
 from pqgrid.core.modes import mode
 
@@ -56,7 +56,7 @@ def training_settings(config: dict, arch: str) -> dict:
     merged = copy.deepcopy(config["training"])
     own = config["architectures"][arch].get("training", {})
     merged.update(own)
-    if config["architectures"][arch].get("model"):  # trained already: fine-tuned only when asked
+    if arch_kind(config["architectures"][arch]) == "model":  # trained already: fine-tuned only when asked
         merged["epochs"] = own.get("epochs", 0)
     if config["architectures"][arch].get("weights"):
         # merged key by key: an architecture may change head_epochs alone

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from pqgrid.core.catalog import input_scaling, output_order
+from pqgrid.core.catalog import arch_kind, input_scaling, output_order
 from pqgrid.core.harness import predict_scores
 from pqgrid.core.io import atomic_path, check_file, damaged, read_json, sha256_file, versions, write_json
 from pqgrid.core.modes import calibrated
@@ -219,7 +219,7 @@ def _qat_metrics(qat_json, top1) -> dict:
 def in_data_order(scores: np.ndarray, arch_cfg: dict, data_classes) -> np.ndarray:
     """A `.tflite` architecture's scores with column j for the data set's class j (`classes:`
     names its outputs in its own order). A Keras model file was reordered when imported."""
-    order = output_order(arch_cfg, data_classes) if "tflite" in arch_cfg else None
+    order = output_order(arch_cfg, data_classes) if arch_kind(arch_cfg) == "tflite" else None
     return scores if order is None else scores[:, order]
 
 

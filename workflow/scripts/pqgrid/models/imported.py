@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pqgrid import __version__
-from pqgrid.core.catalog import input_scaling, output_order
+from pqgrid.core.catalog import arch_kind, input_scaling, output_order
 from pqgrid.core.config import ConfigError, cells, grid, workflow_path
 from pqgrid.core.modes import mode
 from pqgrid.core.provenance import file_digest, folder_digest
@@ -305,10 +305,10 @@ def check_outside_models(config: dict, out=sys.stderr) -> None:
     for name, a in config["architectures"].items():
         if name not in grid_archs:
             continue
-        if "tflite" in a:
+        if arch_kind(a) == "tflite":
             _check_tflite(config, name, a, out)
             continue
-        if "model" not in a:
+        if arch_kind(a) != "model":
             continue
         key = f"architectures.{name}.model"
         report = inspected(a["model"], a.get("custom_objects"))

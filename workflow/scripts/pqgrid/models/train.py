@@ -7,7 +7,7 @@ import logging
 import math
 import shutil
 
-from pqgrid.core.catalog import input_scaling
+from pqgrid.core.catalog import arch_kind, input_scaling
 from pqgrid.core.tfsetup import accelerated, tensorflow
 from pqgrid.data import arrays
 from pqgrid.models import builders, fit
@@ -17,7 +17,7 @@ log = logging.getLogger("pqgrid")
 
 
 def train_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_cfg, settings, seed, threads=None):
-    if arch_cfg.get("model"):  # trained outside pqgrid: imported (and fine-tuned if asked)
+    if arch_kind(arch_cfg) == "model":  # trained outside pqgrid: imported (and fine-tuned if asked)
         return import_model(
             train_npz=train_npz,
             test_npz=test_npz,
