@@ -139,3 +139,22 @@ def test_tests_sharing_a_fixture_stay_on_one_xdist_worker(tmp_path):
     free = {pid for what, pid in lines if what == "free"}
     assert len(built) == 1 and users == set(built), lines
     assert len(free) == 2, "ungrouped tests use both workers"
+
+
+RULE_SCRIPTS = sorted((ROOT / "workflow/scripts").glob("*.py"))
+
+
+def test_every_rule_script_says_what_it_is_when_run_by_hand():
+    """A rule script by hand (`--help` or no arguments): one line naming its rule(s) and the
+    command that runs them, rc 0 / 2, no NameError. Each script calls `by_hand(globals())`
+    before it reads `snakemake` (checked in every one, run in two)."""
+    for script in RULE_SCRIPTS:
+        text = script.read_text()
+        assert "by_hand(globals())" in text, script.name
+        assert text.index("by_hand(globals())") < text.index("snakemake."), script.name
+    for script, args, rc in ((ROOT / "workflow/scripts/plan_repair.py", ["--help"], 0),
+                             (ROOT / "workflow/scripts/evaluate_tflite.py", [], 2)):  # fmt: skip
+        proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == rc and "Traceback" not in out, out
+        assert len(out.strip().splitlines()) == 1 and f"rule {script.stem}" in out and ".venv/bin/snakemake" in out, out

@@ -1,7 +1,9 @@
 from pqgrid.core.catalog import input_scaling
-from pqgrid.core.jobs import run_script
+from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.data.arrays import load_manifest
 from pqgrid.device.measure import device_accuracy
+
+by_hand(globals())
 
 run_script(
     snakemake.log[0],

@@ -1,5 +1,7 @@
-from pqgrid.core.jobs import run_script
+from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.evaluate.accuracy import evaluate_tflite
+
+by_hand(globals())
 
 # Cold on purpose (no warm=True): a LiteRT job imports no TensorFlow, and forking it from
 # the warm server measured slower (laptop preset's 96 LiteRT evaluations: 180 job-s warm,

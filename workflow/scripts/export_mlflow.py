@@ -1,7 +1,9 @@
 import os
 
-from pqgrid.core.jobs import run_script
+from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.report.mlflow_export import export_mlflow
+
+by_hand(globals())
 
 run_script(
     snakemake.log[0],

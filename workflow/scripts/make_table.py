@@ -1,7 +1,9 @@
 from pathlib import Path
 
-from pqgrid.core.jobs import run_script
+from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.report.tables import make_table
+
+by_hand(globals())
 
 run_script(
     snakemake.log[0],

@@ -1,5 +1,7 @@
-from pqgrid.core.jobs import run_script
+from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.evaluate.pie import pie_stage
+
+by_hand(globals())
 
 run_script(
     snakemake.log[0],

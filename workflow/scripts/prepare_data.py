@@ -1,6 +1,8 @@
 from pqgrid.core.config import source_path
-from pqgrid.core.jobs import run_script
+from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.data.prepare import prepare
+
+by_hand(globals())
 
 d = snakemake.params.dataset
 run_script(
