@@ -158,6 +158,24 @@ def test_predictions_agree_with_the_per_class_csv_and_feed_the_forgetting_analys
     assert findings.loc[15, "verdict"] == "not measured"  # one seed is not a population
 
 
+def test_the_report_hint_keeps_what_decides_the_report():
+    """The closing line's report command: the config files, --config, --directory and
+    --snakefile of the run kept, targets and cores dropped, the report at an absolute path in
+    the run's folder; a config list ends at the next option (it once swallowed --directory's
+    folder)."""
+    from snakemake_logger_plugin_pqgrid import report_hint
+
+    argv = ["--cores", "1", "all", "--configfile", "presets/smoke.yaml", "--directory", "DIR"]
+    assert report_hint(argv, "/x/DIR/runs/smoke", ".venv/bin/snakemake") == (
+        ".venv/bin/snakemake --report /x/DIR/runs/smoke/report.html --configfile presets/smoke.yaml --directory DIR"
+    )
+    argv = ["-c2", "results/ship/local.md", "--configfile", "a.yaml", "b.yaml", "--config", "ship={repair: false}",
+            "-s", "../wf/Snakefile", "--dry-run"]  # fmt: skip
+    assert report_hint(argv, "/r") == (
+        "snakemake --report /r/report.html --configfile a.yaml b.yaml --config 'ship={repair: false}' -s ../wf/Snakefile"
+    )
+
+
 def test_console_is_quiet_and_logs_hold_the_noise(smoke_run):
     """TensorFlow's start-up notices go to each job's log, not the terminal; the terminal
     has a header, one line per finished job with progress and time left, and where the
@@ -173,7 +191,8 @@ def test_console_is_quiet_and_logs_hold_the_noise(smoke_run):
     assert int(progress[-1][0]) in (jobs - 1, jobs) and "left)" in console
     assert len(lines) <= 2 * jobs + 10, "at most 2 lines per job beside a header and the closing lines"
     assert re.search(r"^pqgrid: findings .*runs/smoke/results/findings.md", console, re.M)
-    assert "snakemake --report report.html --configfile presets/smoke.yaml" in console
+    assert re.search(r"^pqgrid: one HTML report: \S*snakemake --report /\S+/runs/smoke/report.html --configfile presets/smoke.yaml$",
+                     console, re.M), console[-600:]  # fmt: skip
     log = (smoke_run / SMOKE_RUN / "logs" / "models" / "mobilenet_tiny" / "seed0" / "trained.log").read_text()
     assert "epoch 10/10" in log
 
@@ -320,10 +339,14 @@ def test_a_grid_on_two_devices_local_and_loopback(smoke_run, sshd, tmp_path):
 
 
 def test_report_html_renders_with_figures(smoke_run, tmp_path):
+    """The report made by the command the run's closing line printed, as printed, from where
+    the run started."""
+    import shlex
     import shutil
     import subprocess
 
-    snakemake(smoke_run, "--report", "report.html", *SMOKE)
+    hint = re.search(r"^pqgrid: one HTML report: (.+)$", (smoke_run / "console.txt").read_text(), re.M)[1]
+    subprocess.run(shlex.split(hint), cwd=smoke_run, check=True, capture_output=True, timeout=600)
     html = (smoke_run / SMOKE_RUN / "report.html").read_text(errors="replace")
     for name in ("pareto_gzip.png", "per_class_pruning_mobilenet_tiny.png", "findings.md", "table_4_1_training.csv"):
         assert name in html, name

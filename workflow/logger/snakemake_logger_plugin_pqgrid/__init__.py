@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -50,8 +51,41 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+# Options of the user's command that decide what a report shows (its config, its folder, its
+# workflow), with how many values each takes ("*": up to the next option, as Snakemake reads them).
+REPORT_OPTIONS = {"--configfile": "*", "--configfiles": "*", "--config": "*", "-C": "*", "--directory": 1,
+                  "-d": 1, "--snakefile": 1, "-s": 1, "--profile": 1, "--workflow-profile": 1}  # fmt: skip
+
+
+def report_hint(argv: list, run_dir: str, exe: str = "snakemake") -> str:
+    """The command that makes this run's HTML report, runnable as printed from the folder the
+    run was started in: `exe` as the user typed it, the options of `argv` that decide what the
+    report shows (REPORT_OPTIONS; targets, cores and the rest left out) and the report's
+    absolute path in the run's folder."""
+    kept, i = [], 0
+    while i < len(argv):
+        name = argv[i].partition("=")[0]
+        takes = REPORT_OPTIONS.get(name)
+        if takes is None or "=" in argv[i]:
+            kept += [argv[i]] if takes else []
+            i += 1
+            continue
+        j = i + 1
+        while j < len(argv) and not argv[j].startswith("-") and (takes == "*" or j - i <= takes):
+            j += 1
+        kept += argv[i:j]
+        i = j
+    return " ".join(shlex.quote(w) for w in [exe, "--report", os.path.join(run_dir, "report.html"), *kept])
+
+
+def _typed_exe(argv0: str) -> str:
+    """Snakemake as the user started it: `python -m snakemake` for the module, else the path typed."""
+    return f"{sys.executable} -m snakemake" if argv0.endswith("__main__.py") else argv0
+
+
 class LogHandler(LogHandlerBase):
     def __post_init__(self) -> None:
+        self.start_dir = os.getcwd()  # before the Snakefile's workdir: where the user stands
         self.stream = sys.stdout if self.common_settings.stdout else sys.stderr
         self.jobs: dict = {}
         self.total = 0
@@ -151,16 +185,11 @@ class LogHandler(LogHandlerBase):
         if not os.path.exists("results/findings.md"):
             return
         here = os.getcwd()
-        configs = []
-        argv = sys.argv[1:]
-        for i, word in enumerate(argv):
-            if word in ("--configfile", "--configfiles"):
-                configs = [w for w in argv[i + 1 :] if not w.startswith("-")]
-                break
-        config = f" --configfile {' '.join(configs)}" if configs else ""
+        hint = report_hint(sys.argv[1:], here, _typed_exe(sys.argv[0]))
+        where = "" if here == self.start_dir else f" (from {self.start_dir})"
         self._say(
             f"pqgrid: findings {here}/results/findings.md; tables {here}/results/tables/; figures "
-            f"{here}/results/figures/\npqgrid: one HTML report: snakemake --report report.html{config}"
+            f"{here}/results/figures/\npqgrid: one HTML report{where}: {hint}"
         )
 
     @property
