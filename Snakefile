@@ -29,6 +29,7 @@ sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
 from pqgrid.core.cli import (
     CommandLineError,
     command_line,
+    one_configfile_flag,
     typed_config,
     unknown_targets,
 )
@@ -44,6 +45,7 @@ configfile: f"{workflow.basedir}/config.yaml"
 # Every value checked before any job, each mistake one line naming its key and the fix.
 COMMAND_LINE = command_line(sys.argv[1:])
 try:
+    one_configfile_flag(sys.argv[1:])
     # --config lists and mappings as YAML types (Snakemake leaves them strings)
     update_config(config, typed_config(COMMAND_LINE.config if COMMAND_LINE else []))
     check_config(

@@ -21,6 +21,15 @@ def test_config_lists_and_mappings_are_yaml():
         typed_config(["seeds=[0,1"])
 
 
+def test_several_configfile_flags_are_one_line():
+    from pqgrid.core.cli import one_configfile_flag
+
+    one_configfile_flag(["-n", "all", "--configfile", "a.yaml", "b.yaml", "--cores", "1"])  # one flag: fine
+    one_configfile_flag(["--configfiles", "a.yaml"])
+    with pytest.raises(CommandLineError, match=r"keeps only the last \(c.yaml\).*--configfile a.yaml b.yaml c.yaml$"):
+        one_configfile_flag(["--configfile", "a.yaml", "b.yaml", "-n", "--configfile=c.yaml"])
+
+
 def test_unknown_target_names_the_nearest():
     grid = ["results/eval/mobilenet/seed0/s60_int8.json", "results/figures/pareto_gzip.png"]
     line = unknown_targets(["results/eval/mobilenett/seed0/s60_int8.json"], lambda p: False, lambda: grid, {"all"})
@@ -45,8 +54,13 @@ def wf(tmp_path_factory):
         (["results/eval/mobilenet_tiny/seed0/s60_int8.json"], "no rule makes this file in this grid"),
         (["results/eval/mobilenet_tiny/seed7/s50_int8.json"], "no rule makes this file in this grid"),
         (["all", "--config", "training={epochs:2}"], "YAML needs a space after the colon"),
+        (
+            ["all", "--configfile", "presets/seeds-0-1.yaml"],
+            "--configfile is given 2 times and Snakemake keeps only the last (presets/seeds-0-1.yaml); name every "
+            "file after one flag, later ones laid over earlier: --configfile presets/smoke.yaml presets/seeds-0-1.yaml",
+        ),
     ],
-    ids=["arch", "figure", "sparsity", "seed", "config-yaml"],
+    ids=["arch", "figure", "sparsity", "seed", "config-yaml", "two-configfile-flags"],
 )
 def test_command_line_mistakes_are_one_line(wf, args, expected):
     proc = snakemake(wf, "-n", *args[:1], *SMOKE, *args[1:], check=False)

@@ -29,6 +29,30 @@ def command_line(argv: list):
             return None
 
 
+CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
+
+
+def one_configfile_flag(argv: list) -> None:
+    """Snakemake keeps only the last of several --configfile flags (argparse's "store"): the
+    preset of an earlier flag would be dropped without a word. One line naming the files and
+    the command that keeps them all, instead."""
+    groups, current = [], None
+    for word in argv:
+        if word.partition("=")[0] in CONFIGFILE_FLAGS:
+            current = [word.partition("=")[2]] if "=" in word else []
+            groups.append(current)
+        elif current is not None and not word.startswith("-"):
+            current.append(word)
+        else:
+            current = None
+    if len(groups) > 1:
+        files = [f for g in groups for f in g]
+        raise CommandLineError(
+            f"--configfile is given {len(groups)} times and Snakemake keeps only the last ({' '.join(groups[-1])}); "
+            f"name every file after one flag, later ones laid over earlier: --configfile {' '.join(files)}"
+        )
+
+
 def typed_config(entries: list) -> dict:
     """--config's list and mapping values parsed as YAML (`seeds=[0,1]` gives integers, not
     the strings Snakemake's parser leaves), to lay over the config."""
