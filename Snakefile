@@ -47,7 +47,9 @@ COMMAND_LINE = command_line(sys.argv[1:])
 try:
     one_configfile_flag(sys.argv[1:])
     # --config lists and mappings as YAML types (Snakemake leaves them strings)
-    update_config(config, typed_config(COMMAND_LINE.config if COMMAND_LINE else []))
+    update_config(
+        config, typed_config(COMMAND_LINE.config if COMMAND_LINE else [], config)
+    )
     check_config(
         config, load_schema(f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
     )

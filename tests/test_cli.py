@@ -17,8 +17,11 @@ def test_config_lists_and_mappings_are_yaml():
     }
     with pytest.raises(CommandLineError, match=r"space after the colon \(\{epochs: 2\}\)"):
         typed_config(["training={epochs:2}"])
-    with pytest.raises(CommandLineError, match="not valid YAML"):
-        typed_config(["seeds=[0,1"])
+    with pytest.raises(CommandLineError, match="not valid YAML") as err:
+        typed_config(["seeds=[0,1"], {"seeds": [0], "training": {"epochs": 10}})
+    assert "e.g. 'seeds=[0]'" in str(err.value), err.value  # an example for the key at hand
+    with pytest.raises(CommandLineError, match=r"e.g. 'training=\{epochs: 10\}'"):
+        typed_config(["training={epochs: [}"], {"seeds": [0], "training": {"epochs": 10, "batch_size": 64}})
 
 
 def test_several_configfile_flags_are_one_line():

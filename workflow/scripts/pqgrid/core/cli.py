@@ -53,9 +53,23 @@ def one_configfile_flag(argv: list) -> None:
         )
 
 
-def typed_config(entries: list) -> dict:
+def example(key: str, config: dict | None) -> str:
+    """A valid `--config` entry for `key`, from its value in `config` (a mapping: its first
+    key only): what a hint shows beside a mistake."""
+    value = (config or {}).get(key)
+    if isinstance(value, dict) and value:
+        first = next(iter(value))
+        value = {first: value[first]}
+    if value is None:
+        return f"{key}={{name: value}}"
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return f"{key}={text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def typed_config(entries: list, config: dict | None = None) -> dict:
     """--config's list and mapping values parsed as YAML (`seeds=[0,1]` gives integers, not
-    the strings Snakemake's parser leaves), to lay over the config."""
+    the strings Snakemake's parser leaves), to lay over the config; `config` (the files'
+    merged config) gives the example a hint shows."""
     typed = {}
     for entry in entries or ():
         key, value = entry.split("=", 1)
@@ -66,7 +80,7 @@ def typed_config(entries: list) -> dict:
         except yaml.YAMLError as e:
             raise CommandLineError(
                 f"--config {entry}: not valid YAML ({str(e).splitlines()[0]}); write it as in a config file, "
-                f"e.g. {key}={{epochs: 2}}, or put it in an overlay file (--configfile mine.yaml)"
+                f"e.g. {example(key, config)!r}, or put it in an overlay file (--configfile mine.yaml)"
             ) from None
         if isinstance(parsed, dict) and any(isinstance(k, str) and ":" in k and parsed[k] is None for k in parsed):
             bad = next(k for k in parsed if ":" in str(k))
