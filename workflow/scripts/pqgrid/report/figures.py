@@ -72,8 +72,8 @@ def _lines(s, x, y, hue, ax, xlabel, ylabel, title):
 
 
 # ---------------------------------------------------------------- 4.1 / 4.9
-def _quant_change(t, settings, archs=None, title=""):
-    s, b = t["summary"], t.get("bench")
+def _quant_change(table, settings, archs=None, title=""):
+    s, b = table["summary"], table.get("bench")
     s = s[is_unpruned(s)]
     if archs is not None:
         s = s[s.arch.isin(archs)]
@@ -142,19 +142,19 @@ def _seeds_note(d) -> str:
 
 
 @figure("fig_4_1_quantization_change")
-def fig_4_1(t, settings):
-    return _quant_change(t, settings, title="Change by quantization relative to fp32 (unpruned models)")
+def fig_4_1(table, settings):
+    return _quant_change(table, settings, title="Change by quantization relative to fp32 (unpruned models)")
 
 
 @figure("fig_4_9_quantization_change_v3")
-def fig_4_9(t, settings):
-    archs = mobilenet_v3(t["summary"])
-    return _quant_change(t, settings, archs, title="MobileNetV3 variants: change by quantization relative to fp32")
+def fig_4_9(table, settings):
+    archs = mobilenet_v3(table["summary"])
+    return _quant_change(table, settings, archs, title="MobileNetV3 variants: change by quantization relative to fp32")
 
 
 # ---------------------------------------------------------------- 4.2 - 4.5, 4.10, 4.11
-def _vs_sparsity(t, settings, quant, y, ylabel, title, archs=None):
-    s = _prep(t["summary"])
+def _vs_sparsity(table, settings, quant, y, ylabel, title, archs=None):
+    s = _prep(table["summary"])
     s = s[s.quant.isin(quant if isinstance(quant, list) else [quant])]
     if archs is not None:
         s = s[s.arch.isin(archs)]
@@ -238,25 +238,37 @@ for _name, _args in _VS_SPARSITY.items():
 
 
 @figure("fig_4_10_top1_vs_sparsity_v3")
-def fig_4_10(t, st):
-    archs = mobilenet_v3(t["summary"])
+def fig_4_10(table, settings):
+    archs = mobilenet_v3(table["summary"])
     return _vs_sparsity(
-        t, st, ["fp32", "int8"], "top1_pct", "test top-1 (%)", "MobileNetV3 variants: top-1 vs sparsity", archs
+        table,
+        settings,
+        ["fp32", "int8"],
+        "top1_pct",
+        "test top-1 (%)",
+        "MobileNetV3 variants: top-1 vs sparsity",
+        archs,
     )
 
 
 @figure("fig_4_11_gzip_vs_sparsity_v3")
-def fig_4_11(t, st):
-    archs = mobilenet_v3(t["summary"])
+def fig_4_11(table, settings):
+    archs = mobilenet_v3(table["summary"])
     return _vs_sparsity(
-        t, st, ["fp32", "int8"], "gzip_mb", "gzip -9 size (MB)", "MobileNetV3 variants: gzip size vs sparsity", archs
+        table,
+        settings,
+        ["fp32", "int8"],
+        "gzip_mb",
+        "gzip -9 size (MB)",
+        "MobileNetV3 variants: gzip size vs sparsity",
+        archs,
     )
 
 
 # ---------------------------------------------------------------- 4.6 - 4.8 families
-def _per_class(t, settings, arch, variants, title):
+def _per_class(table, settings, arch, variants, title):
     alpha = settings.get("alpha", 0.05)
-    d = per_class_changes(t["per_class"], arch, ("0", "fp32"), variants, alpha)
+    d = per_class_changes(table["per_class"], arch, ("0", "fp32"), variants, alpha)
     if d.empty:
         return placeholder(title, f"no per-class results for {arch}", settings)
     fig, ax = plt.subplots(figsize=settings.get("size", (8, 4.8)))
@@ -301,26 +313,28 @@ def _per_class(t, settings, arch, variants, title):
 
 
 @figure("per_class_pruning_")
-def per_class_pruning(t, settings, arch):
-    pc = t["per_class"]
+def per_class_pruning(table, settings, arch):
+    pc = table["per_class"]
     sps = sorted(
         {str(s) for s in pc[(pc.arch == arch) & (pc.quant == "fp32")].sparsity if str(s) != "0"},
         key=lambda s: sparsity_number(pd.Series([s]))[0],
     )
-    return _per_class(t, settings, arch, [(s, "fp32") for s in sps], f"{arch}: per-class change by pruning (fp32)")
+    return _per_class(table, settings, arch, [(s, "fp32") for s in sps], f"{arch}: per-class change by pruning (fp32)")
 
 
 @figure("per_class_quantization_")
-def per_class_quant(t, settings, arch):
-    pc = t["per_class"]
+def per_class_quant(table, settings, arch):
+    pc = table["per_class"]
     qs = [q for q in dict.fromkeys(pc[(pc.arch == arch) & is_unpruned(pc)].quant) if q != "fp32"]
-    return _per_class(t, settings, arch, [("0", q) for q in qs], f"{arch}: per-class change by quantization (unpruned)")
+    return _per_class(
+        table, settings, arch, [("0", q) for q in qs], f"{arch}: per-class change by quantization (unpruned)"
+    )
 
 
 # ---------------------------------------------------------------- beyond the thesis
 @figure("quant_modes")
-def quant_modes(t, settings):
-    s = t["summary"]
+def quant_modes(table, settings):
+    s = table["summary"]
     s = s[is_unpruned(s)].assign(top1_pct=lambda x: 100 * x.top1, file_mb=lambda x: x.file_bytes / MB)
     fig, axes = plt.subplots(1, 2, figsize=settings.get("size", (11, 4.5)))
     sns.barplot(data=s, x="quant", y="top1_pct", hue="arch", ax=axes[0], errorbar=ERRORBAR)
@@ -368,22 +382,22 @@ def _pareto(d, x, xlabel, title, settings, n_seeds=1):
 
 
 @figure("pareto_gzip")
-def pareto_gzip(t, settings):
-    n = t["summary"].seed.nunique()
-    s = t["summary"].groupby(CELL[:1] + CELL[2:], as_index=False)[["top1", "gzip_bytes"]].mean()
+def pareto_gzip(table, settings):
+    n = table["summary"].seed.nunique()
+    s = table["summary"].groupby(CELL[:1] + CELL[2:], as_index=False)[["top1", "gzip_bytes"]].mean()
     s["gzip_mb"] = s.gzip_bytes / MB
     s["method"] = s.sparsity.map(method_of)
     return _pareto(s, "gzip_mb", "gzip -9 size (MB, log)", "Accuracy vs compressed size: every cell", settings, n)
 
 
 @figure("pareto_latency_")
-def pareto_latency(t, settings, device):
-    b = t.get("bench")
+def pareto_latency(table, settings, device):
+    b = table.get("bench")
     title = f"Accuracy vs latency on {device}"
     if b is None or b.empty or device not in set(b.device):
         return placeholder(title, f"no benchmark results for device {device!r}", settings)
     title += _emulated(b, device)
-    d = t["summary"].merge(b[b.device == device][[*CELL, "latency_us"]], on=CELL)
+    d = table["summary"].merge(b[b.device == device][[*CELL, "latency_us"]], on=CELL)
     n = d.seed.nunique()
     d = d.groupby(["arch", "sparsity", "quant"], as_index=False)[["top1", "latency_us"]].mean()
     d["method"] = d.sparsity.map(method_of)
@@ -399,14 +413,14 @@ def _emulated(bench, device) -> str:
 
 
 @figure("energy_vs_top1")
-def energy_vs_top1(t, settings):
+def energy_vs_top1(table, settings):
     """Energy per inference (mJ) against test top-1, one panel per device that measured
     power; the panel's title names how power was known (a stated wattage is no measurement)."""
-    b = t.get("bench")
+    b = table.get("bench")
     title = "Energy per inference vs accuracy"
     if b is None or b.empty or "energy_mj_per_inference" not in b or b.energy_mj_per_inference.isna().all():
         return placeholder(title, "no device with a power source (devices.<name>.power)", settings)
-    d = t["summary"].merge(b[b.energy_mj_per_inference.notna()], on=CELL)
+    d = table["summary"].merge(b[b.energy_mj_per_inference.notna()], on=CELL)
     devices = list(dict.fromkeys(d.device))
     fig, axes = plt.subplots(
         1, len(devices), figsize=settings.get("size", (6 * len(devices), 5)), squeeze=False, sharey=True
@@ -432,10 +446,10 @@ def energy_vs_top1(t, settings):
 
 
 @figure("layer_error_worst")
-def layer_error_worst(t, settings):
+def layer_error_worst(table, settings):
     """The `top_layers` ops with the largest int8 error per architecture (unpruned models,
     mean over seeds): rmse in quantization steps, the QuantizationDebugger tutorial's measure."""
-    le = t["layer_error"]
+    le = table["layer_error"]
     le = le[is_unpruned(le)]
     if le.empty:
         return placeholder("Where int8 hurts", "no unpruned model with an int8 cell", settings)
@@ -466,11 +480,11 @@ def layer_error_worst(t, settings):
 
 # ---------------------------------------------------------------- what compression forgets
 @figure("pie_rate")
-def pie_rate(t, settings):
+def pie_rate(table, settings):
     """PIE rate (% of the test set) against target sparsity, one line per quantization mode
     and one panel per architecture; a population statistic, so no error bars: the legend
     gives the population size."""
-    p = t["pie"].copy()
+    p = table["pie"].copy()
     p["sparsity_pct"] = sparsity_number(p.sparsity)
     p["pie_pct"] = 100 * p.pie_rate
     n = int(p.n_models.min())
