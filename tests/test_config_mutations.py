@@ -11,7 +11,7 @@ import random
 import pytest
 import yaml
 from conftest import ROOT, snakemake
-from pqgrid.core import registry
+from pqgrid.core import report_entries
 from pqgrid.core.catalog import ARCH_RESERVED, BUILDERS
 from pqgrid.core.config import ConfigError, check_config, load_schema
 
@@ -59,7 +59,7 @@ def subschema(config, path):
         if path[:1] == ("architectures",) and i == 2 and key not in ARCH_RESERVED:
             schema = BUILDERS[node["builder"]]["kwargs"][key]
         elif path[:3] == ("report", "figures", "per_figure") and i == 3:
-            schema = registry.figure_settings_schema(key)
+            schema = report_entries.figure_settings_schema(key)
         elif isinstance(node, list):
             schema = schema.get("items", {})
         elif key in schema.get("properties", {}):

@@ -1,5 +1,5 @@
 """Tables, figures and findings on small fabricated summaries (test data, never results:
-the verdicts are known in advance), and the report registry kept in step with its functions."""
+the verdicts are known in advance), and the report entries kept in step with its functions."""
 
 import itertools
 import re
@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from pqgrid.core import registry, stats
+from pqgrid.core import report_entries, stats
 from pqgrid.report import claims as report_claims
 from pqgrid.report import figures, findings, tables
 
@@ -351,16 +351,16 @@ def test_pareto_front():
 
 
 def test_every_registry_entry_has_exactly_one_function_and_back():
-    assert list(tables.TABLES) == registry.TABLES
-    assert set(figures.FIGURES) == set(registry.FIGURES)
-    for e in registry.ENTRIES:
-        assert set(e.needs) <= set(registry.LONG_TABLES) and e.caption and e.category, e
+    assert list(tables.TABLES) == report_entries.TABLES
+    assert set(figures.FIGURES) == set(report_entries.FIGURES)
+    for e in report_entries.ENTRIES:
+        assert set(e.needs) <= set(report_entries.LONG_TABLES) and e.caption and e.category, e
         assert (e.family is not None) == e.name.endswith("_"), e
-    assert registry.resolve("per_class_pruning_mn1") == (registry.BY_NAME["per_class_pruning_"], "mn1")
-    assert registry.inputs("fig_4_1_quantization_change", have_bench=False) == ["summary"]
-    assert registry.inputs("table_4_6_per_class", have_bench=True) == ["per_class"]
+    assert report_entries.resolve("per_class_pruning_mn1") == (report_entries.BY_NAME["per_class_pruning_"], "mn1")
+    assert report_entries.inputs("fig_4_1_quantization_change", have_bench=False) == ["summary"]
+    assert report_entries.inputs("table_4_6_per_class", have_bench=True) == ["per_class"]
     with pytest.raises(KeyError):
-        registry.resolve("fig_9_9_nothing")
+        report_entries.resolve("fig_9_9_nothing")
 
 
 def test_claims_go_by_builder_not_config_name():
@@ -399,7 +399,7 @@ def test_every_figure_renders(tmp_path, with_bench, monkeypatch):
         "layer_error": fabricated_layer_error(),
         "pie": fabricated_pie(),
     }
-    names = registry.figure_names(list(s.arch.unique()), ["pi4"])
+    names = report_entries.figure_names(list(s.arch.unique()), ["pi4"])
     for name in names:
         out = tmp_path / f"{name}.png"
         figures.render(name, tables, {"dpi": 40}, out)
@@ -407,12 +407,12 @@ def test_every_figure_renders(tmp_path, with_bench, monkeypatch):
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     expected = [] if with_bench else ["Energy per inference vs accuracy", "Accuracy vs latency on pi4"]
     assert len(names) == 13 + 2 * 5 + 1 and placeholders == expected
-    assert "energy_vs_top1" not in registry.figure_names(list(s.arch.unique()), ["pi4"], with_energy=False)
+    assert "energy_vs_top1" not in report_entries.figure_names(list(s.arch.unique()), ["pi4"], with_energy=False)
 
 
 # every figure once (one member of each per-architecture or per-device family)
 EVERY_FIGURE = sorted({n if not e.family else e.name + {"arch": "mobilenet", "device": "pi4"}[e.family]
-                       for e in registry.ENTRIES if e.kind == "figure" for n in [e.name]})  # fmt: skip
+                       for e in report_entries.ENTRIES if e.kind == "figure" for n in [e.name]})  # fmt: skip
 
 
 @pytest.mark.parametrize("name", EVERY_FIGURE)

@@ -1,5 +1,5 @@
 # Wildcards, grid expansion and input/params functions for every rule. The logic behind
-# them (config checks, settings merging, the report registry) lives in the pqgrid library,
+# them (config checks, settings merging, the report entries) lives in the pqgrid library,
 # unit-tested without Snakemake. A job's params are exactly the settings it reads
 # (pqgrid/core/settings.py) plus a hash of the pqgrid code it runs (pqgrid/core/provenance.py), so a
 # changed setting or changed code reruns the stage that reads it and what follows.
@@ -11,7 +11,7 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
-from pqgrid.core import registry, settings
+from pqgrid.core import report_entries, settings
 from pqgrid.core.config import cells as grid_cells
 from pqgrid.core.catalog import arch_kind, is_user_builder
 from pqgrid.core.config import (
@@ -34,7 +34,9 @@ ENERGY_DEVICES = settings.devices_with(config, "power")
 ACCURACY_DEVICES = settings.devices_with(config, "accuracy")
 # The forgetting analysis' settings, schema defaults filled in for configs without the block.
 FORGETTING = config["report"]["forgetting"]  # its defaults: the schema's
-FIGURES = registry.figure_names(GRID["arch"], DEVICES, with_energy=bool(ENERGY_DEVICES))
+FIGURES = report_entries.figure_names(
+    GRID["arch"], DEVICES, with_energy=bool(ENERGY_DEVICES)
+)
 # Formats beside the PNG (report.figures.format): the report shows the PNG.
 FIGURE_FORMATS = [f for f in config["report"]["figures"]["format"] if f != "png"]
 # One benchmark job per device at a time within this Snakemake instance (the device lock
@@ -54,7 +56,7 @@ wildcard_constraints:
     sparsity=_alternatives(GRID["sparsity"]),
     quant=_alternatives(GRID["quant"]),
     device=_alternatives(DEVICES) if DEVICES else "(?!)",
-    table=_alternatives(registry.TABLES),
+    table=_alternatives(report_entries.TABLES),
     figure=_alternatives(FIGURES),
     px="[0-9]+",
     repeat="[0-9]+",
@@ -136,7 +138,7 @@ def layer_error_targets():
 
 def report_targets():
     return (
-        [rules.make_table.output.csv.format(table=t) for t in registry.TABLES]
+        [rules.make_table.output.csv.format(table=t) for t in report_entries.TABLES]
         + [rules.plot_figure.output.png.format(figure=f) for f in FIGURES]
         + [f"results/figures/{f}.{ext}" for f in FIGURES for ext in FIGURE_FORMATS]
         + [rules.check_findings.output.md]
@@ -302,11 +304,11 @@ def long_tables(names):
 
 
 def report_inputs(wildcards):
-    """What a table or figure reads (registry.py), bench only where devices exist: a
+    """What a table or figure reads (report_entries.py), bench only where devices exist: a
     per-class figure does not wait for (or rerun after) device benchmarks."""
     name = wildcards.get("table") or wildcards.get("figure")
     return long_tables(
-        registry.inputs(
+        report_entries.inputs(
             name, have_bench=bool(DEVICES), have_layer_error=bool(layer_error_models())
         )
     )
@@ -389,15 +391,15 @@ def device_threads(wildcards):
 
 
 def figure_category(wildcards):
-    return registry.resolve(wildcards.figure)[0].category
+    return report_entries.resolve(wildcards.figure)[0].category
 
 
 def figure_caption(wildcards):
-    return registry.resolve(wildcards.figure)[0].caption
+    return report_entries.resolve(wildcards.figure)[0].caption
 
 
 def table_caption(wildcards):
-    return registry.resolve(wildcards.table)[0].caption
+    return report_entries.resolve(wildcards.table)[0].caption
 
 
 def thesis_files():

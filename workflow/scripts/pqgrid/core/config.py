@@ -11,7 +11,7 @@ import os
 import re
 import sys
 
-from pqgrid.core import registry
+from pqgrid.core import report_entries
 from pqgrid.core.catalog import (
     BUILDERS,
     STEMS,
@@ -554,7 +554,7 @@ def ship_devices(config: dict) -> list:
 
 def _check_figures(config: dict) -> None:
     # any configured architecture, also one this run leaves out of its grid
-    names = registry.figure_names(list(config["architectures"]), list(config.get("devices") or {}))
+    names = report_entries.figure_names(list(config["architectures"]), list(config.get("devices") or {}))
     per_figure = ((config.get("report") or {}).get("figures") or {}).get("per_figure") or {}
     for name, values in per_figure.items():
         if name not in names:
@@ -563,7 +563,7 @@ def _check_figures(config: dict) -> None:
                 f"report.figures.per_figure.{name}: no such figure (figures: {', '.join(close[:6])}"
                 f"{', ...' if len(close) > 6 else ''})"
             )
-        _validate(values, registry.figure_settings_schema(name), f"report.figures.per_figure.{name}")
+        _validate(values, report_entries.figure_settings_schema(name), f"report.figures.per_figure.{name}")
 
 
 def load_schema(path=None) -> dict:

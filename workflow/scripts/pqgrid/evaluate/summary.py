@@ -12,7 +12,7 @@ from pqgrid.core.catalog import arch_kind, builder_name
 from pqgrid.core.config import arch_label
 from pqgrid.core.io import atomic_path, damaged, read_csv, read_json, read_predictions, write_text
 from pqgrid.core.pruning_methods import method_of
-from pqgrid.core.registry import LONG_TABLES
+from pqgrid.core.report_entries import LONG_TABLES
 from pqgrid.core.sanity import collapsed
 
 log = logging.getLogger("pqgrid")

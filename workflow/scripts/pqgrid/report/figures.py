@@ -2,7 +2,7 @@
 Pareto views), with seaborn.
 
 Each figure is a function `(tables, settings) -> matplotlib Figure` (a family's also takes
-its architecture or device) registered under its name in registry.py, which says what it
+its architecture or device) registered under its name in report_entries.py, which says what it
 reads; a figure whose inputs are missing (no device configured) becomes a labelled
 placeholder."""
 
@@ -17,13 +17,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from pqgrid.core import registry  # noqa: E402
+from pqgrid.core import report_entries  # noqa: E402
 from pqgrid.core.io import atomic_path  # noqa: E402
 from pqgrid.core.pruning_methods import method_of  # noqa: E402
 from pqgrid.core.stats import CELL, MB, is_unpruned, pareto_front, per_class_changes, sparsity_number, t_interval  # noqa: E402
 from pqgrid.evaluate.summary import mobilenet_v3, read_long_tables  # noqa: E402
 
-FIGURES = {}  # registry name -> drawing function
+FIGURES = {}  # report_entries name -> drawing function
 
 
 # Error bars of a mean over seeds: its 95 % Student-t interval (stats.t_interval), the same
@@ -32,9 +32,9 @@ ERRORBAR = t_interval
 
 
 def figure(name):
-    """Register a drawing function under its registry.py name."""
-    if registry.BY_NAME[name].kind != "figure":
-        raise KeyError(f"{name} is not a figure in registry.py")
+    """Register a drawing function under its report_entries.py name."""
+    if report_entries.BY_NAME[name].kind != "figure":
+        raise KeyError(f"{name} is not a figure in report_entries.py")
 
     def register(fn):
         FIGURES[name] = fn
@@ -556,7 +556,7 @@ def _drawn_ticklabels(axis) -> list:
 def render(name, tables: dict, settings: dict, out_png):
     """Draw one figure (atomically) as PNG, and as every other format in `format` beside it.
     Missing inputs give a labelled placeholder."""
-    entry, member = registry.resolve(name)
+    entry, member = report_entries.resolve(name)
     fn, needs, title = FIGURES[entry.name], entry.needs, entry.caption
     sns.set_theme(
         style=settings.get("style", "whitegrid"),

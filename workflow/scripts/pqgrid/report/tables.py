@@ -2,7 +2,7 @@
 95 % t-interval (`<col>_ci95`, the half-width), standard deviation (`<col>_std`) and
 `n_seeds`, with the thesis' published numbers beside (`thesis_*` columns).
 Every table is a function `(summary, bench, per_class, thesis) -> DataFrame` named in
-registry.py, so tests feed them small frames."""
+report_entries.py, so tests feed them small frames."""
 
 from __future__ import annotations
 
