@@ -19,6 +19,7 @@ ImageNet setup; the counting here is a few lines of numpy, the statistics are sc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
@@ -70,6 +71,22 @@ def _per_class_frame(labels: np.ndarray, seeds: list, y: np.ndarray, classes: li
     )
 
 
+@dataclass(frozen=True)
+class _Population:
+    """A population's answers on the test set and what the analysis reads off them."""
+
+    preds: np.ndarray  # (models, images) predicted classes
+    modal: np.ndarray  # per image: the modal label
+    agree: np.ndarray  # per image: how many models voted for it
+    correct: np.ndarray  # per image: how many models are right
+    acc: np.ndarray  # per model: top-1
+
+
+def _population(preds: np.ndarray, y: np.ndarray, k: int, prefer=None) -> _Population:
+    modal, agree = modal_labels(preds, k, prefer=prefer)
+    return _Population(preds, modal, agree, (preds == y).sum(axis=0), (preds == y).mean(axis=1))
+
+
 def analyse(reference: list[dict], ref_seeds: list, variants: dict, classes: list, alpha=0.05, resamples=1000):
     """PIEs, per-class changes and a summary row for every variant.
 
@@ -81,77 +98,70 @@ def analyse(reference: list[dict], ref_seeds: list, variants: dict, classes: lis
     y = reference[0]["true"].astype(np.int64)
     sha = reference[0]["test_sha256"]
     k = len(classes)
-    ref = _stack(reference, [f"uncompressed seed {s}" for s in ref_seeds], sha, y)
-    ref_modal, ref_agree = modal_labels(ref, k)
-    ref_correct = (ref == y).sum(axis=0)
-    ref_pc = _per_class_frame(ref, ref_seeds, y, classes)
-    ref_acc = (ref == y).mean(axis=1)
-
+    ref = _population(_stack(reference, [f"uncompressed seed {s}" for s in ref_seeds], sha, y), y, k)
+    ref_pc = _per_class_frame(ref.preds, ref_seeds, y, classes)
     summary, images, per_class = [], [], []
     for (sparsity, quant), members in variants.items():
         seeds = [s for s, _ in members]
-        var = _stack([p for _, p in members], [f"s{sparsity} {quant} seed {s}" for s in seeds], sha, y)
-        var_modal, var_agree = modal_labels(var, k, prefer=ref_modal)
-        var_correct = (var == y).sum(axis=0)
-        pie = ref_modal != var_modal
-        var_acc = (var == y).mean(axis=1)
-        baseline = seed_baseline(ref, list(ref_seeds), var, seeds, y, k, resamples=resamples)
-        d_lo, d_hi = welch_interval(ref_acc, var_acc)
-        summary.append(
-            {
-                "sparsity": sparsity,
-                "quant": quant,
-                "variant": f"s{sparsity} {quant}",
-                "n_models": len(var),
-                "n_models_uncompressed": len(ref),
-                "test_images": len(y),
-                "pies": int(pie.sum()),
-                "pie_rate": float(pie.mean()),
-                "top1": float(var_acc.mean()),
-                "top1_uncompressed": float(ref_acc.mean()),
-                "top1_delta_pp": 100 * float(var_acc.mean() - ref_acc.mean()),
-                "top1_delta_ci_low_pp": 100 * d_lo,
-                "top1_delta_ci_high_pp": 100 * d_hi,
-                # Hooker: are PIEs harder? Top-1 of each population on the PIEs vs the rest.
-                "uncompressed_top1_on_pies": _mean_on(ref, y, pie),
-                "uncompressed_top1_on_rest": _mean_on(ref, y, ~pie),
-                "top1_on_pies": _mean_on(var, y, pie),
-                "top1_on_rest": _mean_on(var, y, ~pie),
-                # what compression forgets beyond another seed (claims 15-17)
-                **baseline,
-            }
-        )
-        idx = np.flatnonzero(pie)
-        images.append(
-            pd.DataFrame(
-                {
-                    "sparsity": sparsity,
-                    "quant": quant,
-                    "variant": f"s{sparsity} {quant}",
-                    "index": idx,
-                    "true_class": [classes[i] for i in y[idx]],
-                    "modal_before": [classes[i] for i in ref_modal[idx]],
-                    "agree_before": ref_agree[idx],
-                    "modal_after": [classes[i] for i in var_modal[idx]],
-                    "agree_after": var_agree[idx],
-                    "correct_before": ref_correct[idx],
-                    "correct_after": var_correct[idx],
-                    "n_models_before": len(ref),
-                    "n_models_after": len(var),
-                    # share of models right before minus after: 1 = all knew it, none still do
-                    "forgetting": ref_correct[idx] / len(ref) - var_correct[idx] / len(var),
-                }
-            )
-        )
-        per_class.append(
-            class_changes(ref_pc, _per_class_frame(var, seeds, y, classes), alpha).assign(
-                sparsity=sparsity, quant=quant, variant=f"s{sparsity} {quant}"
-            )
-        )
+        stack = _stack([p for _, p in members], [f"s{sparsity} {quant} seed {s}" for s in seeds], sha, y)
+        var = _population(stack, y, k, prefer=ref.modal)
+        pie = ref.modal != var.modal
+        baseline = seed_baseline(ref.preds, list(ref_seeds), var.preds, seeds, y, k, resamples=resamples)
+        cell = {"sparsity": sparsity, "quant": quant, "variant": f"s{sparsity} {quant}"}
+        summary.append({**cell, **_summary_row(ref, var, pie, y), **baseline})
+        images.append(_pie_images(cell, ref, var, pie, y, classes))
+        var_pc = _per_class_frame(var.preds, seeds, y, classes)
+        per_class.append(class_changes(ref_pc, var_pc, alpha).assign(**cell))
     return (
         pd.DataFrame(summary),
         pd.concat(images, ignore_index=True) if images else pd.DataFrame(),
         pd.concat(per_class, ignore_index=True) if per_class else pd.DataFrame(),
+    )
+
+
+def _summary_row(ref: _Population, var: _Population, pie: np.ndarray, y: np.ndarray) -> dict:
+    """A variant's PIE count and rate, top-1 against the uncompressed population's with the
+    Welch interval of the difference, and each population's top-1 on and off the PIEs."""
+    d_lo, d_hi = welch_interval(ref.acc, var.acc)
+    return {
+        "n_models": len(var.preds),
+        "n_models_uncompressed": len(ref.preds),
+        "test_images": len(y),
+        "pies": int(pie.sum()),
+        "pie_rate": float(pie.mean()),
+        "top1": float(var.acc.mean()),
+        "top1_uncompressed": float(ref.acc.mean()),
+        "top1_delta_pp": 100 * float(var.acc.mean() - ref.acc.mean()),
+        "top1_delta_ci_low_pp": 100 * d_lo,
+        "top1_delta_ci_high_pp": 100 * d_hi,
+        # Hooker: are PIEs harder? Top-1 of each population on the PIEs vs the rest.
+        "uncompressed_top1_on_pies": _mean_on(ref.preds, y, pie),
+        "uncompressed_top1_on_rest": _mean_on(ref.preds, y, ~pie),
+        "top1_on_pies": _mean_on(var.preds, y, pie),
+        "top1_on_rest": _mean_on(var.preds, y, ~pie),
+    }
+
+
+def _pie_images(cell: dict, ref: _Population, var: _Population, pie, y, classes: list) -> pd.DataFrame:
+    """One row per PIE of `cell`: its class, the modal label and votes before and after, the
+    models right."""
+    idx = np.flatnonzero(pie)
+    return pd.DataFrame(
+        {
+            **cell,
+            "index": idx,
+            "true_class": [classes[i] for i in y[idx]],
+            "modal_before": [classes[i] for i in ref.modal[idx]],
+            "agree_before": ref.agree[idx],
+            "modal_after": [classes[i] for i in var.modal[idx]],
+            "agree_after": var.agree[idx],
+            "correct_before": ref.correct[idx],
+            "correct_after": var.correct[idx],
+            "n_models_before": len(ref.preds),
+            "n_models_after": len(var.preds),
+            # share of models right before minus after: 1 = all knew it, none still do
+            "forgetting": ref.correct[idx] / len(ref.preds) - var.correct[idx] / len(var.preds),
+        }
     )
 
 

@@ -310,49 +310,60 @@ def check_outside_models(config: dict, out=sys.stderr) -> None:
             continue
         if arch_kind(a) != "model":
             continue
-        key = f"architectures.{name}.model"
         report = inspected(a["model"], a.get("custom_objects"))
-        shape = report["input_shape"]
-        if report["inputs"] != 1 or not shape or len(shape) != 3:
-            raise ConfigError(
-                f"{key}: takes {report['inputs']} inputs of shape {shape}; pqgrid feeds one image tensor (h, w, 3)"
-            )
-        h, w, channels = shape
-        if channels != 3:
-            raise ConfigError(
-                f"{key}: takes {channels}-channel images; pqgrid feeds RGB (3 channels): retrain or wrap the model"
-            )
-        if h is not None and w is not None and h != w:
-            raise ConfigError(
-                f"{key}: takes {h}x{w} images; pqgrid feeds square images: give a model with a square input"
-            )
-        size = a.get("input_size")
-        if h is not None and size is not None and size != h:
-            raise ConfigError(
-                f"architectures.{name}.input_size: {size}, but the model takes {h}x{w}; remove input_size"
-            )
-        if h is not None and size is None:
-            a["input_size"] = h  # the data are prepared at the size the model takes
-        outputs = report["output_shape"]
-        classes = dataset_classes(config)
-        if not outputs or len(outputs) != 1:
-            raise ConfigError(f"{key}: outputs shape {outputs}; pqgrid needs one score per class (batch, classes)")
-        if classes is not None and outputs[0] != classes:
-            raise ConfigError(
-                f"{key}: outputs {outputs[0]} classes, the data set has {classes}; give the matching data set or model"
-            )
-        _check_classes(config, name, a, outputs[0], report["class_layer"])
-        problems = report["qat_problems"]
-        for line in problems:
-            print(f"pqgrid: {name}: QAT cannot quantize {line}", file=out)
-        if name in wants_qat and problems:
-            raise ConfigError(
-                f"{key}: QAT cannot fine-tune it ({len(problems)} layer{'s' * (len(problems) > 1)} above, first: "
-                f"{problems[0]}); leave it out with quantization.subsets.qat.architectures"
-            )
-        qat = "QAT: every layer quantizable" if not problems else f"QAT: no ({len(problems)} layers listed above)"
-        print(
-            f"pqgrid: {name}: {report['layers']} layers, pruning wraps {len(report['pruned_layers'])} "
-            f"({', '.join(report['pruned_layers'][:4])}{', ...' if len(report['pruned_layers']) > 4 else ''}); {qat}",
-            file=out,
+        _check_model_input(name, a, report)
+        _check_model_output(config, name, a, report)
+        _say_what_pruning_and_qat_do(name, report, name in wants_qat, out)
+
+
+def _check_model_input(name: str, a: dict, report: dict) -> None:
+    """One image tensor, square and RGB, of the size the config gives (set from the model
+    where the config gives none)."""
+    key = f"architectures.{name}.model"
+    shape = report["input_shape"]
+    if report["inputs"] != 1 or not shape or len(shape) != 3:
+        raise ConfigError(f"{key}: takes {report['inputs']} inputs of shape {shape}; pqgrid feeds one image tensor (h, w, 3)")
+    h, w, channels = shape
+    if channels != 3:
+        raise ConfigError(f"{key}: takes {channels}-channel images; pqgrid feeds RGB (3 channels): retrain or wrap the model")
+    if h is not None and w is not None and h != w:
+        raise ConfigError(f"{key}: takes {h}x{w} images; pqgrid feeds square images: give a model with a square input")
+    size = a.get("input_size")
+    if h is not None and size is not None and size != h:
+        raise ConfigError(f"architectures.{name}.input_size: {size}, but the model takes {h}x{w}; remove input_size")
+    if h is not None and size is None:
+        a["input_size"] = h  # the data are prepared at the size the model takes
+
+
+def _check_model_output(config: dict, name: str, a: dict, report: dict) -> None:
+    """One score per class of the data set, in an order `classes:` can name."""
+    key = f"architectures.{name}.model"
+    outputs = report["output_shape"]
+    classes = dataset_classes(config)
+    if not outputs or len(outputs) != 1:
+        raise ConfigError(f"{key}: outputs shape {outputs}; pqgrid needs one score per class (batch, classes)")
+    if classes is not None and outputs[0] != classes:
+        raise ConfigError(
+            f"{key}: outputs {outputs[0]} classes, the data set has {classes}; give the matching data set or model"
         )
+    _check_classes(config, name, a, outputs[0], report["class_layer"])
+
+
+def _say_what_pruning_and_qat_do(name: str, report: dict, wants_qat: bool, out) -> None:
+    """A line per layer QAT cannot quantize (an error where the grid asks for QAT), then one
+    line of what pruning wraps."""
+    problems = report["qat_problems"]
+    for line in problems:
+        print(f"pqgrid: {name}: QAT cannot quantize {line}", file=out)
+    if wants_qat and problems:
+        raise ConfigError(
+            f"architectures.{name}.model: QAT cannot fine-tune it ({len(problems)} layer{'s' * (len(problems) > 1)} "
+            f"above, first: {problems[0]}); leave it out with quantization.subsets.qat.architectures"
+        )
+    qat = "QAT: every layer quantizable" if not problems else f"QAT: no ({len(problems)} layers listed above)"
+    pruned = report["pruned_layers"]
+    print(
+        f"pqgrid: {name}: {report['layers']} layers, pruning wraps {len(pruned)} "
+        f"({', '.join(pruned[:4])}{', ...' if len(pruned) > 4 else ''}); {qat}",
+        file=out,
+    )
