@@ -34,7 +34,8 @@ from pqgrid.core.cli import (
     unknown_targets,
 )
 from pqgrid.core.catalog import arch_kind
-from pqgrid.core.config import ConfigError, check_config, load_schema
+from pqgrid.core.config import check_config
+from pqgrid.core.schema import ConfigError, load_schema
 
 
 # Relative to this file, not to the working directory: `-s path/to/Snakefile` and

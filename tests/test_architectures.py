@@ -4,8 +4,10 @@ weights from a file: real TensorFlow, tfmot, the converter and LiteRT on tiny da
 import numpy as np
 import pytest
 from conftest import synthetic_npz
-from pqgrid.core.config import ConfigError, arch_label, check_config
+from pqgrid.core.config import check_config
+from pqgrid.core.grid import arch_label
 from pqgrid.core.modes import MODES
+from pqgrid.core.schema import ConfigError
 from pqgrid.data import arrays
 
 TRAIN = {
@@ -222,7 +224,7 @@ def test_pretrained_start_trains_head_then_fine_tunes(tmp_path, tiny_data):
 def _config(**arch):
     import yaml
     from conftest import ROOT
-    from pqgrid.core.config import load_schema
+    from pqgrid.core.schema import load_schema
 
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["architectures"] = {"a": {"builder": "SqueezeNet11", **arch}}

@@ -6,7 +6,9 @@ import re
 import pytest
 import yaml
 from conftest import ROOT, snakemake
-from pqgrid.core.config import ConfigError, check_config, grid, load_schema
+from pqgrid.core.config import check_config
+from pqgrid.core.grid import grid
+from pqgrid.core.schema import ConfigError, load_schema
 from pqgrid.core.settings import pruning_settings, training_settings
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -187,7 +189,7 @@ def test_device_settings_per_stage_and_which_devices_measure_what():
 
 
 def test_subsets_run_a_mode_on_part_of_the_grid():
-    from pqgrid.core.config import cells
+    from pqgrid.core.grid import cells
 
     c = cfg(
         grid_architectures=["mobilenet", "efficientnet_b0"],
@@ -219,7 +221,7 @@ def test_qat_settings_merge_and_mark_pqat():
 
 
 def test_pattern_and_sparse_mode_tokens():
-    from pqgrid.core.config import sparsity_token, sparsity_value
+    from pqgrid.core.grid import sparsity_token, sparsity_value
     from pqgrid.core.modes import split_quant
 
     c = cfg(pruning__sparsities=[0, 50, "2:4"], quantization__modes=["fp32", "int8_sparse"])
@@ -448,8 +450,8 @@ def test_every_mode_has_a_converter():
 
 def test_schema_lists_every_quantization_mode():
     """The schema's description of quantization.modes names exactly the modes of MODES."""
-    from pqgrid.core.config import load_schema
     from pqgrid.core.modes import MODES
+    from pqgrid.core.schema import load_schema
 
     text = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")["properties"]["quantization"]
     described = text["properties"]["modes"]["description"].split(",")[0].split(" | ")

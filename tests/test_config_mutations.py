@@ -13,7 +13,8 @@ import yaml
 from conftest import ROOT, snakemake
 from pqgrid.core import report_entries
 from pqgrid.core.catalog import ARCH_RESERVED, BUILDERS
-from pqgrid.core.config import ConfigError, check_config, load_schema
+from pqgrid.core.config import check_config
+from pqgrid.core.schema import ConfigError, load_schema
 
 SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 N_MUTATIONS = 1200

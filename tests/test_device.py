@@ -543,8 +543,8 @@ def test_local_timeout_kills_a_silent_harness(tiny_tflite, tmp_path):
 def test_device_types_agree():
     """One record per device type (core/devices.py), one session class per type
     (device/sessions.py SESSIONS), and the schema's enum name the same types."""
-    from pqgrid.core.config import load_schema
     from pqgrid.core.devices import DEVICE_TYPES
+    from pqgrid.core.schema import load_schema
     from pqgrid.device.sessions import SESSIONS
 
     enum = load_schema()["properties"]["devices"]["additionalProperties"]["properties"]["type"]["enum"]

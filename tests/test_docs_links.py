@@ -11,8 +11,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted(
     p
-    for p in [*ROOT.glob("*.md"), *ROOT.glob("docs/**/*.md"), *ROOT.glob("benchmarks/*.md"), *ROOT.glob("profiles/**/*.md"),
-              *ROOT.glob("tests/**/*.md")]  # fmt: skip
+    for p in [
+        *ROOT.glob("*.md"),
+        *ROOT.glob("docs/**/*.md"),
+        *ROOT.glob("benchmarks/*.md"),
+        *ROOT.glob("profiles/**/*.md"),
+        *ROOT.glob("tests/**/*.md"),
+    ]  # fmt: skip
     if ".venv" not in p.parts
 )
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
@@ -58,5 +63,7 @@ def test_every_link_resolves(page):
 def test_the_check_finds_a_missing_file_and_a_moved_section(tmp_path):
     (tmp_path / "a.md").write_text("# Title here\n## One, two: three\n")
     page = tmp_path / "b.md"
-    page.write_text("[ok](a.md#one-two-three) [top](a.md#title-here) `[code](none.md)`\n[gone](c.md) [moved](a.md#four)\n")
+    page.write_text(
+        "[ok](a.md#one-two-three) [top](a.md#title-here) `[code](none.md)`\n[gone](c.md) [moved](a.md#four)\n"
+    )
     assert [b.split(":")[0] for b in broken_links(page)] == ["c.md", "a.md#four"]

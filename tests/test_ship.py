@@ -8,7 +8,8 @@ import json
 import pandas as pd
 import pytest
 from conftest import SMOKE_RUN
-from pqgrid.core.config import ConfigError, check_config
+from pqgrid.core.config import check_config
+from pqgrid.core.schema import ConfigError
 from pqgrid.ship.choose import candidates, choose, markdown
 from test_config import SCHEMA, cfg
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import ROOT, snakemake
 from pqgrid.core.catalog import BUILDERS
-from pqgrid.core.config import load_schema
+from pqgrid.core.schema import load_schema
 
 SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 STAGE_MAP = yaml.safe_load((ROOT / "workflow" / "schemas" / "stages.yaml").read_text())

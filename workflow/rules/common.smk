@@ -12,17 +12,10 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from pqgrid.core import report_entries, settings
-from pqgrid.core.config import cells as grid_cells
 from pqgrid.core.catalog import arch_kind, is_user_builder
-from pqgrid.core.config import (
-    grid,
-    input_size,
-    module_file,
-    ship_devices,
-    sparsity_value,
-    user_builder_file,
-    workflow_path,
-)
+from pqgrid.core.grid import cells as grid_cells
+from pqgrid.core.grid import grid, input_size, ship_devices, sparsity_value
+from pqgrid.core.paths import module_file, user_builder_file, workflow_path
 from pqgrid.core.devices import DEVICE_TYPES, board_pins
 from pqgrid.core.modes import REPAIR_TOKEN, derives_from_fp32, mode
 from pqgrid.core.provenance import file_digest, folder_digest, stage_digest

@@ -1,5 +1,5 @@
-from pqgrid.core.config import source_path
 from pqgrid.core.jobs import by_hand, run_script
+from pqgrid.core.paths import source_path
 from pqgrid.data.prepare import prepare
 
 by_hand(globals())

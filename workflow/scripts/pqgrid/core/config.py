@@ -1,12 +1,13 @@
-"""Pure-Python view of the configuration: builders, grid expansion and the semantic checks
-that the JSON schema cannot express. No TensorFlow import here: the Snakefile calls these at
-parse time, and a dry run must stay fast (benchmark P3)."""
+"""The config checks: every value before any job - the JSON schema (core/schema.py), then
+what a schema cannot express (architectures and their files, the grid and its subsets,
+pruning methods, devices, the ship budget, figure settings), each mistake one line naming
+the key and the fix. The grid itself is core/grid.py, paths core/paths.py. No TensorFlow
+import here: the Snakefile calls these at parse time, and a dry run must stay fast
+(benchmark P3)."""
 
 from __future__ import annotations
 
 import ast
-import copy
-import importlib.util
 import os
 import re
 import sys
@@ -22,124 +23,11 @@ from pqgrid.core.catalog import (
     pruning_methods,
 )
 from pqgrid.core.devices import DEVICE_TYPES
-from pqgrid.core.modes import MODES, SPARSE_SUFFIX, derives_from_fp32, mode, split_quant
-from pqgrid.core.pruning_methods import METHODS, method_of, token_for
-
-DATASET_SOURCES = ("keras", "synthetic", "synthetic-photos")  # plus a path (folder, tar, CIFAR python batches)
-
-
-# The checkout. Relative paths in the config (dataset.source, architectures.*.weights,
-# report.thesis_dir) start here, not in the run folder or wherever snakemake was started:
-# the same config means the same files from any folder, and params hold the path as written
-# (moving a run folder or the checkout reruns nothing).
-# this file is <root>/workflow/scripts/pqgrid/core/config.py
-WORKFLOW_DIR = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-)
-SCHEMA_PATH = os.path.join(WORKFLOW_DIR, "workflow", "schemas", "config.schema.yaml")
-
-
-class ConfigError(ValueError):
-    """A configuration mistake, reported as one line naming the key and the fix."""
-
-
-# Structured patterns hardware can exploit: "M:N" = at least M zeros in every N consecutive
-# input-channel weights. 2:4 is what sparse tensor cores and XNNPACK-style kernels use.
-PATTERNS = {"2:4": (2, 4)}
-
-
-# Pruning methods: one record each in core/pruning_methods.py.
-
-
-def sparsity_method(token) -> tuple:
-    """A {sparsity} token or config value -> (method, percentage or pattern): "ch50" ->
-    ("channels", 50), "50" or 50 -> ("magnitude", 50), "2of4" or "2:4" -> ("magnitude", "2:4")."""
-    if token in PATTERNS:
-        return "magnitude", token
-    method = method_of(token)
-    if method != "magnitude":
-        return method, int(str(token)[len(METHODS[method].prefix) :])
-    return "magnitude", sparsity_value(str(token))
-
-
-def sparsity_token(value) -> str:
-    """Config value -> the `{sparsity}` wildcard: 30 -> "30", "2:4" -> "2of4" (no colon in
-    file names; the two kinds can never collide since one is all digits)."""
-    if isinstance(value, str) and value in PATTERNS:
-        return value.replace(":", "of")
-    return str(value)
-
-
-def sparsity_value(token: str):
-    """Inverse of sparsity_token; a method's token stays as it is ("ch50")."""
-    if any(m.prefix and token.startswith(m.prefix) for m in METHODS.values()):
-        return token
-    return token.replace("of", ":") if "of" in token else int(token)
-
-
-def schedule_for(pruning: dict, sparsity):
-    """YAML gives integer keys, `--config` on the command line may give strings."""
-    schedules = pruning.get("schedules") or {}
-    return schedules.get(sparsity, schedules.get(str(sparsity)))
-
-
-def grid(config: dict) -> dict:
-    """The grid's axes as lists of strings (wildcard values)."""
-    return {
-        "arch": selected_architectures(config),
-        "seed": [str(s) for s in config["seeds"]],
-        "sparsity": _sparsity_tokens(config["pruning"]),
-        "quant": list(config["quantization"]["modes"]),
-    }
-
-
-def _sparsity_tokens(pruning: dict) -> list:
-    """The {sparsity} values of the grid: 0 (the trained model) once, then each method's
-    cells - magnitude's bare (percentages and patterns), the others' with their prefix
-    (percentages only)."""
-    methods = pruning.get("methods", ["magnitude"])
-    tokens = [sparsity_token(s) for s in pruning["sparsities"] if s == 0 or "magnitude" in methods]
-    for m in methods:
-        if m != "magnitude":
-            tokens += [token_for(m, s) for s in pruning["sparsities"] if isinstance(s, int) and s > 0]
-    return tokens
-
-
-def from_tflite_file(arch_cfg: dict, sparsity: str, quant: str) -> bool:
-    """Whether a cell can be made for the architecture: any for a builder or a Keras model;
-    for a `.tflite` only the file itself (fp32) and the modes derived from a float .tflite,
-    at sparsity 0 (no Keras model: no pruning, QAT or converter-only modes)."""
-    if arch_kind(arch_cfg) != "tflite":
-        return True
-    return sparsity_token(sparsity) == "0" and (quant == "fp32" or derives_from_fp32(quant))
-
-
-def cells(config: dict) -> list:
-    """Every (arch, seed, sparsity, quant) of the grid as wildcard dicts: the product of the
-    axes, less what `quantization.subsets` leaves out (a mode run on part of the grid)."""
-    g = grid(config)
-    subsets = config["quantization"].get("subsets") or {}
-    out = []
-    for a in g["arch"]:
-        for s in g["seed"]:
-            for p in g["sparsity"]:
-                for q in g["quant"]:
-                    if not from_tflite_file(config["architectures"][a], p, q):
-                        continue
-                    if method_of(p) not in pruning_methods(config["architectures"][a]):
-                        continue
-                    sub = subsets.get(q) or {}
-                    if "architectures" in sub and a not in sub["architectures"]:
-                        continue
-                    if "sparsities" in sub and p not in [sparsity_token(v) for v in sub["sparsities"]]:
-                        continue
-                    out.append(dict(arch=a, seed=s, sparsity=p, quant=q))
-    return out
-
-
-def selected_architectures(config: dict) -> list:
-    chosen = config.get("grid_architectures")
-    return list(config["architectures"]) if chosen is None else list(chosen)
+from pqgrid.core.grid import PATTERNS, cells, grid, schedule_for, selected_architectures, sparsity_token
+from pqgrid.core.modes import MODES, SPARSE_SUFFIX, mode, split_quant
+from pqgrid.core.paths import DATASET_SOURCES, WORKFLOW_DIR, module_file, source_path, user_builder_file, workflow_path
+from pqgrid.core.pruning_methods import METHODS
+from pqgrid.core.schema import ConfigError, validate
 
 
 def check_config(config: dict, schema: dict | None = None) -> None:
@@ -153,7 +41,7 @@ def check_config(config: dict, schema: dict | None = None) -> None:
                 f"devices.{name}.password: passwords are not accepted; use identity_file, an ssh agent or ~/.ssh/config"
             )
     if schema is not None:
-        _validate(config, schema, "")
+        validate(config, schema, "")
     _check_architectures(config)
     _check_grid(config)
     _check_pruning(config)
@@ -194,39 +82,12 @@ def _check_architectures(config: dict) -> None:
         kwargs = builder_entry(b)["kwargs"]
         if kwargs is None:  # a user's function: check_user_builder compared them with its signature
             continue
-        _validate(
+        validate(
             builder_kwargs(a),
             {"type": "object", "properties": kwargs, "additionalProperties": False},
             f"architectures.{name}",
             fix=f"{b} takes: {', '.join(sorted(kwargs)) or 'no arguments'}",
         )
-
-
-def arch_label(arch_cfg: dict, px: int) -> str:
-    """A readable name for tables and figures: builder, the settings that make it differ from
-    the plain builder, and the input size, e.g. "MobileNet α0.5 cifar-stem 96px"."""
-    given = arch_cfg.get("model") or arch_cfg.get("tflite")  # a file: its name says what it is
-    parts = [arch_cfg.get("builder") or os.path.basename(os.path.normpath(given))]
-    for key, value in sorted(builder_kwargs(arch_cfg).items()):
-        if key == "alpha":
-            parts.append(f"α{value:g}")
-        elif value is True:
-            parts.append(key)
-        elif value is not False:
-            parts.append(f"{key}={value}")
-    if arch_cfg.get("stem", "imagenet") != "imagenet":
-        parts.append(f"{arch_cfg['stem']}-stem")
-    if arch_cfg.get("weights"):
-        parts.append("imagenet-init" if arch_cfg["weights"] == "imagenet" else "pretrained")
-    parts.append(f"{px}px")
-    return " ".join(parts)
-
-
-def input_size(config: dict, arch: str):
-    """The image side an architecture runs at: its own `input_size`, else dataset.image_size
-    (None: the source's own size, decided by the data stage)."""
-    a = config["architectures"][arch]
-    return a.get("input_size", config["dataset"].get("image_size"))
 
 
 def _check_arch_options(name: str, a: dict, config: dict) -> None:
@@ -292,28 +153,6 @@ def _check_model_file(name: str, a: dict) -> None:
         raise ConfigError(
             f"{key}.custom_objects: {module!r} not found; give a path/to/file.py or a module importable from {WORKFLOW_DIR}"
         )
-
-
-def user_builder_file(builder: str) -> str | None:
-    """The file a `module:function` builder lives in (module_file)."""
-    return module_file(builder.rsplit(":", 1)[0])
-
-
-def module_file(module: str) -> str | None:
-    """The file of a module the config names, found without importing it: a path (relative
-    to the workflow's folder), a module under the workflow's folder, or an installed module;
-    None when there is none."""
-    if module.endswith(".py"):
-        path = workflow_path(module)
-        return path if os.path.isfile(path) else None
-    for candidate in (module.replace(".", os.sep) + ".py", os.path.join(module.replace(".", os.sep), "__init__.py")):
-        if os.path.isfile(os.path.join(WORKFLOW_DIR, candidate)):
-            return os.path.join(WORKFLOW_DIR, candidate)
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    return spec.origin if spec and spec.origin and os.path.isfile(spec.origin) else None
 
 
 def check_user_builder(name: str, a: dict) -> None:
@@ -546,12 +385,6 @@ def _check_ship(config: dict) -> None:
                 )
 
 
-def ship_devices(config: dict) -> list:
-    """The devices `ship:` chooses for: those it names, else every device."""
-    names = (config.get("ship") or {}).get("devices")
-    return list(names) if names else list(config.get("devices") or {})
-
-
 def _check_figures(config: dict) -> None:
     # any configured architecture, also one this run leaves out of its grid
     names = report_entries.figure_names(list(config["architectures"]), list(config.get("devices") or {}))
@@ -563,105 +396,7 @@ def _check_figures(config: dict) -> None:
                 f"report.figures.per_figure.{name}: no such figure (figures: {', '.join(close[:6])}"
                 f"{', ...' if len(close) > 6 else ''})"
             )
-        _validate(values, report_entries.figure_settings_schema(name), f"report.figures.per_figure.{name}")
-
-
-def load_schema(path=None) -> dict:
-    """The config's JSON schema (default: the workflow's own)."""
-    import yaml
-
-    with open(path or SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
-
-
-def with_defaults(instance: dict, schema: dict) -> dict:
-    """A copy of `instance` with the schema's defaults filled in, nested ones too - what
-    Snakemake's validate does to the config (the recipe of jsonschema's FAQ), for code that
-    gets a setting without the workflow (tests, a direct call). Defaults live only in the
-    schema."""
-    from jsonschema import Draft202012Validator, validators
-
-    check_properties = Draft202012Validator.VALIDATORS["properties"]
-
-    def fill(validator, properties, inst, sch):
-        if isinstance(inst, dict):
-            for key, sub in properties.items():
-                if "default" in sub:
-                    inst.setdefault(key, copy.deepcopy(sub["default"]))
-        yield from check_properties(validator, properties, inst, sch)
-
-    filled = copy.deepcopy(instance)
-    for _ in validators.extend(Draft202012Validator, {"properties": fill})(schema).iter_errors(filled):
-        pass
-    return filled
-
-
-def device_with_defaults(device: dict) -> dict:
-    """One device's settings with the schema's defaults (devices.<name>)."""
-    return with_defaults(device, load_schema()["properties"]["devices"]["additionalProperties"])
-
-
-def _validate(instance, schema: dict, prefix: str, fix: str = "") -> None:
-    """JSON-schema validation whose first error becomes one line naming the dotted key."""
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import best_match
-
-    error = best_match(Draft202012Validator(schema).iter_errors(instance))
-    if error is not None:
-        raise ConfigError(_one_line(error, schema, prefix, fix))
-
-
-def _one_line(e, root: dict, prefix: str, fix: str) -> str:
-    path = ".".join(p for p in [prefix, *map(str, e.absolute_path)] if p)
-    v, value = e.validator, _short(e.instance)
-    if v in ("additionalProperties", "unevaluatedProperties"):
-        key = re.findall(r"'([^']*)'", e.message)
-        allowed = sorted(_properties(e.schema, root))
-        where = f"{path}.{key[0]}" if path and key else (key[0] if key else path)
-        return f"{where}: unknown key ({fix or 'allowed: ' + (', '.join(allowed) or 'none')})"
-    if v == "type":
-        want = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
-        return f"{path}: {value} is not {' or '.join(want)} (give {' or '.join(want)}{'; ' + fix if fix else ''})"
-    if v == "enum":
-        return f"{path}: {value} is not allowed (choose one of {', '.join(map(str, e.validator_value))})"
-    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        sign = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
-        return f"{path}: {value} is out of range (must be {sign} {e.validator_value})"
-    if v == "uniqueItems":
-        return f"{path}: {value} lists an entry twice (give each once)"
-    if v == "required":
-        missing = re.findall(r"'([^']*)'", e.message)
-        return f"{path + '.' if path else ''}{missing[0] if missing else '?'}: missing (add it; config.yaml shows it)"
-    if v in ("minItems", "minProperties"):
-        return f"{path}: {value} is empty or too short (give at least {e.validator_value})"
-    if v == "maxItems":
-        return f"{path}: {value} is too long (give at most {e.validator_value})"
-    return f"{path}: {e.message[:160]}"
-
-
-def _properties(schema: dict, root: dict) -> set:
-    """Keys a (sub)schema allows, following a local $ref."""
-    keys = set(schema.get("properties", {}))
-    ref = schema.get("$ref", "")
-    if ref.startswith("#/$defs/"):
-        keys |= set(root.get("$defs", {}).get(ref.split("/")[-1], {}).get("properties", {}))
-    return keys
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def workflow_path(path: str) -> str:
-    """A path from the config as a job opens it: relative paths start at the workflow's
-    folder (the checkout), absolute and ~ paths as given."""
-    return os.path.join(WORKFLOW_DIR, os.path.expanduser(path))
-
-
-def source_path(source: str) -> str:
-    """dataset.source as the data stage opens it: a named source as is, else a path."""
-    return source if source in DATASET_SOURCES else workflow_path(source)
+        validate(values, report_entries.figure_settings_schema(name), f"report.figures.per_figure.{name}")
 
 
 def check_dataset_source(source: str) -> None:

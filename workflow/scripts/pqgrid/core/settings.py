@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 
 from pqgrid.core.catalog import arch_kind, input_scaling
-from pqgrid.core.config import PATTERNS, grid, input_size, schedule_for, sparsity_method, sparsity_value
+from pqgrid.core.grid import PATTERNS, grid, input_size, schedule_for, sparsity_method, sparsity_value
 from pqgrid.core.modes import mode
 
 __all__ = [

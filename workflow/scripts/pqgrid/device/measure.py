@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from pqgrid.core import harness as harness
-from pqgrid.core.config import device_with_defaults
 from pqgrid.core.io import atomic_path, check_file, read_json, read_predictions, sha256_file, write_json
+from pqgrid.core.schema import device_with_defaults
 from pqgrid.data.arrays import load_npz
 from pqgrid.device.sessions import DeviceError, _parse, session
 from pqgrid.evaluate.accuracy import in_data_order, per_class_table, topk_accuracy, write_predictions

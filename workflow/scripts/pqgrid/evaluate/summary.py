@@ -9,7 +9,7 @@ import statistics
 import pandas as pd
 
 from pqgrid.core.catalog import arch_kind, builder_name
-from pqgrid.core.config import arch_label
+from pqgrid.core.grid import arch_label
 from pqgrid.core.io import atomic_path, damaged, read_csv, read_json, read_predictions, write_text
 from pqgrid.core.pruning_methods import method_of
 from pqgrid.core.report_entries import LONG_TABLES

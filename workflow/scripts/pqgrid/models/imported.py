@@ -23,9 +23,11 @@ import numpy as np
 
 from pqgrid import __version__
 from pqgrid.core.catalog import arch_kind, input_scaling, output_order
-from pqgrid.core.config import ConfigError, cells, grid, workflow_path
+from pqgrid.core.grid import cells, grid
 from pqgrid.core.modes import mode
+from pqgrid.core.paths import workflow_path
 from pqgrid.core.provenance import file_digest, folder_digest
+from pqgrid.core.schema import ConfigError
 from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays
 from pqgrid.data.sources import CIFAR10_CLASSES
@@ -322,10 +324,14 @@ def _check_model_input(name: str, a: dict, report: dict) -> None:
     key = f"architectures.{name}.model"
     shape = report["input_shape"]
     if report["inputs"] != 1 or not shape or len(shape) != 3:
-        raise ConfigError(f"{key}: takes {report['inputs']} inputs of shape {shape}; pqgrid feeds one image tensor (h, w, 3)")
+        raise ConfigError(
+            f"{key}: takes {report['inputs']} inputs of shape {shape}; pqgrid feeds one image tensor (h, w, 3)"
+        )
     h, w, channels = shape
     if channels != 3:
-        raise ConfigError(f"{key}: takes {channels}-channel images; pqgrid feeds RGB (3 channels): retrain or wrap the model")
+        raise ConfigError(
+            f"{key}: takes {channels}-channel images; pqgrid feeds RGB (3 channels): retrain or wrap the model"
+        )
     if h is not None and w is not None and h != w:
         raise ConfigError(f"{key}: takes {h}x{w} images; pqgrid feeds square images: give a model with a square input")
     size = a.get("input_size")

@@ -3,8 +3,8 @@ builder (models.py for keras.applications, architectures.py for pqgrid's own).""
 
 from __future__ import annotations
 
-from pqgrid.core.config import workflow_path
 from pqgrid.core.io import check_file, damaged
+from pqgrid.core.paths import workflow_path
 
 
 class ModelError(ValueError):
