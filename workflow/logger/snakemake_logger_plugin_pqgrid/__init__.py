@@ -122,7 +122,7 @@ class LogHandler(LogHandlerBase):
         if self.total and not self.t0:
             rules = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda kv: -kv[1]) if r != "all")
             verb = "would run" if self.common_settings.dryrun else "to run"
-            self._say(f"pqgrid: {self.total} jobs {verb} in {os.getcwd()} ({rules})")
+            self._say(f"pqgrid: {self.total} job{'s' * (self.total != 1)} {verb} in {os.getcwd()} ({rules})")
             self.t0 = time.time()
         if self.common_settings.dryrun:
             self._say(record.getMessage())  # Snakemake's job table: what a dry run is for
