@@ -244,6 +244,19 @@ def test_a_claim_holds_only_when_its_interval_clears_the_threshold():
     assert "1 seed" in findings.findings(*fabricated(), ARCHS).set_index("no").loc[6, "measured"]
 
 
+def test_a_claim_not_measured_gives_one_reason():
+    """A claim the run cannot judge says what it needs once: its own message where that names
+    the cells, else the claim's `needs` after it - never "needs X (needs Y)"."""
+    s, b, pc = fabricated()
+    fp32 = s[(s.quant == "fp32") & (s.sparsity.astype(str) == "0")]  # the unpruned fp32 models only
+    table = findings.findings(fp32, b.iloc[:0], pc.iloc[:0], ARCHS)
+    unmeasured = table[table.verdict == "not measured"]
+    assert len(unmeasured) and not unmeasured.measured.str.contains(r"needs .*\(needs ").any(), (
+        unmeasured.measured.tolist()
+    )
+    assert unmeasured.measured.str.contains("needs").all()
+
+
 def test_findings_that_do_not_hold():
     s, b, pc = fabricated(gzip_92=False, int8_delta=0.05)
     f = findings.findings(s, b, pc, ARCHS).set_index("no")

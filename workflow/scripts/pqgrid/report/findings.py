@@ -49,7 +49,8 @@ def findings(summary, bench, per_class, architectures, pie=None, pie_per_class=N
             measured, ok = c.check(run)
             verdict = HOLDS if ok else FAILS
         except NotMeasured as e:
-            measured, verdict = f"{e} (needs {c.needs})", NOT_MEASURED
+            # one reason per row: the claim's own "needs ..." only where the message names none
+            measured, verdict = (str(e) if "needs" in str(e) else f"{e} (needs {c.needs})"), NOT_MEASURED
         if c.about_accuracy and len(run.broken):
             measured += f"; left out (collapsed to chance): {cell_names(run.broken)}"
         if c.about_accuracy and run.near_chance and not all_near_chance:
