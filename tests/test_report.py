@@ -257,6 +257,14 @@ def test_a_claim_not_measured_gives_one_reason():
     assert unmeasured.measured.str.contains("needs").all()
 
 
+def test_claim_10_says_when_only_a_minimalistic_v3small_ran():
+    s, b, pc = fabricated(minimalistic=True)
+    s, b, pc = (t[t.arch != "mobilenet_v3_small"] for t in (s, b, pc))
+    f = findings.findings(s, b, pc, ARCHS).set_index("no")
+    assert f.loc[10, "verdict"] == "not measured"
+    assert f.loc[10, "measured"] == "needs a full MobileNetV3Small: only minimalistic ones ran (mobilenet_v3_small_min)"
+
+
 def test_findings_that_do_not_hold():
     s, b, pc = fabricated(gzip_92=False, int8_delta=0.05)
     f = findings.findings(s, b, pc, ARCHS).set_index("no")
@@ -390,7 +398,10 @@ def test_claims_go_by_builder_not_config_name():
     f = findings.findings(
         only, b[b.arch == "mobilenet_v3_small"], pc[pc.arch == "mobilenet_v3_small"], ARCHS
     ).set_index("no")
-    assert f.loc[7, "verdict"] == "not measured" and "needs fp32 cells at 90 %" in f.loc[7, "measured"]
+    assert (
+        f.loc[7, "verdict"] == "not measured"
+        and f.loc[7, "measured"] == "needs MobileNet and another architecture at 90 %"
+    )
 
 
 @pytest.mark.parametrize("with_bench", [True, False])
