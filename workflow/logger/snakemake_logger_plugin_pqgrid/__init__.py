@@ -85,7 +85,6 @@ def _typed_exe(argv0: str) -> str:
 
 class LogHandler(LogHandlerBase):
     def __post_init__(self) -> None:
-        self.start_dir = os.getcwd()  # before the Snakefile's workdir: where the user stands
         self.stream = sys.stdout if self.common_settings.stdout else sys.stderr
         self.jobs: dict = {}
         self.total = 0
@@ -185,11 +184,11 @@ class LogHandler(LogHandlerBase):
         if not os.path.exists("results/findings.md"):
             return
         here = os.getcwd()
+        # the command runs from where the user started this run (its paths are relative to it)
         hint = report_hint(sys.argv[1:], here, _typed_exe(sys.argv[0]))
-        where = "" if here == self.start_dir else f" (from {self.start_dir})"
         self._say(
             f"pqgrid: findings {here}/results/findings.md; tables {here}/results/tables/; figures "
-            f"{here}/results/figures/\npqgrid: one HTML report{where}: {hint}"
+            f"{here}/results/figures/\npqgrid: one HTML report: {hint}"
         )
 
     @property
