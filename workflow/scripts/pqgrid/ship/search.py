@@ -74,7 +74,6 @@ def plan_repair(*, summary_csv, per_class_csv, bench_csv, device, settings, out_
     summary, per_class, bench = pd.read_csv(summary_csv), pd.read_csv(per_class_csv), pd.read_csv(bench_csv)
     why = needs_repair(summary, per_class, settings) if settings.get("repair", True) else {}
     s = summary.assign(sparsity=summary.sparsity.astype(str))
-    bench = bench.assign(sparsity=bench.sparsity.astype(str)) if len(bench) else bench
     fp32 = s[(s.sparsity == REPAIRED_FROM) & (s.quant == "fp32")]
     int16 = {arch: int16_faster(s, bench, device, arch) for arch in why}
     planned = [
