@@ -79,7 +79,11 @@ def _convert(h5, tiny_data, out, arch_cfg, mode, stock=False):
     return out
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+# EfficientNet-B0 end to end (~170 s in CI) is left out to keep CI under 30 minutes: its one
+# QAT-specific failure (Rescaling/Normalization left in float: a one-class .tflite) is
+# checked on its QAT model's layers below, its conversion path is the other families', and
+# its QAT cells went through the laptop preset (docs/results). It passed when last run.
+@pytest.mark.parametrize("family", ["MobileNet", "MobileNetV3Small"])
 def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
     """Each family: rewrite checked equal, QAT builds and fine-tunes, the .tflite has int8
     input and output, LiteRT runs it and its top-1 is recorded beside the Keras QAT top-1."""
