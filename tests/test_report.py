@@ -350,6 +350,32 @@ def test_welch_t_and_per_class_changes():
     assert bird.delta_pp < -10 and bird.n_seeds == 3
 
 
+def test_class_changes_over_all_classes_at_once_equal_class_by_class():
+    """Every class in every seed: one Welch over the class x seed arrays, the numbers of one
+    test per class (to 1e-12); a class missing a seed goes class by class."""
+    rng = np.random.default_rng(3)
+    rows = [
+        {"seed": s, "class": f"c{c}", "correct": int(rng.integers(20, 50)), "support": 50}
+        for s in range(4) for c in range(10)
+    ]  # fmt: skip
+    base = pd.DataFrame(rows).assign(accuracy=lambda f: f.correct / f.support)
+    variant = base.assign(correct=lambda f: (f.correct * rng.uniform(0.8, 1.0, len(f))).astype(int))
+    variant = variant.assign(accuracy=lambda f: f.correct / f.support)
+    b, v = stats.class_accuracies(base), stats.class_accuracies(variant)
+    overall = 100 * (v.groupby("seed").overall.first().mean() - b.groupby("seed").overall.first().mean())
+    one_by_one = pd.DataFrame(
+        [stats._class_change(b[b["class"] == c], v[v["class"] == c], c, overall) for c in dict.fromkeys(b["class"])]
+    )
+    at_once = stats.class_changes(base, variant).drop(columns=["q_value", "significant"])
+    pd.testing.assert_frame_equal(at_once, one_by_one, rtol=1e-12, atol=1e-12)
+    assert stats._by_class_and_seed(b.iloc[1:], list(dict.fromkeys(b["class"]))) is None
+    a, c = rng.random((3, 5)), rng.random((3, 4))
+    lo, hi = stats.welch_interval(a, c)
+    for i in range(3):
+        assert stats.welch_t(a[i], c[i]) == pytest.approx(stats.welch_t(a, c)[i], abs=1e-12)
+        assert (lo[i], hi[i]) == pytest.approx(stats.welch_interval(a[i], c[i]), abs=1e-12)
+
+
 def test_table_devices_puts_boards_side_by_side():
     s, b, pc = fabricated(seeds=(0, 1))
     other = b.assign(device="local", energy_method=np.nan, power_idle_w=np.nan, power_load_w=np.nan)

@@ -102,34 +102,47 @@ def ci_halfwidth(values, confidence=CONFIDENCE) -> float:
 
 
 def welch_t(a, b):
-    """Welch's t-test (unequal variances) p-value; NaN with fewer than 2 values per side."""
+    """Welch's t-test (unequal variances) p-value; NaN with fewer than 2 values per side.
+    2-D arrays: one test per row (the values along the last axis)."""
     from scipy import stats
 
     a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")
-    if np.var(a, ddof=1) == 0 and np.var(b, ddof=1) == 0:
-        return float("nan")  # no spread on either side: no test (a p of 0 would claim certainty)
+    if a.shape[-1] < 2 or b.shape[-1] < 2:
+        return _nan_like(a)
     with warnings.catch_warnings():  # near-identical seeds: scipy warns of precision loss, p is still right
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        p = stats.ttest_ind(a, b, equal_var=False, axis=-1).pvalue
+    # no spread on either side: no test (a p of 0 would claim certainty)
+    return _scalar_or_array(np.where(_no_spread(a, b), np.nan, p))
 
 
-def welch_interval(a, b, confidence=CONFIDENCE) -> tuple[float, float]:
+def welch_interval(a, b, confidence=CONFIDENCE):
     """Interval for mean(b) - mean(a) by Welch's t (scipy's `confidence_interval`);
     (nan, nan) with fewer than 2 values per side or no spread on either (t_interval says
-    why)."""
+    why). 2-D arrays: one interval per row, as two arrays."""
     from scipy import stats
 
     a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2:
-        return float("nan"), float("nan")
-    if np.var(a, ddof=1) == 0 and np.var(b, ddof=1) == 0:
-        return float("nan"), float("nan")
+    if a.shape[-1] < 2 or b.shape[-1] < 2:
+        return _nan_like(a), _nan_like(a)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(confidence)
-    return float(ci.low), float(ci.high)
+        ci = stats.ttest_ind(b, a, equal_var=False, axis=-1).confidence_interval(confidence)
+    flat = _no_spread(a, b)
+    return _scalar_or_array(np.where(flat, np.nan, ci.low)), _scalar_or_array(np.where(flat, np.nan, ci.high))
+
+
+def _no_spread(a, b):
+    return (np.var(a, ddof=1, axis=-1) == 0) & (np.var(b, ddof=1, axis=-1) == 0)
+
+
+def _nan_like(a):
+    return _scalar_or_array(np.full(a.shape[:-1], np.nan))
+
+
+def _scalar_or_array(x):
+    x = np.asarray(x, float)
+    return float(x) if x.ndim == 0 else x
 
 
 def ratio_interval(a, b, confidence=CONFIDENCE) -> tuple[float, float, float]:
@@ -241,30 +254,60 @@ def class_changes(base: pd.DataFrame, variant: pd.DataFrame, alpha=0.05) -> pd.D
     significant: q < alpha."""
     b, v = class_accuracies(base), class_accuracies(variant)
     overall = 100 * (v.groupby("seed").overall.first().mean() - b.groupby("seed").overall.first().mean())
-    rows = []
-    for cls in dict.fromkeys(b["class"]):
-        x, y = b[b["class"] == cls], v[v["class"] == cls]
-        lo, hi = welch_interval(x.accuracy, y.accuracy)
-        delta = 100 * (y.accuracy.mean() - x.accuracy.mean())
-        rows.append(
+    classes = list(dict.fromkeys(b["class"]))
+    x, y = _by_class_and_seed(b, classes), _by_class_and_seed(v, classes)
+    if x is None or y is None:  # a class missing from some seed: class by class
+        rows = [_class_change(b[b["class"] == c], v[v["class"] == c], c, overall) for c in classes]
+    else:  # every class in every seed: one vectorised Welch over the classes (the same numbers)
+        lo, hi = welch_interval(x[0], y[0])
+        delta = 100 * (y[0].mean(axis=1) - x[0].mean(axis=1))
+        p = welch_t(x[0] - x[1], y[0] - y[1])
+        rows = [
             {
-                "class": cls,
-                "delta_pp": delta,
-                "delta_ci_low_pp": 100 * lo,
-                "delta_ci_high_pp": 100 * hi,
+                "class": c,
+                "delta_pp": delta[i],
+                "delta_ci_low_pp": 100 * lo[i],
+                "delta_ci_high_pp": 100 * hi[i],
                 "overall_delta_pp": overall,
-                "excess_pp": delta - overall,
-                "p_value": welch_t(x.accuracy - x.overall, y.accuracy - y.overall),
-                "n_seeds": int(y.seed.nunique()),
-                "n_seeds_base": int(x.seed.nunique()),
+                "excess_pp": delta[i] - overall,
+                "p_value": p[i],
+                "n_seeds": int(y[0].shape[1]),
+                "n_seeds_base": int(x[0].shape[1]),
             }
-        )
+            for i, c in enumerate(classes)
+        ]
     out = pd.DataFrame(rows)
     if out.empty:
         return out
     out["q_value"] = bh_adjust(out.p_value)
     out["significant"] = out.q_value < alpha
     return out
+
+
+def _by_class_and_seed(pc: pd.DataFrame, classes: list):
+    """(accuracy, overall) as class x seed arrays, or None where a class lacks a seed."""
+    if pc.duplicated(["class", "seed"]).any():
+        return None
+    wide = pc.set_index(["class", "seed"])[["accuracy", "overall"]].unstack("seed").reindex(classes)
+    if wide.isna().to_numpy().any():
+        return None
+    return wide["accuracy"].to_numpy(float), wide["overall"].to_numpy(float)
+
+
+def _class_change(x: pd.DataFrame, y: pd.DataFrame, cls, overall: float) -> dict:
+    lo, hi = welch_interval(x.accuracy, y.accuracy)
+    delta = 100 * (y.accuracy.mean() - x.accuracy.mean())
+    return {
+        "class": cls,
+        "delta_pp": delta,
+        "delta_ci_low_pp": 100 * lo,
+        "delta_ci_high_pp": 100 * hi,
+        "overall_delta_pp": overall,
+        "excess_pp": delta - overall,
+        "p_value": welch_t(x.accuracy - x.overall, y.accuracy - y.overall),
+        "n_seeds": int(y.seed.nunique()),
+        "n_seeds_base": int(x.seed.nunique()),
+    }
 
 
 def per_class_changes(per_class, arch, base, variants, alpha=0.05):
