@@ -22,7 +22,14 @@ TRAIN = {
     "batchnorm_momentum": 0.9,
 }
 # One of each family through every stage; Lite1..4 are Lite0's blocks, wider and deeper.
-FULL = ["SqueezeNet10", "SqueezeNet11", "EfficientNetLite0"]
+# SqueezeNet 1.1 (1.0's fire modules, smaller first convolution and earlier pooling) and
+# EfficientNet-Lite0 (its ops are Lite1's, which test_wider_lite_variants runs in CI) are `slow`:
+# pytest -m slow runs them; each passed when last run.
+FULL = [
+    "SqueezeNet10",
+    pytest.param("SqueezeNet11", marks=pytest.mark.slow),
+    pytest.param("EfficientNetLite0", marks=pytest.mark.slow),
+]
 # Every mode: int8/int8_full and dynamic/fp16 are derived from the fp32 .tflite, by tools
 # whose op coverage depends on the builder's ops (fire modules, squeeze-excite).
 BUILDER_MODES = list(tuple(MODES))
@@ -113,7 +120,7 @@ def test_trains_prunes_and_converts_in_every_mode(builder, tiny_data, tmp_path):
 
 # Lite2 and Lite3 differ from these two only in width, depth and resolution multipliers (same
 # blocks and ops); dropped from CI to keep it under 30 minutes (each passed when last run).
-@pytest.mark.parametrize("variant", [1, 4])
+@pytest.mark.parametrize("variant", [1, pytest.param(4, marks=pytest.mark.slow)])
 def test_wider_lite_variants_train_prune_and_convert_integer_only(variant, tiny_data, tmp_path):
     """Lite1 and Lite4 at 32 px: a training step, every Conv2D/DepthwiseConv2D/Dense wrapped for pruning
     (Lite0 reaches the target through the real stage above), int8_full converts and runs."""
@@ -359,7 +366,11 @@ def test_new_builders_learn(builder, rate, learn_data, tmp_path):
 # Two whose ops the tests above lack: hard-swish + squeeze-excite (V3; Large has the same
 # blocks, V2 only ReLU6/Add: both passed when checked, at 50-60 s each), swish + the input
 # Normalization (EfficientNet).
-@pytest.mark.parametrize("builder", ["MobileNetV3Small", "EfficientNetB0"])
+# EfficientNet-B0 (swish + the input Normalization) is `slow`: the derived steps are one code path
+# for every builder, compared in CI on MobileNetV3Small (here), SqueezeNet 1.0 (above) and the
+# tiny MobileNet (tests/test_models.py); B0's derived int16x8 files were the converter's bytes
+# in a full run too (benchmarks/README.md, "int16x8 derived from the fp32 .tflite").
+@pytest.mark.parametrize("builder", ["MobileNetV3Small", pytest.param("EfficientNetB0", marks=pytest.mark.slow)])
 def test_derived_modes_for_the_thesis_builders(builder, tiny_data, tmp_path):
     """The thesis' keras.applications models: int8 and int16x8 (V3: HARD_SWISH stays float)
     derived from the fp32 .tflite are the converter's files byte for byte; dynamic and fp16

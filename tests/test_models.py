@@ -475,6 +475,7 @@ def test_2_by_4_pattern_holds_in_tflite(trained, small_data, tmp_path):
     assert satisfies_m_by_n(dense, 2, 4) is False and satisfies_m_by_n(np.ones((2, 3)), 2, 4) is None
 
 
+@pytest.mark.slow  # the resumable fit is the training stage's, whose kill -9 test runs in CI
 def test_pruning_kill_9_and_rerun_resumes_to_identical_weights(trained, small_data, tmp_path):
     from pqgrid.models.builders import load_keras
 

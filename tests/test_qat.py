@@ -104,12 +104,10 @@ def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
     tfl = _convert(qat_h5, tiny_data, tmp_path / "qat.tflite", arch, "qat")
     assert io_dtypes(tfl) == {"input_dtype": "int8", "output_dtype": "int8"}
     # the lean SavedModel step (convert.converter_for) gives the shipped converter's bytes.
-    # Not for EfficientNet-B0 in CI (the stock QAT conversion is its slowest step): the
-    # family's lean fp32 step is compared in test_architectures, and all 8 QAT files of the
-    # laptop preset (EfficientNet-B0's included) were byte-identical to the stock converter's
-    # when the lean step came in (benchmarks/README.md, P7).
-    # MobileNetV3Small's stock conversion (~100 s in CI) is left out too: MobileNet's case
-    # checks the lean step's QAT bytes, V3Small's lean fp32 step is test_architectures'.
+    # MobileNet's case checks the lean step's QAT bytes; MobileNetV3Small's stock conversion
+    # (~100 s in CI) is left out: the lean step is one code path for every family, and every
+    # .h5, .tflite and evaluation file of a full run equalled the stock converter's when it
+    # came in (benchmarks/README.md, "Lean SavedModel step").
     if family == "MobileNet":
         stock = _convert(qat_h5, tiny_data, tmp_path / "stock.tflite", arch, "qat", stock=True)
         assert tfl.read_bytes() == stock.read_bytes()
@@ -223,6 +221,7 @@ def test_layer_error_lists_every_quantized_op(tiny_data, tmp_path):
     assert df["layer"].str.startswith("conv").any()
 
 
+@pytest.mark.slow  # the resumable fit is the training stage's, whose kill -9 test runs in CI
 def test_qat_kill_9_and_rerun_resumes_to_identical_weights(tiny_data, tmp_path):
     from pqgrid.models.qat import load_qat
 

@@ -283,6 +283,9 @@ def test_without_devices_device_figures_are_left_out_or_placeholders(smoke_run):
     assert "benchmark_on_device" not in names and "pareto_latency_local" not in out
 
 
+# `slow`: the SSH path, two devices in one grid and on-device accuracy run in CI on the emulated
+# board (tests/test_arm_board.py), the power readers in tests/test_device.py.
+@pytest.mark.slow
 def test_a_grid_on_two_devices_local_and_loopback(smoke_run, sshd, tmp_path):
     """The smoke grid on two devices at once: `local` with on-device accuracy and a FIXTURE
     power meter (`echo`, standing in for a USB meter; no figure from it is reported), and a
