@@ -599,3 +599,35 @@ def test_an_emulated_devices_latency_figures_say_so():
     bench = pd.DataFrame({"device": ["armboard", "local"], "emulated": [True, False]})
     assert "EMULATED" in _emulated(bench, "armboard") and _emulated(bench, "local") == ""
     assert _emulated(bench.drop(columns="emulated"), "armboard") == "", "a bench.csv from before the column"
+
+
+def test_findings_and_tables_as_report_pages():
+    """The report's HTML pages: every claim a row coloured by its verdict, the context and the
+    collapsed-cells warning as notes, cell text escaped; a table page with its caption."""
+    from pqgrid.report import pages
+
+    s, b, pc = fabricated()
+    f = findings.findings(s, b, pc, ARCHS)
+    f.loc[f.index[0], "measured"] = "p < 0.05 & <b>not bold</b>"
+    broken = s.iloc[:1].assign(arch="mobilenet", sparsity="90", quant="int8", seed=0)
+    html = findings.findings_page(f, "Grid: two architectures", broken)
+    assert html.count("<tr") == len(f) + 1 and "Grid: two architectures" in html
+    assert "p &lt; 0.05 &amp; &lt;b&gt;not bold&lt;/b&gt;" in html and "<b>not bold" not in html
+    assert "Warning: 1 cell(s) collapsed to chance" in html
+    held = {i for i, v in enumerate(f.verdict) if v == "holds"}
+    green = re.search(r"([^{}]*)\{\s*background-color: " + pages.VERDICT_COLOURS["holds"], html)[1]
+    assert {int(r) for r in re.findall(r"_row(\d+)_", green)} == held and held
+    assert pages.verdict_colour("does not hold (2 of 3 seeds)") == pages.VERDICT_COLOURS["does not hold"]
+    assert pages.verdict_colour("holds") == pages.VERDICT_COLOURS["holds"] and pages.verdict_colour("?") == ""
+    t = pages.page("table_4_1_training: Table 4.1", pd.DataFrame({"arch": ["mobilenet"], "top1 (%)": [91.25]}))
+    assert "<h1>table_4_1_training: Table 4.1</h1>" in t and "91.2500" in t and "mobilenet" in t
+
+
+def test_report_labels_name_the_figure_and_what_it_is_drawn_for():
+    assert report_entries.labels("per_class_pruning_mobilenet") == {
+        "figure": "per_class_pruning",
+        "architecture": "mobilenet",
+        "device": "all",
+    }
+    assert report_entries.labels("pareto_latency_pi4")["device"] == "pi4"
+    assert report_entries.labels("pareto_gzip") == {"figure": "pareto_gzip", "architecture": "all", "device": "all"}

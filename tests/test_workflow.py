@@ -351,7 +351,7 @@ def test_report_html_renders_with_figures(smoke_run, tmp_path):
     hint = re.search(r"^pqgrid: one HTML report: (.+)$", (smoke_run / "console.txt").read_text(), re.M)[1]
     subprocess.run(shlex.split(hint), cwd=smoke_run, check=True, capture_output=True, timeout=600)
     html = (smoke_run / SMOKE_RUN / "report.html").read_text(errors="replace")
-    for name in ("pareto_gzip.png", "per_class_pruning_mobilenet_tiny.png", "findings.md", "table_4_1_training.csv"):
+    for name in ("pareto_gzip.png", "per_class_pruning_mobilenet_tiny.png", "findings.html", "table_4_1_training.html"):
         assert name in html, name
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
@@ -376,6 +376,40 @@ def test_report_html_renders_with_figures(smoke_run, tmp_path):
 
     img = mpimg.imread(shot)
     assert img.shape[0] > 500 and img[..., :3].std() > 0.05, "screenshot is blank"
+    # The findings and a table are pages the viewer shows, not downloads: clicked open in the
+    # report (headless Chromium driven by Playwright), their text is rendered in the page.
+    findings = pd.read_csv(smoke_run / SMOKE_RUN / "results/findings.csv")
+    table = pd.read_csv(smoke_run / SMOKE_RUN / "results/tables/table_4_1_training.csv")
+    shown = _report_pages_text(
+        browser, smoke_run / SMOKE_RUN / "report.html", [("findings", "findings"), ("tables", "table_4_1_training")]
+    )
+    assert shown["findings"].startswith("Findings: the thesis' claims"), shown["findings"][:200]
+    for claim in findings.claim:
+        assert claim.split(":")[0][:40] in shown["findings"], claim
+    assert "holds" in shown["findings"] and str(findings.verdict.iloc[0]) in shown["findings"]
+    assert "table_4_1_training" in shown["table_4_1_training"]
+    assert all(arch in shown["table_4_1_training"] for arch in table.arch), shown["table_4_1_training"][:300]
+
+
+def _report_pages_text(browser: str, report: Path, pages) -> dict:
+    """The text of each (category, label) result of Snakemake's report, opened as a user
+    does: the category in the menu, then the result's view button; its page is an iframe."""
+    from playwright.sync_api import sync_playwright
+
+    text = {}
+    with sync_playwright() as p:
+        chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        try:
+            for category, label in pages:
+                page = chrome.new_page()
+                page.goto(report.as_uri())
+                page.get_by_text(category, exact=True).first.click()
+                page.locator("tr", has_text=label).last.locator("a").first.click()
+                text[label] = page.frame_locator("iframe").first.locator("body").inner_text(timeout=30_000)
+                page.close()
+        finally:
+            chrome.close()
+    return text
 
 
 def test_a_damaged_intermediate_file_stops_its_reader_with_one_line(smoke_run):

@@ -387,6 +387,10 @@ def figure_category(wildcards):
     return report_entries.resolve(wildcards.figure)[0].category
 
 
+def figure_labels(wildcards):
+    return report_entries.labels(wildcards.figure)
+
+
 def figure_caption(wildcards):
     return report_entries.resolve(wildcards.figure)[0].caption
 

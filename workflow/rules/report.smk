@@ -22,12 +22,15 @@ rule make_table:
     input:
         unpack(report_inputs),
     output:
-        csv=report(
-            "results/tables/{table}.csv",
+        csv="results/tables/{table}.csv",
+        md="results/tables/{table}.md",
+        # the report's page (its viewer shows .html inline; .md and .csv download only)
+        html=report(
+            "results/tables/{table}.html",
             caption="../report/table.rst",
             category="tables",
+            labels={"table": "{table}"},
         ),
-        md="results/tables/{table}.md",
     log:
         "logs/tables/{table}.log",
     conda:
@@ -51,6 +54,7 @@ rule plot_figure:
             "results/figures/{figure}.png",
             caption="../report/figure.rst",
             category=figure_category,
+            labels=figure_labels,
         ),
         other=expand("results/figures/{{figure}}.{ext}", ext=FIGURE_FORMATS),
     log:
@@ -66,16 +70,19 @@ rule plot_figure:
 
 
 rule check_findings:
-    """Each claim of the thesis, this run's numbers, and a verdict (results/findings.md)."""
+    """Each claim of the thesis, this run's numbers, and a verdict (results/findings.md, and
+    findings.html for the report)."""
     input:
         unpack(findings_inputs),
     output:
-        md=report(
-            "results/findings.md",
+        md="results/findings.md",
+        csv="results/findings.csv",
+        html=report(
+            "results/findings.html",
             caption="../report/findings.rst",
             category="findings",
+            labels={"page": "findings"},
         ),
-        csv="results/findings.csv",
     log:
         "logs/findings.log",
     conda:

@@ -11,4 +11,5 @@ run_script(
     inputs=snakemake.input,
     out_md=snakemake.output.md,
     out_csv=snakemake.output.csv,
+    out_html=snakemake.output.html,
 )

@@ -12,6 +12,7 @@ run_script(
     name=snakemake.wildcards.table,
     out_csv=snakemake.output.csv,
     out_md=snakemake.output.md,
+    out_html=snakemake.output.html,
     # report.thesis_dir is relative to the workflow's folder (two above this script's)
     thesis_dir=Path(snakemake.scriptdir).parents[1] / snakemake.params.thesis_dir
     if snakemake.params.thesis_dir

@@ -194,6 +194,17 @@ def resolve(name: str) -> tuple[Entry, str | None]:
     raise KeyError(f"unknown table or figure {name!r}; known: {', '.join(BY_NAME)}")
 
 
+def labels(name: str) -> dict:
+    """A figure's labels in the HTML report (its table of results can be filtered by them):
+    the figure, and the architecture or device it is drawn for ("all" for every one)."""
+    entry, member = resolve(name)
+    return {
+        "figure": entry.name.rstrip("_"),
+        "architecture": member if entry.family == "arch" else "all",
+        "device": member if entry.family == "device" else "all",
+    }
+
+
 # Figures that only a device with a power source can fill: left out of a run without one
 # (never a placeholder in `all` or the report).
 NEEDS_POWER = ("energy_vs_top1",)

@@ -22,6 +22,7 @@ from pqgrid.evaluate.summary import read_long_tables
 # imported for their @claim registrations, which fill CLAIMS
 from pqgrid.report import claims_accuracy, claims_device, claims_methods, claims_populations, claims_size  # noqa: F401
 from pqgrid.report.claims import CLAIMS, FAILS, HOLDS, NOT_MEASURED, NotMeasured, Run, cell_names, collapsed_cells
+from pqgrid.report.pages import page
 
 
 # ---------------------------------------------------------------- verdicts and the stage
@@ -61,32 +62,48 @@ def findings(summary, bench, per_class, architectures, pie=None, pie_per_class=N
     return pd.DataFrame(rows)
 
 
+TITLE = (
+    "Findings: the thesis' claims (1-11), pqgrid's remedies (12-14) and what compressed models forget "
+    "(15-18, Hooker et al. 2019), the device (19) and pruning methods that pay on it (20-21) checked against "
+    "this run"
+)
+COLUMNS = {"no": "#", "claim": "claim", "measured": "measured", "verdict": "verdict", "threshold": "threshold"}
+
+
+def _collapsed_warning(broken: pd.DataFrame | None) -> tuple[str, str]:
+    """(its bold beginning, the rest) of the warning about collapsed cells; ("", "") if none."""
+    if broken is None or not len(broken):
+        return "", ""
+    return (
+        f"Warning: {len(broken)} cell(s) collapsed to chance",
+        f" while their trained model is well above it: {cell_names(broken)}. They are defects to look at "
+        "(see the job logs), not measurements; the claims about accuracy below leave them out.",
+    )
+
+
 def findings_markdown(df: pd.DataFrame, context: str, broken: pd.DataFrame | None = None) -> str:
-    lines = [
-        "# Findings: the thesis' claims (1-11), pqgrid's remedies (12-14) and what compressed models forget "
-        "(15-18, Hooker et al. 2019), the device (19) and pruning methods that pay on it (20-21) checked against "
-        "this run",
-        "",
-        context,
-        "",
-    ]
-    if broken is not None and len(broken):
-        lines += [
-            f"**Warning: {len(broken)} cell(s) collapsed to chance** while their trained model is well above "
-            f"it: {cell_names(broken)}. They are defects to look at (see the job logs), not measurements; "
-            "the claims about accuracy below leave them out.",
-            "",
-        ]
+    lines = [f"# {TITLE}", "", context, ""]
+    head, rest = _collapsed_warning(broken)
+    if head:
+        lines += [f"**{head}**{rest}", ""]
     lines += ["| # | claim | measured | verdict | threshold |", "|---|---|---|---|---|"]
     for r in df.itertuples():
         lines.append(f"| {r.no} | {r.claim} | {r.measured} | **{r.verdict}** | {r.threshold} |")
     return "\n".join(lines) + "\n"
 
 
-def check_findings(*, inputs, architectures, context, out_md, out_csv):
+def findings_page(df: pd.DataFrame, context: str, broken: pd.DataFrame | None = None) -> str:
+    """The findings as the report's HTML page: each row coloured by its verdict."""
+    shown = df[list(COLUMNS)].rename(columns=COLUMNS)
+    return page(TITLE, shown, notes=(context, "".join(_collapsed_warning(broken))), verdict_column="verdict")
+
+
+def check_findings(*, inputs, architectures, context, out_md, out_csv, out_html):
     t = read_long_tables(inputs)
     per_class = t["per_class"] if t["per_class"] is not None else pd.DataFrame()
     df = findings(t["summary"], t["bench"], per_class, architectures, t.get("pie"), t.get("pie_per_class"))
+    broken = collapsed_cells(t["summary"])
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
-    write_text(out_md, findings_markdown(df, context, collapsed_cells(t["summary"])))
+    write_text(out_md, findings_markdown(df, context, broken))
+    write_text(out_html, findings_page(df, context, broken))

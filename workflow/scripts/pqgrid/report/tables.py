@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pqgrid.core import report_entries
 from pqgrid.core.io import atomic_path, write_text
 from pqgrid.core.pruning_methods import method_of
 from pqgrid.core.stats import CELL, MB, ci_halfwidth, is_unpruned
@@ -23,17 +24,22 @@ from pqgrid.evaluate.summary import (
     readable,
     to_markdown,
 )
+from pqgrid.report.pages import page
+
+NOTE = "Mean over seeds; `± x`: half-width of the 95 % Student-t interval (n_seeds >= 2)."
 
 
-def make_table(*, name, inputs, thesis_dir, out_csv, out_md):
+def make_table(*, name, inputs, thesis_dir, out_csv, out_md, out_html):
     t = read_long_tables(inputs)
     per_class = t["per_class"] if t["per_class"] is not None else pd.DataFrame()
     summary = t["summary"] if t["summary"] is not None else pd.DataFrame()
     df = TABLES[name](summary, t["bench"], per_class, thesis_tables(thesis_dir))
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
-    note = "Mean over seeds; `± x`: half-width of the 95 % Student-t interval (n_seeds >= 2).\n\n"
-    write_text(out_md, f"# {name}\n\n{note}" + to_markdown(fmt_pm(readable(df))))
+    shown = fmt_pm(readable(df))
+    write_text(out_md, f"# {name}\n\n{NOTE}\n\n" + to_markdown(shown))
+    title = f"{name}: {report_entries.resolve(name)[0].caption}"
+    write_text(out_html, page(title, shown, notes=(NOTE.replace("`", ""),)))
 
 
 def thesis_tables(folder) -> dict:
