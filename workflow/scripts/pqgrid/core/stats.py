@@ -263,17 +263,7 @@ def class_changes(base: pd.DataFrame, variant: pd.DataFrame, alpha=0.05) -> pd.D
         delta = 100 * (y[0].mean(axis=1) - x[0].mean(axis=1))
         p = welch_t(x[0] - x[1], y[0] - y[1])
         rows = [
-            {
-                "class": c,
-                "delta_pp": delta[i],
-                "delta_ci_low_pp": 100 * lo[i],
-                "delta_ci_high_pp": 100 * hi[i],
-                "overall_delta_pp": overall,
-                "excess_pp": delta[i] - overall,
-                "p_value": p[i],
-                "n_seeds": int(y[0].shape[1]),
-                "n_seeds_base": int(x[0].shape[1]),
-            }
+            _change_row(c, delta[i], lo[i], hi[i], overall, p[i], y[0].shape[1], x[0].shape[1])
             for i, c in enumerate(classes)
         ]
     out = pd.DataFrame(rows)
@@ -297,6 +287,12 @@ def _by_class_and_seed(pc: pd.DataFrame, classes: list):
 def _class_change(x: pd.DataFrame, y: pd.DataFrame, cls, overall: float) -> dict:
     lo, hi = welch_interval(x.accuracy, y.accuracy)
     delta = 100 * (y.accuracy.mean() - x.accuracy.mean())
+    p = welch_t(x.accuracy - x.overall, y.accuracy - y.overall)
+    return _change_row(cls, delta, lo, hi, overall, p, y.seed.nunique(), x.seed.nunique())
+
+
+def _change_row(cls, delta, lo, hi, overall, p, n_seeds, n_seeds_base) -> dict:
+    """One class' row of `class_changes` (delta in pp; lo, hi the interval as fractions)."""
     return {
         "class": cls,
         "delta_pp": delta,
@@ -304,9 +300,9 @@ def _class_change(x: pd.DataFrame, y: pd.DataFrame, cls, overall: float) -> dict
         "delta_ci_high_pp": 100 * hi,
         "overall_delta_pp": overall,
         "excess_pp": delta - overall,
-        "p_value": welch_t(x.accuracy - x.overall, y.accuracy - y.overall),
-        "n_seeds": int(y.seed.nunique()),
-        "n_seeds_base": int(x.seed.nunique()),
+        "p_value": p,
+        "n_seeds": int(n_seeds),
+        "n_seeds_base": int(n_seeds_base),
     }
 
 
