@@ -83,3 +83,21 @@ def test_helper_scripts_have_help_and_touch_nothing(script, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0 and "usage" in (proc.stdout + proc.stderr).lower()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dry_run_creates_no_folder_and_names_where_results_go(tmp_path):
+    """`snakemake -n` of a preset not run yet plans every job and leaves nothing behind (no
+    runs/<preset>/, no .snakemake/); its first line names the absolute run folder, also when
+    started from another folder with `-s` (the run folder is relative to where you stand)."""
+    from conftest import SMOKE_RUN
+
+    wf = copy_workflow(tmp_path / "wf")
+    proc = snakemake(wf, "-n", "all", *SMOKE)
+    first = next(line for line in proc.stdout.splitlines() if line.startswith("pqgrid:"))
+    assert f"would run in {wf / SMOKE_RUN} (" in first, first
+    assert not (wf / SMOKE_RUN).exists() and not (wf / "runs").exists() and not (wf / ".snakemake").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = snakemake(elsewhere, "-s", str(wf / "Snakefile"), "-n", "all", "--configfile", str(wf / SMOKE[1]))
+    assert f"would run in {elsewhere / SMOKE_RUN} (" in proc.stdout, proc.stdout[:500]
+    assert list(elsewhere.iterdir()) == []

@@ -162,6 +162,22 @@ def test_t_interval_and_welch_interval_against_hand_computation():
     assert (lo, hi) == pytest.approx((3 - 2.75628 * 1.41421, 3 + 2.75628 * 1.41421), abs=1e-3)
 
 
+def test_clopper_pearson_in_closed_form_equals_scipys_root_search():
+    """stats.proportion_interval (beta quantiles) against scipy's binomtest exact interval,
+    with the ends k = 0 and k = n; the paired interval maps it onto a change of accuracy."""
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(0)
+    cases = [(0, 5), (5, 5), (0, 1), (1, 1), (3, 10)]
+    cases += [(int(k), int(n)) for n in rng.integers(1, 5000, 200) for k in rng.integers(0, n + 1, 1)]
+    for k, n in cases:
+        for confidence in (0.9, 0.95, 0.99):
+            ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+            assert stats.proportion_interval(k, n, confidence) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    low, high = binomtest(30, 40).proportion_ci(method="exact")
+    assert stats.paired_interval(30, 10, 1000) == pytest.approx(((2 * low - 1) * 0.04, (2 * high - 1) * 0.04))
+
+
 def test_benjamini_hochberg_against_known_values():
     # sorted p 0.005, 0.01, 0.03, 0.04 (m = 4): p*m/rank = 0.02, 0.02, 0.04, 0.04, then the
     # running minimum from the top

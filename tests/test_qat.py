@@ -83,7 +83,10 @@ def _convert(h5, tiny_data, out, arch_cfg, mode, stock=False):
 # QAT-specific failure (Rescaling/Normalization left in float: a one-class .tflite) is
 # checked on its QAT model's layers below, its conversion path is the other families', and
 # its QAT cells went through the laptop preset (docs/results). It passed when last run.
-@pytest.mark.parametrize("family", ["MobileNet", "MobileNetV3Small"])
+# MobileNet (plain ReLU6) in the slow tier: CI fine-tunes with QAT on MobileNetV3Small here
+# and in every smoke run, and tests/test_models.py compares a MobileNet's qat-mode .tflite
+# with the stock converter's byte for byte.
+@pytest.mark.parametrize("family", [pytest.param("MobileNet", marks=pytest.mark.slow), "MobileNetV3Small"])
 def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
     """Each family: rewrite checked equal, QAT builds and fine-tunes, the .tflite has int8
     input and output, LiteRT runs it and its top-1 is recorded beside the Keras QAT top-1."""

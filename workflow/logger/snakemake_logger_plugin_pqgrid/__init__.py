@@ -83,8 +83,30 @@ def _typed_exe(argv0: str) -> str:
     return f"{sys.executable} -m snakemake" if argv0.endswith("__main__.py") else argv0
 
 
+# Set for the jobs (they inherit the environment): a failing job writes its one-line error
+# as its log's last line instead of to the terminal, and this logger puts it on the FAILED line.
+FAILURE_IN_LOG = "PQGRID_FAILURE_IN_LOG"
+# Snakemake's own lines after a failed job (RuleException, CalledProcessError, WorkflowError,
+# "Exiting because ..."): kept in its log file, left off the terminal.
+AFTER_FAILURE = re.compile(r"^(Exiting because a job execution failed|Shutting down, this might take some time)")
+
+
+def job_error_line(log_paths: list) -> str:
+    """The last `pqgrid: ...` line of a failed job's first log (pqgrid.core.logs.run_logged
+    writes it there), without the prefix; "" where there is none."""
+    if not log_paths:
+        return ""
+    try:
+        with open(log_paths[0], errors="replace") as fh:
+            lines = [line.rstrip("\n") for line in fh if line.startswith("pqgrid: ")]
+    except OSError:
+        return ""
+    return lines[-1].removeprefix("pqgrid: ") if lines else ""
+
+
 class LogHandler(LogHandlerBase):
     def __post_init__(self) -> None:
+        os.environ[FAILURE_IN_LOG] = "1"
         self.stream = sys.stdout if self.common_settings.stdout else sys.stderr
         self.jobs: dict = {}
         self.total = 0
@@ -109,7 +131,11 @@ class LogHandler(LogHandlerBase):
             elif event == LogEvent.JOB_ERROR:
                 self._job_error(record)
             elif event == LogEvent.ERROR:
-                self._say(record.getMessage())
+                text = record.getMessage()
+                # a job's exception (before its JOB_ERROR) and the closing WorkflowError after
+                # one: the job's FAILED line says it
+                if not (self.failed or text.startswith("RuleException")):
+                    self._say(text)
             elif event is None:
                 self._plain(record)
         except Exception:  # noqa: BLE001 - a display problem must never stop a run
@@ -121,7 +147,9 @@ class LogHandler(LogHandlerBase):
         if self.total and not self.t0:
             rules = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda kv: -kv[1]) if r != "all")
             verb = "would run" if self.common_settings.dryrun else "to run"
-            self._say(f"pqgrid: {self.total} job{'s' * (self.total != 1)} {verb} in {os.getcwd()} ({rules})")
+            # a dry run of a folder not made yet plans in a stand-in (pqgrid.core.cli.stand_in_folder)
+            folder = os.environ.get("PQGRID_PLANNED_FOR") or os.getcwd()
+            self._say(f"pqgrid: {self.total} job{'s' * (self.total != 1)} {verb} in {folder} ({rules})")
             self.t0 = time.time()
         if self.common_settings.dryrun:
             self._say(record.getMessage())  # Snakemake's job table: what a dry run is for
@@ -168,12 +196,15 @@ class LogHandler(LogHandlerBase):
     def _job_error(self, record) -> None:
         self.failed += 1
         job = self.jobs.get(getattr(record, "jobid", None), {"label": "a job", "log": []})
-        log = f"; log: {', '.join(job['log'])}" if job.get("log") else ""
-        self._say(f"pqgrid: FAILED {job['label']}{log}")
+        logs = [os.path.abspath(path) for path in job.get("log") or []]
+        error = job_error_line(logs)
+        self._say(f"pqgrid: FAILED {job['label']}{': ' + error if error else ''}{'; log: ' + ', '.join(logs) if logs else ''}")
 
     def _plain(self, record) -> None:
         text = record.getMessage()
         if not text.strip() or (record.levelno < logging.WARNING and NOISE.match(text.strip())):
+            return
+        if self.failed and AFTER_FAILURE.match(text.strip()):
             return
         if text.startswith("Complete log") and not self.common_settings.dryrun and not self.failed:
             self._closing()

@@ -107,3 +107,22 @@ def unknown_targets(wanted: list, makes, candidates, rule_names: set) -> str | N
             "and architectures, seeds, sparsities and modes are those of the config"
         )
     return None
+
+
+PLANNED_FOR = "PQGRID_PLANNED_FOR"  # the run folder a dry run's stand-in plans for
+
+
+def stand_in_folder(run_dir: str) -> str:
+    """An empty temporary folder, removed when the process exits, for a dry run whose run
+    folder `run_dir` does not exist: the plan is the same (nothing is there), and nothing is
+    created where the user looks. The folder planned for is kept in the environment for the
+    logger's first line."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="pqgrid-dry-run-")
+    atexit.register(shutil.rmtree, folder, True)
+    os.environ[PLANNED_FOR] = run_dir
+    return folder

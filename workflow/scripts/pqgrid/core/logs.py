@@ -9,6 +9,10 @@ import os
 import sys
 from pathlib import Path
 
+# Set by pqgrid's Snakemake logger (workflow/logger, its own package: the name is written in
+# both): it shows a failed job's one line, read from the log, on the job's FAILED line.
+FAILURE_IN_LOG = "PQGRID_FAILURE_IN_LOG"
+
 
 def setup_logging(log_path=None) -> logging.Logger:
     """Log to the rule's log file (and stderr when run by hand)."""
@@ -49,7 +53,10 @@ def run_logged(log_path, fn, *args, **kwargs):
             return fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - reported, then re-raised as exit status
             log.exception("failed")
-            print(f"pqgrid: {type(e).__name__}: {e}", file=terminal)
+            line = f"pqgrid: {type(e).__name__}: {e}"
+            print(line, file=fh, flush=True)  # the log's last line: pqgrid's logger shows it
+            if not os.environ.get(FAILURE_IN_LOG):  # no pqgrid logger (a job run by hand): here
+                print(line, file=terminal)
             raise SystemExit(1) from None
         finally:
             sys.stderr = real_stderr

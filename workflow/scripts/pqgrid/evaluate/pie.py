@@ -20,6 +20,7 @@ ImageNet setup; the counting here is a few lines of numpy, the statistics are sc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
@@ -222,7 +223,8 @@ def seed_baseline(ref, ref_seeds, var, var_seeds, y, num_classes, confidence=0.9
         compressed.append(c)
         retrained.append(r)
     excess = np.mean(compressed, axis=0) - np.mean(retrained, axis=0)  # per image, over splits
-    lo, hi = _bootstrap(lambda idx: excess[idx].mean(), len(y), confidence, resamples)
+    counts = _resample_counts(len(y), resamples)
+    lo, hi = _percentile_interval(counts @ excess / len(y), confidence)
     out.update(half_models=half, compression_split_pie_rate=float(np.mean(compressed)),
                seed_split_pie_rate=float(np.mean(retrained)), excess_pie_rate=float(excess.mean()),
                excess_pie_ci_low=float(lo), excess_pie_ci_high=float(hi))  # fmt: skip
@@ -248,23 +250,38 @@ def _excess_harder(ref, var, common, at_ref, at_var, y, num_classes, confidence,
     if not right:
         return (float("nan"),) * 3
     right, excess = np.array(right, float), np.array(excess)
+    # Sums over the drawn images are counts-weighted sums over all images: one matrix product
+    # per quantity instead of one fancy-indexed copy of the (pairs, images) arrays per resample.
+    everything = np.ones((1, len(y)))
+    resampled = _resample_counts(len(y), resamples)
 
-    def gap(idx):
-        r, e = right[:, idx], excess[:, idx]
-        return (r * e).sum() / e.sum() - r.mean() if e.sum() > 0 else np.nan
+    def gap(counts):
+        weighted = counts @ excess.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gaps = counts @ (right * excess).sum(axis=0) / weighted - counts @ right.mean(axis=0) / len(y)
+        return np.where(weighted > 0, gaps, np.nan)
 
-    point = gap(np.arange(len(y)))
+    point = gap(everything)[0]
     if not np.isfinite(point):
         return (float("nan"),) * 3
-    lo, hi = _bootstrap(gap, len(y), confidence, resamples)
+    lo, hi = _percentile_interval(gap(resampled), confidence)
     return 100 * float(point), 100 * float(lo), 100 * float(hi)
 
 
-def _bootstrap(statistic, images: int, confidence: float, resamples: int) -> tuple[float, float]:
-    """Percentile interval of `statistic(indices)` over test images resampled with
-    replacement (the independent unit), seeded so a rerun gives the same numbers."""
+@lru_cache(maxsize=2)  # the same draws for every population of a test set: made once
+def _resample_counts(images: int, resamples: int) -> np.ndarray:
+    """(resamples, images), read-only: how often each test image (the independent unit) is
+    drawn in each bootstrap resample with replacement, seeded so a rerun gives the same numbers."""
     rng = np.random.default_rng(0)
-    boot = np.array([statistic(rng.integers(0, images, images)) for _ in range(resamples)])
+    draws = np.stack([rng.integers(0, images, images) for _ in range(resamples)])
+    flat = (draws + images * np.arange(resamples)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=resamples * images).reshape(resamples, images).astype(np.float64)
+    counts.flags.writeable = False
+    return counts
+
+
+def _percentile_interval(boot: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The percentile interval of bootstrap statistics (NaN ones left out)."""
     tail = 100 * (1 - confidence) / 2
     lo, hi = np.nanpercentile(boot, [tail, 100 - tail])
     return float(lo), float(hi)
