@@ -345,8 +345,8 @@ def energy(
     return out
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser()
+def _arguments(argv):
+    ap = argparse.ArgumentParser(description="Measure one .tflite on this device (pqgrid's board program).")
     ap.add_argument("model")
     ap.add_argument("--mode", choices=("latency", "energy", "accuracy"), default="latency")
     ap.add_argument("--threads", type=int, default=1)
@@ -371,7 +371,11 @@ def main(argv=None):
     ap.add_argument("--scaling", default=None)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--scores-out", default=None)
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    a = _arguments(argv)
     tool = a.tool or ("benchmark_model" if a.benchmark_model else "harness")
     lock = None
     t_wait = time.time()
