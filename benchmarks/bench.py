@@ -91,7 +91,7 @@ def p1(tmp: Path):
     from pqgrid.core.tfsetup import tensorflow
 
     tensorflow(2, 0)
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.data import arrays as data_arrays
     from pqgrid.evaluate.accuracy import interpreter, predict_tflite
     from pqgrid.models.builders import build
@@ -137,7 +137,7 @@ from pqgrid.data import prepare as data_prepare
 from pqgrid.data import arrays as data_arrays
 from pqgrid.models import fit
 from pqgrid.models.builders import build
-from pqgrid.core.harness import scale_inputs
+from pqgrid.core.runtime import scale_inputs
 x, y = data_arrays.load_npz({train!r})
 model = build({{"builder": {arch!r}}}, 10, x.shape[1:], 0.9)
 opt = tf_keras.optimizers.RMSprop(1e-3, momentum=0.9)
@@ -379,7 +379,7 @@ from pqgrid.core.tfsetup import tensorflow
 tensorflow(1, 0)
 from pqgrid.quant.convert import calibration_images, converter_for
 from pqgrid.models.builders import load_keras
-from pqgrid.core.harness import scale_inputs
+from pqgrid.core.runtime import scale_inputs
 model = load_keras({h5!r})
 rep = scale_inputs(calibration_images({train!r}, 200, 0), "tf")
 for mode in {modes!r}:

@@ -34,7 +34,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
 from pqgrid.core.catalog import input_scaling  # noqa: E402
-from pqgrid.core.harness import scale_inputs
+from pqgrid.core.runtime import scale_inputs
 from pqgrid.core.tfsetup import tensorflow  # noqa: E402
 from pqgrid.data import arrays
 from pqgrid.evaluate.accuracy import interpreter, predict_tflite  # noqa: E402

@@ -18,7 +18,7 @@ def ruined_model(folder: Path, data: Path, epochs: int = 6, seed: int = 0) -> di
     and the float model's test top-1."""
     import tensorflow as tf
     import tf_keras
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
 
     tf.keras.utils.set_random_seed(seed)
     with np.load(data / "train.npz") as d:

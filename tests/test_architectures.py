@@ -87,8 +87,8 @@ def _stages(arch, d, out):
 @pytest.mark.parametrize("builder", FULL)
 def test_trains_prunes_and_converts_in_every_mode(builder, tiny_data, tmp_path):
     from pqgrid.core.catalog import input_scaling
-    from pqgrid.core.harness import scale_inputs
     from pqgrid.core.modes import derives_from_fp32
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.evaluate.accuracy import io_dtypes, predict_tflite
     from pqgrid.models.builders import load_keras, parameter_stats
     from pqgrid.quant.convert import convert_cell, convert_tflite
@@ -124,7 +124,7 @@ def test_trains_prunes_and_converts_in_every_mode(builder, tiny_data, tmp_path):
 def test_wider_lite_variants_train_prune_and_convert_integer_only(variant, tiny_data, tmp_path):
     """Lite1 and Lite4 at 32 px: a training step, every Conv2D/DepthwiseConv2D/Dense wrapped for pruning
     (Lite0 reaches the target through the real stage above), int8_full converts and runs."""
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.core.tfsetup import tensorflow
     from pqgrid.evaluate.accuracy import predict_tflite
     from pqgrid.models.builders import build
@@ -376,7 +376,7 @@ def test_derived_modes_for_the_thesis_builders(builder, tiny_data, tmp_path):
     derived from the fp32 .tflite are the converter's files byte for byte; dynamic and fp16
     from ai-edge-quantizer run and give the fp32 file's answers."""
     from pqgrid.core.catalog import input_scaling
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.core.tfsetup import tensorflow
     from pqgrid.evaluate.accuracy import predict_tflite
     from pqgrid.models.builders import build

@@ -35,9 +35,9 @@ def test_the_emulated_board_knows_it_is_one(arm_python):
     aarch64, the process that started it x86_64); on this machine: not emulated."""
     import subprocess
 
-    from pqgrid.core.harness import emulation
+    from pqgrid.core.runtime import emulation
 
-    harness = Path(__file__).resolve().parents[1] / "workflow/scripts/pqgrid/core/harness.py"
+    harness = Path(__file__).resolve().parents[1] / "workflow/scripts/pqgrid/device/harness.py"
     code = f"import runpy; h = runpy.run_path({str(harness)!r}); import json; print(json.dumps(h['device_facts']()))"
     facts = json.loads(subprocess.run([str(arm_python), "-c", code], check=True, capture_output=True, text=True).stdout)
     assert facts["machine"] == "aarch64" and "Raspberry Pi 4" in facts["cpu_model"]

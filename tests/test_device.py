@@ -4,11 +4,12 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
-from pqgrid.core.harness import parse_benchmark_model
+from pqgrid.device.harness import parse_benchmark_model
 from pqgrid.device.measure import benchmark
 from pqgrid.device.sessions import DeviceError
 
@@ -235,7 +236,7 @@ CPUINFO_ARM64_BARE = "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41
 
 
 def test_cpu_model_on_x86_and_arm():
-    from pqgrid.core.harness import cpu_model
+    from pqgrid.core.runtime import cpu_model
 
     assert cpu_model(CPUINFO_X86) == "Intel(R) Xeon(R) CPU @ 2.20GHz"  # not the numeric "model"
     assert cpu_model(CPUINFO_PI4) == "Raspberry Pi 4 Model B Rev 1.4"
@@ -257,7 +258,7 @@ def test_parse_all_same_count_line():
 
 
 def test_parse_op_profile_csv():
-    from pqgrid.core.harness import parse_op_profile
+    from pqgrid.device.harness import parse_op_profile
 
     rows = parse_op_profile(_fixture("benchmark_model_op_profile.csv"))
     assert [r["node_type"] for r in rows] == ["CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"]
@@ -282,7 +283,7 @@ def test_parse_op_profile_csv():
 
 
 def test_parse_litert_tool_format_and_its_errors():
-    from pqgrid.core.harness import parse_litert_tool
+    from pqgrid.device.harness import parse_litert_tool
 
     r = parse_litert_tool(_fixture("benchmark_litert_model.txt"))
     assert r["count"] == 50 and r["avg_us"] == pytest.approx(1570) and r["p50_us"] == pytest.approx(1550)
@@ -377,7 +378,7 @@ def test_energy_with_a_pattern_and_a_stated_wattage(tiny_tflite, tmp_path):
 
 
 def test_rapl_counter_wraps_and_an_unreadable_zone_is_one_line(tiny_tflite, tmp_path):
-    from pqgrid.core.harness import PowerError, Rapl
+    from pqgrid.device.sensors import PowerError, Rapl
     from pqgrid.device.sessions import DeviceError
 
     zone = tmp_path / "fixture-rapl-zone"  # FIXTURE files standing in for /sys/class/powercap
@@ -457,7 +458,7 @@ def test_cool_down_and_throttling_flags_with_a_fake_vcgencmd(tiny_tflite, tmp_pa
 
 
 def test_throttled_bits():
-    from pqgrid.core.harness import throttled
+    from pqgrid.device.sensors import throttled
 
     def s(bits):
         return {"throttled_bits": bits}
@@ -549,3 +550,32 @@ def test_device_types_agree():
 
     enum = load_schema()["properties"]["devices"]["additionalProperties"]["properties"]["type"]["enum"]
     assert set(DEVICE_TYPES) == set(SESSIONS) == set(enum)
+
+
+def test_the_board_program_and_what_it_imports_are_uploaded():
+    """device/sessions.py uploads the board program with every pqgrid module it imports (in
+    the package's layout) and nothing more; outside pqgrid they import only the standard
+    library, numpy and a LiteRT runtime, which a board has (`setup: packages`)."""
+    import ast
+
+    from pqgrid.device.sessions import BOARD_FILES, PACKAGE_ROOT
+
+    allowed = set(sys.stdlib_module_names) | {"numpy", "ai_edge_litert", "tflite_runtime", "tensorflow"}
+    seen, todo, outside = set(), ["pqgrid/device/harness.py"], set()
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        parts = Path(rel).parts
+        todo += ["/".join(parts[: i + 1]) + "/__init__.py" for i in range(len(parts) - 1)]
+        for node in ast.walk(ast.parse((PACKAGE_ROOT / rel).read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for name in names:
+                if name.startswith("pqgrid."):
+                    todo.append(name.replace(".", "/") + ".py")
+                else:
+                    outside.add(name.split(".")[0])
+    assert seen == set(BOARD_FILES), sorted(seen ^ set(BOARD_FILES))
+    assert outside <= allowed, sorted(outside - allowed)

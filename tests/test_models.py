@@ -123,7 +123,7 @@ def test_each_quant_mode_loads_with_right_dtypes(tflites):
 
 
 def test_tflite_eval_batched_equals_one_per_invoke_and_keras(tflites, trained, small_data):
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.evaluate.accuracy import interpreter, predict_tflite
     from pqgrid.models.builders import load_keras
 
@@ -274,7 +274,7 @@ def test_batchnorm_recalibration_matches_the_data_at_the_final_weights():
     from pqgrid.core.tfsetup import tensorflow
 
     tf, _ = tensorflow(2, 0)
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.models.builders import all_layers, build, recalibrate_batchnorm
 
     model = build({"builder": "MobileNetV3Small", "alpha": 0.75, "minimalistic": True}, 10, (32, 32, 3), 0.9)
@@ -304,7 +304,7 @@ def test_batchnorm_recalibration_averages_the_batches_equally():
     from pqgrid.core.tfsetup import tensorflow
 
     tf, _ = tensorflow(2, 0)
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.models.builders import all_layers, build, recalibrate_batchnorm
 
     model = build({"builder": "MobileNet", "alpha": 0.25}, 10, (32, 32, 3), 0.99)
@@ -435,7 +435,7 @@ def test_tflite_readback_equals_h5_and_zeros_survive_int8(pruned50, small_data, 
 
 
 def test_sparse_encoding_is_stored_and_read_back(pruned50, small_data, tmp_path):
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.evaluate.accuracy import predict_tflite
     from pqgrid.quant.tflite_weights import kernel_sparsity, read_kernels
 
@@ -597,7 +597,7 @@ def _tensors(path):
 def test_dynamic_from_ai_edge_quantizer_matches_the_converter(tflites, converter_tflites, small_data):
     """Same ops, same int8 weight tensors; a weight may differ by one step (rounding of
     ties), in a tiny share of elements; the same answers."""
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.evaluate.accuracy import predict_tflite
 
     ops, consts = _tensors(tflites["dynamic"])
@@ -621,7 +621,7 @@ def test_dynamic_from_ai_edge_quantizer_matches_the_converter(tflites, converter
 def test_fp16_from_ai_edge_quantizer_has_the_converters_float16_weights(tflites, converter_tflites, small_data):
     """Every float16 tensor of ours is the converter's, bit for bit (the converter also
     casts biases, which we keep in float32); the scores agree to float16 precision."""
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.evaluate.accuracy import predict_tflite
 
     float16 = 1  # TensorType.FLOAT16
@@ -658,7 +658,7 @@ def test_layer_error_from_fp32_tflite_equals_the_debugger_on_the_converter(tflit
 
     import pandas as pd
     import tensorflow as tf
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.models.builders import load_keras
     from pqgrid.quant.convert import calibration_images, converter_for
     from pqgrid.quant.layer_error import error_table, layer_error, reference_kernels

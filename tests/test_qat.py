@@ -116,7 +116,7 @@ def test_qat_fine_tunes_and_converts_integer_only(family, tiny_data, tmp_path):
         assert tfl.read_bytes() == stock.read_bytes()
     x, _ = arrays.load_npz(tiny_data / "test.npz")
     from pqgrid.core.catalog import input_scaling
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
 
     scores = predict_tflite(tfl, scale_inputs(x, input_scaling(arch)), batch_size=8)
     assert scores.shape == (len(x), 10) and np.isfinite(scores).all()
@@ -176,7 +176,7 @@ def test_pqat_keeps_zeros_in_the_tflite_including_depthwise(tiny_data, tmp_path)
 def test_int16x8_converts_runs_and_lists_float_ops(tiny_data, tmp_path):
     """HARD_SWISH has no 16x8 kernel: it stays float (TFLITE_BUILTINS fallback), and says so."""
     from pqgrid.core.catalog import input_scaling
-    from pqgrid.core.harness import scale_inputs
+    from pqgrid.core.runtime import scale_inputs
     from pqgrid.evaluate.accuracy import float_ops, io_dtypes, predict_tflite
     from pqgrid.models.builders import load_keras
 

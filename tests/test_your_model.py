@@ -311,7 +311,7 @@ def test_bad_models_fail_before_any_job(user_folder, arch, message):
 def test_scaling_forms_agree():
     """'torch' and its explicit mapping scale alike; the JSON text the harness' command line
     carries gives the same floats; 'tf' is (x * 1/127.5 - 1)."""
-    from pqgrid.core.harness import TORCH_SCALING, scale_inputs
+    from pqgrid.core.runtime import TORCH_SCALING, scale_inputs
 
     x = np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3) * 5
     assert np.array_equal(scale_inputs(x, "torch"), scale_inputs(x, TORCH_SCALING))

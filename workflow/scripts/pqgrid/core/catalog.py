@@ -83,7 +83,7 @@ for _name, _entry in BUILDERS.items():
 #   input_size  image side the architecture trains and runs at (data resized once to it)
 #   stem        "imagenet" (the builder's strides) or "cifar" (first two stride-2 layers at 1)
 #   weights     null (from scratch), "imagenet" (keras.applications download) or an .h5 path
-#   scaling     what the model takes (core/harness.py scale_inputs); default: the builder's
+#   scaling     what the model takes (core/runtime.py scale_inputs); default: the builder's
 #   model       a trained model file instead of a builder (models/imported.py)
 #   custom_objects  the module of that model's own layers
 #   classes     the class names of a model file's outputs, in its order (output_order)

@@ -10,8 +10,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from pqgrid.core.harness import cpu_model, read
 from pqgrid.core.provenance import pqgrid_version
+from pqgrid.core.runtime import cpu_model, read
 
 
 @contextlib.contextmanager

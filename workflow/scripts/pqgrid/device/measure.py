@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pqgrid.core import harness as harness
 from pqgrid.core.io import atomic_path, check_file, read_json, read_predictions, sha256_file, write_json
 from pqgrid.core.schema import device_with_defaults
 from pqgrid.data.arrays import load_npz
+from pqgrid.device import sensors
 from pqgrid.device.sessions import DeviceError, _parse, session
 from pqgrid.evaluate.accuracy import in_data_order, per_class_table, topk_accuracy, write_predictions
 
@@ -171,7 +171,7 @@ def measure_energy(*, tflite, out_json, name, cfg, cell):
 
     started = dt.datetime.now(dt.UTC).isoformat()
     sampler = (
-        harness.PowerSampler(power["command"], power["interval_seconds"], power.get("pattern"), power["scale"])
+        sensors.PowerSampler(power["command"], power["interval_seconds"], power.get("pattern"), power["scale"])
         if host_meter
         else contextlib.nullcontext()
     )
@@ -185,7 +185,7 @@ def measure_energy(*, tflite, out_json, name, cfg, cell):
             try:
                 idle_w, result["idle_samples"] = meter.mean(marks["idle-start"], marks["idle-end"], "idle")
                 load_w, result["load_samples"] = meter.mean(marks["load-start"], marks["load-end"], "load")
-            except harness.PowerError as e:
+            except sensors.PowerError as e:
                 raise DeviceError(f"device {name}: power: {e}") from None
             except KeyError:
                 raise DeviceError(f"device {name}: the harness printed no phase markers; is it current?") from None

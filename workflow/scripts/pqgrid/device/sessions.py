@@ -20,9 +20,9 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from pqgrid.core import harness
 from pqgrid.core.devices import packages_dir
 from pqgrid.core.io import sha256_file
+from pqgrid.device import harness
 
 log = logging.getLogger("pqgrid")
 
@@ -133,8 +133,10 @@ class SSHSession:
         self.job = f"{self.root}/job-{uuid.uuid4().hex}"
         self.lock = f"{self.root}/.pqgrid.lock"
         self.sftp = self.client.open_sftp()
-        _exec(self.client, name, f"mkdir -p {shlex.quote(self.job)}", 30)
-        self.put(HARNESS, "harness.py")
+        folders = sorted({f"{self.job}/{Path(f).parent}" for f in BOARD_FILES})
+        _exec(self.client, name, "mkdir -p " + " ".join(shlex.quote(f) for f in folders), 30)
+        for f in BOARD_FILES:
+            self.put(PACKAGE_ROOT / f, f)
 
     def _write_error(self, what, e):
         return DeviceError(
@@ -175,7 +177,7 @@ class SSHSession:
         self.sftp.get(remote, str(local))
 
     def run(self, args, on_line=None):
-        cmd = " ".join(shlex.quote(a) for a in [self.cfg["python"], f"{self.job}/harness.py", *args])
+        cmd = " ".join(shlex.quote(a) for a in [self.cfg["python"], f"{self.job}/{BOARD_PROGRAM}", *args])
         packages = packages_dir(self.cfg)
         if packages:  # `setup: packages`: the pinned packages first on the path
             cmd = f"PYTHONPATH={shlex.quote(packages)} {cmd}"
@@ -310,4 +312,16 @@ def connect(name, cfg):
     return client, where
 
 
-HARNESS = Path(harness.__file__)  # uploaded to the board and run there as one file
+HARNESS = Path(harness.__file__)  # the board program: run as a file, here and on a board
+PACKAGE_ROOT = HARNESS.parents[2]  # the folder holding pqgrid/
+BOARD_PROGRAM = str(HARNESS.relative_to(PACKAGE_ROOT))
+# What the board program imports, uploaded with the package's layout so that its imports read
+# as the host's (standard library + numpy + LiteRT; tests/test_device.py checks the list).
+BOARD_FILES = (
+    "pqgrid/__init__.py",
+    "pqgrid/core/__init__.py",
+    "pqgrid/core/runtime.py",
+    "pqgrid/device/__init__.py",
+    "pqgrid/device/sensors.py",
+    BOARD_PROGRAM,
+)

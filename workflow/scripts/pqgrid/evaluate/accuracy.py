@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from pqgrid.core.catalog import arch_kind, input_scaling, output_order
-from pqgrid.core.harness import predict_scores
 from pqgrid.core.io import atomic_path, check_file, damaged, read_json, sha256_file, versions, write_json
 from pqgrid.core.modes import calibrated
+from pqgrid.core.runtime import predict_scores
 from pqgrid.core.sanity import collapse_message, collapsed
 from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays

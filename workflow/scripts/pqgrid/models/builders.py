@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from pqgrid.core.catalog import builder_entry, builder_kwargs
-
-# uint8 images -> what the model takes: defined in core/harness.py (the device runs it too).
-from pqgrid.core.harness import scale_inputs
 from pqgrid.core.io import check_file, damaged
 from pqgrid.core.paths import WORKFLOW_DIR, workflow_path
+
+# uint8 images -> what the model takes: defined in core/runtime.py (the device runs it too).
+from pqgrid.core.runtime import scale_inputs
 from pqgrid.models.weights import ModelError, load_weights_file
 
 

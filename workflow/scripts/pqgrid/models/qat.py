@@ -27,7 +27,7 @@ import logging
 
 import numpy as np
 
-from pqgrid.core import harness
+from pqgrid.core import runtime
 from pqgrid.core.catalog import input_scaling
 from pqgrid.core.io import check_file, damaged, sha256_file, write_json
 from pqgrid.core.tfsetup import tensorflow
@@ -339,7 +339,7 @@ def qat_model(
     base = builders.load_keras(source_h5, arch_cfg.get("custom_objects"))
     builders.set_batchnorm_momentum(base, settings.get("batchnorm_momentum"))
     zeros_before = kernel_zero_share(base)
-    probe = harness.scale_inputs(x[:32], scaling)
+    probe = runtime.scale_inputs(x[:32], scaling)
     try:
         rewritten, report = rewrite_for_qat(base, probe)
         model = quantize_for_training(rewritten, preserve_sparsity=settings["preserve_sparsity"])

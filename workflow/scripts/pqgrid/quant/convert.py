@@ -21,8 +21,8 @@ import numpy as np
 
 from pqgrid.core import modes
 from pqgrid.core.catalog import input_scaling
-from pqgrid.core.harness import scale_inputs
 from pqgrid.core.io import atomic_path, check_file, damaged
+from pqgrid.core.runtime import scale_inputs
 from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays, sources
 from pqgrid.models.builders import load_keras

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from pqgrid.core.catalog import input_scaling
-from pqgrid.core.harness import scale_inputs
 from pqgrid.core.io import atomic_path, read_csv
+from pqgrid.core.runtime import scale_inputs
 from pqgrid.core.tfsetup import tensorflow
 from pqgrid.quant.convert import calibrate_fp32, calibration_images
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from pqgrid.core import modes
 from pqgrid.core.catalog import input_scaling
-from pqgrid.core.harness import scale_inputs
 from pqgrid.core.io import atomic_path, check_file, damaged, read_csv, write_json
+from pqgrid.core.runtime import scale_inputs
 from pqgrid.quant.convert import calibration_images, gzip_tflite
 from pqgrid.quant.layer_error import FILLED
 

@@ -30,210 +30,20 @@ import argparse
 import fcntl
 import json
 import os
-import platform
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
+# Run as a file (on a board: the job folder holds pqgrid/ as device/sessions.py uploaded it;
+# here: `python workflow/scripts/pqgrid/device/harness.py`), the package is two folders up.
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-def rss_mb(field="VmRSS"):
-    """Current (VmRSS) or peak (VmHWM) resident memory of this process in MB."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def read(path):
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
-
-
-def cpu_model(cpuinfo, lscpu=None):
-    """The CPU's name from /proc/cpuinfo: "model name" on x86 (whose "model" is a number),
-    "Model" (the board, e.g. Raspberry Pi 4 Model B) or "Hardware" on ARM; else lscpu's
-    "Model name"."""
-    fields = {}
-    for line in (cpuinfo or "").splitlines():
-        if ":" in line:
-            key, value = line.split(":", 1)
-            fields.setdefault(key.strip().lower(), value.strip())
-    for key in ("model name", "model", "hardware"):
-        value = fields.get(key)
-        if value and not value.isdigit():
-            return value
-    for line in (lscpu or "").splitlines():
-        if line.lower().startswith("model name:"):
-            return line.split(":", 1)[1].strip()
-    return None
-
-
-def _lscpu():
-    try:
-        return subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-# ELF e_machine values of the instruction sets a board may run.
-ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv64"}
-
-
-def elf_machine(path):
-    """The instruction set an ELF file is built for (e_machine at byte 18), or None."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(20)
-    except OSError:
-        return None
-    if len(head) < 20 or head[:4] != b"\x7fELF":
-        return None
-    return ELF_MACHINES.get(int.from_bytes(head[18:20], "little" if head[5] == 1 else "big"), "other")
-
-
-def emulation():
-    """Whether this process runs under an emulator (qemu user mode): its own code's
-    instruction set (what qemu shows it: /proc/self/exe) against that of the process that
-    started it, which the emulator does not rewrite. On a real board both are the board's;
-    under qemu-aarch64 on an x86 machine the parent is x86_64. None when it cannot be read."""
-    own = elf_machine("/proc/self/exe")
-    parent = elf_machine(f"/proc/{os.getppid()}/exe")
-    if own is None or parent is None:
-        return None
-    return {"emulated": own != parent, "code": own, "host_code": parent}
-
-
-def device_facts():
-    cpuinfo = read("/proc/cpuinfo")
-    cpu = cpu_model(cpuinfo) or cpu_model(None, _lscpu())
-    mem = None
-    for line in (read("/proc/meminfo") or "").splitlines():
-        if line.startswith("MemTotal:"):
-            mem = int(line.split()[1]) / 1024.0
-    temp = read("/sys/class/thermal/thermal_zone0/temp")
-    return {
-        "hostname": platform.node(),
-        "kernel": platform.release(),
-        "machine": platform.machine(),
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "memory_mb": mem,
-        "cpu_governor": read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-        "cpu_max_khz": read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq"),
-        "temperature_c": int(temp) / 1000.0 if temp and temp.lstrip("-").isdigit() else None,
-        "loadavg": os.getloadavg(),
-        "python": platform.python_version(),
-        # latency and memory of an emulated device say nothing about hardware: the report marks them
-        "emulation": emulation(),
-    }
-
-
-def load_interpreter():
-    try:
-        import ai_edge_litert
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter, "ai_edge_litert", getattr(ai_edge_litert, "__version__", None)
-    except ImportError:
-        pass
-    try:
-        import tflite_runtime
-        from tflite_runtime.interpreter import Interpreter
-
-        return Interpreter, "tflite_runtime", getattr(tflite_runtime, "__version__", None)
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-
-        return tf.lite.Interpreter, "tensorflow", tf.__version__
-    except ImportError:
-        raise SystemExit("no TFLite runtime on this device: pip install ai-edge-litert numpy") from None
-
-
-def percentile(sorted_values, q):
-    if not sorted_values:
-        return None
-    k = (len(sorted_values) - 1) * q / 100.0
-    lo, hi = int(k), min(int(k) + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
-
-
-# ---------------------------------------------------------------- inputs and scores
-# torchvision's ImageNet normalisation, for models trained the PyTorch way
-TORCH_SCALING = {"scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-
-
-def scale_inputs(x, scaling):
-    """uint8 images -> what the model takes. 'tf': MobileNet/MobileNetV2 `preprocess_input`
-    (x/127.5 - 1), done outside the model. 'raw': MobileNetV3/EfficientNet rescale inside
-    the model and take 0..255 floats. 'torch': x/255 normalised with ImageNet's mean and
-    std per channel. A mapping {scale, mean, std} (or its JSON text, as the command line
-    passes it): (x * scale - mean) / std, each default neutral. The one definition: the
-    device must feed its interpreter exactly what the host feeds."""
-    import numpy as np
-
-    x = np.asarray(x, dtype=np.float32)
-    if isinstance(scaling, str) and scaling.startswith("{"):
-        scaling = json.loads(scaling)
-    if scaling == "tf":
-        return x / 127.5 - 1.0
-    if scaling == "raw":
-        return x
-    if scaling == "torch":
-        scaling = TORCH_SCALING
-    if isinstance(scaling, dict):
-        mean = np.asarray(scaling.get("mean", 0.0), dtype=np.float32)
-        std = np.asarray(scaling.get("std", 1.0), dtype=np.float32)
-        return (x * np.float32(scaling.get("scale", 1.0)) - mean) / std
-    raise ValueError(f"unknown input scaling {scaling!r}")
-
-
-def predict_scores(it, x, batch_size=256, scaling=None):
-    """Class scores of every image through interpreter `it` (not yet allocated),
-    `batch_size` images per invoke. The last batch is padded so the interpreter is resized
-    once, not per batch. int8 inputs/outputs are (de)quantized with the tensor's own scale
-    and zero point. With `scaling` ("tf"/"raw"), `x` is the uint8 images and each batch is
-    scaled on its own: a float copy of a 224 px test set would need 4x its uint8 size."""
-    import numpy as np
-
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    n = len(x)
-    b = min(batch_size, n)
-    it.resize_tensor_input(inp["index"], [b, *x.shape[1:]])
-    it.allocate_tensors()
-    in_scale, in_zero = inp["quantization"]
-    out_scale, out_zero = out["quantization"]
-    scores = []
-    for start in range(0, n, b):
-        chunk = x[start : start + b]
-        if scaling is not None:
-            chunk = scale_inputs(chunk, scaling)
-        real = len(chunk)
-        if real < b:
-            chunk = np.concatenate([chunk, np.zeros((b - real, *chunk.shape[1:]), chunk.dtype)])
-        if inp["dtype"] != np.float32:
-            info = np.iinfo(inp["dtype"])
-            chunk = np.clip(np.round(chunk / in_scale + in_zero), info.min, info.max)
-        it.set_tensor(inp["index"], chunk.astype(inp["dtype"]))
-        it.invoke()
-        res = it.get_tensor(out["index"])[:real]
-        if out["dtype"] != np.float32:
-            res = (res.astype(np.float32) - out_zero) * out_scale
-        scores.append(res)
-    return np.concatenate(scores)
+from pqgrid.core.runtime import NUM, device_facts, load_interpreter, percentile, predict_scores, rss_mb  # noqa: E402
+from pqgrid.device.sensors import PowerError, PowerSampler, Rapl, cool_down, throttle_state, throttled  # noqa: E402
 
 
 def accuracy(model, threads, images, scaling, batch_size, scores_out):
@@ -319,9 +129,6 @@ def harness(model, threads, warmup, runs):
         "ram_delta_mb": peak - rss_start,
         "process_peak_rss_mb": peak,
     }
-
-
-NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 
 
 def parse_benchmark_model(text):
@@ -482,110 +289,6 @@ def run_litert_tool(model, threads, warmup, runs, timeout):
 
 
 # ---------------------------------------------------------------- energy
-class PowerError(RuntimeError):
-    """The power source failed: what and why, in one line."""
-
-
-def last_number(line, pattern=None):
-    """The watt value in one line of a power command's output: `pattern`'s first group,
-    else the line's last number ("2.04 W", "power: 2.1W", "5.1 V 0.4 A 2.04 W" -> 2.04)."""
-    if pattern:
-        m = re.search(pattern, line)
-        return float(m.group(1)) if m else None
-    found = re.findall(NUM, line)
-    return float(found[-1]) if found else None
-
-
-class PowerSampler:
-    """Runs a user's power command in the background and keeps (time, watts) samples. A
-    command that exits 0 (a one-shot reading) is started again every `interval` seconds;
-    one that keeps running (a stream of readings) is read line by line. A command that
-    exits non-zero stops the sampling with its last error line."""
-
-    def __init__(self, command, interval=1.0, pattern=None, scale=1.0):
-        self.command, self.interval, self.pattern, self.scale = command, interval, pattern, scale
-        self.samples, self.error, self.lines = [], None, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._proc = None
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._proc and self._proc.poll() is None:
-            self._proc.terminate()
-        self._thread.join(timeout=10)
-
-    def _run(self):
-        while not self._stop.is_set():
-            t_start = time.time()
-            try:
-                self._proc = subprocess.Popen(
-                    self.command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-                )
-            except OSError as e:
-                self.error = f"cannot start the power command ({e})"
-                return
-            for line in self._proc.stdout:
-                self.lines += 1
-                value = last_number(line, self.pattern)
-                if value is not None:
-                    self.samples.append((time.time(), value * self.scale))
-                if self._stop.is_set():
-                    break
-            code = self._proc.wait()
-            if code and not self._stop.is_set():
-                err = (self._proc.stderr.read().strip().splitlines() or [f"exit status {code}"])[-1]
-                self.error = f"the power command failed (exit {code}): {err[:200]}"
-                return
-            self._stop.wait(max(0.0, self.interval - (time.time() - t_start)))
-
-    def mean(self, t0, t1, what):
-        """Mean watts of the samples taken in [t0, t1]."""
-        if self.error:
-            raise PowerError(self.error)
-        inside = [w for t, w in self.samples if t0 <= t <= t1]
-        if not inside:
-            printed = "printed no number" if not self.samples else f"gave no sample in the {what} window"
-            raise PowerError(
-                f"the power command {printed} ({self.lines} lines read in {t1 - t0:.1f} s of {what}); "
-                "check the command, its `pattern`, and lengthen idle_seconds/load_seconds"
-            )
-        return statistics.fmean(inside), len(inside)
-
-
-class Rapl:
-    """Linux RAPL (/sys/class/powercap/<zone>): an energy counter in uJ, read at the ends
-    of a window; wraps at max_energy_range_uj. Since Linux 5.10 energy_uj is readable by
-    root only (the PLATYPUS side channel)."""
-
-    def __init__(self, zone):
-        self.zone = zone.rstrip("/")
-        self.max_uj = self._read("max_energy_range_uj")
-        self._read("energy_uj")
-
-    def _read(self, name):
-        path = f"{self.zone}/{name}"
-        try:
-            with open(path) as fh:
-                return int(fh.read().strip())
-        except (OSError, ValueError) as e:
-            raise PowerError(
-                f"cannot read RAPL file {path} ({e}); run as root or `chmod o+r` it, or choose another power source"
-            ) from None
-
-    def read(self):
-        return time.time(), self._read("energy_uj")
-
-    def watts(self, a, b):
-        (t0, e0), (t1, e1) = a, b
-        delta = e1 - e0 if e1 >= e0 else e1 + self.max_uj - e0
-        return delta / 1e6 / (t1 - t0)
-
-
 def phase(name):
     """A marker line on stdout: the host cuts a host-side power meter's samples here."""
     print(f"PQGRID-PHASE {name} {time.time():.6f}", flush=True)
@@ -642,64 +345,8 @@ def energy(
     return out
 
 
-# ---------------------------------------------------------------- fair timings
-def temperature_c(sensor):
-    raw = read(sensor)
-    return int(raw) / 1000.0 if raw and raw.lstrip("-").isdigit() else None
-
-
-def cool_down(sensor, max_c, timeout):
-    """Wait until the sensor reads at most `max_c` (checked every 2 s), at most `timeout` s."""
-    t0 = time.time()
-    temp = temperature_c(sensor)
-    if temp is None:
-        return {"cooldown_c": max_c, "cooldown_wait_s": 0.0, "cooldown_timed_out": None, "cooldown_start_c": None}
-    start = temp
-    while temp is not None and temp > max_c and time.time() - t0 < timeout:
-        time.sleep(2)
-        temp = temperature_c(sensor)
-    return {
-        "cooldown_c": max_c,
-        "cooldown_start_c": start,
-        "cooldown_wait_s": time.time() - t0,
-        "cooldown_timed_out": bool(temp is not None and temp > max_c),
-    }
-
-
-def throttle_state(sensor):
-    """What the board says about itself now: temperature, current CPU frequency, and the
-    Raspberry Pi firmware's throttling bits (`vcgencmd get_throttled`, None elsewhere)."""
-    state = {
-        "temperature_c": temperature_c(sensor),
-        "cpu_cur_khz": read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"),
-        "throttled_bits": None,
-    }
-    if shutil.which("vcgencmd"):
-        try:
-            text = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=10).stdout
-            m = re.search(r"throttled=(0x[0-9a-fA-F]+)", text)
-            state["throttled_bits"] = int(m.group(1), 16) if m else None
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return state
-
-
-# vcgencmd get_throttled: bits 0-3 = now (under-voltage, ARM frequency capped, throttled,
-# soft temperature limit), bits 16-19 = the same since boot.
-THROTTLE_NOW, THROTTLE_SINCE_BOOT = 0xF, 0xF0000
-
-
-def throttled(before, after):
-    """True when the board throttled during the run: a "now" bit set before or after, or a
-    "since boot" bit that appeared; None where the board cannot say (no vcgencmd)."""
-    b, a = before["throttled_bits"], after["throttled_bits"]
-    if b is None or a is None:
-        return None
-    return bool((a | b) & THROTTLE_NOW or (a & ~b) & THROTTLE_SINCE_BOOT)
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser()
+def _arguments(argv):
+    ap = argparse.ArgumentParser(description="Measure one .tflite on this device (pqgrid's board program).")
     ap.add_argument("model")
     ap.add_argument("--mode", choices=("latency", "energy", "accuracy"), default="latency")
     ap.add_argument("--threads", type=int, default=1)
@@ -724,7 +371,11 @@ def main(argv=None):
     ap.add_argument("--scaling", default=None)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--scores-out", default=None)
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    a = _arguments(argv)
     tool = a.tool or ("benchmark_model" if a.benchmark_model else "harness")
     lock = None
     t_wait = time.time()
