@@ -198,7 +198,9 @@ class LogHandler(LogHandlerBase):
         job = self.jobs.get(getattr(record, "jobid", None), {"label": "a job", "log": []})
         logs = [os.path.abspath(path) for path in job.get("log") or []]
         error = job_error_line(logs)
-        self._say(f"pqgrid: FAILED {job['label']}{': ' + error if error else ''}{'; log: ' + ', '.join(logs) if logs else ''}")
+        self._say(
+            f"pqgrid: FAILED {job['label']}{': ' + error if error else ''}{'; log: ' + ', '.join(logs) if logs else ''}"
+        )
 
     def _plain(self, record) -> None:
         text = record.getMessage()
