@@ -26,7 +26,7 @@ from snakemake.utils import min_version, update_config, validate
 min_version("9.0")
 
 sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
-from pqgrid.core.cli import (
+from pqgrid.jobs.cli import (
     CommandLineError,
     command_line,
     one_configfile_flag,
@@ -76,7 +76,7 @@ RUN_DIR = os.environ.setdefault("PQGRID_RUN_DIR", os.path.abspath(config["run_di
 if COMMAND_LINE and COMMAND_LINE.dryrun and not os.path.isdir(RUN_DIR):
     # A dry run makes nothing: where the run folder does not exist yet, Snakemake plans
     # (and keeps its .snakemake/ bookkeeping) in an empty stand-in removed at exit.
-    from pqgrid.core.cli import stand_in_folder
+    from pqgrid.jobs.cli import stand_in_folder
 
     workdir: stand_in_folder(RUN_DIR)
 
@@ -118,26 +118,26 @@ localrules:
     choose_ship,
 
 
-# Warm starts (pqgrid/core/warm.py): one process imports TensorFlow for the run's jobs to fork
+# Warm starts (pqgrid/jobs/warm.py): one process imports TensorFlow for the run's jobs to fork
 # from. Local runs only (cluster jobs run on other hosts); not in dry runs (no hooks).
 WARM = {}
 
 
 onstart:
     if config["warm_start"] and workflow.local_exec and not workflow.remote_exec:
-        from pqgrid.core.warm import start_server
+        from pqgrid.jobs.warm import start_server
 
         WARM["server"] = start_server(".snakemake/log/pqgrid-warm.log")
 
 
 onsuccess:
-    from pqgrid.core.warm import stop_server
+    from pqgrid.jobs.warm import stop_server
 
     stop_server(WARM.get("server"))
 
 
 onerror:
-    from pqgrid.core.warm import stop_server
+    from pqgrid.jobs.warm import stop_server
 
     stop_server(WARM.get("server"))
 

@@ -37,7 +37,7 @@ P10 steps per call of Keras' traced training function (decided that pqgrid keeps
     a loop inside the graph), MobileNet and MobileNetV3Small, 32 px, 3000 images, 1 thread,
     alternated fresh processes; ratio of the median images/s of the epochs after the first.
 P11 the cost of code-aware staleness (goal <= 10 %): computing the code hash of
-    every rule script (pqgrid/core/provenance.py, what the rule files do at parse time) in a
+    every rule script (pqgrid/jobs/stage_code.py, what the rule files do at parse time) in a
     fresh process, against a dry run of the default grid with 10 seeds; ratio hash / dry run,
     3 rounds, medians.
 
@@ -88,7 +88,7 @@ def _data(tmp, train_per_class, test_per_class):
 
 
 def p1(tmp: Path):
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
 
     tensorflow(2, 0)
     from pqgrid.core.runtime import scale_inputs
@@ -130,7 +130,7 @@ def p1(tmp: Path):
 _FIT_CHILD = """
 import os, sys, time
 sys.path.insert(0, {scripts!r})
-from pqgrid.core.tfsetup import tensorflow
+from pqgrid.jobs.tfsetup import tensorflow
 tf, tf_keras = tensorflow({threads!r}, 0, {deterministic!r})
 from pqgrid.data import sources
 from pqgrid.data import prepare as data_prepare
@@ -260,7 +260,7 @@ def p11(tmp: Path, rounds=3):
     (wf / "seeds10.yaml").write_text("seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n")
     code = (
         "import sys, time; sys.path.insert(0, 'workflow/scripts'); t = time.perf_counter(); "
-        "from pqgrid.core.provenance import stage_code; from pathlib import Path; "
+        "from pqgrid.jobs.stage_code import stage_code; from pathlib import Path; "
         "[stage_code(p.name) for p in Path('workflow/scripts').glob('*.py')]; print(time.perf_counter() - t)"
     )
     dry, hashing = [], []
@@ -332,7 +332,7 @@ def _p6_models(tmp: Path) -> list:
 
     if os.environ.get("P6_MODELS"):
         return sorted(Path(p) for p in glob.glob(os.environ["P6_MODELS"]))
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
     from pqgrid.quant.convert import converter_for
 
@@ -375,7 +375,7 @@ _P7_CONVERT = """
 import sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {scripts!r})
-from pqgrid.core.tfsetup import tensorflow
+from pqgrid.jobs.tfsetup import tensorflow
 tensorflow(1, 0)
 from pqgrid.quant.convert import calibration_images, converter_for
 from pqgrid.models.builders import load_keras
@@ -407,7 +407,7 @@ def p7(tmp: Path):
     d = _data(tmp, 50, 10)
     h5 = os.environ.get("P7_MODEL")
     if not h5:
-        from pqgrid.core.tfsetup import tensorflow
+        from pqgrid.jobs.tfsetup import tensorflow
         from pqgrid.models.builders import build
 
         tensorflow(2, 0)

@@ -8,7 +8,7 @@ The list holds the one-line mistakes a refactor of report/claims*.py most easily
 t-interval replaced by its point value, the wrong end of an interval, the near-chance exclusion
 or Benjamini-Hochberg dropped, point values in claims 15-17, the seed-to-seed baseline dropped),
 written by hand, each a one-line change that leaves every verdict plausible and only the error
-rates wrong. The general mutation run (mutmut over report/claims*.py and core/stats.py) is
+rates wrong. The general mutation run (mutmut over report/claims*.py and evaluate/stats.py) is
 benchmarks/mutants.py (docs/report.md)."""
 
 import argparse

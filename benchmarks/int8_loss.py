@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scrip
 
 from pqgrid.core.catalog import input_scaling  # noqa: E402
 from pqgrid.core.runtime import scale_inputs
-from pqgrid.core.tfsetup import tensorflow  # noqa: E402
 from pqgrid.data import arrays
 from pqgrid.evaluate.accuracy import interpreter, predict_tflite  # noqa: E402
+from pqgrid.jobs.tfsetup import tensorflow  # noqa: E402
 from pqgrid.models.builders import load_keras  # noqa: E402
 from pqgrid.quant import convert
 

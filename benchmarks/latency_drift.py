@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _models(folder: Path) -> list:
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
     from pqgrid.quant.convert import converter_for
 
@@ -81,7 +81,7 @@ def summary(df):
 def false_verdicts(df, repeats: int) -> tuple[float, int]:
     """Share of comparisons the findings' rule (stats.ratio_interval) calls unequal, each
     `repeats` consecutive sessions of one model against the same jobs of the other."""
-    from pqgrid.core.stats import ratio_interval
+    from pqgrid.evaluate.stats import ratio_interval
 
     a, b = (g.sort_values("job").p50_us.to_numpy() for _, g in df.groupby("model"))
     chunks = [slice(i, i + repeats) for i in range(0, len(a) - repeats + 1, repeats)]

@@ -5,14 +5,14 @@ lists each with its diff, and docs/results/README.md ("Mutants that survive") sa
 ones left are harmless.
 
     .venv/bin/python benchmarks/mutants.py docs/results                         # stats.py and report/claims*.py
-    .venv/bin/python benchmarks/mutants.py docs/results --only core/stats.py    # one module
+    .venv/bin/python benchmarks/mutants.py docs/results --only evaluate/stats.py    # one module
 
 mutmut works on a copy (a temporary folder with the library, the tests and its own
 setup.cfg), never on the checkout. The tests it runs are the fast ones of the claims and
 statistics (the simulated null suites' 200- and 400-run rates are benchmarks/claim_rates.py's
 job: tens of minutes per mutant). Writes mutants.csv: mutant, status, diff. With `--minutes`,
 mutmut is stopped after that long and the mutants it had not reached are written as "not
-checked" (2 cores test 10-40 mutants a minute: core/stats.py alone has ~700)."""
+checked" (2 cores test 10-40 mutants a minute: evaluate/stats.py alone has ~700)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "workflow/scripts/pqgrid"
-MODULES = ["core/stats.py", *(f"report/{p.name}" for p in sorted((ROOT / PACKAGE / "report").glob("claims*.py")))]
+MODULES = ["evaluate/stats.py", *(f"report/{p.name}" for p in sorted((ROOT / PACKAGE / "report").glob("claims*.py")))]
 TESTS = ["tests/test_pie.py", "tests/test_findings_boundary.py", "tests/test_findings_null.py", "tests/test_ship.py"]
 # the simulated rates (minutes per mutant) and the smoke run stay out
 DESELECT = "not at_the_boundary and not rejects_its_null and not smoke and not benchmark_writes"

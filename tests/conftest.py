@@ -174,7 +174,7 @@ def tiny_tflite(tmp_path_factory):
     """A real, small .tflite (MobileNet alpha 0.25, 32x32, untrained): what is measured
     does not depend on the weights."""
     sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
     from pqgrid.quant.convert import converter_for
 

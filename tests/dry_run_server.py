@@ -6,7 +6,7 @@ plugins before it reads the Snakefile; this server does that once, then forks a 
 request that runs Snakemake's own command line (`snakemake.cli.main`) in the request's
 folder with its arguments, output to a file: the same program as the CLI, started warm. The
 server is a process of its own (not the pytest worker, which has threads a fork would copy
-mid-lock). Written by hand: the warm server of the workflow (pqgrid/core/warm.py) serves
+mid-lock). Written by hand: the warm server of the workflow (pqgrid/jobs/warm.py) serves
 TensorFlow jobs, not Snakemake itself.
 
 Protocol: one JSON line per request on stdin ({"cwd", "args", "out"}), one line back with

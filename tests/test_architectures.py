@@ -44,7 +44,7 @@ def tiny_data(tmp_path_factory):
 def test_parameter_count_equals_the_reference(builder):
     """Trainable parameters at 1000 classes and 224 px (Lite: its own resolution) equal the
     reference implementations' (torchvision; tensorflow/tpu's efficientnet_lite_builder_test)."""
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.architectures import LITE_PARAMS, REFERENCE_PARAMS
     from pqgrid.models.builders import builder_function
 
@@ -125,8 +125,8 @@ def test_wider_lite_variants_train_prune_and_convert_integer_only(variant, tiny_
     """Lite1 and Lite4 at 32 px: a training step, every Conv2D/DepthwiseConv2D/Dense wrapped for pruning
     (Lite0 reaches the target through the real stage above), int8_full converts and runs."""
     from pqgrid.core.runtime import scale_inputs
-    from pqgrid.core.tfsetup import tensorflow
     from pqgrid.evaluate.accuracy import predict_tflite
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
     from pqgrid.models.prune import wrap_for_pruning
     from pqgrid.quant.convert import converter_for
@@ -152,7 +152,7 @@ def test_wider_lite_variants_train_prune_and_convert_integer_only(variant, tiny_
 def test_cifar_stem_keeps_resolution_weights_and_costs_16x():
     """`stem: cifar` on a keras.applications model and on an own builder: the last feature
     map of a 32 px MobileNet grows from 1x1 to 4x4, weights stay, multiply-adds ~16x."""
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build, multiply_adds
 
     tensorflow(2, 0)
@@ -170,7 +170,7 @@ def test_weights_file_loads_into_its_builder_and_is_refused_by_another(tmp_path,
     """A file saved from SqueezeNet11 (any classifier) starts a new 10-class model with the
     same base weights; SqueezeNet10 and EfficientNetLite0 refuse it naming the layer."""
     from pqgrid.core.io import DamagedFile
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
     from pqgrid.models.weights import ModelError
 
@@ -198,7 +198,7 @@ def test_pretrained_start_trains_head_then_fine_tunes(tmp_path, tiny_data):
     """Transfer schedule: head epochs with the base frozen (its weights unchanged), then
     fine-tuning of every layer; one history with both phases."""
     import pandas as pd
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build, load_keras
     from pqgrid.models.train import train_model
 
@@ -279,7 +279,7 @@ def test_readable_labels_for_widths_sizes_and_stems():
 def test_layer_error_runs_for_squeezenet(tiny_data, tmp_path):
     """XNNPACK refuses SqueezeNet's NumericVerify debug model; the reference kernels run it."""
     import pandas as pd
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
     from pqgrid.quant.convert import convert_tflite
     from pqgrid.quant.layer_error import layer_error
@@ -314,7 +314,7 @@ def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path, monkeypatc
         pytest.skip("internet reachable: the download would succeed")
     except OSError:
         pass
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
     from pqgrid.models.weights import ModelError
 
@@ -377,8 +377,8 @@ def test_derived_modes_for_the_thesis_builders(builder, tiny_data, tmp_path):
     from ai-edge-quantizer run and give the fp32 file's answers."""
     from pqgrid.core.catalog import input_scaling
     from pqgrid.core.runtime import scale_inputs
-    from pqgrid.core.tfsetup import tensorflow
     from pqgrid.evaluate.accuracy import predict_tflite
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
     from pqgrid.quant.convert import convert_cell, convert_tflite
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from conftest import ROOT, SMOKE, copy_workflow, snakemake
-from pqgrid.core.cli import CommandLineError, typed_config, unknown_targets
+from pqgrid.jobs.cli import CommandLineError, typed_config, unknown_targets
 
 
 def test_config_lists_and_mappings_are_yaml():
@@ -25,7 +25,7 @@ def test_config_lists_and_mappings_are_yaml():
 
 
 def test_several_configfile_flags_are_one_line():
-    from pqgrid.core.cli import one_configfile_flag
+    from pqgrid.jobs.cli import one_configfile_flag
 
     one_configfile_flag(["-n", "all", "--configfile", "a.yaml", "b.yaml", "--cores", "1"])  # one flag: fine
     one_configfile_flag(["--configfiles", "a.yaml"])

@@ -25,7 +25,7 @@ def _one_line(excinfo, path):
 @pytest.fixture
 def good(tmp_path, tiny_tflite):
     """One good file of each kind a stage reads."""
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
 
     tensorflow(2, 0)

@@ -12,7 +12,7 @@ from right to wrong or back. Test data, never results."""
 import numpy as np
 import pandas as pd
 import pytest
-from pqgrid.core.stats import class_heterogeneity, heterogeneity_power
+from pqgrid.evaluate.stats import class_heterogeneity, heterogeneity_power
 from pqgrid.report import claims as report_claims
 from pqgrid.report import claims_accuracy, findings
 

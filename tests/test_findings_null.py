@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from claim_scenarios import NULL_AND_EFFECT
-from pqgrid.core.stats import class_heterogeneity, paired_interval
+from pqgrid.evaluate.stats import class_heterogeneity, paired_interval
 from pqgrid.report import claims as report_claims
 from pqgrid.report import findings
 

@@ -59,7 +59,7 @@ def test_training_writes_model_history_and_no_leftovers(trained):
 
 
 def test_batchnorm_momentum_knob():
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
 
     _, tf_keras = tensorflow(2, 0)
     from pqgrid.models.builders import build
@@ -239,7 +239,7 @@ def test_tfmot_updates_masks_on_the_step_the_schedule_says(trained, small_data):
     """Why a 90 % model can stay at chance: tfmot's wrapper counts steps from 1, so with Δt = one epoch the
     first update happens on the epoch's *last* batch (not its first): the epoch-1 validation
     already sees the first pruned masks."""
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
 
     _, tf_keras = tensorflow(2, 0)
     import tensorflow_model_optimization as tfmot
@@ -271,7 +271,7 @@ def test_tfmot_updates_masks_on_the_step_the_schedule_says(trained, small_data):
 def test_batchnorm_recalibration_matches_the_data_at_the_final_weights():
     """After recalibration on one batch holding all images, inference-mode BatchNorm uses
     that batch's statistics: inference output ~ training-mode output, unlike before."""
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
 
     tf, _ = tensorflow(2, 0)
     from pqgrid.core.runtime import scale_inputs
@@ -301,7 +301,7 @@ def test_batchnorm_recalibration_matches_the_data_at_the_final_weights():
 def test_batchnorm_recalibration_averages_the_batches_equally():
     """Over several batches (the last one smaller), each BatchNorm's moving mean is the plain
     average of the seeded batches' own means, whatever the layer's momentum."""
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
 
     tf, _ = tensorflow(2, 0)
     from pqgrid.core.runtime import scale_inputs
@@ -371,7 +371,7 @@ def test_kill_9_and_rerun_resumes_to_identical_weights(small_data, tmp_path):
 def test_resume_crash_windows_never_fail(small_data, tmp_path, damage, caplog):
     """A leftover .resume/ from a kill between checkpoint and history (or mid-write) is
     resumed when it fits together and discarded with a log line when not; never fatal."""
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models import fit
     from pqgrid.models.builders import build
 
@@ -530,7 +530,7 @@ def test_op_determinism_follows_the_training_setting(deterministic):
 
     code = (
         "import sys; sys.path.insert(0, 'workflow/scripts')\n"
-        "from pqgrid.core.tfsetup import tensorflow\n"
+        "from pqgrid.jobs.tfsetup import tensorflow\n"
         f"tensorflow(1, 0, {deterministic})\n"
         "from tensorflow.python.framework import config\n"
         "print('DETERMINISTIC', config.is_op_determinism_enabled())\n"
@@ -558,7 +558,7 @@ def test_conversion_takes_the_lean_savedmodel_step(caplog):
     converter's own - same bytes, so the byte test above cannot see it. This one can."""
     import logging
 
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
     from pqgrid.quant.convert import converter_for
 
@@ -690,7 +690,7 @@ def test_layer_error_from_fp32_tflite_equals_the_debugger_on_the_converter(tflit
 def test_input_pipelines_do_not_autotune():
     """tf.data's autotuning thread made every fit end with an idle wait of up to a minute
     (fit.without_autotune); training and validation pipelines must keep it off."""
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.fit import PREFETCH_BATCHES, epoch_batches, eval_batches
 
     tensorflow(1, 0)

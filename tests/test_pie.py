@@ -3,10 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
-from pqgrid.core import stats
 from pqgrid.core.io import read_predictions
 from pqgrid.evaluate import accuracy as evaluate_accuracy
-from pqgrid.evaluate import pie
+from pqgrid.evaluate import pie, stats
 from pqgrid.report import findings
 from pqgrid.report import gallery as report_gallery
 

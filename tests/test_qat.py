@@ -35,7 +35,7 @@ def tiny_data(tmp_path_factory):
 
 
 def _build(arch_cfg, path):
-    from pqgrid.core.tfsetup import tensorflow
+    from pqgrid.jobs.tfsetup import tensorflow
     from pqgrid.models.builders import build
 
     tensorflow(2, 0)

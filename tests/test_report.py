@@ -7,9 +7,10 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from pqgrid.core import report_entries, stats
+from pqgrid.core import report_entries
+from pqgrid.evaluate import stats
 from pqgrid.report import claims as report_claims
-from pqgrid.report import figures, findings, tables
+from pqgrid.report import drawing, figures, findings, tables
 
 CLASSES = ["cat", "dog", "bird"]
 # The fabricated grid's architectures as config would define them (claims go by builder).
@@ -483,7 +484,7 @@ def test_figures_have_no_overlapping_labels_and_one_name_per_concept(name, monke
     figures.render(name, tables, {"dpi": 60, "format": ["png", "pdf", "svg"]}, tmp_path / f"{name}.png")
     assert {p.suffix for p in tmp_path.iterdir()} == {".png", ".pdf", ".svg"}
     fig = drawn[0]
-    assert figures.overlapping_text(fig) == []
+    assert drawing.overlapping_text(fig) == []
     legend_words = {t.get_text() for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
                     for t in [lg.get_title(), *lg.get_texts()]}  # fmt: skip
     assert not legend_words & {"arch", "quant", "mode"}, legend_words
@@ -594,11 +595,11 @@ def test_an_emulated_devices_latency_figures_say_so():
     """A device measured under an emulator (bench.csv `emulated`) gets it in the title of its
     latency figures; a hardware device does not."""
     import pandas as pd
-    from pqgrid.report.figures import _emulated
+    from pqgrid.report.drawing import emulated_note
 
     bench = pd.DataFrame({"device": ["armboard", "local"], "emulated": [True, False]})
-    assert "EMULATED" in _emulated(bench, "armboard") and _emulated(bench, "local") == ""
-    assert _emulated(bench.drop(columns="emulated"), "armboard") == "", "a bench.csv from before the column"
+    assert "EMULATED" in emulated_note(bench, "armboard") and emulated_note(bench, "local") == ""
+    assert emulated_note(bench.drop(columns="emulated"), "armboard") == "", "a bench.csv without the column"
 
 
 def test_findings_and_tables_as_report_pages():

@@ -351,13 +351,13 @@ def test_a_function_moved_to_another_module_reruns_nothing(moved_run):
     imports it back), as a refactor into smaller modules does: nothing reruns."""
     import ast
 
-    pq = moved_run / "workflow" / "scripts" / "pqgrid" / "core"
+    pq = moved_run / "workflow" / "scripts" / "pqgrid" / "evaluate"
     stats = (pq / "stats.py").read_text()
     fn = next(n for n in ast.parse(stats).body if isinstance(n, ast.FunctionDef) and n.name == "welch_t")
     lines = stats.splitlines(keepends=True)
     body = "".join(lines[fn.lineno - 1 : fn.end_lineno])
     (pq / "stats.py").write_text("".join(lines[: fn.lineno - 1] + lines[fn.end_lineno :]).replace(
-        "from __future__ import annotations\n", "from __future__ import annotations\n\nfrom pqgrid.core.means import welch_t\n", 1))  # fmt: skip
+        "from __future__ import annotations\n", "from __future__ import annotations\n\nfrom pqgrid.evaluate.means import welch_t\n", 1))  # fmt: skip
     (pq / "means.py").write_text('"""Tests of means."""\n\nimport warnings\n\nimport numpy as np\n\n\n' + body)
     try:
         assert _first_rules(planned(moved_run)) == []
@@ -419,7 +419,7 @@ def test_stage_code_digests_are_cached_per_state_of_the_code(tmp_path):
 
     def digest(scripts, cache):
         prog = (
-            f"import sys; sys.path.insert(0, {str(scripts)!r}); from pqgrid.core import provenance as p; "
+            f"import sys; sys.path.insert(0, {str(scripts)!r}); from pqgrid.jobs import stage_code as p; "
             "print(p.stage_digest('train_model.py'), p._cache_file().name)"
         )
         env = {"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cache)}
@@ -438,6 +438,6 @@ def test_stage_code_digests_are_cached_per_state_of_the_code(tmp_path):
     assert digest(copy, tmp_path / "a")[1] != name, "one changed byte: another cache file"
     # the cache's own code is reached by the rule files only, never by a stage: editing it
     # reruns nothing (stage_code itself is part of every digest: decorated, it runs at import)
-    prov = copy / "pqgrid" / "core" / "provenance.py"
+    prov = copy / "pqgrid" / "jobs" / "stage_code.py"
     prov.write_text(prov.read_text().replace("KEPT_CODE_STATES = 20", "KEPT_CODE_STATES = 21"))
     assert digest(copy, tmp_path / "c")[0] == cold

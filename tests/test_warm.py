@@ -1,4 +1,4 @@
-"""Warm starts (pqgrid/core/warm.py): a real server that imported TensorFlow, real jobs forked
+"""Warm starts (pqgrid/jobs/warm.py): a real server that imported TensorFlow, real jobs forked
 from it, compared byte for byte with the same jobs in fresh processes."""
 
 import os
@@ -13,7 +13,7 @@ import pandas as pd
 import psutil
 import pytest
 from conftest import ROOT, synthetic_npz
-from pqgrid.core.warm import SOCKET_ENV, THREAD_ENV
+from pqgrid.jobs.warm import SOCKET_ENV, THREAD_ENV
 from test_models import TINY, TRAIN  # the tiny model and short schedule of the model tests
 
 SCRIPTS = ROOT / "workflow" / "scripts"
@@ -22,7 +22,7 @@ SCRIPTS = ROOT / "workflow" / "scripts"
 def start(sock: Path, watch_pid: int) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(SCRIPTS), **dict.fromkeys(THREAD_ENV, "1"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pqgrid.core.warm", str(sock), str(watch_pid)],
+        [sys.executable, "-m", "pqgrid.jobs.warm", str(sock), str(watch_pid)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -52,7 +52,7 @@ def job(module, function, log, sock=None, extra_env=None, wait=True, **kwargs):
     """A job's process as Snakemake starts it: run_script(..., warm=True), 1 thread."""
     code = (
         f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); "
-        f"from pqgrid.core.jobs import run_script; from pqgrid.{module} import {function}; "
+        f"from pqgrid.jobs.run import run_script; from pqgrid.{module} import {function}; "
         f"run_script({str(log)!r}, {function}, warm=True, **{kwargs!r})"
     )
     env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
@@ -250,7 +250,7 @@ def test_a_job_waits_for_a_starting_server(small_data, tmp_path):
     for it and run warm (start_server writes the pid file before the server listens)."""
     sock = tmp_path / "s"
     env = dict(os.environ, PYTHONPATH=str(SCRIPTS), **dict.fromkeys(THREAD_ENV, "1"))
-    proc = subprocess.Popen([sys.executable, "-m", "pqgrid.core.warm", str(sock), str(os.getpid())], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "pqgrid.jobs.warm", str(sock), str(os.getpid())], env=env)
     (tmp_path / "pid").write_text(str(proc.pid))
     try:
         assert not sock.exists()

@@ -1,7 +1,7 @@
 # Wildcards, grid expansion and input/params functions for every rule. The logic behind
 # them (config checks, settings merging, the report entries) lives in the pqgrid library,
 # unit-tested without Snakemake. A job's params are exactly the settings it reads
-# (pqgrid/core/settings.py) plus a hash of the pqgrid code it runs (pqgrid/core/provenance.py), so a
+# (pqgrid/core/settings.py) plus a hash of the pqgrid code it runs (pqgrid/jobs/stage_code.py), so a
 # changed setting or changed code reruns the stage that reads it and what follows.
 # The Snakefile has checked the config (pqgrid.core.config.check_config) and put the library on
 # sys.path before including this file.
@@ -18,7 +18,8 @@ from pqgrid.core.grid import grid, input_size, ship_devices, sparsity_value
 from pqgrid.core.paths import module_file, user_builder_file, workflow_path
 from pqgrid.core.devices import DEVICE_TYPES, board_pins
 from pqgrid.core.modes import REPAIR_TOKEN, derives_from_fp32, mode
-from pqgrid.core.provenance import file_digest, folder_digest, stage_digest
+from pqgrid.core.provenance import file_digest, folder_digest
+from pqgrid.jobs.stage_code import stage_digest
 
 GRID = grid(config)
 DEVICES = list(config.get("devices") or {})

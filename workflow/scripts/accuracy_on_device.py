@@ -1,7 +1,7 @@
 from pqgrid.core.catalog import input_scaling
-from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.data.arrays import load_manifest
 from pqgrid.device.measure import device_accuracy
+from pqgrid.jobs.run import by_hand, run_script
 
 by_hand(globals())
 

@@ -1,5 +1,5 @@
-from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.device.measure import benchmark
+from pqgrid.jobs.run import by_hand, run_script
 
 by_hand(globals())
 

@@ -1,4 +1,4 @@
-from pqgrid.core.jobs import by_hand, run_script
+from pqgrid.jobs.run import by_hand, run_script
 from pqgrid.quant.layer_error import collect_layer_error
 
 by_hand(globals())

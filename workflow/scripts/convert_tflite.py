@@ -1,4 +1,4 @@
-from pqgrid.core.jobs import by_hand, run_script
+from pqgrid.jobs.run import by_hand, run_script
 from pqgrid.quant.convert import convert_cell
 
 by_hand(globals())
@@ -6,7 +6,7 @@ by_hand(globals())
 run_script(
     snakemake.log[0],
     convert_cell,
-    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/core/warm.py)
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/jobs/warm.py)
     source=snakemake.input.source,
     train_npz=snakemake.input.train,
     out_tflite=snakemake.output.tflite,

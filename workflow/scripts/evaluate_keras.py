@@ -1,12 +1,12 @@
-from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.evaluate.accuracy import evaluate_keras
+from pqgrid.jobs.run import by_hand, run_script
 
 by_hand(globals())
 
 run_script(
     snakemake.log[0],
     evaluate_keras,
-    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/core/warm.py)
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/jobs/warm.py)
     model_h5=snakemake.input.model,
     train_npz=snakemake.input.train,
     test_npz=snakemake.input.test,

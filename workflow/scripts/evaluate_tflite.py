@@ -1,5 +1,5 @@
-from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.evaluate.accuracy import evaluate_tflite
+from pqgrid.jobs.run import by_hand, run_script
 
 by_hand(globals())
 

@@ -1,6 +1,6 @@
 import os
 
-from pqgrid.core.jobs import by_hand, run_script
+from pqgrid.jobs.run import by_hand, run_script
 from pqgrid.report.mlflow_export import export_mlflow
 
 by_hand(globals())

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pqgrid.core.jobs import by_hand, run_script
+from pqgrid.jobs.run import by_hand, run_script
 from pqgrid.report.tables import make_table
 
 by_hand(globals())

@@ -1,4 +1,4 @@
-from pqgrid.core.jobs import by_hand, run_script
+from pqgrid.jobs.run import by_hand, run_script
 from pqgrid.report.gallery import pie_gallery
 
 by_hand(globals())

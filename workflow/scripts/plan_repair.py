@@ -1,4 +1,4 @@
-from pqgrid.core.jobs import by_hand, run_script
+from pqgrid.jobs.run import by_hand, run_script
 from pqgrid.ship.search import plan_repair
 
 by_hand(globals())

@@ -1,6 +1,6 @@
-from pqgrid.core.jobs import by_hand, run_script
 from pqgrid.core.paths import source_path
 from pqgrid.data.prepare import prepare
+from pqgrid.jobs.run import by_hand, run_script
 
 by_hand(globals())
 

@@ -1,4 +1,4 @@
-from pqgrid.core.jobs import by_hand, run_script
+from pqgrid.jobs.run import by_hand, run_script
 from pqgrid.models.prune import prune_model
 
 by_hand(globals())
@@ -6,7 +6,7 @@ by_hand(globals())
 run_script(
     snakemake.log[0],
     prune_model,
-    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/core/warm.py)
+    warm=True,  # needs TensorFlow: fork from the run's warm server (pqgrid/jobs/warm.py)
     trained_h5=snakemake.input.model,
     arch_cfg=snakemake.params.model,
     settings=snakemake.params.pruning,

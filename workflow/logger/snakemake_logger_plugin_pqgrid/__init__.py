@@ -92,7 +92,7 @@ AFTER_FAILURE = re.compile(r"^(Exiting because a job execution failed|Shutting d
 
 
 def job_error_line(log_paths: list) -> str:
-    """The last `pqgrid: ...` line of a failed job's first log (pqgrid.core.logs.run_logged
+    """The last `pqgrid: ...` line of a failed job's first log (pqgrid.jobs.logs.run_logged
     writes it there), without the prefix; "" where there is none."""
     if not log_paths:
         return ""
@@ -147,7 +147,7 @@ class LogHandler(LogHandlerBase):
         if self.total and not self.t0:
             rules = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda kv: -kv[1]) if r != "all")
             verb = "would run" if self.common_settings.dryrun else "to run"
-            # a dry run of a folder not made yet plans in a stand-in (pqgrid.core.cli.stand_in_folder)
+            # a dry run of a folder not made yet plans in a stand-in (pqgrid.jobs.cli.stand_in_folder)
             folder = os.environ.get("PQGRID_PLANNED_FOR") or os.getcwd()
             self._say(f"pqgrid: {self.total} job{'s' * (self.total != 1)} {verb} in {folder} ({rules})")
             self.t0 = time.time()

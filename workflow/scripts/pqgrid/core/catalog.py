@@ -26,7 +26,7 @@ _V3 = {"alpha": _ALPHA, "minimalistic": {"type": "boolean"}, "dropout_rate": _RA
 # models/channels.py can narrow); a user's model or builder is tried by the pruning job.
 # "function": where the builder function is, as "module:attribute" (imported by
 # models/builders.py when a model is built, never at parse time; written out in full so that
-# core/provenance.py sees which definitions a stage reaches through it).
+# jobs/stage_code.py sees which definitions a stage reaches through it).
 _KERAS = {"min_size": 32, "source": "keras"}  # "function": tf_keras.applications.<name>, added below
 _OWN = {"source": "pqgrid", "input": "tf", "qat": True}
 _SQUEEZE = {"dropout": _RATE, "classifier_relu": {"type": "boolean"}}

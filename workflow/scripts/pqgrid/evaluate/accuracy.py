@@ -14,9 +14,9 @@ from pqgrid.core.io import atomic_path, check_file, damaged, read_json, sha256_f
 from pqgrid.core.modes import calibrated
 from pqgrid.core.runtime import predict_scores
 from pqgrid.core.sanity import collapse_message, collapsed
-from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays
 from pqgrid.evaluate.summary import SPARSITY_KEYS
+from pqgrid.jobs.tfsetup import tensorflow
 from pqgrid.models import builders
 from pqgrid.quant.tflite_weights import kernel_sparsity, layer_table, read_kernels
 
@@ -129,25 +129,9 @@ def float_ops(path) -> str:
     return "; ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
 
 
-def evaluate_tflite(
-    *,
-    tflite,
-    gz,
-    test_npz,
-    manifest,
-    keras_json=None,
-    out_json,
-    out_per_class,
-    out_layers,
-    arch_cfg,
-    cell,
-    settings,
-    batch_size=256,
-    threads=1,
-    qat_json=None,
-    out_predictions=None,
-    reference_json=None,
-):
+def evaluate_tflite(*, tflite, gz, test_npz, manifest, keras_json=None, out_json, out_per_class, out_layers, arch_cfg,
+                    cell, settings, batch_size=256, threads=1, qat_json=None, out_predictions=None,
+                    reference_json=None):  # fmt: skip
     """Metrics of one grid cell: accuracy overall and per class, confusion matrix, sizes,
     parameter statistics (from the .h5 and read back from the .tflite), and provenance.
     A qat cell also gets its QAT Keras model's top-1 and the .tflite's difference to it
@@ -161,12 +145,7 @@ def evaluate_tflite(
     pred = np.argmax(scores, axis=1)
     per_class = per_class_table(y, pred, man["classes"])
     top1 = topk_accuracy(scores, y, 1)
-    if keras_json:
-        keras_stats = read_json(keras_json)
-        parent, parent_top1 = "its Keras model", keras_stats["top1_test"]
-    else:
-        keras_stats = dict.fromkeys((*SPARSITY_KEYS, "top1_test"))
-        parent, parent_top1 = "its fp32 .tflite", read_json(reference_json)["top1"] if reference_json else None
+    keras_stats, parent, parent_top1 = _parent_of(keras_json, reference_json)
     if parent_top1 is not None and collapsed(top1, parent_top1, len(man["classes"]), len(y)):
         log.warning(collapse_message(f"{tflite}", top1, parent, parent_top1, len(man["classes"])))
     kernels = read_kernels(tflite)
@@ -189,20 +168,36 @@ def evaluate_tflite(
         **_qat_metrics(qat_json, top1),
         "confusion_matrix": confusion_matrix(y, pred, len(man["classes"])).tolist(),
         "classes": man["classes"],
+        **_provenance(tflite, manifest, man, settings),
+    }
+    if out_predictions:
+        write_predictions(out_predictions, scores, y, test_npz)
+    for path, table in ((out_per_class, per_class), (out_layers, layers)):
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False)
+    write_json(out_json, out)
+    return out
+
+
+def _parent_of(keras_json, reference_json) -> tuple:
+    """(the Keras model's statistics, what the cell is compared with, its top-1): the cell's
+    Keras model, or for a `.tflite` architecture its fp32 file's metrics (no Keras columns)."""
+    if keras_json:
+        keras_stats = read_json(keras_json)
+        return keras_stats, "its Keras model", keras_stats["top1_test"]
+    keras_stats = dict.fromkeys((*SPARSITY_KEYS, "top1_test"))
+    return keras_stats, "its fp32 .tflite", read_json(reference_json)["top1"] if reference_json else None
+
+
+def _provenance(tflite, manifest, man, settings) -> dict:
+    """What a cell's numbers were computed from: the files' digests, its settings, the versions."""
+    return {
         "tflite_sha256": sha256_file(tflite),
         "manifest_sha256": sha256_file(manifest),
         "dataset_source_sha256": man["source_sha256"],
         "settings": settings,
         "versions": versions(),
     }
-    if out_predictions:
-        write_predictions(out_predictions, scores, y, test_npz)
-    with atomic_path(out_per_class) as tmp:
-        per_class.to_csv(tmp, index=False)
-    with atomic_path(out_layers) as tmp:
-        layers.to_csv(tmp, index=False)
-    write_json(out_json, out)
-    return out
 
 
 def _qat_metrics(qat_json, top1) -> dict:

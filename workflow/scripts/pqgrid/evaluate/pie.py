@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from pqgrid.core.io import atomic_path, read_predictions
-from pqgrid.core.stats import class_changes, welch_interval
 from pqgrid.data.arrays import load_manifest
 from pqgrid.evaluate.accuracy import per_class_table
+from pqgrid.evaluate.stats import class_changes, welch_interval
 
 
 class PopulationError(ValueError):

@@ -113,23 +113,8 @@ def prune_channels(model, share: float, custom_objects=None):
     new = tf_keras.Model.from_config(cfg, custom_objects=custom_objects)
     for layer in new.layers:
         weights = model.get_layer(layer.name).get_weights()
-        if not weights:
-            continue
-        name = layer.name
-        if name in role:  # a following layer: every per-channel weight loses the channels
-            idx = keep[role[name]]
-            if type(layer).__name__ == "DepthwiseConv2D":
-                weights = [weights[0][:, :, idx, :], *(w[idx] for w in weights[1:])]
-            else:
-                weights = [w[idx] for w in weights]
-        else:
-            if ("in", name) in role:  # narrowed input channels
-                idx = keep[role[("in", name)]]
-                kernel = weights[0]
-                weights[0] = kernel[idx] if kernel.ndim == 2 else kernel[:, :, idx, :]
-            if name in keep:  # its own filters
-                weights = [weights[0][..., keep[name]], *(w[keep[name]] for w in weights[1:])]
-        layer.set_weights(weights)
+        if weights:
+            layer.set_weights(_kept_weights(layer, weights, keep, role))
     before = sum(int(np.prod(w.shape)) for w in model.weights)
     after = sum(int(np.prod(w.shape)) for w in new.weights)
     channels = sum(model.get_layer(c).filters for c in keep)
@@ -140,12 +125,25 @@ def prune_channels(model, share: float, custom_objects=None):
         "parameters_before": before,
         "parameters_after": after,
     }
-    log.info(
-        "channels: %d convolutions narrowed, %d of %d filters kept; parameters %d -> %d",
-        len(keep),
-        kept,
-        channels,
-        before,
-        after,
-    )
+    log.info("channels: %d convolutions narrowed, %d of %d filters kept; parameters %d -> %d",
+             len(keep), kept, channels, before, after)  # fmt: skip
     return new, report
+
+
+def _kept_weights(layer, weights, keep, role) -> list:
+    """A narrowed model's layer's weights, copied from the original's `weights`: a layer
+    following a narrowed convolution loses its channels in every per-channel weight; a
+    consumer loses the matching input channels; a narrowed convolution its own filters."""
+    name = layer.name
+    if name in role:
+        idx = keep[role[name]]
+        if type(layer).__name__ == "DepthwiseConv2D":
+            return [weights[0][:, :, idx, :], *(w[idx] for w in weights[1:])]
+        return [w[idx] for w in weights]
+    if ("in", name) in role:
+        idx = keep[role[("in", name)]]
+        kernel = weights[0]
+        weights[0] = kernel[idx] if kernel.ndim == 2 else kernel[:, :, idx, :]
+    if name in keep:
+        weights = [weights[0][..., keep[name]], *(w[keep[name]] for w in weights[1:])]
+    return weights

@@ -28,9 +28,9 @@ from pqgrid.core.modes import mode
 from pqgrid.core.paths import workflow_path
 from pqgrid.core.provenance import file_digest, folder_digest
 from pqgrid.core.schema import ConfigError
-from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays
 from pqgrid.data.sources import CIFAR10_CLASSES
+from pqgrid.jobs.tfsetup import tensorflow
 from pqgrid.models import builders, fit
 from pqgrid.models.prune import prunable_layer_names
 from pqgrid.models.qat import qat_problems

@@ -12,8 +12,8 @@ from pqgrid.core.catalog import input_scaling
 from pqgrid.core.io import sha256_file
 from pqgrid.core.pruning_methods import DEFAULT, method
 from pqgrid.core.sanity import collapse_message, collapsed
-from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays
+from pqgrid.jobs.tfsetup import tensorflow
 from pqgrid.models import builders, fit
 from pqgrid.models.channels import prune_channels
 from pqgrid.models.weights import ModelError
@@ -84,32 +84,10 @@ def wrap_for_pruning(base, settings, plan):
     import tf_keras
 
     m_by_n = tuple(settings["m_by_n"]) if settings.get("m_by_n") else None
-    if m_by_n:
-        # A structured pattern is set once, at the first step, then fine-tuned around.
-        schedule = tfmot.sparsity.keras.ConstantSparsity(
-            m_by_n[0] / m_by_n[1], begin_step=0, frequency=plan["frequency"]
-        )
-    else:
-        schedule = tfmot.sparsity.keras.PolynomialDecay(
-            initial_sparsity=settings["schedule"].get("initial_sparsity", 0.0),
-            final_sparsity=settings["target_sparsity"] / 100.0,
-            begin_step=plan["begin_step"],
-            end_step=plan["end_step"],
-            frequency=plan["frequency"],
-        )
+    schedule = _schedule(tfmot, settings, plan, m_by_n)
     exclude = re.compile(settings["exclude"]) if settings.get("exclude") else None
     wrapped, skipped = [], []
-    policy = None
-    chosen = method(settings.get("method", DEFAULT))
-    if chosen.policy:
-        policy = getattr(tfmot.sparsity.keras, chosen.policy)()
-        try:
-            policy.ensure_model_supports_pruning(base)
-        except ValueError as e:
-            raise ModelError(
-                f"{chosen.name}: tfmot's {chosen.policy} refuses this model ({str(e).splitlines()[0][:200]}); "
-                f"use a model with {chosen.layout} or leave {chosen.name} out"
-            ) from None
+    policy = _method_policy(tfmot, base, method(settings.get("method", DEFAULT)))
 
     def wrap(layer):
         if exclude and exclude.search(layer.name):
@@ -135,17 +113,41 @@ def wrap_for_pruning(base, settings, plan):
 
     model = tf_keras.models.clone_model(base, clone_function=wrap)
     target = f"{m_by_n[0]}:{m_by_n[1]}" if m_by_n else f"{settings['target_sparsity']}%"
-    log.info(
-        "pruning %d layers to %s over %d epochs: mask updates at steps %s, then %d recovery epochs",
-        len(wrapped),
-        target,
-        plan["epochs"],
-        plan["update_steps"],
-        plan["recovery_epochs"],
-    )
+    log.info("pruning %d layers to %s over %d epochs: mask updates at steps %s, then %d recovery epochs",
+             len(wrapped), target, plan["epochs"], plan["update_steps"], plan["recovery_epochs"])  # fmt: skip
     if skipped:
         log.info("left dense (input channels not a multiple of %d): %s", m_by_n[1], ", ".join(skipped))
     return model, target
+
+
+def _schedule(tfmot, settings, plan, m_by_n):
+    """tfmot's pruning schedule: a structured m:n pattern is set once, at the first step, then
+    fine-tuned around; a sparsity grows polynomially to its target over the plan's steps."""
+    if m_by_n:
+        return tfmot.sparsity.keras.ConstantSparsity(m_by_n[0] / m_by_n[1], begin_step=0, frequency=plan["frequency"])
+    return tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=settings["schedule"].get("initial_sparsity", 0.0),
+        final_sparsity=settings["target_sparsity"] / 100.0,
+        begin_step=plan["begin_step"],
+        end_step=plan["end_step"],
+        frequency=plan["frequency"],
+    )
+
+
+def _method_policy(tfmot, base, chosen):
+    """The tfmot pruning policy of a pruning method that has one (checked against `base`
+    before any training), else None."""
+    if not chosen.policy:
+        return None
+    policy = getattr(tfmot.sparsity.keras, chosen.policy)()
+    try:
+        policy.ensure_model_supports_pruning(base)
+    except ValueError as e:
+        raise ModelError(
+            f"{chosen.name}: tfmot's {chosen.policy} refuses this model ({str(e).splitlines()[0][:200]}); "
+            f"use a model with {chosen.layout} or leave {chosen.name} out"
+        ) from None
+    return policy
 
 
 def _takes_m_by_n(layer, tf_keras) -> bool:

@@ -30,8 +30,8 @@ import numpy as np
 from pqgrid.core import runtime
 from pqgrid.core.catalog import input_scaling
 from pqgrid.core.io import check_file, damaged, sha256_file, write_json
-from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays
+from pqgrid.jobs.tfsetup import tensorflow
 from pqgrid.models import builders, fit
 
 log = logging.getLogger("pqgrid")
@@ -346,15 +346,10 @@ def qat_model(
     except ValueError as e:
         raise SystemExit(f"{arch_cfg['builder']}: {e}") from None
     masks = pruned_masks(model) if settings["preserve_sparsity"] else []
-    log.info(
-        "%s of %s: %d epochs, learning rate %g -> %g; masks of %d pruned kernels re-applied after each step",
-        "pruning-preserving QAT" if settings["preserve_sparsity"] else "QAT",
-        source_h5,
-        settings["epochs"],
-        settings["learning_rate"],
-        settings["final_learning_rate"],
-        len(masks),
-    )
+    kind = "pruning-preserving QAT" if settings["preserve_sparsity"] else "QAT"
+    log.info("%s of %s: %d epochs, learning rate %g -> %g; masks of %d pruned kernels re-applied after each step",
+             kind, source_h5, settings["epochs"], settings["learning_rate"], settings["final_learning_rate"],
+             len(masks))  # fmt: skip
     fit.fine_tune(
         model,
         settings,
@@ -369,21 +364,18 @@ def qat_model(
         run_id=fit.fingerprint(arch_cfg, settings, seed, sha256_file(source_h5), man["npz_sha256"]),
         callbacks=[keep_zeros_callback(masks)] if masks else [],
     )
-    xt, yt = arrays.load_npz(test_npz)
-    probs = builders.predict_keras(model, xt, scaling)
-    top1 = float((probs.argmax(axis=1) == yt).mean())
+    top1 = _test_top1(model, test_npz, scaling)
     log.info("QAT Keras model: test top-1 %.4f", top1)
-    write_json(
-        metrics_json,
-        {
-            "keras_qat_top1": top1,
-            "kernel_sparsity_before_qat": zeros_before,
-            "preserve_sparsity": bool(settings["preserve_sparsity"]),
-            **report,
-        },
-    )
+    write_json(metrics_json, {"keras_qat_top1": top1, "kernel_sparsity_before_qat": zeros_before,
+                              "preserve_sparsity": bool(settings["preserve_sparsity"]), **report})  # fmt: skip
     with tfmot_scope():
         fit.save_model(model, model_out, f"{model_out}.resume")
+
+
+def _test_top1(model, test_npz, scaling) -> float:
+    """The Keras model's top-1 on the test set."""
+    xt, yt = arrays.load_npz(test_npz)
+    return float((builders.predict_keras(model, xt, scaling).argmax(axis=1) == yt).mean())
 
 
 def tfmot_scope():

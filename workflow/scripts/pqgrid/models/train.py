@@ -8,8 +8,8 @@ import math
 import shutil
 
 from pqgrid.core.catalog import arch_kind, input_scaling
-from pqgrid.core.tfsetup import accelerated, tensorflow
 from pqgrid.data import arrays
+from pqgrid.jobs.tfsetup import accelerated, tensorflow
 from pqgrid.models import builders, fit
 from pqgrid.models.imported import import_model
 
@@ -18,17 +18,9 @@ log = logging.getLogger("pqgrid")
 
 def train_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_cfg, settings, seed, threads=None):
     if arch_kind(arch_cfg) == "model":  # trained outside pqgrid: imported (and fine-tuned if asked)
-        return import_model(
-            train_npz=train_npz,
-            test_npz=test_npz,
-            manifest=manifest,
-            model_out=model_out,
-            history_csv=history_csv,
-            arch_cfg=arch_cfg,
-            settings=settings,
-            seed=seed,
-            threads=threads,
-        )
+        return import_model(train_npz=train_npz, test_npz=test_npz, manifest=manifest, model_out=model_out,
+                            history_csv=history_csv, arch_cfg=arch_cfg, settings=settings, seed=seed,
+                            threads=threads)  # fmt: skip
 
     tf, tf_keras = tensorflow(threads, seed, settings.get("deterministic", True))
     man = arrays.load_manifest(manifest)
@@ -40,16 +32,9 @@ def train_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_c
         tf_keras.mixed_precision.set_global_policy("mixed_float16")
     # Built (and a weights file checked layer by layer) before any training.
     model = builders.build(arch_cfg, num_classes, x.shape[1:], settings["batchnorm_momentum"])
-    log.info(
-        "training %s (%s): %d images, %d classes, %d epochs (mixed precision %s, XLA %s)",
-        arch_cfg["builder"],
-        f"weights {arch_cfg['weights']}" if arch_cfg.get("weights") else "from scratch",
-        len(x),
-        num_classes,
-        settings["epochs"],
-        mixed,
-        xla,
-    )
+    start = f"weights {arch_cfg['weights']}" if arch_cfg.get("weights") else "from scratch"
+    log.info("training %s (%s): %d images, %d classes, %d epochs (mixed precision %s, XLA %s)",
+             arch_cfg["builder"], start, len(x), num_classes, settings["epochs"], mixed, xla)  # fmt: skip
     common = dict(
         epochs=settings["epochs"],
         batch_size=settings["batch_size"],
@@ -81,14 +66,20 @@ def train_model(*, train_npz, test_npz, manifest, model_out, history_csv, arch_c
             fit.write_history(
                 history_csv, [{"phase": "head", **r} for r in head_rows] + [{"phase": "fine_tune", **r} for r in rows]
             )
-    if mixed:  # saved models are float32: rebuild under the float32 policy, copy weights
-        tf_keras.mixed_precision.set_global_policy("float32")
-        weights = model.get_weights()
-        model = builders.build(arch_cfg, num_classes, x.shape[1:], settings["batchnorm_momentum"], load_weights=False)
-        model.set_weights(weights)
+    if mixed:
+        model = _float32_copy(model, tf_keras, arch_cfg, num_classes, x.shape[1:], settings["batchnorm_momentum"])
     fit.save_model(model, model_out, resume_dirs[-1])
     for d in resume_dirs:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _float32_copy(model, tf_keras, arch_cfg, num_classes, input_shape, momentum):
+    """A mixed-precision model rebuilt under the float32 policy with its weights: saved
+    models are float32."""
+    tf_keras.mixed_precision.set_global_policy("float32")
+    copy = builders.build(arch_cfg, num_classes, input_shape, momentum, load_weights=False)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _train_head(model, train_xy, val, settings, run_id, model_out, history_csv, common):

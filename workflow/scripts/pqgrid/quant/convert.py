@@ -23,8 +23,8 @@ from pqgrid.core import modes
 from pqgrid.core.catalog import input_scaling
 from pqgrid.core.io import atomic_path, check_file, damaged
 from pqgrid.core.runtime import scale_inputs
-from pqgrid.core.tfsetup import tensorflow
 from pqgrid.data import arrays, sources
+from pqgrid.jobs.tfsetup import tensorflow
 from pqgrid.models.builders import load_keras
 from pqgrid.models.qat import load_qat
 
@@ -286,7 +286,7 @@ def quantize_like_converter(fp32_tflite, mode: str, images, threads=None, seed=N
 def calibrate_fp32(fp32_tflite, images):
     """The fp32 .tflite with the min/max of every tensor over `images` recorded (the
     converter's `_experimental_calibrate_only` result), and the file's conversion metadata.
-    TensorFlow must be imported (pqgrid.core.tfsetup) before."""
+    TensorFlow must be imported (pqgrid.jobs.tfsetup) before."""
     from tensorflow.lite.python.optimize import calibrator as tfl_calibrator
 
     float_model, metadata = float_model_of(fp32_tflite)

@@ -30,7 +30,7 @@ import pandas as pd
 from pqgrid.core.catalog import input_scaling
 from pqgrid.core.io import atomic_path, read_csv
 from pqgrid.core.runtime import scale_inputs
-from pqgrid.core.tfsetup import tensorflow
+from pqgrid.jobs.tfsetup import tensorflow
 from pqgrid.quant.convert import calibrate_fp32, calibration_images
 
 log = logging.getLogger("pqgrid")

@@ -65,20 +65,7 @@ def read_kernels(path) -> list[dict]:
         out_shape = [int(v) for v in sg.tensors[op.outputs[0]].shape]
         # every output value is one dot product: positions x kernel elements per output channel
         positions = int(np.prod(out_shape)) // max(1, out_shape[-1]) if out_shape else 1
-        zero = 0
-        if t.quantization is not None and t.quantization.zeroPoint is not None and len(t.quantization.zeroPoint):
-            zp = np.asarray(t.quantization.zeroPoint)
-            if np.any(zp != 0):
-                zero = None  # asymmetric: a stored 0 is not a real zero; compare per channel
-        if zero is None:
-            axis = t.quantization.quantizedDimension
-            real = values.reshape(shape).astype(np.int32) - np.expand_dims(
-                zp, [d for d in range(len(shape)) if d != axis]
-            )
-            zeros = int(np.sum(real == 0))
-        else:
-            # Sparse-encoded tensors store only (blocks of) non-zeros: the rest are zeros.
-            zeros = size - int(np.count_nonzero(values))
+        zeros = _zeros(t, values, shape, size)
         rows.append(
             {
                 "layer": t.name.decode() if isinstance(t.name, bytes) else t.name,
@@ -95,6 +82,19 @@ def read_kernels(path) -> list[dict]:
             }
         )
     return rows
+
+
+def _zeros(t, values, shape, size) -> int:
+    """How many of a kernel's weights are real zeros. Asymmetric quantization (a non-zero
+    zero point) stores a real 0 as the zero point, per channel; sparse-encoded tensors
+    store only (blocks of) non-zeros: the rest are zeros."""
+    q = t.quantization
+    zp = np.asarray(q.zeroPoint) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else None
+    if zp is not None and np.any(zp != 0):
+        axis = q.quantizedDimension
+        real = values.reshape(shape).astype(np.int32) - np.expand_dims(zp, [d for d in range(len(shape)) if d != axis])
+        return int(np.sum(real == 0))
+    return size - int(np.count_nonzero(values))
 
 
 def kernel_sparsity(rows) -> dict:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from pqgrid.core.pruning_methods import method_of
 from pqgrid.core.sanity import clearly_above_chance
-from pqgrid.core.stats import (
+from pqgrid.evaluate.stats import (
     CELL,
     is_unpruned,
     paired_interval,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pqgrid.core.stats import (
+from pqgrid.evaluate.stats import (
     bh_adjust,
     class_heterogeneity,
     heterogeneity_power,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pqgrid.core.stats import is_unpruned, ratio_interval
+from pqgrid.evaluate.stats import is_unpruned, ratio_interval
 from pqgrid.evaluate.summary import session_p50s
 from pqgrid.report.claims import NotMeasured, claim, delta_text, int8_pairs, lower_end, paired_delta
 

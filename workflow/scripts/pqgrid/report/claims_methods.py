@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pqgrid.core.pruning_methods import method_of
-from pqgrid.core.stats import ratio_interval
+from pqgrid.evaluate.stats import ratio_interval
 from pqgrid.evaluate.summary import session_p50s
 from pqgrid.report.claims import NotMeasured, claim
 

@@ -4,7 +4,7 @@ latency (3), gzip falls with sparsity (4), exact sparsity falls short of the tar
 from __future__ import annotations
 
 from pqgrid.core.modes import mode
-from pqgrid.core.stats import ratio_interval
+from pqgrid.evaluate.stats import ratio_interval
 from pqgrid.evaluate.summary import session_p50s
 from pqgrid.report.claims import NotMeasured, claim, int8_pairs
 

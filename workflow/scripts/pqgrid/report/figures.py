@@ -13,62 +13,32 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: jobs draw without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from pqgrid.core import report_entries  # noqa: E402
 from pqgrid.core.io import atomic_path  # noqa: E402
 from pqgrid.core.pruning_methods import method_of  # noqa: E402
-from pqgrid.core.stats import CELL, MB, is_unpruned, pareto_front, per_class_changes, sparsity_number, t_interval  # noqa: E402
+from pqgrid.evaluate.stats import CELL, MB, is_unpruned, per_class_changes, sparsity_number  # noqa: E402
 from pqgrid.evaluate.summary import mobilenet_v3, read_long_tables  # noqa: E402
-
-FIGURES = {}  # report_entries name -> drawing function
-
-
-# Error bars of a mean over seeds: its 95 % Student-t interval (stats.t_interval), the same
-# interval the tables print; none with one seed.
-ERRORBAR = t_interval
-
-
-def figure(name):
-    """Register a drawing function under its report_entries.py name."""
-    if report_entries.BY_NAME[name].kind != "figure":
-        raise KeyError(f"{name} is not a figure in report_entries.py")
-
-    def register(fn):
-        FIGURES[name] = fn
-        return fn
-
-    return register
+from pqgrid.report.drawing import (  # noqa: E402
+    ERRORBAR,
+    FIGURES,
+    draw_lines,
+    emulated_note,
+    figure,
+    mark_collapsed,
+    pareto_plot,
+    placeholder,
+    plain_log_ticks,
+    prep,
+    readable_legends,
+    seeds_note,
+)
 
 
 def plot_figure(*, name, inputs, settings, out_png):
     render(name, read_long_tables(inputs), settings, out_png)
-
-
-def placeholder(title, why, settings):
-    fig, ax = plt.subplots(figsize=settings.get("size", (7, 4.5)))
-    ax.axis("off")
-    ax.text(0.5, 0.6, title, ha="center", va="center", fontsize=13, weight="bold", wrap=True)
-    ax.text(0.5, 0.4, f"Not measured: {why}", ha="center", va="center", fontsize=11, color="0.3", wrap=True)
-    return fig
-
-
-def _prep(summary):
-    s = summary.copy()
-    s["sparsity_pct"] = sparsity_number(s.sparsity)
-    s["pattern"] = np.where(s.sparsity.astype(str).str.isdigit(), "unstructured", s.sparsity.astype(str))
-    s["file_mb"], s["gzip_mb"] = s.file_bytes / MB, s.gzip_bytes / MB
-    s["exact_sparsity_pct"] = 100 * s.zero_fraction
-    s["top1_pct"] = 100 * s.top1
-    return s[s.pattern == "unstructured"]
-
-
-def _lines(s, x, y, hue, ax, xlabel, ylabel, title):
-    sns.lineplot(data=s, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False, errorbar=ERRORBAR, ax=ax)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.legend(title="architecture", fontsize=8)
 
 
 # ---------------------------------------------------------------- 4.1 / 4.9
@@ -88,7 +58,7 @@ def _quant_change(table, settings, archs=None, title=""):
         bb = b[(b.device == dev) & is_unpruned(b)].groupby(["arch", "seed", "quant"])[["ram_delta_mb", "latency_us"]]
         m = m.join(bb.mean())
         metrics.update({"ram_delta_mb": "RAM", "latency_us": "latency"})
-        title += f"; RAM and latency on {dev}{_emulated(b, dev)}"
+        title += f"; RAM and latency on {dev}{emulated_note(b, dev)}"
     rows = []
     for (arch, seed, q), r in m.iterrows():
         if q == "fp32" or (arch, seed, "fp32") not in m.index:
@@ -123,22 +93,8 @@ def _quant_change(table, settings, archs=None, title=""):
         # symmetric log: a mode that costs +1,000 % latency must not flatten the -70 % size bar
         ax.set_yscale("symlog", linthresh=10)
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:+,.0f}" if v else "0"))
-    g.figure.suptitle(f"{title}{_seeds_note(d)}", y=1.03)
+    g.figure.suptitle(f"{title}{seeds_note(d)}", y=1.03)
     return g.figure
-
-
-def _plain_log_ticks(axis) -> None:
-    """A log axis labelled at 1, 2 and 5 of each decade as plain numbers (0.2, 0.5, 1): the
-    minor labels matplotlib adds on a short range (3x10^-1, 4x10^-1) overlap."""
-    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1, 2, 5)))
-    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-
-
-def _seeds_note(d) -> str:
-    """' - mean of 3 seeds, 95 % t-interval' for a title; '' with one seed."""
-    n = d.seed.nunique() if "seed" in d else 1
-    return f" - mean of {n} seeds, 95 % t-interval" if n > 1 else ""
 
 
 @figure("fig_4_1_quantization_change")
@@ -154,13 +110,13 @@ def fig_4_9(table, settings):
 
 # ---------------------------------------------------------------- 4.2 - 4.5, 4.10, 4.11
 def _vs_sparsity(table, settings, quant, y, ylabel, title, archs=None):
-    s = _prep(table["summary"])
+    s = prep(table["summary"])
     s = s[s.quant.isin(quant if isinstance(quant, list) else [quant])]
     if archs is not None:
         s = s[s.arch.isin(archs)]
     if s.empty:
         return placeholder(title, "no matching cells", settings)
-    title += _seeds_note(s)
+    title += seeds_note(s)
     x = settings.get("x", "exact_sparsity_pct" if y == "top1_pct" else "sparsity_pct")
     xlabel = "exact sparsity (% zeros)" if x == "exact_sparsity_pct" else "target sparsity (%)"
     if isinstance(quant, list):
@@ -182,46 +138,13 @@ def _vs_sparsity(table, settings, quant, y, ylabel, title, archs=None):
         g.figure.suptitle(title, y=1.03)
         if y == "top1_pct":
             for q, ax in g.axes_dict.items():
-                _mark_collapsed(s[s.quant == q], x, ax)
+                mark_collapsed(s[s.quant == q], x, ax)
         return g.figure
     fig, ax = plt.subplots(figsize=settings.get("size", (7, 4.5)))
-    _lines(s, x, y, "arch", ax, xlabel, ylabel, title)
+    draw_lines(s, x, y, "arch", ax, xlabel, ylabel, title)
     if y == "top1_pct":
-        _mark_collapsed(s, x, ax)
+        mark_collapsed(s, x, ax)
     return fig
-
-
-def _mark_collapsed(s, x, ax):
-    """Chance level as a line, and every collapsed cell (summary.csv `collapsed`: at chance
-    while its trained model is not) circled in red and named: a broken model must never pass
-    for a data point."""
-    if "chance_top1" in s and s.chance_top1.notna().any():
-        ax.axhline(100 * s.chance_top1.max(), color="0.5", ls=":", lw=1)
-        ax.annotate("chance", (ax.get_xlim()[0], 100 * s.chance_top1.max()), fontsize=7, color="0.4", va="bottom")
-    if "collapsed" not in s:
-        return
-    bad = s[s.collapsed.astype(str).str.lower() == "true"]
-    if bad.empty:
-        return
-    ax.scatter(bad[x], bad.top1_pct, s=160, facecolors="none", edgecolors="red", linewidths=1.5, zorder=5)
-    for r in bad.itertuples():
-        ax.annotate(
-            f"{r.arch}: collapsed",
-            (getattr(r, x), r.top1_pct),
-            xytext=(4, 8),
-            textcoords="offset points",
-            fontsize=7,
-            color="red",
-        )
-    ax.text(
-        0.01,
-        0.99,
-        f"red circles: {len(bad)} cell(s) collapsed to chance (broken, not a result)",
-        transform=ax.transAxes,
-        fontsize=7,
-        color="red",
-        va="top",
-    )
 
 
 # Figs. 4.2-4.5: one quantization mode, one quantity against sparsity.
@@ -343,41 +266,7 @@ def quant_modes(table, settings):
     axes[1].set(xlabel="quantization mode", ylabel=".tflite size (MB)", title="File size")
     for ax in axes:
         ax.legend(fontsize=8, title="architecture")
-    fig.suptitle(f"Quantization modes, unpruned models{_seeds_note(s)}")
-    return fig
-
-
-def _pareto(d, x, xlabel, title, settings, n_seeds=1):
-    d = d.copy()
-    d["top1_pct"] = 100 * d.top1
-    d["front"] = pareto_front(d, x, "top1_pct")
-    fig, ax = plt.subplots(figsize=settings.get("size", (8, 5.5)))
-    # several pruning methods: the marker says the method (the labels say the mode)
-    style = "method" if "method" in d and d.method.nunique() > 1 else "quant"
-    sns.scatterplot(data=d, x=x, y="top1_pct", hue="arch", style=style, s=45, alpha=0.6, ax=ax)
-    f = d[d.front].sort_values(x)
-    ax.plot(f[x], f.top1_pct, color="0.2", lw=1, drawstyle="steps-post", label="Pareto front")
-    # Label front cells, skipping near-duplicates of the last label (same accuracy within
-    # 1.5 pp and size within 25 %) so labels stay readable.
-    last = None
-    labelled = 0
-    for r in f.itertuples():
-        xv, yv = getattr(r, x), r.top1_pct
-        if last and abs(yv - last[1]) < 1.5 and abs(np.log(xv / last[0])) < np.log(1.25):
-            continue
-        ax.annotate(
-            f"{r.arch} s{r.sparsity} {r.quant}", (xv, yv), fontsize=7, xytext=(5, -9), textcoords="offset points"
-        )
-        last = (xv, yv)
-        labelled += 1
-        if labelled >= settings.get("label_top", 12):
-            break
-    ax.set_xscale(settings.get("xscale", "log"))
-    _plain_log_ticks(ax.xaxis)
-    ax.set(
-        xlabel=xlabel, ylabel="test top-1 (%)", title=title + (f" (means of {n_seeds} seeds)" if n_seeds > 1 else "")
-    )
-    ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Quantization modes, unpruned models{seeds_note(s)}")
     return fig
 
 
@@ -387,7 +276,7 @@ def pareto_gzip(table, settings):
     s = table["summary"].groupby(CELL[:1] + CELL[2:], as_index=False)[["top1", "gzip_bytes"]].mean()
     s["gzip_mb"] = s.gzip_bytes / MB
     s["method"] = s.sparsity.map(method_of)
-    return _pareto(s, "gzip_mb", "gzip -9 size (MB, log)", "Accuracy vs compressed size: every cell", settings, n)
+    return pareto_plot(s, "gzip_mb", "gzip -9 size (MB, log)", "Accuracy vs compressed size: every cell", settings, n)
 
 
 @figure("pareto_latency_")
@@ -396,20 +285,12 @@ def pareto_latency(table, settings, device):
     title = f"Accuracy vs latency on {device}"
     if b is None or b.empty or device not in set(b.device):
         return placeholder(title, f"no benchmark results for device {device!r}", settings)
-    title += _emulated(b, device)
+    title += emulated_note(b, device)
     d = table["summary"].merge(b[b.device == device][[*CELL, "latency_us"]], on=CELL)
     n = d.seed.nunique()
     d = d.groupby(["arch", "sparsity", "quant"], as_index=False)[["top1", "latency_us"]].mean()
     d["method"] = d.sparsity.map(method_of)
-    return _pareto(d, "latency_us", f"mean latency on {device} (µs, log)", title, settings, n)
-
-
-def _emulated(bench, device) -> str:
-    """' (EMULATED: ...)' for a device measured under an emulator: its timing is no hardware's."""
-    rows = bench[bench.device == device]
-    if "emulated" in rows and rows.emulated.astype(str).str.lower().eq("true").any():
-        return " (EMULATED: an emulator's timing, no hardware figure)"
-    return ""
+    return pareto_plot(d, "latency_us", f"mean latency on {device} (µs, log)", title, settings, n)
 
 
 @figure("energy_vs_top1")
@@ -432,7 +313,7 @@ def energy_vs_top1(table, settings):
         dd["top1_pct"] = 100 * dd.top1
         sns.scatterplot(data=dd, x="energy_mj_per_inference", y="top1_pct", hue="arch", style="quant", s=45, ax=ax)
         ax.set_xscale(settings.get("xscale", "log"))
-        _plain_log_ticks(ax.xaxis)
+        plain_log_ticks(ax.xaxis)
         ax.set(
             title=f"{device}: power by {method}",
             xlabel="energy per inference (mJ, log)",
@@ -473,7 +354,7 @@ def layer_error_worst(table, settings):
         )
         ax.axvline(0.29, color="0.4", ls="--", lw=0.8)  # rounding alone: 1/sqrt(12) steps
         ax.set(title=arch, xlabel="rmse / scale (quantization steps; dashed: rounding alone)", ylabel="")
-    fig.suptitle(f"Where int8 hurts: largest per-op error, unpruned models{_seeds_note(le)}")
+    fig.suptitle(f"Where int8 hurts: largest per-op error, unpruned models{seeds_note(le)}")
     fig.tight_layout()
     return fig
 
@@ -509,48 +390,6 @@ def pie_rate(table, settings):
         y=1.03,
     )
     return g.figure
-
-
-# One name per concept in every legend: seaborn titles a legend (or a section of it) with the
-# column it maps.
-LEGEND_NAMES = {"arch": "architecture", "quant": "quantization", "mode": "quantization"}
-
-
-def readable_legends(fig) -> None:
-    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
-    for legend in legends:
-        title = legend.get_title()
-        title.set_text(LEGEND_NAMES.get(title.get_text(), title.get_text()))
-        for text in legend.get_texts():
-            text.set_text(LEGEND_NAMES.get(text.get_text(), text.get_text()))
-
-
-def overlapping_text(fig) -> list:
-    """Pairs of labels that overlap when drawn: tick labels, axis labels, titles and legend
-    entries (annotations of data points excluded). tests/test_report.py asserts none."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    texts = [t for t in (fig._suptitle, getattr(fig, "_supxlabel", None), getattr(fig, "_supylabel", None)) if t]
-    for ax in fig.axes:
-        texts += [ax.title, ax.xaxis.label, ax.yaxis.label, *_drawn_ticklabels(ax.xaxis), *_drawn_ticklabels(ax.yaxis)]
-    for legend in list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]:
-        texts += [legend.get_title(), *legend.get_texts()]
-    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text().strip()]
-    out = []
-    for i, (a, box_a) in enumerate(boxes):
-        for b, box_b in boxes[i + 1 :]:
-            inter_w = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
-            inter_h = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
-            if inter_w > 1 and inter_h > 1:  # pixels: touching is fine
-                out.append((a, b))
-    return out
-
-
-def _drawn_ticklabels(axis) -> list:
-    """The tick labels matplotlib draws: inside the view interval, not switched off."""
-    lo, hi = sorted(axis.get_view_interval())
-    ticks = axis.get_major_ticks() + axis.get_minor_ticks()
-    return [t.label1 for t in ticks if lo <= t.get_loc() <= hi and t.label1.get_visible() and t.get_visible()]
 
 
 def render(name, tables: dict, settings: dict, out_png):

@@ -54,12 +54,7 @@ def export_mlflow(
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = (
-        found.experiment_id
-        if found
-        else client.create_experiment(experiment, artifact_location=Path("mlruns/artifacts").resolve().as_uri())
-    )
+    experiment_id = _experiment_id(client, experiment)
     summary = read_csv(summary_csv)
     per_class = read_csv(per_class_csv)
     bench = read_csv(bench_csv) if bench_csv else pd.DataFrame()
@@ -89,17 +84,31 @@ def export_mlflow(
             params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],
             metrics=[mlflow.entities.Metric(k, v, 0, 0) for k, v in metrics.items()],
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            cls = per_class[(per_class[KEY] == pd.Series(params)[KEY]).all(axis=1)] if len(per_class) else per_class
-            path = Path(tmp) / "per_class.csv"
-            cls.to_csv(path, index=False)
-            client.log_artifact(rid, str(path))
+        _log_per_class(client, rid, per_class, params)
         if name in tflites:
             client.log_artifact(rid, str(tflites[name]))
         client.set_terminated(rid)
         ids[name] = rid
     client.set_terminated(parent.info.run_id)
     write_json(out_json, {"tracking_uri": uri, "experiment": experiment, "parent": parent.info.run_id, "runs": ids})
+
+
+def _experiment_id(client, experiment: str) -> str:
+    """The id of the MLflow experiment named `experiment`, created (artifacts under
+    mlruns/artifacts) where it does not exist."""
+    found = client.get_experiment_by_name(experiment)
+    if found:
+        return found.experiment_id
+    return client.create_experiment(experiment, artifact_location=Path("mlruns/artifacts").resolve().as_uri())
+
+
+def _log_per_class(client, rid, per_class: pd.DataFrame, params: dict) -> None:
+    """The cell's rows of per_class.csv as the run's artifact per_class.csv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cls = per_class[(per_class[KEY] == pd.Series(params)[KEY]).all(axis=1)] if len(per_class) else per_class
+        path = Path(tmp) / "per_class.csv"
+        cls.to_csv(path, index=False)
+        client.log_artifact(rid, str(path))
 
 
 def _device_metrics(bench: pd.DataFrame, row) -> dict:

@@ -14,7 +14,7 @@ import pandas as pd
 from pqgrid.core import report_entries
 from pqgrid.core.io import atomic_path, write_text
 from pqgrid.core.pruning_methods import method_of
-from pqgrid.core.stats import CELL, MB, ci_halfwidth, is_unpruned
+from pqgrid.evaluate.stats import CELL, MB, ci_halfwidth, is_unpruned
 from pqgrid.evaluate.summary import (
     BENCH_COLUMNS,
     DEVICE_EVAL_COLUMNS,

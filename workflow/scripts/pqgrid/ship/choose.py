@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pqgrid.core.io import atomic_path, read_json, write_text
-from pqgrid.core.stats import independent_interval, t_interval
+from pqgrid.evaluate.stats import independent_interval, t_interval
 from pqgrid.evaluate.summary import session_p50s
 from pqgrid.report.claims import paired_delta_in
 

@@ -8,12 +8,12 @@ error), ≥ 800 core-seconds of imports (benchmarks/README). With
 directory. A job's script then calls `run_script(..., warm=True)`: its process connects,
 hands over its stdin/stdout/stderr (SCM_RIGHTS), working directory, sys.path, environment,
 log path, and the function with its keyword arguments; the server forks, and the child
-runs exactly what the job would have run (`pqgrid.core.logs.run_logged`) and sends back the exit
+runs exactly what the job would have run (`pqgrid.jobs.logs.run_logged`) and sends back the exit
 status. Snakemake still sees one process per job, with its exit status, output and log.
 
 What makes it safe:
 - Results are the same bytes: the child seeds, pins threads and sets determinism itself
-  (pqgrid.core.tfsetup), as a fresh process does; the server never creates a TensorFlow
+  (pqgrid.jobs.tfsetup), as a fresh process does; the server never creates a TensorFlow
   context (no op, no device), so the child's settings apply. Tested (tests/test_warm.py:
   a trained model and its .tflite files warm and cold, compared byte for byte).
 - Anything TensorFlow reads when it is imported (TF_*, CUDA*, XLA*, the BLAS/OpenMP thread
@@ -52,8 +52,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from pqgrid.core.logs import run_logged
-from pqgrid.core.tfsetup import environment
+from pqgrid.jobs.logs import run_logged
+from pqgrid.jobs.tfsetup import environment
 
 SOCKET_ENV = "PQGRID_WARM_SOCKET"
 # What TensorFlow and the BLAS libraries read when they are imported: a job whose values
@@ -111,7 +111,7 @@ def start_server(log_path) -> Path | None:
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "pqgrid.core.warm", str(sock), str(os.getpid())],
+            [sys.executable, "-m", "pqgrid.jobs.warm", str(sock), str(os.getpid())],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,

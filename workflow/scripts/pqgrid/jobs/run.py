@@ -8,8 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from pqgrid.core.logs import run_logged
-from pqgrid.core.warm import run_warm
+from pqgrid.jobs.logs import run_logged
+from pqgrid.jobs.warm import run_warm
 
 RULES = Path(__file__).resolve().parents[3] / "rules"  # workflow/rules/
 
