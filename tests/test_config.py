@@ -456,3 +456,36 @@ def test_schema_lists_every_quantization_mode():
     text = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")["properties"]["quantization"]
     described = text["properties"]["modes"]["description"].split(",")[0].split(" | ")
     assert described == list(MODES)
+
+
+def test_what_a_cell_is_made_from_and_compared_with_by_kind():
+    """The wiring common.smk asks the library for, per architecture kind and mode."""
+    from pqgrid.core.catalog import accuracy_reference, convert_source, has_keras_model
+
+    builder, model, tflite = {"builder": "MobileNet"}, {"model": "m.h5"}, {"tflite": "m.tflite"}
+    assert [has_keras_model(a) for a in (builder, model, tflite)] == [True, True, False]
+    assert convert_source(builder, "fp32") == convert_source(model, "int8_sparse") == "keras_model"
+    assert convert_source(builder, "int8") == convert_source(tflite, "int16x8") == "fp32_tflite"
+    assert convert_source(builder, "qat") == "qat_model" and convert_source(tflite, "fp32") == "tflite_file"
+    assert accuracy_reference(builder, "int8") == accuracy_reference(model, "fp32") == "keras"
+    assert accuracy_reference(tflite, "int8") == "fp32_tflite" and accuracy_reference(tflite, "fp32") is None
+
+
+def test_model_file_digests_follow_content_not_path(tmp_path):
+    from pqgrid.core.provenance import file_digest, model_file_digests
+
+    (tmp_path / "a.h5").write_bytes(b"weights")
+    (tmp_path / "moved.h5").write_bytes(b"weights")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "saved_model.pb").write_bytes(b"graph")
+    a, moved = (
+        model_file_digests({"model": str(tmp_path / "a.h5")}),
+        model_file_digests({"model": str(tmp_path / "moved.h5")}),
+    )
+    assert a == moved == {"model": file_digest(tmp_path / "a.h5"), "custom_objects": None}
+    assert model_file_digests({"model": str(tmp_path / "folder")})["model"] is not None
+    assert model_file_digests({"builder": "MobileNet"}) is None
+    assert model_file_digests({"builder": "MobileNet", "weights": "imagenet"}) is None
+    assert model_file_digests({"builder": "MobileNet", "weights": str(tmp_path / "a.h5")}) == file_digest(
+        tmp_path / "a.h5"
+    )

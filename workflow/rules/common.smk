@@ -12,13 +12,14 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from pqgrid.core import report_entries, settings
-from pqgrid.core.catalog import arch_kind, is_user_builder
+from pqgrid.core.catalog import accuracy_reference, has_keras_model
+from pqgrid.core.catalog import convert_source as convert_source_of
 from pqgrid.core.grid import cells as grid_cells
 from pqgrid.core.grid import grid, input_size, ship_devices, sparsity_value
-from pqgrid.core.paths import module_file, user_builder_file, workflow_path
+from pqgrid.core.paths import workflow_path
 from pqgrid.core.devices import DEVICE_TYPES, board_pins
-from pqgrid.core.modes import REPAIR_TOKEN, derives_from_fp32, mode
-from pqgrid.core.provenance import file_digest, folder_digest
+from pqgrid.core.modes import REPAIR_TOKEN, mode
+from pqgrid.core.provenance import folder_digest, model_file_digests
 from pqgrid.jobs.stage_code import stage_digest
 
 GRID = grid(config)
@@ -75,7 +76,7 @@ def for_models(pattern):
         {
             pattern.format(**c)
             for c in cells()
-            if arch_kind(config["architectures"][c["arch"]]) != "tflite"
+            if has_keras_model(config["architectures"][c["arch"]])
         }
     )
 
@@ -184,7 +185,7 @@ def pie_variants(wildcards):
 def pie_reference(wildcards):
     """Per-image predictions of the trained Keras models, one per seed: the uncompressed
     population (of a `.tflite` architecture: its fp32 file)."""
-    if arch_kind(config["architectures"][wildcards.arch]) == "tflite":
+    if not has_keras_model(config["architectures"][wildcards.arch]):
         return [
             rules.evaluate_tflite.output.predictions.format(
                 arch=wildcards.arch, seed=s, sparsity="0", quant="fp32"
@@ -225,50 +226,35 @@ def keras_model(wildcards):
 
 
 def convert_source(wildcards):
-    """What a cell's .tflite is converted from: its Keras model, for `qat` the
-    quantization-aware fine-tuned copy of it, for the modes derived from fp32
-    (pqgrid.core.modes: `from_fp32`) the cell's fp32 .tflite: the model is converted once.
-    """
-    if derives_from_fp32(wildcards.quant):
+    """What a cell's .tflite is converted from (pqgrid.core.catalog.convert_source)."""
+    source = convert_source_of(
+        config["architectures"][wildcards.arch], wildcards.quant
+    )
+    if source == "fp32_tflite":
         return rules.convert_tflite.output.tflite.format(
             **{**wildcards, "quant": "fp32"}
         )
-    if mode(wildcards.quant).from_qat_model:
+    if source == "qat_model":
         return rules.qat_model.output.model.format(**wildcards)
-    if arch_kind(config["architectures"][wildcards.arch]) == "tflite":
+    if source == "tflite_file":
         return workflow_path(config["architectures"][wildcards.arch]["tflite"])
     return keras_model(wildcards)
 
 
 def model_files_digest(wildcards):
-    """The files a model is made from that are no pipeline output - a pretrained start's
-    .h5, a user builder's code: their content is a param, so changing one retrains, and
-    moving it with the checkout does not (its path is not an input). None (no such file)
-    for the built-in builders from scratch."""
-    arch = config["architectures"][wildcards.arch]
-    weights = arch.get("weights")
-    if arch_kind(arch) == "model":
-        path = workflow_path(arch["model"])
-        layers = arch.get("custom_objects")
-        return {
-            "model": folder_digest(path) if os.path.isdir(path) else file_digest(path),
-            "custom_objects": (file_digest(module_file(layers)) if layers else None),
-        }
-    if is_user_builder(arch.get("builder")):
-        return {"builder_code": file_digest(user_builder_file(arch["builder"]))}
-    return (
-        file_digest(workflow_path(weights))
-        if weights and weights != "imagenet"
-        else None
-    )
+    """The content of the files a model is made from that are no pipeline output
+    (pqgrid.core.provenance.model_file_digests)."""
+    return model_file_digests(config["architectures"][wildcards.arch])
 
 
 def reference_metrics(wildcards):
-    """What a cell's accuracy is compared with (a collapse to chance is a defect): its Keras
-    model's metrics; for a `.tflite` architecture, which has none, the fp32 file's."""
-    if arch_kind(config["architectures"][wildcards.arch]) != "tflite":
+    """What a cell's accuracy is compared with (pqgrid.core.catalog.accuracy_reference)."""
+    reference = accuracy_reference(
+        config["architectures"][wildcards.arch], wildcards.quant
+    )
+    if reference == "keras":
         return {"keras": rules.evaluate_keras.output.metrics.format(**wildcards)}
-    if wildcards.quant == "fp32":
+    if reference is None:
         return {}
     return {
         "reference": rules.evaluate_tflite.output.metrics.format(
@@ -472,7 +458,7 @@ def repair_keras(wildcards):
     return [
         rules.evaluate_keras.output.metrics.format(arch=a, seed=s, sparsity=p)
         for a, s, p in sorted(cells)
-        if arch_kind(config["architectures"][a]) != "tflite"
+        if has_keras_model(config["architectures"][a])
     ]
 
 
@@ -489,7 +475,7 @@ def repair_source(wildcards):
 def repair_reference(wildcards):
     """What a candidate's accuracy is compared with, as for any cell (reference_metrics)."""
     model = dict(arch=wildcards.arch, seed=wildcards.seed, sparsity=wildcards.sparsity)
-    if arch_kind(config["architectures"][wildcards.arch]) != "tflite":
+    if has_keras_model(config["architectures"][wildcards.arch]):
         return {"keras": rules.evaluate_keras.output.metrics.format(**model)}
     return {
         "reference": rules.evaluate_tflite.output.metrics.format(**model, quant="fp32")

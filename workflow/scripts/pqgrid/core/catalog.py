@@ -6,6 +6,7 @@ the schema tests. Pure Python: the Snakefile reads it at parse time."""
 
 from __future__ import annotations
 
+from pqgrid.core import modes
 from pqgrid.core.pruning_methods import METHODS
 
 # Builders pqgrid knows (keras.applications and its own), with the keyword arguments a user may set and the
@@ -141,6 +142,33 @@ def arch_kind(arch_cfg: dict) -> str:
         if arch_cfg.get(kind):
             return kind
     return "builder"
+
+
+def has_keras_model(arch_cfg: dict) -> bool:
+    """Whether pqgrid holds a Keras model of the architecture (trained or imported); a
+    `.tflite` architecture has none: no pruned or QAT cells, its fp32 file is the reference."""
+    return arch_kind(arch_cfg) != "tflite"
+
+
+def convert_source(arch_cfg: dict, quant: str) -> str:
+    """What a cell's .tflite is converted from: "fp32_tflite" (a mode derived from the cell's
+    fp32 file, modes.Mode.from_fp32: the model is converted once), "qat_model" (its
+    quantization-aware fine-tuned copy), "tflite_file" (a `.tflite` architecture's own
+    file) or "keras_model" (the trained or pruned model)."""
+    if modes.derives_from_fp32(quant):
+        return "fp32_tflite"
+    if modes.mode(quant).from_qat_model:
+        return "qat_model"
+    return "keras_model" if has_keras_model(arch_cfg) else "tflite_file"
+
+
+def accuracy_reference(arch_cfg: dict, quant: str) -> str | None:
+    """What a cell's accuracy is compared with (a collapse to chance is a defect): "keras"
+    (its Keras model's metrics), for a `.tflite` architecture "fp32_tflite" (its fp32 file's),
+    None for that fp32 file itself."""
+    if has_keras_model(arch_cfg):
+        return "keras"
+    return None if quant == "fp32" else "fp32_tflite"
 
 
 def builder_name(arch_cfg: dict) -> str:

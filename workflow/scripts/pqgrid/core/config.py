@@ -19,6 +19,7 @@ from pqgrid.core.catalog import (
     arch_kind,
     builder_entry,
     builder_kwargs,
+    has_keras_model,
     is_user_builder,
     pruning_methods,
 )
@@ -309,7 +310,7 @@ def _check_methods(config: dict) -> None:
     for name in selected_architectures(config):
         a = config["architectures"][name]
         left = [m for m in methods if m not in pruning_methods(a)]
-        if left and arch_kind(a) != "tflite":
+        if left and has_keras_model(a):
             needs = ", ".join(f"{m} needs {METHODS[m].layout}" for m in left)
             print(
                 f"pqgrid: {name}: no {' or '.join(left)} cells (the layout of {a.get('builder')} does not allow it: {needs})",

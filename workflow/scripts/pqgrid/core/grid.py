@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from pqgrid.core.catalog import arch_kind, builder_kwargs, pruning_methods
+from pqgrid.core.catalog import builder_kwargs, has_keras_model, pruning_methods
 from pqgrid.core.modes import derives_from_fp32
 from pqgrid.core.pruning_methods import METHODS, method_of, token_for
 
@@ -73,7 +73,7 @@ def from_tflite_file(arch_cfg: dict, sparsity: str, quant: str) -> bool:
     """Whether a cell can be made for the architecture: any for a builder or a Keras model;
     for a `.tflite` only the file itself (fp32) and the modes derived from a float .tflite,
     at sparsity 0 (no Keras model: no pruning, QAT or converter-only modes)."""
-    if arch_kind(arch_cfg) != "tflite":
+    if has_keras_model(arch_cfg):
         return True
     return sparsity_token(sparsity) == "0" and (quant == "fp32" or derives_from_fp32(quant))
 

@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 
 from pqgrid import __version__
+from pqgrid.core.catalog import arch_kind, is_user_builder
+from pqgrid.core.paths import module_file, user_builder_file, workflow_path
 
 SCRIPTS = Path(__file__).resolve().parents[2]  # workflow/scripts
 
@@ -29,6 +31,21 @@ def folder_digest(folder) -> str | None:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(f"{path.relative_to(folder)}\0".encode() + path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def model_file_digests(arch_cfg: dict):
+    """The files a model is made from that are no pipeline output - a model file (or folder)
+    and its custom layers' module, a user builder's code, a pretrained start's .h5 - by
+    content: as a param, changing one retrains and moving it with the checkout does not (its
+    path is not an input). None for a built-in builder from scratch or ImageNet."""
+    if arch_kind(arch_cfg) == "model":
+        path, layers = workflow_path(arch_cfg["model"]), arch_cfg.get("custom_objects")
+        return {"model": folder_digest(path) if Path(path).is_dir() else file_digest(path),
+                "custom_objects": file_digest(module_file(layers)) if layers else None}  # fmt: skip
+    if is_user_builder(arch_cfg.get("builder")):
+        return {"builder_code": file_digest(user_builder_file(arch_cfg["builder"]))}
+    weights = arch_cfg.get("weights")
+    return file_digest(workflow_path(weights)) if weights and weights != "imagenet" else None
 
 
 @functools.lru_cache(maxsize=1)

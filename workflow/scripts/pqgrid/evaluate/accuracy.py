@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from pqgrid.core.catalog import arch_kind, input_scaling, output_order
+from pqgrid.core.catalog import has_keras_model, input_scaling, output_order
 from pqgrid.core.io import atomic_path, check_file, damaged, read_json, sha256_file, versions, write_json
 from pqgrid.core.modes import calibrated
 from pqgrid.core.runtime import predict_scores
@@ -214,7 +214,7 @@ def _qat_metrics(qat_json, top1) -> dict:
 def in_data_order(scores: np.ndarray, arch_cfg: dict, data_classes) -> np.ndarray:
     """A `.tflite` architecture's scores with column j for the data set's class j (`classes:`
     names its outputs in its own order). A Keras model file was reordered when imported."""
-    order = output_order(arch_cfg, data_classes) if arch_kind(arch_cfg) == "tflite" else None
+    order = None if has_keras_model(arch_cfg) else output_order(arch_cfg, data_classes)
     return scores if order is None else scores[:, order]
 
 

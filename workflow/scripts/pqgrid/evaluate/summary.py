@@ -8,7 +8,7 @@ import statistics
 
 import pandas as pd
 
-from pqgrid.core.catalog import arch_kind, builder_name
+from pqgrid.core.catalog import builder_name, has_keras_model
 from pqgrid.core.grid import arch_label
 from pqgrid.core.io import atomic_path, damaged, read_csv, read_json, read_predictions, write_text
 from pqgrid.core.pruning_methods import method_of
@@ -91,7 +91,7 @@ def summarize(
         keras[_model_key(k["cell"])] = k
     evals = [read_json(p) for p in eval_jsons]
     for e in evals:  # a .tflite architecture's parent: its fp32 file
-        if arch_kind(e["settings"]["architecture"]) == "tflite" and e["cell"]["quant"] == "fp32":
+        if not has_keras_model(e["settings"]["architecture"]) and e["cell"]["quant"] == "fp32":
             keras.setdefault(_model_key(e["cell"]), {"top1_test": e["top1"]})
     rows, long = [], []
     for e, pc in zip(evals, per_class_csvs, strict=True):
