@@ -125,7 +125,8 @@ LIBRARY = ROOT / "workflow" / "scripts" / "pqgrid"
 MAX_FUNCTION_LINES, MAX_MODULE_LINES, MAX_CORE_LINES = 60, 500, 2000
 # comments and docstrings give reasons, not history ("no longer" describes what code does)
 HISTORY = re.compile(
-    r"(?i)\b(round \d+|issue #?\d+|always had|earlier (?:round|version|session)s?|previously|formerly)\b"
+    r"(?i)\b(round \d+|issue #?\d+|always had|earlier (?:round|version|session)s?|previously|formerly|as before|used to be"
+    r"|existing results keep)\b"
 )
 
 

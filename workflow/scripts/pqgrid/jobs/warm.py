@@ -25,7 +25,7 @@ What makes it safe:
   child notices and exits at once. The server exits when the Snakemake process that started
   it is gone, and at the end of a run (onsuccess/onerror).
 - Local runs only, and never on a host with an NVIDIA GPU: a CUDA context does not survive
-  a fork, and cluster jobs run on other hosts (both: every job cold, as before).
+  a fork, and cluster jobs run on other hosts (both: every job cold).
 
 Snakemake's per-job benchmark file then measures the job's own process: `s` (wall time) is
 right, `max_rss` and `cpu_time` leave out the forked child; the job's log has the child's

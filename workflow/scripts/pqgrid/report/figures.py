@@ -98,12 +98,12 @@ def _quant_change(table, settings, archs=None, title=""):
 
 
 @figure("fig_4_1_quantization_change")
-def fig_4_1(table, settings):
+def quantization_change(table, settings):
     return _quant_change(table, settings, title="Change by quantization relative to fp32 (unpruned models)")
 
 
 @figure("fig_4_9_quantization_change_v3")
-def fig_4_9(table, settings):
+def quantization_change_v3(table, settings):
     archs = mobilenet_v3(table["summary"])
     return _quant_change(table, settings, archs, title="MobileNetV3 variants: change by quantization relative to fp32")
 
@@ -161,7 +161,7 @@ for _name, _args in _VS_SPARSITY.items():
 
 
 @figure("fig_4_10_top1_vs_sparsity_v3")
-def fig_4_10(table, settings):
+def top1_vs_sparsity_v3(table, settings):
     archs = mobilenet_v3(table["summary"])
     return _vs_sparsity(
         table,
@@ -175,7 +175,7 @@ def fig_4_10(table, settings):
 
 
 @figure("fig_4_11_gzip_vs_sparsity_v3")
-def fig_4_11(table, settings):
+def gzip_vs_sparsity_v3(table, settings):
     archs = mobilenet_v3(table["summary"])
     return _vs_sparsity(
         table,

@@ -284,7 +284,7 @@ def table_devices(summary, bench, per_class, thesis):
     keys = ["device", "cpu_model", "machine", "emulated", "arch", "label", "sparsity", "quant", "energy_method"]
     if bench.empty or summary.empty:
         return pd.DataFrame(columns=[*keys, *DEVICE_VALUES])
-    # a bench table from before a column existed (or without energy/accuracy) still reads
+    # a bench table without a column (an older run, or no energy/accuracy) still reads
     columns = list(dict.fromkeys([*bench.columns, *BENCH_COLUMNS, *ENERGY_COLUMNS, *DEVICE_EVAL_COLUMNS]))
     s = summary[[*CELL, "label", "top1"]].merge(bench.reindex(columns=columns), on=CELL, how="inner")
     s = s.assign(
