@@ -6,8 +6,8 @@ One row per pqgrid cell (summary.csv: top-1, file and gzip sizes, sparsity; benc
 p50/p90 latency on each device) and one per conversion the user made outside pqgrid
 (outside.json: Keras, their own fp32 and int8 .tflite)."""
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +36,11 @@ def table(outside: Path, run: Path) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    out = table(Path(sys.argv[1]), Path(sys.argv[2]))
-    out.to_csv(sys.argv[3], index=False)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("outside", type=Path, help="the run folder of benchmarks/train_outside.py (outside.json)")
+    parser.add_argument("run", type=Path, help="the pqgrid run folder of the your-model preset")
+    parser.add_argument("out_csv", type=Path, help="the table to write")
+    args = parser.parse_args()
+    out = table(args.outside, args.run)
+    out.to_csv(args.out_csv, index=False)
     print(out.to_string())

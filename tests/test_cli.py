@@ -78,7 +78,12 @@ def test_config_values_typed_as_yaml_reach_the_grid(wf):
     assert "results/models/mobilenet_tiny/seed1/trained.h5" in proc.stdout
 
 
-@pytest.mark.parametrize("script", ["tests/loopback_device.py", "benchmarks/bench.py"])
+# every benchmark and every test helper a person runs by hand (tests/test_helpers.py: the servers)
+BY_HAND = sorted(f"benchmarks/{p.name}" for p in (ROOT / "benchmarks").glob("*.py")) + [
+    "tests/loopback_device.py", "tests/compare_runs.py", "tests/arm_board.py"]  # fmt: skip
+
+
+@pytest.mark.parametrize("script", BY_HAND)
 def test_helper_scripts_have_help_and_touch_nothing(script, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0 and "usage" in (proc.stdout + proc.stderr).lower()
