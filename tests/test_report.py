@@ -485,6 +485,7 @@ def test_figures_have_no_overlapping_labels_and_one_name_per_concept(name, monke
     assert {p.suffix for p in tmp_path.iterdir()} == {".png", ".pdf", ".svg"}
     fig = drawn[0]
     assert drawing.overlapping_text(fig) == []
+    assert drawing.legends_over_data(fig) == [], name
     legend_words = {t.get_text() for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
                     for t in [lg.get_title(), *lg.get_texts()]}  # fmt: skip
     assert not legend_words & {"arch", "quant", "mode"}, legend_words
@@ -632,3 +633,37 @@ def test_report_labels_name_the_figure_and_what_it_is_drawn_for():
     }
     assert report_entries.labels("pareto_latency_pi4")["device"] == "pi4"
     assert report_entries.labels("pareto_gzip") == {"figure": "pareto_gzip", "architecture": "all", "device": "all"}
+
+
+def _drawn(name, tables, monkeypatch, tmp_path):
+    """The matplotlib figure `figures.render` draws for `name` (kept open)."""
+    drawn = []
+    monkeypatch.setattr(figures.plt, "close", lambda fig: drawn.append(fig))
+    figures.render(name, tables, {"dpi": 40}, tmp_path / f"{name}.png")
+    return drawn[0]
+
+
+def test_figures_say_what_a_reader_cannot_see(monkeypatch, tmp_path):
+    """A per-class plot where nothing changed says so; the quantization-change bars carry
+    their values (a log axis hides them); the latency Pareto view plots p50 (what the findings
+    compare) and rings its front's cells, so a front of one cell is visible."""
+    s, b, pc = fabricated(seeds=(0, 1), minimalistic=True)
+    tables = {"summary": s, "per_class": pc, "bench": b}
+    unchanged = pc.copy()
+    base = unchanged[(unchanged.sparsity == 0) & (unchanged.quant == "fp32")].set_index(["arch", "seed", "class"])
+    for col in ("correct", "accuracy"):
+        unchanged[col] = [base.loc[(r.arch, r.seed, r["class"]), col] for _, r in unchanged.iterrows()]
+    texts = lambda fig: " ".join(t.get_text() for ax in fig.axes for t in ax.texts)  # noqa: E731
+    quiet = _drawn("per_class_quantization_mobilenet", {**tables, "per_class": unchanged}, monkeypatch, tmp_path)
+    assert "no change" in texts(quiet)
+    assert "no change" not in texts(_drawn("per_class_quantization_mobilenet", tables, monkeypatch, tmp_path))
+    change = _drawn("fig_4_1_quantization_change", tables, monkeypatch, tmp_path)
+    values = [t.get_text() for ax in change.axes for t in ax.texts if t.get_text()]
+    assert values and all(v[0] in "+-" for v in values), values
+    pareto = _drawn("pareto_latency_pi4", tables, monkeypatch, tmp_path)
+    ax = pareto.axes[0]
+    front = next(line for line in ax.lines if line.get_label() == "Pareto front")
+    assert front.get_marker() == "o" and front.get_markerfacecolor() == "none"
+    assert ax.get_xlabel().startswith("p50 latency")
+    p50 = b[b.device == "pi4"].groupby(["arch", "sparsity", "quant"]).p50_us.mean()
+    assert set(np.round(front.get_xdata(), 6)) <= set(np.round(p50, 6))

@@ -117,7 +117,9 @@ def pareto_plot(d, x, xlabel, title, settings, n_seeds=1):
     style = "method" if "method" in d and d.method.nunique() > 1 else "quant"
     sns.scatterplot(data=d, x=x, y="top1_pct", hue="arch", style=style, s=45, alpha=0.6, ax=ax)
     f = d[d.front].sort_values(x)
-    ax.plot(f[x], f.top1_pct, color="0.2", lw=1, drawstyle="steps-post", label="Pareto front")
+    # hollow rings on the front's cells: a front of one cell is a point, not a line
+    ax.plot(f[x], f.top1_pct, color="0.2", lw=1, drawstyle="steps-post", marker="o", mfc="none", ms=11,
+            label="Pareto front")  # fmt: skip
     # Label front cells, skipping near-duplicates of the last label (same accuracy within
     # 1.5 pp and size within 25 %) so labels stay readable.
     last = None
@@ -138,7 +140,7 @@ def pareto_plot(d, x, xlabel, title, settings, n_seeds=1):
     ax.set(
         xlabel=xlabel, ylabel="test top-1 (%)", title=title + (f" (means of {n_seeds} seeds)" if n_seeds > 1 else "")
     )
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the axes: never over a cell
     return fig
 
 
@@ -183,6 +185,35 @@ def overlapping_text(fig) -> list:
             if inter_w > 1 and inter_h > 1:  # pixels: touching is fine
                 out.append((a, b))
     return out
+
+
+def legends_over_data(fig) -> list:
+    """(legend title, what it covers) for every legend inside an axes drawn over one of that
+    axes' bars, data points or markers: data a reader cannot see. Lines not in data
+    coordinates (a zero line across the axes) are not data. tests/test_report.py asserts none."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None or not legend.get_visible():
+            continue
+        box, title = legend.get_window_extent(renderer), legend.get_title().get_text() or "legend"
+        bars = [p for p in ax.patches if p.get_visible() and abs(p.get_height()) > 0 and p.get_width() > 0]
+        if any(_overlap(box, bar.get_window_extent(renderer)) for bar in bars):
+            out.append((title, "a bar"))
+        points = [line.get_transform().transform(line.get_xydata()) for line in ax.lines
+                  if line.get_visible() and line.get_transform() == ax.transData and len(line.get_xydata())]  # fmt: skip
+        points += [c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections
+                   if c.get_visible() and len(c.get_offsets())]  # fmt: skip
+        if any(box.contains(x, y) for xy in points for x, y in xy if np.isfinite(x) and np.isfinite(y)):
+            out.append((title, "a data point"))
+    return out
+
+
+def _overlap(a, b) -> bool:
+    """Two display boxes share more than a pixel each way (touching is fine)."""
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > 1 and min(a.y1, b.y1) - max(a.y0, b.y0) > 1
 
 
 def drawn_ticklabels(axis) -> list:
