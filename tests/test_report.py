@@ -667,3 +667,24 @@ def test_figures_say_what_a_reader_cannot_see(monkeypatch, tmp_path):
     assert ax.get_xlabel().startswith("p50 latency")
     p50 = b[b.device == "pi4"].groupby(["arch", "sparsity", "quant"]).p50_us.mean()
     assert set(np.round(front.get_xdata(), 6)) <= set(np.round(p50, 6))
+
+
+def test_tables_show_percent_with_the_unit_and_one_number_format():
+    """Every fraction is shown in % with the unit in its header (table_4_6's per-cell columns,
+    the kernel zeros before and after QAT), a whole number as an integer in Markdown and HTML
+    alike (a parameter count averaged over seeds), anything else to 4 significant digits."""
+    from pqgrid.evaluate.summary import readable, to_markdown
+    from pqgrid.report.pages import page
+
+    s, b, pc = fabricated(seeds=(0, 1))
+    per_class = tables.TABLES["table_4_6_per_class"](s, b, pc, {})
+    shown = readable(per_class)
+    assert "mobilenet_s0 (%)" in shown and shown["mobilenet_s0 (%)"].max() > 1, list(shown)
+    qat = readable(pd.DataFrame({"kernel_sparsity_before_qat": [0.5], "kernel_sparsity_after_qat": [0.25]}))
+    assert list(qat.columns) == ["kernel_sparsity_before_qat (%)", "kernel_sparsity_after_qat (%)"]
+    assert qat.iloc[0].tolist() == [50.0, 25.0]
+    frame = pd.DataFrame({"params": [221114.0, 727442.0], "share (%)": [5.04712, 2.4451]})
+    md = to_markdown(frame)
+    assert "221114" in md and "e+05" not in md and "5.047" in md and "5.04712" not in md
+    html = page("t", frame)
+    assert ">221114<" in html and ">5.047<" in html and "221114.0" not in html

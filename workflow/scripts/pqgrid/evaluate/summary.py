@@ -213,17 +213,23 @@ def _natural(col):
 
 # What a reader sees of a fraction or a byte count in a Markdown table (the CSV keeps the raw
 # value): percent and MB, the units in the header, as in the README and the figures.
-_PERCENT = re.compile(r"(top[13]|accuracy|fraction|_sparsity|share|chance)(_test|_train|_host|_device)?(_ci95|_std)?$")
+_PERCENT = re.compile(
+    r"(top[13]|accuracy|fraction|_sparsity|share|chance)(_before_qat|_after_qat|_test|_train|_host|_device)?(_ci95|_std)?$"
+)
+# Columns a table names as fractions though their name does not say so (table_4_6: one per cell).
+PERCENT_COLUMNS = "percent_columns"
+NUMBER_FORMAT = ".4g"  # every table's one format for non-integer numbers (Markdown and HTML)
 _MEGABYTES = re.compile(r"_bytes(_ci95|_std)?$")
 
 
 def readable(df: pd.DataFrame) -> pd.DataFrame:
     """Fractions as percent and bytes as MB (10^6), the unit in the column name."""
     out = df.copy()
+    fractions = set(df.attrs.get(PERCENT_COLUMNS, ()))
     for c in df.columns:
         if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
             continue
-        if _PERCENT.search(c):
+        if _PERCENT.search(c) or c in fractions:
             out[c] = 100 * df[c]
             out = out.rename(columns={c: f"{c} (%)"})
         elif _MEGABYTES.search(c):
@@ -232,8 +238,20 @@ def readable(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def to_markdown(df: pd.DataFrame, floatfmt=".4g") -> str:
+def whole_numbers_as_int(df: pd.DataFrame) -> pd.DataFrame:
+    """Float columns whose values are all whole numbers (a parameter count averaged over
+    seeds) as integers, so a count reads 221114 in every table, never 2.211e+05."""
+    out = df.copy()
+    for c in df.columns:
+        v = df[c]
+        if pd.api.types.is_float_dtype(v) and v.notna().any() and (v.dropna() % 1 == 0).all() and v.abs().max() < 1e15:
+            out[c] = v.astype("Int64")
+    return out
+
+
+def to_markdown(df: pd.DataFrame, floatfmt=NUMBER_FORMAT) -> str:
     """A GitHub table (tabulate, through pandas); empty cells stay empty, never `nan`."""
+    df = whole_numbers_as_int(df)
     cells = df.astype(object).where(df.notna(), None)  # tabulate writes None as missingval, NaN as "nan"
     return cells.to_markdown(index=False, floatfmt=floatfmt, missingval="") + "\n"
 

@@ -8,6 +8,8 @@ import html
 
 import pandas as pd
 
+from pqgrid.evaluate.summary import NUMBER_FORMAT, whole_numbers_as_int
+
 # The verdict's first words -> the row's colour (a light one: the text stays readable).
 VERDICT_COLOURS = {
     "holds": "#dff0d8",
@@ -32,6 +34,7 @@ def verdict_colour(verdict: str) -> str:
 def page(title: str, frame: pd.DataFrame, notes=(), verdict_column: str | None = None) -> str:
     """One self-contained HTML page: a title, notes (plain text), the frame as a table; with
     `verdict_column`, each row coloured by its verdict."""
+    frame = whole_numbers_as_int(frame)
     styler = frame.style.hide(axis="index")
     if verdict_column is not None and not frame.empty:
         colours = frame[verdict_column].map(verdict_colour)
@@ -41,7 +44,9 @@ def page(title: str, frame: pd.DataFrame, notes=(), verdict_column: str | None =
             return [f"background-color: {colour}" if colour else ""] * len(row)
 
         styler = styler.apply(by_verdict, axis=1)
-    styler = styler.format(na_rep="–", precision=4, escape="html")
+    styler = styler.format(na_rep="–", escape="html")
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    styler = styler.format(lambda v: format(v, NUMBER_FORMAT), subset=floats, na_rep="–")  # as the Markdown
     body = "".join(f'<p class="note">{html.escape(str(n))}</p>' for n in notes if n)
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'

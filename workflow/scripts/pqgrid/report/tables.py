@@ -19,6 +19,7 @@ from pqgrid.evaluate.summary import (
     BENCH_COLUMNS,
     DEVICE_EVAL_COLUMNS,
     ENERGY_COLUMNS,
+    PERCENT_COLUMNS,
     mobilenet_v3,
     read_long_tables,
     readable,
@@ -192,6 +193,7 @@ def table_4_6_per_class(summary, bench, per_class, thesis):
     t = thesis.get("table_4_6_per_class_top1")
     if t is not None:  # the thesis' per-class top-1 beside the same columns of this run
         wide = wide.merge(t.add_prefix("thesis_").rename(columns={"thesis_class": "class"}), on="class", how="left")
+    wide.attrs[PERCENT_COLUMNS] = [c for c in wide.columns if c not in ("class", "n_seeds")]  # top-1 fractions
     return wide
 
 
