@@ -101,7 +101,7 @@ def test_channel_pruning_narrows_only_what_it_can_and_says_when_nothing():
 
 def test_each_method_through_the_grid(smoke_run, tmp_path):
     """SparseMobileNet pruned by magnitude, for XNNPACK's sparse inference and by channels,
-    in fp32, fp32_sparse and int8, measured on `local`; keras' MobileNet (padded (0, 1), which
+    in fp32 and fp32_sparse, measured on `local`; keras' MobileNet (padded (0, 1), which
     XNNPACK's sparse path does not take) gets no xnnpack_sparse cells, with one line. Grown
     from a copy of the finished smoke run (files' dates kept): mobilenet_tiny's trained model
     and its magnitude cells are the smoke run's, since adding methods builds only new cells."""
@@ -113,7 +113,9 @@ def test_each_method_through_the_grid(smoke_run, tmp_path):
         "grid_architectures": ["sparse_tiny", "mobilenet_tiny"],
         "architectures": {"sparse_tiny": {"builder": "SparseMobileNet", "alpha": 0.25}},
         "pruning": {"methods": ["magnitude", "xnnpack_sparse", "channels"], "sparsities": [0, 50]},
-        "quantization": {"modes": ["fp32", "fp32_sparse", "int8"], "subsets": None},
+        # float only: int8 would add ~15 jobs and no assertion (a narrower or sparser model
+        # takes the converter's int8 path like any other; the smoke run's pruned int8 cells)
+        "quantization": {"modes": ["fp32", "fp32_sparse"], "subsets": None},
     }
     (wf / "methods.yaml").write_text(yaml.safe_dump(overlay))
     args = ("--configfile", "presets/smoke.yaml", "methods.yaml")

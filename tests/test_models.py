@@ -97,11 +97,13 @@ def tflites(trained, small_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def converter_tflites(trained, small_data, tmp_path_factory):
     """The reference: TFLiteConverter on the Keras model as TensorFlow ships it (its own
-    SavedModel step, ~15 s a file here), for the modes compared byte for byte below."""
+    SavedModel step), for every mode: byte for byte below, and dynamic and fp16 (which the
+    LiteRT quantizer makes) against the converter's own files further down."""
+    from pqgrid.core.modes import MODES
     from pqgrid.quant.convert import convert_tflite
 
     out = tmp_path_factory.mktemp("converter")
-    paths = {m: out / f"{m}.tflite" for m in STOCK_COMPARED}
+    paths = {m: out / f"{m}.tflite" for m in (*(n for n, m in MODES.items() if m.from_fp32), "fp32", "qat")}
     for mode, path in paths.items():
         convert_tflite(model_h5=trained, stock=True, **_convert_args(small_data, path, mode))
     return paths
@@ -509,6 +511,9 @@ def test_pruning_kill_9_and_rerun_resumes_to_identical_weights(trained, small_da
     resumes_identically(cmd, tmp_path, load_keras, epochs=4)
 
 
+# Slow tier: ~90 s in CI, mostly XLA compiling on a CPU; CI has no GPU, and no other path
+# reads training.mixed_precision or training.xla.
+@pytest.mark.slow
 def test_gpu_path_mixed_precision_and_xla_run_on_cpu(small_data, tmp_path):
     """The GPU code path (mixed_float16 + XLA) runs on CPU too and saves a float32 model.
     In a subprocess: the mixed-precision policy is process-global."""
@@ -541,10 +546,7 @@ def test_op_determinism_follows_the_training_setting(deterministic):
 
 # The converter's own modes and those its calibrator derives from fp32's file; dynamic and
 # fp16 come from the LiteRT quantizer, whose files the stock converter does not write.
-STOCK_COMPARED = ("fp32", "qat", "int8", "int8_full", "int16x8")
-
-
-@pytest.mark.parametrize("mode", STOCK_COMPARED)
+@pytest.mark.parametrize("mode", ["fp32", "qat", "int8", "int8_full", "int16x8"])
 def test_workflow_file_is_the_stock_converters_file(tflites, converter_tflites, mode):
     """fp32 and qat go through the converter with a lean SavedModel step, int8/int8_full/
     int16x8 are derived from the fp32 .tflite (pqgrid/quant/convert.py); each must be the very file
