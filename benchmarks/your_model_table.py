@@ -36,7 +36,9 @@ def table(outside: Path, run: Path) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("outside", type=Path, help="the run folder of benchmarks/train_outside.py (outside.json)")
     parser.add_argument("run", type=Path, help="the pqgrid run folder of the your-model preset")
     parser.add_argument("out_csv", type=Path, help="the table to write")

@@ -9,7 +9,7 @@ from conftest import ROOT, snakemake
 from pqgrid.core.config import check_config
 from pqgrid.core.grid import grid
 from pqgrid.core.schema import ConfigError, load_schema
-from pqgrid.core.settings import pruning_settings, training_settings
+from pqgrid.jobs.settings import pruning_settings, training_settings
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
 SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -172,7 +172,7 @@ def test_default_config_passes_and_expands():
 
 
 def test_device_settings_per_stage_and_which_devices_measure_what():
-    from pqgrid.core.settings import device_settings, devices_with
+    from pqgrid.jobs.settings import device_settings, devices_with
 
     c = copy.deepcopy(BASE)
     pi = {"type": "ssh", "host": "pi4", "accuracy": True, "num_runs": 80, "cooldown": {"max_temp_c": 55}}
@@ -211,7 +211,7 @@ def test_subsets_run_a_mode_on_part_of_the_grid():
 
 
 def test_qat_settings_merge_and_mark_pqat():
-    from pqgrid.core.settings import cell_settings, qat_settings
+    from pqgrid.jobs.settings import cell_settings, qat_settings
 
     q0, q60 = qat_settings(BASE, "mobilenet", 0), qat_settings(BASE, "mobilenet_v3_small_min", 60)
     assert q0["epochs"] == 2 and q0["learning_rate"] == 1e-4 and q0["preserve_sparsity"] is False
@@ -343,7 +343,7 @@ def test_fitting_jobs_take_training_threads(workflow_dir):
     c["architectures"]["mobilenet"]["training"] = {"threads": 2}
     assert training_settings(c, "mobilenet")["threads"] == 2
     assert pruning_settings(c, "mobilenet", 60)["threads"] == 2
-    from pqgrid.core.settings import qat_settings
+    from pqgrid.jobs.settings import qat_settings
 
     assert qat_settings(c, "mobilenet_v2", 0)["threads"] == 3
 
@@ -393,7 +393,7 @@ def test_the_readme_raspberry_pi_example_is_a_valid_config():
 
 
 def test_training_deterministic_reaches_pruning_and_qat_only_where_set():
-    from pqgrid.core.settings import pruning_settings, qat_settings, training_settings
+    from pqgrid.jobs.settings import pruning_settings, qat_settings, training_settings
 
     c = copy.deepcopy(BASE)
     check_config(c, SCHEMA)

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import ROOT, snakemake
 
 
@@ -167,9 +166,8 @@ def test_comments_give_reasons_not_history():
     assert not found, found
 
 
-@pytest.mark.xfail(
-    strict=True, reason="core/ is 2,059 lines: the config checks, registries and parse-time facts each stage reads"
-)
 def test_core_holds_at_most_2000_lines():
+    """core/ is what every stage reads at parse time; job machinery, statistics and the board
+    program live with their users."""
     lines = sum(len(p.read_text().splitlines()) for p in (LIBRARY / "core").glob("*.py"))
     assert lines <= MAX_CORE_LINES, f"core/ is {lines} lines"

@@ -1,7 +1,7 @@
 # Wildcards, grid expansion and input/params functions for every rule. The logic behind
 # them (config checks, settings merging, the report entries) lives in the pqgrid library,
 # unit-tested without Snakemake. A job's params are exactly the settings it reads
-# (pqgrid/core/settings.py) plus a hash of the pqgrid code it runs (pqgrid/jobs/stage_code.py), so a
+# (pqgrid/jobs/settings.py) plus a hash of the pqgrid code it runs (pqgrid/jobs/stage_code.py), so a
 # changed setting or changed code reruns the stage that reads it and what follows.
 # The Snakefile has checked the config (pqgrid.core.config.check_config) and put the library on
 # sys.path before including this file.
@@ -11,7 +11,8 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
-from pqgrid.core import report_entries, settings
+from pqgrid.core import report_entries
+from pqgrid.jobs import settings
 from pqgrid.core.catalog import accuracy_reference, has_keras_model
 from pqgrid.core.catalog import convert_source as convert_source_of
 from pqgrid.core.grid import cells as grid_cells
@@ -227,9 +228,7 @@ def keras_model(wildcards):
 
 def convert_source(wildcards):
     """What a cell's .tflite is converted from (pqgrid.core.catalog.convert_source)."""
-    source = convert_source_of(
-        config["architectures"][wildcards.arch], wildcards.quant
-    )
+    source = convert_source_of(config["architectures"][wildcards.arch], wildcards.quant)
     if source == "fp32_tflite":
         return rules.convert_tflite.output.tflite.format(
             **{**wildcards, "quant": "fp32"}
