@@ -243,7 +243,7 @@ def test_overrides_merge():
 
 
 def test_job_settings_are_what_each_rule_receives():
-    from pqgrid.core import settings
+    from pqgrid.jobs import settings
 
     c = cfg(
         training__validation="holdout",
