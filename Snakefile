@@ -73,9 +73,15 @@ validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 # Fixed once per run as an absolute path: a cluster job inherits it (sbatch exports the
 # environment) and parses this file twice, so a relative folder would be entered twice.
 RUN_DIR = os.environ.setdefault("PQGRID_RUN_DIR", os.path.abspath(config["run_dir"]))
-if COMMAND_LINE and COMMAND_LINE.dryrun and not os.path.isdir(RUN_DIR):
+if (
+    COMMAND_LINE
+    and COMMAND_LINE.dryrun
+    and not COMMAND_LINE.directory
+    and not os.path.isdir(RUN_DIR)
+):
     # A dry run makes nothing: where the run folder does not exist yet, Snakemake plans
     # (and keeps its .snakemake/ bookkeeping) in an empty stand-in removed at exit.
+    # (`--directory DIR` names the folder itself: Snakemake ignores `workdir:` then.)
     from pqgrid.jobs.cli import stand_in_folder
 
     workdir: stand_in_folder(RUN_DIR)

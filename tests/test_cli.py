@@ -106,3 +106,8 @@ def test_a_dry_run_creates_no_folder_and_names_where_results_go(tmp_path):
     proc = snakemake(elsewhere, "-s", str(wf / "Snakefile"), "-n", "all", "--configfile", str(wf / SMOKE[1]))
     assert f"would run in {elsewhere / SMOKE_RUN} (" in proc.stdout, proc.stdout[:500]
     assert list(elsewhere.iterdir()) == []
+    # `--directory DIR` names the run folder itself: the plan is for it, not for a stand-in
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    proc = snakemake(wf, "-n", "all", *SMOKE, "--directory", str(moved))
+    assert f"would run in {moved} (" in proc.stdout, proc.stdout[:500]

@@ -321,7 +321,7 @@ def _first_rules(jobs):
         ),
         ("report/claims_size", lambda s: s.replace("cut.between(60, 80)", "cut.between(60, 81)"), ["check_findings"]),
         ("models/prune", lambda s: s.replace('"""', '"""A longer docstring. ', 1) + "\n# a comment\n", []),
-        ("core/stats", lambda s: _move_last_function_first(s), []),
+        ("evaluate/stats", lambda s: _move_last_function_first(s), []),
     ],
     ids=["statement", "figure-code", "claim-code", "comment-docstring", "moved-function"],
 )
