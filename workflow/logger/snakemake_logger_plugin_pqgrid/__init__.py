@@ -86,6 +86,9 @@ def _typed_exe(argv0: str) -> str:
 # Set for the jobs (they inherit the environment): a failing job writes its one-line error
 # as its log's last line instead of to the terminal, and this logger puts it on the FAILED line.
 FAILURE_IN_LOG = "PQGRID_FAILURE_IN_LOG"
+# Set by the Snakefile (pqgrid.jobs.cli.stand_in_folder, the same name there) when a dry run of a
+# folder not made yet plans in a temporary stand-in: the folder the plan is for.
+PLANNED_FOR = "PQGRID_PLANNED_FOR"
 # Snakemake's own lines after a failed job (RuleException, CalledProcessError, WorkflowError,
 # "Exiting because ..."): kept in its log file, left off the terminal.
 AFTER_FAILURE = re.compile(r"^(Exiting because a job execution failed|Shutting down, this might take some time)")
@@ -147,8 +150,7 @@ class LogHandler(LogHandlerBase):
         if self.total and not self.t0:
             rules = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda kv: -kv[1]) if r != "all")
             verb = "would run" if self.common_settings.dryrun else "to run"
-            # a dry run of a folder not made yet plans in a stand-in (pqgrid.jobs.cli.stand_in_folder)
-            folder = os.environ.get("PQGRID_PLANNED_FOR") or os.getcwd()
+            folder = os.environ.get(PLANNED_FOR) or os.getcwd()
             self._say(f"pqgrid: {self.total} job{'s' * (self.total != 1)} {verb} in {folder} ({rules})")
             self.t0 = time.time()
         if self.common_settings.dryrun:
